@@ -1,0 +1,27 @@
+# Every target sets itself up: a fresh machine needs only python3 (>= 3.11) and make.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DB     ?= data/vbgateway.duckdb
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/vbgateway demo --db $(DB)
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) benchmarks/bench_gateway.py
+
+clean:
+	rm -rf $(VENV) data/*.duckdb data/*.duckdb.wal data/*.journal reports/*.html

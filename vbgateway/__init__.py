@@ -1,0 +1,28 @@
+"""VocalBridge Ops: a multi-tenant AI agent gateway, billed exactly once, on DuckDB."""
+
+from .clock import Clock, SystemClock, VirtualClock
+from .errors import GatewayError
+from .gateway import Gateway
+from .models import Agent, Reply, Session, Tenant, VoiceReply
+from .pricing import PriceTable
+from .reliability import RetryPolicy
+from .tenant import TenantClient
+
+__all__ = [
+    "Agent",
+    "Clock",
+    "Gateway",
+    "GatewayError",
+    "PriceTable",
+    "Reply",
+    "RetryPolicy",
+    "Session",
+    "SystemClock",
+    "Tenant",
+    "TenantClient",
+    "VirtualClock",
+    "VoiceReply",
+    "__version__",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,175 @@
+"""The one source of "now", of elapsed time and of sleeping.
+
+Everything in the gateway that stamps a row, measures a latency, backs off or
+times out asks the clock injected into it, never ``time`` or ``datetime``
+directly. That single seam is what lets the simulation workbench push a month
+of traffic through the real gateway code in a minute: on a ``VirtualClock``
+sleeps and timeouts jump instead of wait.
+
+``VirtualClock.run(coro)`` runs a coroutine on an asyncio loop whose
+``time()`` is virtual and whose selector, instead of blocking until the next
+timer is due, moves virtual time forward to it. Timers therefore fire in the
+same order as in real time, deterministically, with no waiting. Work handed
+to threads does not follow virtual time, so the gateway keeps its send path
+on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import selectors
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Coroutine
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
+
+__all__ = ["Clock", "SystemClock", "VirtualClock", "utc"]
+
+T = TypeVar("T")
+_MAX_ADVANCE_S = 24 * 3600.0
+
+
+def utc(year: int, month: int = 1, day: int = 1, hour: int = 0, minute: int = 0) -> datetime:
+    """Shorthand for an aware UTC datetime, handy for ``VirtualClock(start=...)``."""
+    return datetime(year, month, day, hour, minute, tzinfo=timezone.utc)
+
+
+class Clock(ABC):
+    """What the gateway needs to know about time."""
+
+    @abstractmethod
+    def now(self) -> datetime:
+        """Current wall time, timezone-aware UTC."""
+
+    @abstractmethod
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back, for measuring latency."""
+
+    @abstractmethod
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` on this clock."""
+
+    def timeout(self, seconds: float) -> AbstractAsyncContextManager[Any]:
+        """A deadline on this clock (asyncio's, which reads the loop's time)."""
+        return asyncio.timeout(seconds)
+
+    @abstractmethod
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine to completion on a loop that follows this clock."""
+
+
+class SystemClock(Clock):
+    """Real time: what a deployed gateway uses."""
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run(coro)
+
+    def __repr__(self) -> str:
+        return "SystemClock()"
+
+
+class VirtualClock(Clock):
+    """Simulated time that starts at ``start`` and moves only when told to.
+
+    Inside ``run()`` it moves by itself: whenever the loop has nothing to do
+    but wait for a timer, time jumps to that timer. Outside ``run()``,
+    ``sleep`` simply advances the clock, so a VirtualClock can also be used
+    from an ordinary loop (a notebook), although deadlines then do not fire.
+    """
+
+    def __init__(self, start: datetime | None = None) -> None:
+        start = start or datetime(2026, 1, 1, tzinfo=timezone.utc)
+        if start.tzinfo is None:
+            raise ValueError("VirtualClock start must be timezone-aware (UTC)")
+        self.start = start.astimezone(timezone.utc)
+        self._elapsed = 0.0
+
+    def now(self) -> datetime:
+        return self.start + timedelta(microseconds=round(self._elapsed * 1_000_000))
+
+    def monotonic(self) -> float:
+        return self._elapsed
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward by hand (never backwards)."""
+        if seconds < 0:
+            raise ValueError("a clock cannot go backwards")
+        self._elapsed += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        if isinstance(loop, _VirtualLoop) and loop.virtual_clock is self:
+            await asyncio.sleep(seconds)
+        else:
+            self.advance(max(0.0, seconds))
+            await asyncio.sleep(0)
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        loop = _VirtualLoop(self)
+        try:
+            return loop.run_until_complete(coro)
+        finally:
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
+
+    def __repr__(self) -> str:
+        return f"VirtualClock(now={self.now().isoformat()})"
+
+
+class _JumpingSelector(selectors.BaseSelector):
+    """A selector that advances virtual time instead of blocking for a timer."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self._real = selectors.DefaultSelector()
+        self._clock = clock
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._real.register(fileobj, events, data)
+
+    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+        return self._real.unregister(fileobj)
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._real.modify(fileobj, events, data)
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        ready = self._real.select(0)
+        if ready or timeout == 0:
+            return ready
+        if timeout is None:  # no timer at all: only real I/O can wake us
+            return self._real.select(None)
+        self._clock.advance(min(max(timeout, 0.0), _MAX_ADVANCE_S))
+        return []
+
+    def get_key(self, fileobj: Any) -> selectors.SelectorKey:
+        return self._real.get_key(fileobj)
+
+    def get_map(self) -> Any:
+        return self._real.get_map()
+
+    def close(self) -> None:
+        self._real.close()
+
+
+class _VirtualLoop(asyncio.SelectorEventLoop):
+    """An event loop whose time is a VirtualClock's."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self.virtual_clock = clock
+        super().__init__(selector=_JumpingSelector(clock))
+
+    def time(self) -> float:
+        return self.virtual_clock.monotonic()

@@ -1,0 +1,125 @@
+"""One exception family for everything the gateway refuses or cannot do.
+
+Every error a caller can see is a ``GatewayError`` with a stable ``code``, the
+HTTP status the /v1 API answers with, a human ``message`` and JSON-safe
+``details``. Callers branch on ``code`` (or on the subclass), never on text.
+
+Hierarchy::
+
+    GatewayError                      (code, message, details, http_status)
+    ├── AuthenticationError           INVALID_API_KEY        401
+    ├── ValidationError               VALIDATION_ERROR       400
+    │   └── InvalidAudioError         INVALID_AUDIO          400
+    ├── NotFoundError                 NOT_FOUND              404
+    │   ├── AgentNotFoundError        AGENT_NOT_FOUND        404
+    │   └── SessionNotFoundError      SESSION_NOT_FOUND      404
+    ├── IdempotencyConflictError      IDEMPOTENCY_CONFLICT   409
+    ├── PayloadTooLargeError          PAYLOAD_TOO_LARGE      413
+    ├── AllProvidersFailedError       ALL_PROVIDERS_FAILED   502
+    └── InternalError                 INTERNAL_ERROR         500
+
+Foreign exceptions (pydantic, DuckDB, audio parsing) are translated at the
+boundary with ``raise ... from exc`` so the cause stays in the traceback but
+never in what a client is shown.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "AgentNotFoundError",
+    "AllProvidersFailedError",
+    "AuthenticationError",
+    "GatewayError",
+    "IdempotencyConflictError",
+    "InternalError",
+    "InvalidAudioError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "SessionNotFoundError",
+    "ValidationError",
+]
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway raises on purpose.
+
+    Subclasses fix ``default_code`` and ``http_status``; the base can also be
+    raised with any code, which keeps ``GatewayError(code=...)`` usable by
+    callers that only know the wire code.
+    """
+
+    default_code: ClassVar[str] = "INTERNAL_ERROR"
+    default_status: ClassVar[int] = 500
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        details: dict[str, Any] | None = None,
+        http_status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        self.details: dict[str, Any] = dict(details or {})
+        self.http_status = http_status or self.default_status
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``error`` object of the API's error envelope (without requestId)."""
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, message={self.message!r})"
+
+
+class AuthenticationError(GatewayError):
+    default_code = "INVALID_API_KEY"
+    default_status = 401
+
+
+class ValidationError(GatewayError):
+    default_code = "VALIDATION_ERROR"
+    default_status = 400
+
+
+class InvalidAudioError(ValidationError):
+    default_code = "INVALID_AUDIO"
+    default_status = 400
+
+
+class NotFoundError(GatewayError):
+    default_code = "NOT_FOUND"
+    default_status = 404
+
+
+class AgentNotFoundError(NotFoundError):
+    default_code = "AGENT_NOT_FOUND"
+
+
+class SessionNotFoundError(NotFoundError):
+    default_code = "SESSION_NOT_FOUND"
+
+
+class IdempotencyConflictError(GatewayError):
+    default_code = "IDEMPOTENCY_CONFLICT"
+    default_status = 409
+
+
+class PayloadTooLargeError(GatewayError):
+    default_code = "PAYLOAD_TOO_LARGE"
+    default_status = 413
+
+
+class AllProvidersFailedError(GatewayError):
+    """Every provider of the chain failed; ``details['attempts']`` lists each try."""
+
+    default_code = "ALL_PROVIDERS_FAILED"
+    default_status = 502
+
+
+class InternalError(GatewayError):
+    default_code = "INTERNAL_ERROR"
+    default_status = 500

@@ -1,0 +1,157 @@
+"""The facade: tenants and keys for operators, tenant clients for everyone else.
+
+``Gateway`` holds policy (providers, retry policy, prices, clock) and the
+store; widgets, the HTTP API, the CLI and the simulator all go through it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from .clock import Clock, SystemClock
+from .errors import AuthenticationError, NotFoundError, ValidationError
+from .ids import IdFactory, hash_api_key, key_display_prefix, new_api_key
+from .messaging import MessageSender
+from .models import Agent, ApiKeyInfo, Tenant, clean_text
+from .pricing import PriceTable
+from .providers import Provider, default_providers
+from .reliability import RetryPolicy
+from .store import Store
+from .tenant import TenantClient
+
+__all__ = ["Gateway"]
+
+MAX_TENANT_NAME = 200
+
+
+class Gateway:
+    """A multi-tenant agent gateway over one database."""
+
+    def __init__(self, store: Store, *, providers: Mapping[str, Provider] | None = None, clock: Clock | None = None,
+                 retry: RetryPolicy | None = None, prices: PriceTable | Mapping[str, Any] | None = None,
+                 seed: int | None = None) -> None:
+        self.store = store
+        self.clock: Clock = clock or SystemClock()
+        self.providers: dict[str, Provider] = dict(providers or default_providers(seed))
+        for provider in self.providers.values():
+            provider.bind(self.clock)
+        self.retry = retry or RetryPolicy()
+        self.prices = prices if isinstance(prices, PriceTable) else PriceTable(prices)
+        missing = [name for name in self.providers if name not in self.prices.providers]
+        if missing:
+            raise ValidationError(f"no price for provider(s) {', '.join(missing)}")
+        self.ids = IdFactory(seed)
+        self.sender = MessageSender(self, random.Random(seed))
+        self._agents: dict[str, Agent] = {}
+        self._keys: dict[str, Tenant] = {}
+
+    @classmethod
+    def open(cls, target: str | Path | duckdb.DuckDBPyConnection = "data/vbgateway.duckdb", *,
+             providers: Mapping[str, Provider] | None = None, clock: Clock | None = None,
+             retry: RetryPolicy | None = None, prices: PriceTable | Mapping[str, Any] | None = None,
+             seed: int | None = None, flush_records: int | None = None) -> "Gateway":
+        """Open (creating or migrating) a database file, ``":memory:"`` or an open DuckDB connection."""
+        clock = clock or SystemClock()
+        kwargs = {"flush_records": flush_records} if flush_records else {}
+        store = Store(target, now=clock.now(), **kwargs)
+        return cls(store, providers=providers, clock=clock, retry=retry, prices=prices, seed=seed)
+
+    def close(self) -> None:
+        """Apply everything pending and release the database."""
+        self.store.close()
+
+    def __enter__(self) -> "Gateway":
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Gateway({self.store.path or ':memory:'}, providers={sorted(self.providers)}, clock={self.clock!r})"
+
+    # ------------------------------------------------------------------ operators
+    def create_tenant(self, name: str) -> tuple[Tenant, str]:
+        """Create a tenant and its first API key; the key is returned once and stored hashed."""
+        if not isinstance(name, str) or not name.strip() or len(name) > MAX_TENANT_NAME:
+            raise ValidationError(f"a tenant name is 1-{MAX_TENANT_NAME} characters", details={"field": "name"})
+        try:
+            clean_text(name)
+        except ValueError as exc:
+            raise ValidationError(str(exc), details={"field": "name"}) from exc
+        now = self.clock.now()
+        tenant = Tenant(id=self.ids.new("tnt"), name=name, created_at=now)
+        api_key = new_api_key()
+        info = ApiKeyInfo(id=self.ids.new("key"), tenant_id=tenant.id, prefix=key_display_prefix(api_key),
+                          created_at=now)
+        self.store.insert_tenant(tenant, info, hash_api_key(api_key))
+        return tenant, api_key
+
+    def create_api_key(self, tenant_id: str) -> tuple[str, str]:
+        """Another key for a tenant: (key id, secret key)."""
+        tenant = self.get_tenant(tenant_id)
+        api_key = new_api_key()
+        info = ApiKeyInfo(id=self.ids.new("key"), tenant_id=tenant.id, prefix=key_display_prefix(api_key),
+                          created_at=self.clock.now())
+        self.store.insert_api_key(info, hash_api_key(api_key))
+        return info.id, api_key
+
+    def revoke_api_key(self, key_id: str) -> None:
+        """Revoke a key at once; later ``connect`` calls with it fail."""
+        if not isinstance(key_id, str) or not self.store.revoke_api_key(key_id, self.clock.now()):
+            raise NotFoundError("no active API key with that id", details={"keyId": str(key_id)[:100]})
+        self._keys.clear()
+
+    def list_api_keys(self, tenant_id: str) -> list[ApiKeyInfo]:
+        return self.store.list_api_keys(self.get_tenant(tenant_id).id)
+
+    def get_tenant(self, tenant_id: str) -> Tenant:
+        tenant = self.store.get_tenant(tenant_id) if isinstance(tenant_id, str) else None
+        if tenant is None:
+            raise NotFoundError("tenant not found", details={"tenantId": str(tenant_id)[:100]})
+        return tenant
+
+    def list_tenants(self) -> list[Tenant]:
+        return self.store.list_tenants()
+
+    def connect(self, api_key: str) -> TenantClient:
+        """The tenant client for an API key; unknown or revoked keys raise INVALID_API_KEY."""
+        if not isinstance(api_key, str) or not api_key or len(api_key) > 256:
+            raise AuthenticationError("missing or invalid API key")
+        key_hash = hash_api_key(api_key)
+        tenant = self._keys.get(key_hash) or self.store.tenant_for_key(key_hash)
+        if tenant is None:
+            raise AuthenticationError("missing or invalid API key")
+        self._keys[key_hash] = tenant
+        return TenantClient(self, tenant)
+
+    def as_tenant(self, tenant_id: str) -> TenantClient:
+        """Operator access to a tenant without its key (seeding, simulation, support)."""
+        return TenantClient(self, self.get_tenant(tenant_id))
+
+    # ------------------------------------------------------------------ shared by tenant clients
+    def agent_for(self, tenant_id: str, agent_id: str) -> Agent | None:
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            agent = self.store.get_agent(tenant_id, agent_id)
+            if agent is not None:
+                self.remember_agent(agent)
+        return agent if agent is not None and agent.tenant_id == tenant_id else None
+
+    def remember_agent(self, agent: Agent) -> None:
+        self._agents[agent.id] = agent
+
+    def sql(self, query: str, params: list[Any] | None = None) -> pd.DataFrame:
+        """Read-only SQL over the tables (README, "Database schema"), as a DataFrame."""
+        return self.store.query(query, params)
+
+    def now(self) -> datetime:
+        return self.clock.now()

@@ -1,0 +1,250 @@
+"""The send path: one user message in, one billed assistant reply out.
+
+Order of work for ``send``:
+1. validate, resolve the session inside the tenant (cache, else store);
+2. idempotency: a key in flight is joined, a stored key is replayed, a key
+   with a different request is a conflict;
+3. call the provider chain (reliability.py);
+4. build the reply and commit user message, assistant message, attempts,
+   usage event and idempotency record as ONE journal record;
+5. only then update the in-memory session state and answer.
+
+A failure before step 4 commits only the attempt log; nothing is billed and
+the key stays free to be retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    AgentNotFoundError,
+    AllProvidersFailedError,
+    IdempotencyConflictError,
+    SessionNotFoundError,
+    ValidationError,
+)
+from .models import (
+    MAX_CONTENT_CHARS,
+    Attempt,
+    Idempotency,
+    Message,
+    Pricing,
+    Reply,
+    ReplyMetadata,
+    Session,
+    Usage,
+    clean_text,
+)
+from .providers.base import ChatTurn, ProviderRequest
+from .reliability import AttemptLog, ChainResult, call_chain
+
+if TYPE_CHECKING:
+    from .gateway import Gateway
+
+__all__ = ["MAX_IDEMPOTENCY_KEY_CHARS", "MessageSender", "SessionState"]
+
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+SESSION_CACHE_SIZE = 4096
+
+
+@dataclass(slots=True)
+class SessionState:
+    """What the send path needs of a session, kept warm between messages."""
+
+    session: Session
+    history: list[ChatTurn] = field(default_factory=list)
+    next_position: int = 0
+    last_activity_at: datetime | None = None
+
+
+def validate_content(content: object) -> str:
+    if not isinstance(content, str):
+        raise ValidationError("content must be a string", details={"field": "content"})
+    if not content.strip():
+        raise ValidationError("content must not be empty", details={"field": "content"})
+    if len(content) > MAX_CONTENT_CHARS:
+        raise ValidationError(f"content is limited to {MAX_CONTENT_CHARS} characters",
+                              details={"field": "content", "length": len(content)})
+    try:
+        return clean_text(content)
+    except ValueError as exc:
+        raise ValidationError(str(exc), details={"field": "content"}) from exc
+
+
+def validate_idempotency_key(key: object) -> str | None:
+    if key is None:
+        return None
+    if not isinstance(key, str) or not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY_CHARS or not key.isprintable():
+        raise ValidationError(f"an idempotency key is 1-{MAX_IDEMPOTENCY_KEY_CHARS} printable characters",
+                              details={"field": "idempotencyKey"})
+    return key
+
+
+def request_fingerprint(*parts: object) -> str:
+    """Identifies 'the same request' for idempotency: same session, channel and input."""
+    return hashlib.sha256("\x1f".join(map(str, parts)).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _attempt_models(log: list[AttemptLog]) -> list[Attempt]:
+    return [Attempt(provider=a.provider, status=a.status, http_status=a.http_status,  # type: ignore[arg-type]
+                    latency_ms=a.latency_ms, retries=a.retries, error_code=a.error_code) for a in log]
+
+
+class MessageSender:
+    """Owns the session cache, the in-flight idempotency map and the send path."""
+
+    def __init__(self, gateway: Gateway, rng: random.Random) -> None:
+        self._gw = gateway
+        self._rng = rng
+        self._sessions: OrderedDict[str, SessionState] = OrderedDict()
+        self._in_flight: dict[tuple[str, str], tuple[str, asyncio.Future[Reply]]] = {}
+
+    # ------------------------------------------------------------------ sessions
+    def remember(self, state: SessionState) -> None:
+        self._sessions[state.session.id] = state
+        self._sessions.move_to_end(state.session.id)
+        while len(self._sessions) > SESSION_CACHE_SIZE:
+            self._sessions.popitem(last=False)
+
+    def session_state(self, tenant_id: str, session_id: object) -> SessionState:
+        """The session's state if it belongs to ``tenant_id``; otherwise SESSION_NOT_FOUND."""
+        if not isinstance(session_id, str):
+            raise SessionNotFoundError("session not found", details={"sessionId": str(session_id)[:100]})
+        state = self._sessions.get(session_id)
+        if state is None:
+            session = self._gw.store.get_session(tenant_id, session_id)
+            if session is None:
+                raise SessionNotFoundError("session not found", details={"sessionId": session_id[:100]})
+            rows = self._gw.store.messages(session_id)
+            state = SessionState(session, [ChatTurn(r[1], r[2]) for r in rows],
+                                 (rows[-1][4] + 1) if rows else 0, session.last_activity_at)
+            self.remember(state)
+        if state.session.tenant_id != tenant_id:
+            raise SessionNotFoundError("session not found", details={"sessionId": session_id[:100]})
+        self._sessions.move_to_end(session_id)
+        return state
+
+    # ------------------------------------------------------------------ send
+    async def send(self, tenant_id: str, session_id: object, content: str, *, channel: str,
+                   idempotency_key: str | None, fingerprint: str) -> Reply:
+        state = self.session_state(tenant_id, session_id)
+        if idempotency_key is None:
+            return await self._send_once(tenant_id, state, content, channel, None, fingerprint)
+        slot = (tenant_id, idempotency_key)
+        in_flight = self._in_flight.get(slot)
+        if in_flight is not None:
+            if in_flight[0] != fingerprint:
+                raise self._conflict(idempotency_key)
+            return self._replayed(await asyncio.shield(in_flight[1]))
+        stored = self._gw.store.idempotency_record(tenant_id, idempotency_key)
+        if stored is not None:
+            if stored[0] != fingerprint:
+                raise self._conflict(idempotency_key)
+            return self._replayed(Reply.model_validate_json(stored[1]))
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._in_flight[slot] = (fingerprint, future)
+        try:
+            reply = await self._send_once(tenant_id, state, content, channel, idempotency_key, fingerprint)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters are optional
+            raise
+        else:
+            future.set_result(reply)
+            return reply
+        finally:
+            self._in_flight.pop(slot, None)
+
+    @staticmethod
+    def _conflict(key: str) -> IdempotencyConflictError:
+        return IdempotencyConflictError("this idempotency key was already used with a different request",
+                                        details={"idempotencyKey": key})
+
+    @staticmethod
+    def _replayed(reply: Reply) -> Reply:
+        idem = Idempotency(key=reply.metadata.idempotency.key, replayed=True)
+        return reply.model_copy(update={"metadata": reply.metadata.model_copy(update={"idempotency": idem})})
+
+    async def _send_once(self, tenant_id: str, state: SessionState, content: str, channel: str,
+                         key: str | None, fingerprint: str) -> Reply:
+        gw = self._gw
+        session = state.session
+        agent = gw.agent_for(tenant_id, session.agent_id)
+        if agent is None:
+            raise AgentNotFoundError("the session's agent no longer exists", details={"agentId": session.agent_id})
+        received_at = gw.clock.now()
+        request_id = gw.ids.new("req")
+        position = state.next_position
+        state.next_position += 2  # reserve both slots now: concurrent sends on one session never collide
+        chain = [(agent.primary_provider, gw.providers[agent.primary_provider])]
+        if agent.fallback_provider:
+            chain.append((agent.fallback_provider, gw.providers[agent.fallback_provider]))
+        request = ProviderRequest(agent.system_prompt, (*state.history, ChatTurn("user", content)),
+                                  tuple(agent.enabled_tools), request_id)
+        result = await call_chain(chain, request, gw.retry, gw.clock, self._rng)
+        events = self._event_rows(tenant_id, session, request_id, result.attempts)
+        if result.response is None:
+            await gw.store.commit_async({"provider_call_events": events})
+            attempts = _attempt_models(result.attempts)
+            raise AllProvidersFailedError(
+                "every provider failed to answer",
+                details={"requestId": request_id, "attempts": [a.model_dump(by_alias=True, mode="json") for a in attempts]},
+            )
+        reply = self._build_reply(result, agent.id, session.id, request_id, channel, key)
+        record: dict[str, list[list[Any]]] = {
+            "messages": [
+                [gw.ids.new("msg"), tenant_id, session.id, position, "user", content, channel, request_id, received_at],
+                [reply.message.id, tenant_id, session.id, position + 1, "assistant", reply.message.content, channel,
+                 request_id, reply.message.created_at],
+            ],
+            "provider_call_events": events,
+            "usage_events": [[gw.ids.new("evt"), tenant_id, session.id, agent.id, reply.message.id, request_id,
+                              reply.metadata.provider_used, channel, reply.metadata.usage.tokens_in,
+                              reply.metadata.usage.tokens_out, reply.metadata.usage.pricing.usd_per_1k_tokens,
+                              reply.metadata.usage.cost_usd, reply.message.created_at]],
+            "session_activity": [[session.id, reply.message.created_at]],
+        }
+        if key is not None:
+            record["idempotency_records"] = [[tenant_id, key, fingerprint, reply.message.id,
+                                              reply.model_dump_json(by_alias=True), reply.message.created_at]]
+        await gw.store.commit_async(record)
+        state.history.extend((ChatTurn("user", content), ChatTurn("assistant", reply.message.content)))
+        state.last_activity_at = reply.message.created_at
+        return reply
+
+    def _event_rows(self, tenant_id: str, session: Session, request_id: str, log: list[AttemptLog]) -> list[list[Any]]:
+        new_id = self._gw.ids.new
+        return [[new_id("evt"), tenant_id, session.id, session.agent_id, request_id, a.provider, a.status,
+                 a.http_status, a.latency_ms, a.retries, a.error_code, a.started_at] for a in log]
+
+    def _build_reply(self, result: ChainResult, agent_id: str, session_id: str, request_id: str, channel: str,
+                     key: str | None) -> Reply:
+        gw = self._gw
+        response, provider = result.response, result.provider_used
+        assert response is not None and provider is not None
+        price = gw.prices.price_per_1k(provider)
+        message = Message(id=gw.ids.new("msg"), session_id=session_id, role="assistant", content=response.text,
+                          created_at=gw.clock.now())
+        fallback_attempted = result.fallback if any(a.provider == result.fallback for a in result.attempts) else None
+        metadata = ReplyMetadata(
+            agent_id=agent_id,
+            provider_used=provider,
+            primary_attempted=result.primary,
+            fallback_attempted=fallback_attempted,
+            fallback_used=result.fallback_used,
+            attempts=_attempt_models(result.attempts),
+            usage=Usage(tokens_in=response.tokens_in, tokens_out=response.tokens_out,
+                        cost_usd=gw.prices.cost(provider, response.tokens_in, response.tokens_out),
+                        pricing=Pricing(usd_per_1k_tokens=price)),
+            idempotency=Idempotency(key=key, replayed=False),
+            request_id=request_id,
+            channel=channel,  # type: ignore[arg-type]
+        )
+        return Reply(message=message, metadata=metadata)

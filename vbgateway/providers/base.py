@@ -1,0 +1,109 @@
+"""The provider seam: the only place the gateway talks to an LLM vendor.
+
+A provider turns a ``ProviderRequest`` into a ``ProviderResponse`` or raises
+``ProviderError``. Each adapter speaks its vendor's own request and response
+shapes and normalises them here, so the reliability layer and the gateway
+never see a vendor's JSON.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from ..clock import Clock
+
+__all__ = [
+    "ChatTurn",
+    "Provider",
+    "ProviderError",
+    "ProviderRequest",
+    "ProviderResponse",
+    "estimate_tokens",
+]
+
+
+def estimate_tokens(text_length: int) -> int:
+    """Tokens as the contract estimates them: ceil(characters / 4)."""
+    return math.ceil(text_length / 4)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatTurn:
+    role: str  # "user" | "assistant"
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderRequest:
+    """What every vendor is asked: the agent's prompt, the conversation so far
+    (ending with the new user message) and the tools the agent may use."""
+
+    system_prompt: str
+    messages: tuple[ChatTurn, ...]
+    enabled_tools: tuple[str, ...] = ()
+    request_id: str = ""
+
+    def input_chars(self) -> int:
+        return len(self.system_prompt) + sum(len(turn.content) for turn in self.messages)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderResponse:
+    text: str
+    tokens_in: int
+    tokens_out: int
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+class ProviderError(Exception):
+    """A vendor call that did not produce a reply.
+
+    ``error_code`` is one of SERVER_ERROR, RATE_LIMITED, TIMEOUT,
+    BAD_RESPONSE, CLIENT_ERROR. Only server errors, rate limits and timeouts
+    are worth trying again.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_code: str,
+        http_status: int | None = None,
+        retry_after_ms: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+        self.http_status = http_status
+        self.retry_after_ms = retry_after_ms
+
+    @classmethod
+    def from_http(cls, vendor: str, status: int, retry_after_ms: int | None = None) -> "ProviderError":
+        """Translate a non-2xx answer into the error the reliability layer understands."""
+        if status == 429:
+            return cls(f"{vendor} rate limited the call", error_code="RATE_LIMITED", http_status=429,
+                       retry_after_ms=retry_after_ms)
+        code = "SERVER_ERROR" if status >= 500 else "CLIENT_ERROR"
+        return cls(f"{vendor} answered HTTP {status}", error_code=code, http_status=status)
+
+    @property
+    def retryable(self) -> bool:
+        if self.error_code == "TIMEOUT":
+            return True
+        return self.http_status is not None and (self.http_status == 429 or self.http_status >= 500)
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """One LLM vendor behind one method."""
+
+    name: str
+
+    def bind(self, clock: Clock) -> "Provider":
+        """Give the provider the gateway's clock (for latency it simulates or measures)."""
+        ...
+
+    async def complete(self, request: ProviderRequest) -> ProviderResponse:
+        """Ask the vendor for the assistant's next message."""
+        ...

@@ -1,0 +1,289 @@
+"""The store: the only code that writes SQL, behind a narrow interface.
+
+Plain models and tuples go in and out; no DuckDB object leaks past this
+module, so a PostgreSQL store can later stand beside it.
+
+Two write paths:
+- control plane (tenants, keys, agents): rare, written straight to DuckDB;
+- data plane (sessions, messages, attempts, usage, idempotency): committed
+  to the journal (``journal.py``), then applied to DuckDB in batches.
+Every read of data-plane tables first applies what is pending, so a reader
+always sees every committed row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from ..errors import InternalError, ValidationError
+from ..models import Agent, ApiKeyInfo, Session, Tenant
+from .batch import apply_batch
+from .journal import Journal, JournalRecord
+from .schema import migrate, schema_version
+
+__all__ = ["Store"]
+
+DEFAULT_FLUSH_ROWS = 5000
+
+
+class Store:
+    """One DuckDB database (a file, ``:memory:`` or an open connection) plus its journal."""
+
+    def __init__(self, target: str | Path | duckdb.DuckDBPyConnection = ":memory:", *, now: Any = None,
+                 flush_records: int = DEFAULT_FLUSH_ROWS) -> None:
+        if isinstance(target, duckdb.DuckDBPyConnection):
+            self._con, self.path = target, None
+        else:
+            self.path = None if str(target) == ":memory:" else Path(target)
+            if self.path is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._con = duckdb.connect(str(target) if self.path else ":memory:")
+        self._con.execute("SET TimeZone = 'UTC'")
+        self._lock = threading.RLock()
+        self.flush_records = flush_records
+        self._pending: list[JournalRecord] = []
+        self._pending_idempotency: dict[tuple[str, str], tuple[str, str]] = {}
+        self._queue: list[tuple[JournalRecord, asyncio.Future[None]]] = []
+        self._drain_scheduled = False
+        migrate(self._con, now)
+        self._journal = Journal(Path(str(self.path) + ".journal") if self.path else None)
+        applied = self._applied_seq()
+        self._seq = max(applied, self._journal.last_seq())
+        self._recover(applied)
+
+    # ----------------------------------------------------------------- lifecycle
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return schema_version(self._con)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._con is None:
+                return
+            self.flush()
+            self._journal.close()
+            self._con.close()
+            self._con = None  # type: ignore[assignment]
+
+    def _applied_seq(self) -> int:
+        row = self._con.execute("SELECT applied_seq FROM journal_state WHERE id = 1").fetchone()
+        return int(row[0]) if row else 0
+
+    def _recover(self, applied: int) -> None:
+        """Apply journal lines a crash left behind, exactly once."""
+        leftovers = [(seq, rec) for seq, rec in self._journal.replay() if seq > applied]
+        if leftovers:
+            self._write_batch([rec for _, rec in leftovers], leftovers[-1][0])
+        self._journal.truncate()
+
+    # ----------------------------------------------------------------- data-plane writes
+    def commit(self, record: JournalRecord) -> None:
+        """Make ``record`` durable now (one fsync), then queue it for DuckDB."""
+        with self._lock:
+            self._seq += 1
+            self._journal.append([(self._seq, record)])
+            self._accept(record)
+            self._maybe_flush()
+
+    async def commit_async(self, record: JournalRecord) -> None:
+        """Like ``commit``, but commits of concurrent callers share one fsync.
+
+        Each caller returns only after its own record is durable.
+        """
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((record, future))
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
+            asyncio.get_running_loop().call_soon(self._drain)
+        await future
+
+    def _drain(self) -> None:
+        self._drain_scheduled = False
+        queue, self._queue = self._queue, []
+        if not queue:
+            return
+        with self._lock:
+            entries = [(self._seq + i + 1, record) for i, (record, _) in enumerate(queue)]
+            try:
+                self._journal.append(entries)
+            except Exception as exc:
+                error = InternalError("could not make the reply durable")
+                error.__cause__ = exc
+                for _, future in queue:
+                    if not future.done():
+                        future.set_exception(error)
+                return
+            self._seq += len(entries)
+            for record, _ in queue:
+                self._accept(record)
+            try:
+                self._maybe_flush()
+            finally:
+                for _, future in queue:
+                    if not future.done():
+                        future.set_result(None)
+
+    def _accept(self, record: JournalRecord) -> None:
+        self._pending.append(record)
+        for row in record.get("idempotency_records", ()):
+            self._pending_idempotency[(row[0], row[1])] = (row[2], row[4])
+
+    def _maybe_flush(self) -> None:
+        if len(self._pending) >= self.flush_records:
+            self.flush()
+
+    def flush(self) -> None:
+        """Apply everything pending to DuckDB in one transaction."""
+        with self._lock:
+            if not self._pending:
+                return
+            self._write_batch(self._pending, self._seq)
+            self._pending = []
+            self._pending_idempotency.clear()
+            self._journal.truncate()
+
+    def _write_batch(self, records: list[JournalRecord], up_to_seq: int) -> None:
+        con = self._con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            apply_batch(con, records)
+            con.execute("UPDATE journal_state SET applied_seq = ? WHERE id = 1", [up_to_seq])
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+
+    @property
+    def pending_records(self) -> int:
+        return len(self._pending)
+
+    # ----------------------------------------------------------------- control plane
+    def _fetchall(self, sql: str, params: list[Any] | None = None, *, flush: bool = False) -> list[tuple[Any, ...]]:
+        with self._lock:
+            if flush:
+                self.flush()
+            return self._con.execute(sql, params or []).fetchall()
+
+    def _execute(self, statements: list[tuple[str, list[Any]]]) -> None:
+        with self._lock:
+            con = self._con
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for sql, params in statements:
+                    con.execute(sql, params)
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+
+    def insert_tenant(self, tenant: Tenant, key: ApiKeyInfo, key_hash: str) -> None:
+        self._execute([
+            ("INSERT INTO tenants VALUES (?, ?, ?)", [tenant.id, tenant.name, tenant.created_at]),
+            ("INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, NULL)",
+             [key.id, key.tenant_id, key_hash, key.prefix, key.created_at]),
+        ])
+
+    def insert_api_key(self, key: ApiKeyInfo, key_hash: str) -> None:
+        self._execute([("INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, NULL)",
+                        [key.id, key.tenant_id, key_hash, key.prefix, key.created_at])])
+
+    def revoke_api_key(self, key_id: str, at: Any) -> bool:
+        with self._lock:
+            rows = self._fetchall("SELECT 1 FROM api_keys WHERE id = ? AND revoked_at IS NULL", [key_id])
+            if rows:
+                self._execute([("UPDATE api_keys SET revoked_at = ? WHERE id = ?", [at, key_id])])
+            return bool(rows)
+
+    def tenant_for_key(self, key_hash: str) -> Tenant | None:
+        rows = self._fetchall("""
+            SELECT t.id, t.name, t.created_at FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+            WHERE k.key_hash = ? AND k.revoked_at IS NULL""", [key_hash])
+        return Tenant(id=rows[0][0], name=rows[0][1], created_at=rows[0][2]) if rows else None
+
+    def get_tenant(self, tenant_id: str) -> Tenant | None:
+        rows = self._fetchall("SELECT id, name, created_at FROM tenants WHERE id = ?", [tenant_id])
+        return Tenant(id=rows[0][0], name=rows[0][1], created_at=rows[0][2]) if rows else None
+
+    def list_tenants(self) -> list[Tenant]:
+        rows = self._fetchall("SELECT id, name, created_at FROM tenants ORDER BY created_at, id")
+        return [Tenant(id=r[0], name=r[1], created_at=r[2]) for r in rows]
+
+    def list_api_keys(self, tenant_id: str) -> list[ApiKeyInfo]:
+        rows = self._fetchall("""SELECT id, tenant_id, key_prefix, created_at, revoked_at FROM api_keys
+                                 WHERE tenant_id = ? ORDER BY created_at, id""", [tenant_id])
+        return [ApiKeyInfo(id=r[0], tenant_id=r[1], prefix=r[2], created_at=r[3], revoked_at=r[4]) for r in rows]
+
+    _AGENT_COLUMNS = ("id, tenant_id, name, primary_provider, fallback_provider, system_prompt, enabled_tools, "
+                      "created_at, updated_at")
+
+    @staticmethod
+    def _agent(row: tuple[Any, ...]) -> Agent:
+        return Agent(id=row[0], tenant_id=row[1], name=row[2], primary_provider=row[3], fallback_provider=row[4],
+                     system_prompt=row[5], enabled_tools=list(row[6]), created_at=row[7], updated_at=row[8])
+
+    def save_agent(self, agent: Agent) -> None:
+        """Insert or replace the agent's row."""
+        values = [agent.id, agent.tenant_id, agent.name, agent.primary_provider, agent.fallback_provider,
+                  agent.system_prompt, agent.enabled_tools, agent.created_at, agent.updated_at]
+        self._execute([(f"INSERT OR REPLACE INTO agents ({self._AGENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        values)])
+
+    def get_agent(self, tenant_id: str, agent_id: str) -> Agent | None:
+        rows = self._fetchall(f"SELECT {self._AGENT_COLUMNS} FROM agents WHERE tenant_id = ? AND id = ?",
+                              [tenant_id, agent_id])
+        return self._agent(rows[0]) if rows else None
+
+    def list_agents(self, tenant_id: str) -> list[Agent]:
+        rows = self._fetchall(f"SELECT {self._AGENT_COLUMNS} FROM agents WHERE tenant_id = ? ORDER BY created_at, id",
+                              [tenant_id])
+        return [self._agent(r) for r in rows]
+
+    # ----------------------------------------------------------------- data-plane reads
+    def get_session(self, tenant_id: str, session_id: str) -> Session | None:
+        rows = self._fetchall("""
+            SELECT id, tenant_id, agent_id, customer_id, status, metadata, created_at, last_activity_at
+            FROM sessions WHERE tenant_id = ? AND id = ?""", [tenant_id, session_id], flush=True)
+        if not rows:
+            return None
+        r = rows[0]
+        return Session(id=r[0], tenant_id=r[1], agent_id=r[2], customer_id=r[3], status=r[4],
+                       metadata=json.loads(r[5]), created_at=r[6], last_activity_at=r[7])
+
+    def messages(self, session_id: str) -> list[tuple[str, str, str, Any, int]]:
+        """(id, role, content, created_at, position) of a session, oldest first."""
+        return [tuple(r) for r in self._fetchall("""
+            SELECT id, role, content, created_at, position FROM messages
+            WHERE session_id = ? ORDER BY position""", [session_id], flush=True)]
+
+    def provider_calls(self, session_id: str) -> list[tuple[str, str, str, int, Any]]:
+        """(id, provider, status, latency_ms, created_at) of a session, oldest first."""
+        return [tuple(r) for r in self._fetchall("""
+            SELECT id, provider, status, latency_ms, created_at FROM provider_call_events
+            WHERE session_id = ? ORDER BY created_at, request_id, id""", [session_id], flush=True)]
+
+    def idempotency_record(self, tenant_id: str, key: str) -> tuple[str, str] | None:
+        """(request_hash, response JSON) stored for a tenant's key, pending or applied."""
+        with self._lock:
+            pending = self._pending_idempotency.get((tenant_id, key))
+            if pending is not None:
+                return pending
+            rows = self._fetchall("SELECT request_hash, response FROM idempotency_records WHERE tenant_id = ? AND key = ?",
+                                  [tenant_id, key])
+            return (rows[0][0], rows[0][1]) if rows else None
+
+    def query(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
+        """Run a read query for analysis, after applying everything pending."""
+        with self._lock:
+            self.flush()
+            try:
+                return self._con.execute(sql, params or []).df()
+            except duckdb.Error as exc:
+                raise ValidationError(f"query failed: {exc}") from exc

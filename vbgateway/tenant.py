@@ -1,0 +1,174 @@
+"""The tenant-scoped client: everything a holder of one API key may do.
+
+Every method is scoped by the tenant it was built for; another tenant's ids
+raise exactly what an unknown id raises, so ids cannot be probed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import pydantic
+
+from .errors import AgentNotFoundError, ValidationError
+from .messaging import SessionState, request_fingerprint, validate_content, validate_idempotency_key
+from .models import Agent, AgentPatch, AgentSpec, Reply, Session, Tenant, Transcript, TranscriptMessage, VoiceReply
+from .models import ProviderCallEvent, clean_text
+from .voice import send_voice
+
+if TYPE_CHECKING:
+    from .gateway import Gateway
+
+__all__ = ["TenantClient", "validation_error"]
+
+MAX_METADATA_BYTES = 16_384
+MAX_CUSTOMER_ID_CHARS = 200
+
+
+def validation_error(exc: pydantic.ValidationError) -> ValidationError:
+    """Translate pydantic's report into our error, one entry per bad field."""
+    errors = [{"field": ".".join(str(p) for p in err["loc"]) or "body", "message": err["msg"]} for err in exc.errors()]
+    summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:3])
+    return ValidationError(f"invalid input ({summary})", details={"errors": errors})
+
+
+class TenantClient:
+    """Agents, sessions and messages of one tenant."""
+
+    def __init__(self, gateway: Gateway, tenant: Tenant) -> None:
+        self._gw = gateway
+        self.tenant = tenant
+
+    def __repr__(self) -> str:
+        return f"TenantClient({self.tenant.name!r}, {self.tenant.id})"
+
+    @property
+    def id(self) -> str:
+        return self.tenant.id
+
+    # ------------------------------------------------------------------ agents
+    def _check_providers(self, primary: str, fallback: str | None) -> None:
+        known = sorted(self._gw.providers)
+        for field, value in (("primaryProvider", primary), ("fallbackProvider", fallback)):
+            if value is not None and value not in self._gw.providers:
+                raise ValidationError(f"unknown provider {value[:64]!r}; known: {', '.join(known)}",
+                                      details={"errors": [{"field": field, "message": "unknown provider"}]})
+        if fallback is not None and fallback == primary:
+            raise ValidationError("the fallback provider must differ from the primary",
+                                  details={"errors": [{"field": "fallbackProvider", "message": "same as primary"}]})
+
+    def create_agent(self, spec: AgentSpec | Mapping[str, Any] | None = None, **fields: Any) -> Agent:
+        """Create an agent from an ``AgentSpec``, a (camelCase or snake_case) mapping, or keywords."""
+        try:
+            if isinstance(spec, AgentSpec):
+                parsed = spec
+            else:
+                if spec is not None and not isinstance(spec, Mapping):
+                    raise ValidationError("an agent is described by an object")
+                parsed = AgentSpec.model_validate({**(spec or {}), **fields})
+        except pydantic.ValidationError as exc:
+            raise validation_error(exc) from exc
+        self._check_providers(parsed.primary_provider, parsed.fallback_provider)
+        now = self._gw.clock.now()
+        agent = Agent(id=self._gw.ids.new("agt"), tenant_id=self.id, created_at=now, updated_at=now,
+                      **parsed.model_dump())
+        self._gw.store.save_agent(agent)
+        self._gw.remember_agent(agent)
+        return agent
+
+    def update_agent(self, agent_id: str, patch: AgentPatch | Mapping[str, Any] | None = None, **fields: Any) -> Agent:
+        """Change only the fields given; ``fallback_provider=None`` (or "none") removes the fallback."""
+        current = self.get_agent(agent_id)
+        try:
+            if isinstance(patch, AgentPatch):
+                parsed = patch
+            else:
+                if patch is not None and not isinstance(patch, Mapping):
+                    raise ValidationError("an agent update is an object")
+                parsed = AgentPatch.model_validate({**(patch or {}), **fields})
+        except pydantic.ValidationError as exc:
+            raise validation_error(exc) from exc
+        changes = parsed.model_dump(exclude_unset=True)
+        if "fallback_provider" not in changes or changes["fallback_provider"] is not None:
+            changes = {k: v for k, v in changes.items() if v is not None}
+        merged = current.model_copy(update={**changes, "updated_at": self._gw.clock.now()})
+        self._check_providers(merged.primary_provider, merged.fallback_provider)
+        self._gw.store.save_agent(merged)
+        self._gw.remember_agent(merged)
+        return merged
+
+    def get_agent(self, agent_id: str) -> Agent:
+        agent = self._gw.agent_for(self.id, agent_id) if isinstance(agent_id, str) else None
+        if agent is None:
+            raise AgentNotFoundError("agent not found", details={"agentId": str(agent_id)[:100]})
+        return agent
+
+    def list_agents(self) -> list[Agent]:
+        return self._gw.store.list_agents(self.id)
+
+    # ------------------------------------------------------------------ sessions
+    def create_session(self, agent_id: str, customer_id: str | None = None,
+                       metadata: Mapping[str, Any] | None = None) -> Session:
+        agent = self.get_agent(agent_id)
+        if customer_id is not None:
+            if not isinstance(customer_id, str) or not 1 <= len(customer_id) <= MAX_CUSTOMER_ID_CHARS:
+                raise ValidationError(f"customerId is a string of 1-{MAX_CUSTOMER_ID_CHARS} characters",
+                                      details={"field": "customerId"})
+            try:
+                clean_text(customer_id)
+            except ValueError as exc:
+                raise ValidationError(str(exc), details={"field": "customerId"}) from exc
+        metadata_json = self._metadata_json(metadata)
+        now = self._gw.clock.now()
+        session = Session(id=self._gw.ids.new("ses"), tenant_id=self.id, agent_id=agent.id, customer_id=customer_id,
+                          status="active", metadata=json.loads(metadata_json), created_at=now, last_activity_at=now)
+        self._gw.store.commit({"sessions": [[session.id, self.id, agent.id, customer_id, "active", metadata_json,
+                                             now, now]]})
+        self._gw.sender.remember(SessionState(session, [], 0, now))
+        return session
+
+    @staticmethod
+    def _metadata_json(metadata: object) -> str:
+        if metadata is None:
+            return "{}"
+        if not isinstance(metadata, Mapping):
+            raise ValidationError("metadata must be a JSON object", details={"field": "metadata"})
+        try:
+            text = json.dumps(dict(metadata), ensure_ascii=False, allow_nan=False, sort_keys=True)
+            clean_text(text)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(f"metadata must be plain JSON: {exc}", details={"field": "metadata"}) from exc
+        if len(text.encode("utf-8")) > MAX_METADATA_BYTES:
+            raise ValidationError(f"metadata is limited to {MAX_METADATA_BYTES} bytes", details={"field": "metadata"})
+        return text
+
+    def get_session(self, session_id: str) -> Session:
+        state = self._gw.sender.session_state(self.id, session_id)
+        if state.last_activity_at and state.last_activity_at != state.session.last_activity_at:
+            return state.session.model_copy(update={"last_activity_at": state.last_activity_at})
+        return state.session
+
+    def transcript(self, session_id: str) -> Transcript:
+        """The session, its messages oldest first, and every provider call made for it."""
+        session = self.get_session(session_id)
+        messages = [TranscriptMessage(id=r[0], role=r[1], content=r[2], created_at=r[3])
+                    for r in self._gw.store.messages(session.id)]
+        events = [ProviderCallEvent(id=r[0], provider=r[1], status=r[2], latency_ms=r[3], created_at=r[4])
+                  for r in self._gw.store.provider_calls(session.id)]
+        return Transcript(session=session, messages=messages, events=events)
+
+    # ------------------------------------------------------------------ messages
+    async def send_message(self, session_id: str, content: str, *, idempotency_key: str | None = None) -> Reply:
+        """Send a user message; returns the assistant's reply, billed exactly once."""
+        content = validate_content(content)
+        key = validate_idempotency_key(idempotency_key)
+        fingerprint = request_fingerprint("chat", session_id, content)
+        return await self._gw.sender.send(self.id, session_id, content, channel="chat", idempotency_key=key,
+                                          fingerprint=fingerprint)
+
+    async def send_voice(self, session_id: str, audio: bytes, audio_duration_ms: int | None = None, *,
+                         idempotency_key: str | None = None) -> VoiceReply:
+        """Send recorded speech; returns what was heard, the reply, and the reply as WAV."""
+        return await send_voice(self._gw, self.id, session_id, audio, audio_duration_ms, idempotency_key)
