@@ -66,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GatewayError as exc:
         print(f"vbgateway: {exc.code}: {exc.message}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"vbgateway: OS_ERROR: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("vbgateway: interrupted", file=sys.stderr)
         return 130

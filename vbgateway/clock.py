@@ -20,7 +20,7 @@ import asyncio
 import selectors
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
@@ -86,10 +86,16 @@ class VirtualClock(Clock):
     but wait for a timer, time jumps to that timer. Outside ``run()``,
     ``sleep`` simply advances the clock, so a VirtualClock can also be used
     from an ordinary loop (a notebook), although deadlines then do not fire.
+
+    ``commit_window_s`` is the group-commit delay of the store on this clock:
+    replies finishing within it share one fsync (see ``_VirtualLoop``).
     """
 
-    def __init__(self, start: datetime | None = None) -> None:
+    def __init__(self, start: datetime | None = None, *, commit_window_s: float = 0.02) -> None:
         start = start or datetime(2026, 1, 1, tzinfo=timezone.utc)
+        if commit_window_s < 0:
+            raise ValueError("commit_window_s must be >= 0")
+        self.commit_window_s = commit_window_s
         if start.tzinfo is None:
             raise ValueError("VirtualClock start must be timezone-aware (UTC)")
         self.start = start.astimezone(timezone.utc)
@@ -173,3 +179,11 @@ class _VirtualLoop(asyncio.SelectorEventLoop):
 
     def time(self) -> float:
         return self.virtual_clock.monotonic()
+
+    def group_commit(self, callback: Callable[[], None]) -> None:
+        """Schedule a group commit ``commit_window_s`` of virtual time from now.
+
+        Replies that finish within the window share one fsync, as in a
+        database's group commit; the wait costs virtual time, not wall time.
+        """
+        self.call_later(self.virtual_clock.commit_window_s, callback)

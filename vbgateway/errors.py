@@ -16,7 +16,12 @@ Hierarchy::
     ├── IdempotencyConflictError      IDEMPOTENCY_CONFLICT   409
     ├── PayloadTooLargeError          PAYLOAD_TOO_LARGE      413
     ├── AllProvidersFailedError       ALL_PROVIDERS_FAILED   502
+    ├── DatabaseError                 DATABASE_ERROR         500  (cannot open/create/read the file)
+    │   └── DatabaseBusyError         DATABASE_BUSY          503  (another gateway holds it)
     └── InternalError                 INTERNAL_ERROR         500
+
+The last three never reach an HTTP client as such: the API answers them as
+INTERNAL_ERROR; they exist so that the CLI and notebooks can say what is wrong.
 
 Foreign exceptions (pydantic, DuckDB, audio parsing) are translated at the
 boundary with ``raise ... from exc`` so the cause stays in the traceback but
@@ -31,6 +36,8 @@ __all__ = [
     "AgentNotFoundError",
     "AllProvidersFailedError",
     "AuthenticationError",
+    "DatabaseBusyError",
+    "DatabaseError",
     "GatewayError",
     "IdempotencyConflictError",
     "InternalError",
@@ -118,6 +125,20 @@ class AllProvidersFailedError(GatewayError):
 
     default_code = "ALL_PROVIDERS_FAILED"
     default_status = 502
+
+
+class DatabaseError(GatewayError):
+    """The database file cannot be created, opened or read."""
+
+    default_code = "DATABASE_ERROR"
+    default_status = 500
+
+
+class DatabaseBusyError(DatabaseError):
+    """Another gateway (in this or another process) holds the database file."""
+
+    default_code = "DATABASE_BUSY"
+    default_status = 503
 
 
 class InternalError(GatewayError):

@@ -48,8 +48,11 @@ class Gateway:
         missing = [name for name in self.providers if name not in self.prices.providers]
         if missing:
             raise ValidationError(f"no price for provider(s) {', '.join(missing)}")
-        self.ids = IdFactory(seed)
-        self.sender = MessageSender(self, random.Random(seed))
+        # A seeded gateway is reproducible on a fresh database, and never reuses
+        # ids when it reopens one: the database's open count joins the seed.
+        run_seed = None if seed is None else f"{seed}:{store.open_count}"
+        self.ids = IdFactory(run_seed)
+        self.sender = MessageSender(self, random.Random(run_seed))
         self._agents: dict[str, Agent] = {}
         self._keys: dict[str, Tenant] = {}
 

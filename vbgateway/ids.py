@@ -4,7 +4,8 @@ Ids carry their kind in a prefix (``tnt_``, ``agt_``, ``ses_``, ``msg_``,
 ``evt_``, ``req_``, ``key_``) so a misplaced id is obvious in logs and errors.
 An ``IdFactory`` built with a seed yields the same ids in the same order,
 which is what makes a seeded simulation reproducible to the byte; without a
-seed it draws from the operating system's CSPRNG.
+seed its generator is seeded once from the operating system. Ids are unique
+labels, not secrets (100 random bits each), so a fast generator is right.
 
 API keys are secrets: they always come from ``secrets`` (never from a seed)
 and only their SHA-256 is stored. Keys have 256 bits of entropy, so a plain
@@ -29,8 +30,8 @@ _ID_RE = re.compile(r"^(%s)_[0-9a-hjkmnp-tv-z]{%d}$" % ("|".join(ID_PREFIXES), _
 class IdFactory:
     """Makes prefixed ids; deterministic when given a seed."""
 
-    def __init__(self, seed: int | None = None) -> None:
-        self._rng: random.Random = random.Random(seed) if seed is not None else secrets.SystemRandom()
+    def __init__(self, seed: int | str | None = None) -> None:
+        self._rng = random.Random(seed if seed is not None else secrets.randbits(128))
 
     def new(self, prefix: str) -> str:
         """A fresh id such as ``msg_4f0k...`` (100 bits of randomness)."""

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import random
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
@@ -92,6 +94,23 @@ def request_fingerprint(*parts: object) -> str:
     return hashlib.sha256("\x1f".join(map(str, parts)).encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def reply_to_record(reply: Reply) -> str:
+    """Lossless JSON of a reply for its idempotency record (microseconds, exact decimals)."""
+    return json.dumps(reply.model_dump(), default=_exact_json, separators=(",", ":"), ensure_ascii=False)
+
+
+def reply_from_record(text: str) -> Reply:
+    return Reply.model_validate(json.loads(text))
+
+
+def _exact_json(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"cannot store a {type(value).__name__}")
+
+
 def _attempt_models(log: list[AttemptLog]) -> list[Attempt]:
     return [Attempt(provider=a.provider, status=a.status, http_status=a.http_status,  # type: ignore[arg-type]
                     latency_ms=a.latency_ms, retries=a.retries, error_code=a.error_code) for a in log]
@@ -138,20 +157,30 @@ class MessageSender:
         if idempotency_key is None:
             return await self._send_once(tenant_id, state, content, channel, None, fingerprint)
         slot = (tenant_id, idempotency_key)
-        in_flight = self._in_flight.get(slot)
-        if in_flight is not None:
+        while True:
+            in_flight = self._in_flight.get(slot)
+            if in_flight is None:
+                break
             if in_flight[0] != fingerprint:
                 raise self._conflict(idempotency_key)
-            return self._replayed(await asyncio.shield(in_flight[1]))
+            try:
+                return self._replayed(await asyncio.shield(in_flight[1]))
+            except asyncio.CancelledError:
+                if in_flight[1].cancelled():  # the first caller gave up, not us: try ourselves
+                    continue
+                raise
         stored = self._gw.store.idempotency_record(tenant_id, idempotency_key)
         if stored is not None:
             if stored[0] != fingerprint:
                 raise self._conflict(idempotency_key)
-            return self._replayed(Reply.model_validate_json(stored[1]))
+            return self._replayed(reply_from_record(stored[1]))
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._in_flight[slot] = (fingerprint, future)
         try:
             reply = await self._send_once(tenant_id, state, content, channel, idempotency_key, fingerprint)
+        except asyncio.CancelledError:
+            future.cancel()  # waiters see the cancellation and run the request themselves
+            raise
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # mark retrieved: waiters are optional
@@ -213,7 +242,7 @@ class MessageSender:
         }
         if key is not None:
             record["idempotency_records"] = [[tenant_id, key, fingerprint, reply.message.id,
-                                              reply.model_dump_json(by_alias=True), reply.message.created_at]]
+                                              reply_to_record(reply), reply.message.created_at]]
         await gw.store.commit_async(record)
         state.history.extend((ChatTurn("user", content), ChatTurn("assistant", reply.message.content)))
         state.last_activity_at = reply.message.created_at

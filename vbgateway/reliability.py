@@ -5,10 +5,12 @@ varies). ``call_chain`` tries the agent's primary provider with tenacity
 under that policy, then the fallback provider with the same policy, and logs
 every attempt, successful or not, with its latency on the injected clock.
 
-Tenacity reads ``time.monotonic`` for its own bookkeeping and for
-``stop_after_delay``; we therefore stop only by attempt count, sleep through
-the clock (``sleep=clock.sleep``) and time out each attempt with the clock's
-deadline, so everything follows a ``VirtualClock``. Jitter comes from a
+Tenacity's strategies (retry on which errors, stop after how many attempts or
+how long, wait how long) decide every step, but tenacity reads
+``time.monotonic`` for its bookkeeping; so the attempt loop is ours and feeds
+those strategies timestamps from the injected clock, sleeps through the clock
+and times out each attempt with the clock's deadline. Everything therefore
+follows a ``VirtualClock``. Jitter comes from a
 seeded generator handed in by the gateway, never from the global ``random``.
 """
 
@@ -20,7 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity import RetryCallState, retry_if_exception, stop_after_attempt, stop_after_delay
+from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
 from .clock import Clock
@@ -46,12 +49,21 @@ class RetryPolicy(BaseModel):
     fallback: bool = True
     honour_retry_after: bool = True
     retry_after_cap_s: float = Field(default=30.0, ge=0.0, le=3600.0)
+    deadline_s: float | None = Field(default=None, gt=0.0, le=3600.0,
+                                     description="stop retrying a provider once this much time has passed")
 
     @model_validator(mode="after")
     def _cap_not_below_base(self) -> "RetryPolicy":
         if self.backoff_cap_s < self.backoff_base_s:
             raise ValueError("backoff_cap_s must be >= backoff_base_s")
         return self
+
+    def stop_strategy(self) -> stop_base:
+        """Tenacity's stop condition for this policy (timestamps come from our clock)."""
+        strategy: stop_base = stop_after_attempt(self.attempts)
+        if self.deadline_s is not None:
+            strategy = strategy | stop_after_delay(self.deadline_s)
+        return strategy
 
     def backoff_s(self, failed_attempts: int, rng: random.Random) -> float:
         """Delay after the n-th failure: base x 2^(n-1), capped, part of it random."""
@@ -107,6 +119,9 @@ def _is_retryable(error: BaseException) -> bool:
     return isinstance(error, ProviderError) and error.retryable
 
 
+_STRATEGY_RETRY = retry_if_exception(_is_retryable)
+
+
 async def _one_attempt(provider: Provider, name: str, request: ProviderRequest, policy: RetryPolicy,
                        clock: Clock, log: list[AttemptLog], index: int) -> ProviderResponse:
     started_at, t0 = clock.now(), clock.monotonic()
@@ -131,22 +146,30 @@ async def _one_attempt(provider: Provider, name: str, request: ProviderRequest, 
 
 async def _try_provider(provider: Provider, name: str, request: ProviderRequest, policy: RetryPolicy,
                         clock: Clock, rng: random.Random, log: list[AttemptLog]) -> ProviderResponse | None:
-    retrying = AsyncRetrying(
-        stop=stop_after_attempt(policy.attempts),
-        wait=_PolicyWait(policy, rng),
-        retry=retry_if_exception(_is_retryable),
-        sleep=clock.sleep,
-        reraise=True,
-    )
-    counter = iter(range(policy.attempts))
+    """Try one provider until it answers, the error is not retryable, or the policy stops.
 
-    async def attempt() -> ProviderResponse:
-        return await _one_attempt(provider, name, request, policy, clock, log, next(counter))
-
-    try:
-        return await retrying(attempt)
-    except ProviderError:
-        return None
+    Tenacity's strategies decide (retry?, stop?, how long to wait?) on a
+    ``RetryCallState`` whose timestamps we set from our clock, so even
+    ``stop_after_delay`` follows virtual time. We drive the loop ourselves:
+    tenacity's own loop re-inspects every callback on every attempt, which
+    costs more than the rest of a send put together.
+    """
+    retry, stop, wait = _STRATEGY_RETRY, policy.stop_strategy(), _PolicyWait(policy, rng)
+    state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+    state.start_time = clock.monotonic()
+    for index in range(policy.attempts):
+        try:
+            return await _one_attempt(provider, name, request, policy, clock, log, index)
+        except ProviderError as error:
+            state.set_exception((type(error), error, error.__traceback__))
+            state.outcome_timestamp = clock.monotonic()
+            if not retry(state) or stop(state):
+                return None
+            delay = wait(state)
+            state.idle_for += delay
+            await clock.sleep(delay)
+            state.prepare_for_next_attempt()
+    return None
 
 
 async def call_chain(providers: Sequence[tuple[str, Provider]], request: ProviderRequest, policy: RetryPolicy,

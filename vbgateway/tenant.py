@@ -66,7 +66,8 @@ class TenantClient:
                 parsed = spec
             else:
                 if spec is not None and not isinstance(spec, Mapping):
-                    raise ValidationError("an agent is described by an object")
+                    raise ValidationError("an agent is described by an object",
+                                          details={"errors": [{"field": "body", "message": "expected an object"}]})
                 parsed = AgentSpec.model_validate({**(spec or {}), **fields})
         except pydantic.ValidationError as exc:
             raise validation_error(exc) from exc
@@ -74,7 +75,7 @@ class TenantClient:
         now = self._gw.clock.now()
         agent = Agent(id=self._gw.ids.new("agt"), tenant_id=self.id, created_at=now, updated_at=now,
                       **parsed.model_dump())
-        self._gw.store.save_agent(agent)
+        self._gw.store.insert_agent(agent)
         self._gw.remember_agent(agent)
         return agent
 
@@ -86,16 +87,19 @@ class TenantClient:
                 parsed = patch
             else:
                 if patch is not None and not isinstance(patch, Mapping):
-                    raise ValidationError("an agent update is an object")
+                    raise ValidationError("an agent update is an object",
+                                          details={"errors": [{"field": "body", "message": "expected an object"}]})
                 parsed = AgentPatch.model_validate({**(patch or {}), **fields})
         except pydantic.ValidationError as exc:
             raise validation_error(exc) from exc
-        changes = parsed.model_dump(exclude_unset=True)
-        if "fallback_provider" not in changes or changes["fallback_provider"] is not None:
-            changes = {k: v for k, v in changes.items() if v is not None}
-        merged = current.model_copy(update={**changes, "updated_at": self._gw.clock.now()})
+        given = parsed.model_dump(exclude_unset=True)
+        nulled = sorted(k for k, v in given.items() if v is None and k != "fallback_provider")
+        if nulled:  # only the fallback can be removed; the other fields are required
+            raise ValidationError(f"{', '.join(nulled)} cannot be removed",
+                                  details={"errors": [{"field": k, "message": "must not be null"} for k in nulled]})
+        merged = current.model_copy(update={**given, "updated_at": self._gw.clock.now()})
         self._check_providers(merged.primary_provider, merged.fallback_provider)
-        self._gw.store.save_agent(merged)
+        self._gw.store.update_agent(merged)
         self._gw.remember_agent(merged)
         return merged
 

@@ -21,14 +21,22 @@ from typing import Any
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
-from ..errors import InternalError, ValidationError
+from ..errors import DatabaseBusyError, DatabaseError, InternalError, ValidationError
 from ..models import Agent, ApiKeyInfo, Session, Tenant
 from .batch import apply_batch
-from .journal import Journal, JournalRecord
+from .journal import Journal, JournalLockedError, JournalRecord
 from .schema import migrate, schema_version
 
 __all__ = ["Store"]
+
+
+_READ_ONLY = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+
+
+def _exact_decimals(arrow_type: pa.DataType) -> pd.ArrowDtype | None:
+    return pd.ArrowDtype(arrow_type) if pa.types.is_decimal(arrow_type) else None
 
 DEFAULT_FLUSH_ROWS = 5000
 
@@ -38,25 +46,55 @@ class Store:
 
     def __init__(self, target: str | Path | duckdb.DuckDBPyConnection = ":memory:", *, now: Any = None,
                  flush_records: int = DEFAULT_FLUSH_ROWS) -> None:
-        if isinstance(target, duckdb.DuckDBPyConnection):
-            self._con, self.path = target, None
-        else:
-            self.path = None if str(target) == ":memory:" else Path(target)
-            if self.path is not None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._con = duckdb.connect(str(target) if self.path else ":memory:")
-        self._con.execute("SET TimeZone = 'UTC'")
         self._lock = threading.RLock()
         self.flush_records = flush_records
         self._pending: list[JournalRecord] = []
         self._pending_idempotency: dict[tuple[str, str], tuple[str, str]] = {}
         self._queue: list[tuple[JournalRecord, asyncio.Future[None]]] = []
         self._drain_scheduled = False
-        migrate(self._con, now)
-        self._journal = Journal(Path(str(self.path) + ".journal") if self.path else None)
-        applied = self._applied_seq()
-        self._seq = max(applied, self._journal.last_seq())
-        self._recover(applied)
+        self._owns_connection = not isinstance(target, duckdb.DuckDBPyConnection)
+        self.path = None if isinstance(target, duckdb.DuckDBPyConnection) or str(target) == ":memory:" else Path(target)
+        self._journal = self._open_journal()
+        try:
+            self._con = target if isinstance(target, duckdb.DuckDBPyConnection) else self._connect()
+            self._con.execute("SET TimeZone = 'UTC'")
+            migrate(self._con, now)
+            self._con.execute("UPDATE journal_state SET open_count = open_count + 1 WHERE id = 1")
+            applied, self.open_count = self._journal_state()
+            self._seq = max(applied, self._journal.last_seq())
+            self._recover(applied)
+        except BaseException:
+            self._journal.close()
+            if self._owns_connection and getattr(self, "_con", None) is not None:
+                self._con.close()
+            raise
+
+    def _open_journal(self) -> Journal:
+        """Create the folder and take the journal, whose lock keeps two stores apart."""
+        if self.path is None:
+            return Journal(None)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return Journal(Path(str(self.path) + ".journal"))
+        except JournalLockedError as exc:
+            raise DatabaseBusyError(f"{self.path} is already open in another gateway; close that one first",
+                                    details={"path": str(self.path)}) from exc
+        except OSError as exc:
+            raise DatabaseError(f"cannot use {self.path}: {exc.strerror or exc}", details={"path": str(self.path)}) from exc
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        if self.path is None:
+            return duckdb.connect(":memory:")
+        try:
+            return duckdb.connect(str(self.path))
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise DatabaseBusyError(f"{self.path} is locked by another process",
+                                        details={"path": str(self.path)}) from exc
+            raise DatabaseError(f"cannot open {self.path}: not a readable DuckDB database",
+                                details={"path": str(self.path)}) from exc
+        except duckdb.Error as exc:
+            raise DatabaseError(f"cannot open {self.path}: {exc}", details={"path": str(self.path)}) from exc
 
     # ----------------------------------------------------------------- lifecycle
     @property
@@ -68,14 +106,18 @@ class Store:
         with self._lock:
             if self._con is None:
                 return
-            self.flush()
-            self._journal.close()
-            self._con.close()
-            self._con = None  # type: ignore[assignment]
+            try:
+                self.flush()
+            finally:
+                self._journal.close()
+                if self._owns_connection:
+                    self._con.close()
+                self._con = None  # type: ignore[assignment]
 
-    def _applied_seq(self) -> int:
-        row = self._con.execute("SELECT applied_seq FROM journal_state WHERE id = 1").fetchone()
-        return int(row[0]) if row else 0
+    def _journal_state(self) -> tuple[int, int]:
+        """(last journal sequence applied, how many times the database was opened)."""
+        row = self._con.execute("SELECT applied_seq, open_count FROM journal_state WHERE id = 1").fetchone()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
 
     def _recover(self, applied: int) -> None:
         """Apply journal lines a crash left behind, exactly once."""
@@ -98,11 +140,14 @@ class Store:
 
         Each caller returns only after its own record is durable.
         """
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
         self._queue.append((record, future))
         if not self._drain_scheduled:
             self._drain_scheduled = True
-            asyncio.get_running_loop().call_soon(self._drain)
+            # A virtual-time loop groups commits over a short window of virtual time.
+            schedule = getattr(loop, "group_commit", loop.call_soon)
+            schedule(self._drain)
         await future
 
     def _drain(self) -> None:
@@ -213,12 +258,12 @@ class Store:
         return Tenant(id=rows[0][0], name=rows[0][1], created_at=rows[0][2]) if rows else None
 
     def list_tenants(self) -> list[Tenant]:
-        rows = self._fetchall("SELECT id, name, created_at FROM tenants ORDER BY created_at, id")
+        rows = self._fetchall("SELECT id, name, created_at FROM tenants ORDER BY created_at, rowid")
         return [Tenant(id=r[0], name=r[1], created_at=r[2]) for r in rows]
 
     def list_api_keys(self, tenant_id: str) -> list[ApiKeyInfo]:
         rows = self._fetchall("""SELECT id, tenant_id, key_prefix, created_at, revoked_at FROM api_keys
-                                 WHERE tenant_id = ? ORDER BY created_at, id""", [tenant_id])
+                                 WHERE tenant_id = ? ORDER BY created_at, rowid""", [tenant_id])
         return [ApiKeyInfo(id=r[0], tenant_id=r[1], prefix=r[2], created_at=r[3], revoked_at=r[4]) for r in rows]
 
     _AGENT_COLUMNS = ("id, tenant_id, name, primary_provider, fallback_provider, system_prompt, enabled_tools, "
@@ -229,12 +274,18 @@ class Store:
         return Agent(id=row[0], tenant_id=row[1], name=row[2], primary_provider=row[3], fallback_provider=row[4],
                      system_prompt=row[5], enabled_tools=list(row[6]), created_at=row[7], updated_at=row[8])
 
-    def save_agent(self, agent: Agent) -> None:
-        """Insert or replace the agent's row."""
+    def insert_agent(self, agent: Agent) -> None:
         values = [agent.id, agent.tenant_id, agent.name, agent.primary_provider, agent.fallback_provider,
                   agent.system_prompt, agent.enabled_tools, agent.created_at, agent.updated_at]
-        self._execute([(f"INSERT OR REPLACE INTO agents ({self._AGENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        values)])
+        self._execute([(f"INSERT INTO agents ({self._AGENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values)])
+
+    def update_agent(self, agent: Agent) -> None:
+        """Update in place (the row keeps its place in creation order)."""
+        self._execute([("""UPDATE agents SET name = ?, primary_provider = ?, fallback_provider = ?, system_prompt = ?,
+                                              enabled_tools = ?, updated_at = ?
+                           WHERE tenant_id = ? AND id = ?""",
+                        [agent.name, agent.primary_provider, agent.fallback_provider, agent.system_prompt,
+                         agent.enabled_tools, agent.updated_at, agent.tenant_id, agent.id])])
 
     def get_agent(self, tenant_id: str, agent_id: str) -> Agent | None:
         rows = self._fetchall(f"SELECT {self._AGENT_COLUMNS} FROM agents WHERE tenant_id = ? AND id = ?",
@@ -242,7 +293,7 @@ class Store:
         return self._agent(rows[0]) if rows else None
 
     def list_agents(self, tenant_id: str) -> list[Agent]:
-        rows = self._fetchall(f"SELECT {self._AGENT_COLUMNS} FROM agents WHERE tenant_id = ? ORDER BY created_at, id",
+        rows = self._fetchall(f"SELECT {self._AGENT_COLUMNS} FROM agents WHERE tenant_id = ? ORDER BY created_at, rowid",
                               [tenant_id])
         return [self._agent(r) for r in rows]
 
@@ -280,10 +331,27 @@ class Store:
             return (rows[0][0], rows[0][1]) if rows else None
 
     def query(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
-        """Run a read query for analysis, after applying everything pending."""
+        """Run one read-only query for analysis, after applying everything pending.
+
+        Only SELECT-like statements are accepted: analysis must never be able
+        to change what was billed.
+        """
+        if not isinstance(sql, str):
+            raise ValidationError("a query is a string")
+        try:
+            statements = duckdb.extract_statements(sql)
+        except duckdb.Error as exc:
+            raise ValidationError(f"query failed: {exc}") from exc
+        if len(statements) != 1 or statements[0].type not in _READ_ONLY:
+            raise ValidationError("gw.sql runs exactly one read-only statement (SELECT, EXPLAIN)")
         with self._lock:
             self.flush()
+            cursor = self._con.cursor()
             try:
-                return self._con.execute(sql, params or []).df()
+                table = cursor.sql(sql, params=params or None).to_arrow_table()
             except duckdb.Error as exc:
                 raise ValidationError(f"query failed: {exc}") from exc
+            finally:
+                cursor.close()
+            # DECIMAL stays exact (Arrow-backed); everything else gets ordinary pandas dtypes.
+            return table.to_pandas(types_mapper=_exact_decimals)

@@ -18,6 +18,7 @@ Line format: ``<seq> <crc32 hex> <json>\\n``; the CRC covers the JSON.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import zlib
@@ -27,9 +28,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Journal", "JournalRecord"]
+__all__ = ["Journal", "JournalLockedError", "JournalRecord"]
 
 JournalRecord = dict[str, list[list[Any]]]  # table name -> rows (lists in column order)
+
+
+class JournalLockedError(RuntimeError):
+    """The journal (and so its database) is in use by another Store, here or elsewhere."""
 
 
 def _encode_value(value: Any) -> Any:
@@ -60,7 +65,13 @@ class Journal:
         self.path = path
         self._fd: int | None = None
         if path is not None:
-            self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise JournalLockedError(f"{path} is held by another open gateway") from None
+            self._fd = fd
 
     @property
     def durable(self) -> bool:

@@ -113,9 +113,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         CREATE TABLE journal_state (
             id           INTEGER PRIMARY KEY,
-            applied_seq  BIGINT NOT NULL
+            applied_seq  BIGINT NOT NULL,
+            open_count   BIGINT NOT NULL
         );
-        INSERT INTO journal_state VALUES (1, 0);
+        INSERT INTO journal_state VALUES (1, 0, 0);
     """),
 )
 

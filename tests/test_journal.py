@@ -1,0 +1,440 @@
+"""Specification of the write-ahead journal (README, "Exactly once").
+
+A reply is committed by ONE checksummed, fsync'ed journal line; DuckDB gets
+the rows later in batches, each batch recording ``journal_state.applied_seq``.
+These tests use the ``Journal`` class directly and through ``Gateway`` over
+real DuckDB files, with crashes stood in for by copying the files aside while
+the gateway is still open (nothing flushed, nothing closed).
+"""
+
+from __future__ import annotations
+
+import shutil
+import zlib
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from vbgateway import Gateway, VirtualClock
+from vbgateway.store.journal import Journal
+
+START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def journal_path(db: Path) -> Path:
+    return Path(str(db) + ".journal")
+
+
+def journal_seqs(path: Path) -> list[int]:
+    """The sequence numbers a fresh reader replays from a journal file."""
+    journal = Journal(path)
+    try:
+        return [seq for seq, _ in journal.replay()]
+    finally:
+        journal.close()
+
+
+def seqs_in_file(path: Path) -> list[int]:
+    """The sequence numbers of the complete lines of a journal a live gateway holds (and locks)."""
+    return [int(line.split(b" ", 1)[0]) for line in path.read_bytes().splitlines(keepends=True)
+            if line.endswith(b"\n")]
+
+
+def record(n: int) -> dict:
+    """A journal record shaped like the gateway's: table name -> rows."""
+    return {"messages": [[f"msg_{n}", "tnt_1", "ses_1", n, "user", f"hello {n}", "chat", f"req_{n}",
+                          START + timedelta(seconds=n)]]}
+
+
+# --------------------------------------------------------------------------- the Journal class
+
+
+def test_append_then_replay_round_trips_datetimes_and_decimals_exactly(tmp_path: Path) -> None:
+    moments = [
+        datetime(2026, 1, 31, 12, 0, 0, 123456, tzinfo=timezone.utc),
+        datetime(2026, 3, 29, 1, 59, 59, 999999, tzinfo=timezone(timedelta(hours=2))),
+    ]
+    amounts = [Decimal("0.0000123400"), Decimal("1E-10"), Decimal("123456789012.1234567890"), Decimal("-0.5")]
+    rec = {"usage_events": [["evt_1", 7, "ünïcode ✓", None, True, *moments, *amounts]]}
+    journal = Journal(tmp_path / "j.journal")
+    journal.append([(1, rec)])
+    journal.close()
+
+    reader = Journal(tmp_path / "j.journal")
+    [(seq, replayed)] = list(reader.replay())
+    reader.close()
+
+    row = replayed["usage_events"][0]
+    assert seq == 1
+    assert row[:5] == ["evt_1", 7, "ünïcode ✓", None, True]
+    assert row[5:7] == moments
+    assert [m.utcoffset() for m in row[5:7]] == [m.utcoffset() for m in moments]
+    assert row[7:] == amounts
+    assert [str(a) for a in row[7:]] == [str(a) for a in amounts]  # same digits, same exponent
+    assert all(isinstance(a, Decimal) for a in row[7:])
+
+
+def test_replay_yields_records_in_append_order_with_their_sequence_numbers(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.journal")
+    journal.append([(1, record(1)), (2, record(2))])
+    journal.append([(3, record(3))])
+
+    assert [seq for seq, _ in journal.replay()] == [1, 2, 3]
+    assert [rec["messages"][0][0] for _, rec in journal.replay()] == ["msg_1", "msg_2", "msg_3"]
+    assert journal.last_seq() == 3
+
+
+def test_torn_last_line_is_ignored_on_replay_and_earlier_records_survive(tmp_path: Path) -> None:
+    path = tmp_path / "j.journal"
+    journal = Journal(path)
+    journal.append([(1, record(1)), (2, record(2))])
+    journal.close()
+    full_line = path.read_bytes().splitlines(keepends=True)[1]
+    with open(path, "ab") as handle:  # a writer that died mid-line: no trailing newline
+        handle.write(full_line.replace(b"2 ", b"3 ", 1)[:-1])
+
+    reader = Journal(path)
+    replayed = list(reader.replay())
+    reader.close()
+
+    assert [seq for seq, _ in replayed] == [1, 2]
+    assert replayed[1][1] == record(2)
+
+
+def test_torn_half_line_is_ignored_on_replay(tmp_path: Path) -> None:
+    path = tmp_path / "j.journal"
+    journal = Journal(path)
+    journal.append([(1, record(1))])
+    journal.close()
+    with open(path, "ab") as handle:
+        handle.write(b'2 0badc0de {"messages":[["msg_2","tn')
+
+    assert journal_seqs(path) == [1]
+
+
+def test_line_with_wrong_crc_stops_replay_there(tmp_path: Path) -> None:
+    path = tmp_path / "j.journal"
+    journal = Journal(path)
+    journal.append([(1, record(1)), (2, record(2)), (3, record(3))])
+    journal.close()
+    lines = path.read_bytes().splitlines(keepends=True)
+    seq, crc, data = lines[1].split(b" ", 2)
+    wrong = b"%08x" % ((int(crc, 16) + 1) & 0xFFFFFFFF)
+    path.write_bytes(lines[0] + b" ".join([seq, wrong, data]) + lines[2])
+
+    assert journal_seqs(path) == [1]
+
+
+def test_line_whose_json_was_altered_fails_its_crc_and_stops_replay(tmp_path: Path) -> None:
+    path = tmp_path / "j.journal"
+    journal = Journal(path)
+    journal.append([(1, record(1)), (2, record(2))])
+    journal.close()
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(lines[0] + lines[1].replace(b"hello 2", b"hello 9"))
+
+    assert journal_seqs(path) == [1]
+
+
+def test_journal_line_format_is_seq_crc32_of_json_then_json(tmp_path: Path) -> None:
+    path = tmp_path / "j.journal"
+    journal = Journal(path)
+    journal.append([(42, {"messages": [["msg_1"]]})])
+    journal.close()
+
+    seq, crc, data = path.read_bytes().rstrip(b"\n").split(b" ", 2)
+
+    assert (seq, int(crc, 16)) == (b"42", zlib.crc32(data))
+    assert data == b'{"messages":[["msg_1"]]}'
+
+
+def test_truncate_forgets_everything(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.journal")
+    journal.append([(1, record(1))])
+    journal.truncate()
+
+    assert journal.size() == 0
+    assert list(journal.replay()) == []
+
+
+def test_journal_without_a_path_keeps_nothing() -> None:
+    journal = Journal(None)
+    journal.append([(1, record(1))])
+
+    assert not journal.durable
+    assert list(journal.replay()) == []
+
+
+# --------------------------------------------------------------------------- through the Gateway
+
+
+def open_gateway(db: Path, **kwargs) -> Gateway:
+    kwargs.setdefault("clock", VirtualClock(start=START))
+    return Gateway.open(db, **kwargs)
+
+
+def send_messages(gw: Gateway, api_key: str, agent_id: str, count: int, *, prefix: str = "m") -> list[str]:
+    """Send ``count`` chat messages in a fresh session; returns the assistant message ids."""
+    client = gw.connect(api_key)
+    session = client.create_session(agent_id, customer_id="c-1")
+
+    async def main() -> list[str]:
+        ids = []
+        for i in range(count):
+            reply = await client.send_message(session.id, f"{prefix} {i}: where is my order?",
+                                              idempotency_key=f"{prefix}-{i}")
+            ids.append(reply.message.id)
+        return ids
+
+    return gw.clock.run(main())
+
+
+def setup_tenant(gw: Gateway) -> tuple[str, str]:
+    _, key = gw.create_tenant("Acme Corporation")
+    agent = gw.connect(key).create_agent(name="Support", primary_provider="vendorA", fallback_provider="vendorB",
+                                         system_prompt="You are helpful.")
+    return key, agent.id
+
+
+def crash_copy(db: Path, into: Path) -> Path:
+    """Copy a live database (DuckDB file, its WAL, the journal) aside, as a crash would leave them."""
+    into.mkdir()
+    for suffix in ("", ".wal", ".journal"):
+        source = Path(str(db) + suffix)
+        if source.exists():
+            shutil.copyfile(source, Path(str(into / db.name) + suffix))
+    return into / db.name
+
+
+def counts(db: Path) -> dict[str, int]:
+    """Row counts read straight from DuckDB (no gateway, so no recovery)."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        tables = ("sessions", "messages", "provider_call_events", "usage_events", "idempotency_records")
+        result = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
+        result["applied_seq"] = con.execute("SELECT applied_seq FROM journal_state").fetchone()[0]
+        result["distinct_usage_messages"] = con.execute(
+            "SELECT count(DISTINCT message_id) FROM usage_events").fetchone()[0]
+        return result
+    finally:
+        con.close()
+
+
+def test_a_reply_is_journaled_before_it_reaches_duckdb(gw: Gateway, acme, agent, run) -> None:
+    session = acme.create_session(agent.id)
+    run(acme.send_message(session.id, "Hello"))
+
+    assert gw.store.pending_records == 2  # the session and the reply
+    assert journal_path(gw.store.path).stat().st_size > 0
+    assert seqs_in_file(journal_path(gw.store.path)) == [1, 2]
+
+
+def test_after_sending_and_closing_the_journal_is_empty_and_duckdb_holds_everything(db_path: Path, gw: Gateway,
+                                                                                     acme, agent, run) -> None:
+    session = acme.create_session(agent.id)
+    replies = [run(acme.send_message(session.id, f"Question {i}?")) for i in range(5)]
+    gw.close()
+
+    assert journal_path(db_path).stat().st_size == 0
+    after = counts(db_path)
+    assert after["sessions"] == 1
+    assert after["messages"] == 10
+    assert after["usage_events"] == 5
+    assert after["applied_seq"] == 6
+    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        billed = dict(con.execute("SELECT message_id, cost_usd FROM usage_events").fetchall())
+    finally:
+        con.close()
+    assert billed == {r.message.id: r.metadata.usage.cost_usd for r in replies}
+
+
+def test_replies_are_visible_through_sql_before_any_flush_threshold(gw: Gateway, acme, agent, run) -> None:
+    session = acme.create_session(agent.id)
+    reply = run(acme.send_message(session.id, "Hello"))
+    assert gw.store.pending_records > 0  # far below the flush threshold: nothing applied yet
+
+    usage = gw.sql("SELECT message_id, cost_usd::VARCHAR AS cost_usd FROM usage_events")
+    messages = gw.sql("SELECT role, request_id FROM messages ORDER BY position")
+
+    assert list(usage["message_id"]) == [reply.message.id]
+    assert Decimal(usage["cost_usd"][0]) == reply.metadata.usage.cost_usd
+    assert list(messages["role"]) == ["user", "assistant"]
+    assert set(messages["request_id"]) == {reply.metadata.request_id}
+
+
+def test_replies_are_visible_in_the_transcript_before_any_flush_threshold(gw: Gateway, acme, agent, run) -> None:
+    session = acme.create_session(agent.id)
+    reply = run(acme.send_message(session.id, "Hello"))
+
+    transcript = acme.transcript(session.id)
+
+    assert [m.id for m in transcript.messages][-1] == reply.message.id
+    assert [m.role for m in transcript.messages] == ["user", "assistant"]
+
+
+def test_reading_applies_pending_records_and_empties_the_journal(gw: Gateway, acme, agent, run) -> None:
+    session = acme.create_session(agent.id)
+    run(acme.send_message(session.id, "Hello"))
+
+    gw.sql("SELECT 1")
+
+    assert gw.store.pending_records == 0
+    assert journal_path(gw.store.path).stat().st_size == 0
+    assert int(gw.sql("SELECT applied_seq FROM journal_state")["applied_seq"][0]) == 2
+
+
+@pytest.fixture
+def crashed(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A database copied aside while its gateway held 1 session + 12 replies only in the journal."""
+    db = tmp_path / "live" / "gw.duckdb"
+    gw = open_gateway(db, flush_records=10**9, seed=7)
+    key, agent_id = setup_tenant(gw)
+    message_ids = send_messages(gw, key, agent_id, 12)
+    assert gw.store.pending_records == 13
+    copy = crash_copy(db, tmp_path / "crashed")
+    gw.close()
+    return copy, message_ids
+
+
+def test_crashed_database_holds_no_journaled_rows_in_duckdb(crashed: tuple[Path, list[str]]) -> None:
+    db, _ = crashed
+
+    before = counts(db)
+
+    assert (before["messages"], before["usage_events"], before["applied_seq"]) == (0, 0, 0)
+    assert journal_seqs(journal_path(db)) == list(range(1, 14))
+
+
+def test_opening_applies_journal_records_above_applied_seq_exactly_once(crashed: tuple[Path, list[str]]) -> None:
+    db, message_ids = crashed
+
+    open_gateway(db).close()
+
+    after = counts(db)
+    assert after["sessions"] == 1
+    assert after["messages"] == 24
+    assert after["usage_events"] == 12
+    assert after["idempotency_records"] == 12
+    assert after["distinct_usage_messages"] == 12
+    assert after["applied_seq"] == 13
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        billed = sorted(r[0] for r in con.execute("SELECT message_id FROM usage_events").fetchall())
+    finally:
+        con.close()
+    assert billed == sorted(message_ids)
+
+
+def test_recovery_empties_the_journal(crashed: tuple[Path, list[str]]) -> None:
+    db, _ = crashed
+
+    gw = open_gateway(db)
+    try:
+        assert journal_path(db).stat().st_size == 0
+        assert gw.store.pending_records == 0
+    finally:
+        gw.close()
+
+
+def test_reopening_twice_more_does_not_apply_the_journal_again(crashed: tuple[Path, list[str]]) -> None:
+    db, _ = crashed
+    open_gateway(db).close()
+    first = counts(db)
+
+    open_gateway(db).close()
+    open_gateway(db).close()
+
+    assert counts(db) == first
+
+
+def test_recovered_replies_are_replayed_for_their_idempotency_keys(crashed: tuple[Path, list[str]]) -> None:
+    db, message_ids = crashed
+    gw = open_gateway(db)
+    try:
+        tenant = gw.list_tenants()[0]
+        client = gw.as_tenant(tenant.id)
+        session_id = gw.sql("SELECT id FROM sessions")["id"][0]
+
+        reply = gw.clock.run(client.send_message(session_id, "m 3: where is my order?", idempotency_key="m-3"))
+
+        assert reply.metadata.idempotency.replayed is True
+        assert reply.message.id == message_ids[3]
+        assert int(gw.sql("SELECT count(*) AS n FROM usage_events")["n"][0]) == 12
+    finally:
+        gw.close()
+
+
+def test_torn_last_line_of_a_gateway_journal_is_dropped_and_earlier_replies_survive(
+        crashed: tuple[Path, list[str]]) -> None:
+    db, message_ids = crashed
+    last_line = journal_path(db).read_bytes().splitlines(keepends=True)[-1]
+    with open(journal_path(db), "ab") as handle:
+        handle.write(last_line.replace(b"13 ", b"14 ", 1)[: len(last_line) // 2])
+
+    open_gateway(db).close()
+
+    after = counts(db)
+    assert (after["usage_events"], after["messages"], after["applied_seq"]) == (12, 24, 13)
+
+
+def test_journal_sequence_continues_after_recovery_so_a_second_crash_loses_nothing(
+        tmp_path: Path, crashed: tuple[Path, list[str]]) -> None:
+    db, _ = crashed
+    gw = open_gateway(db, flush_records=10**9, seed=99)
+    key_client = gw.as_tenant(gw.list_tenants()[0].id)
+    agent_id = key_client.list_agents()[0].id
+    session = key_client.create_session(agent_id)
+    gw.clock.run(key_client.send_message(session.id, "after the first crash"))
+    assert seqs_in_file(journal_path(db)) == [14, 15]
+    second = crash_copy(db, tmp_path / "second-crash")
+    gw.close()
+
+    open_gateway(second).close()
+
+    after = counts(second)
+    assert (after["sessions"], after["usage_events"], after["messages"], after["applied_seq"]) == (2, 13, 26, 15)
+
+
+def test_crash_between_duckdb_commit_and_journal_truncate_does_not_double_bill(tmp_path: Path) -> None:
+    db = tmp_path / "gw.duckdb"
+    gw = open_gateway(db, flush_records=10**9, seed=7)
+    key, agent_id = setup_tenant(gw)
+    send_messages(gw, key, agent_id, 8)
+    applied_lines = journal_path(db).read_bytes()  # seq 1..9, about to be applied
+    gw.close()  # applies them in one DuckDB transaction, then truncates the journal
+    clean = counts(db)
+    assert journal_path(db).stat().st_size == 0
+    journal_path(db).write_bytes(applied_lines)  # as if the process died before the truncate
+
+    open_gateway(db).close()
+
+    assert counts(db) == clean
+    assert clean["usage_events"] == clean["distinct_usage_messages"] == 8
+    assert clean["applied_seq"] == 9
+    assert journal_path(db).stat().st_size == 0
+
+
+def test_already_applied_lines_are_skipped_but_newer_lines_after_them_are_applied(tmp_path: Path) -> None:
+    db = tmp_path / "gw.duckdb"
+    gw = open_gateway(db, flush_records=10**9, seed=7)
+    key, agent_id = setup_tenant(gw)
+    send_messages(gw, key, agent_id, 3, prefix="first")
+    applied_lines = journal_path(db).read_bytes()  # seq 1..4
+    gw.sql("SELECT 1")  # applies seq 1..4 and truncates the journal
+    send_messages(gw, key, agent_id, 2, prefix="second")  # seq 5..7, journal only
+    crashed = crash_copy(db, tmp_path / "crashed")
+    gw.close()
+    pending_lines = journal_path(crashed).read_bytes()
+    assert journal_seqs(journal_path(crashed)) == [5, 6, 7]
+    # The journal as it would be had the first truncate never happened.
+    journal_path(crashed).write_bytes(applied_lines + pending_lines)
+
+    open_gateway(crashed).close()
+
+    after = counts(crashed)
+    assert (after["sessions"], after["usage_events"], after["messages"], after["applied_seq"]) == (2, 5, 10, 7)
+    assert after["distinct_usage_messages"] == 5
