@@ -24,6 +24,7 @@ __all__ = ["ID_PREFIXES", "IdFactory", "hash_api_key", "is_id", "key_display_pre
 ID_PREFIXES = ("tnt", "agt", "ses", "msg", "evt", "req", "key")
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32: no i, l, o, u
 _ID_LEN = 20
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
 _ID_RE = re.compile(r"^(%s)_[0-9a-hjkmnp-tv-z]{%d}$" % ("|".join(ID_PREFIXES), _ID_LEN))
 
 
@@ -35,9 +36,21 @@ class IdFactory:
 
     def new(self, prefix: str) -> str:
         """A fresh id such as ``msg_4f0k...`` (100 bits of randomness)."""
-        bits = self._rng.getrandbits(5 * _ID_LEN)
-        chars = [_ALPHABET[(bits >> shift) & 31] for shift in range(0, 5 * _ID_LEN, 5)]
-        return prefix + "_" + "".join(chars)
+        b = self._rng.getrandbits(100)  # ten 10-bit chunks, two characters each
+        p = _PAIRS
+        return (prefix + "_" + p[b & 1023] + p[(b >> 10) & 1023] + p[(b >> 20) & 1023] + p[(b >> 30) & 1023]
+                + p[(b >> 40) & 1023] + p[(b >> 50) & 1023] + p[(b >> 60) & 1023] + p[(b >> 70) & 1023]
+                + p[(b >> 80) & 1023] + p[b >> 90])
+
+    @staticmethod
+    def derived(prefix: str, parent: str, index: int) -> str:
+        """The ``index``-th id of another kind derived from ``parent`` (0 <= index < 1024).
+
+        The events of one request are numbered from its request id instead of
+        drawing a fresh id each: as unique (the parent's first 90 bits stay),
+        and five fewer random draws per message on the hot path.
+        """
+        return prefix + "_" + parent[-_ID_LEN:-2] + _PAIRS[index]
 
 
 def is_id(value: object, prefix: str) -> bool:

@@ -25,6 +25,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from .ids import IdFactory
 from .errors import (
     AgentNotFoundError,
     AllProvidersFailedError,
@@ -53,7 +54,8 @@ if TYPE_CHECKING:
 __all__ = ["MAX_IDEMPOTENCY_KEY_CHARS", "MessageSender", "SessionState"]
 
 MAX_IDEMPOTENCY_KEY_CHARS = 255
-SESSION_CACHE_SIZE = 4096
+USAGE_EVENT_INDEX = 1023  # attempt events of a request count up from 0; its usage event takes the last slot
+SESSION_CACHE_SIZE = 50_000  # warm sessions; a miss costs two DuckDB queries
 
 
 @dataclass(slots=True)
@@ -112,8 +114,8 @@ def _exact_json(value: object) -> str:
 
 
 def _attempt_models(log: list[AttemptLog]) -> list[Attempt]:
-    return [Attempt(provider=a.provider, status=a.status, http_status=a.http_status,  # type: ignore[arg-type]
-                    latency_ms=a.latency_ms, retries=a.retries, error_code=a.error_code) for a in log]
+    return [Attempt(provider=a.provider, status=a.status, http_status=a.http_status,
+                                    latency_ms=a.latency_ms, retries=a.retries, error_code=a.error_code) for a in log]
 
 
 class MessageSender:
@@ -234,7 +236,7 @@ class MessageSender:
                  request_id, reply.message.created_at],
             ],
             "provider_call_events": events,
-            "usage_events": [[gw.ids.new("evt"), tenant_id, session.id, agent.id, reply.message.id, request_id,
+            "usage_events": [[IdFactory.derived("evt", request_id, USAGE_EVENT_INDEX), tenant_id, session.id, agent.id, reply.message.id, request_id,
                               reply.metadata.provider_used, channel, reply.metadata.usage.tokens_in,
                               reply.metadata.usage.tokens_out, reply.metadata.usage.pricing.usd_per_1k_tokens,
                               reply.metadata.usage.cost_usd, reply.message.created_at]],
@@ -249,19 +251,23 @@ class MessageSender:
         return reply
 
     def _event_rows(self, tenant_id: str, session: Session, request_id: str, log: list[AttemptLog]) -> list[list[Any]]:
-        new_id = self._gw.ids.new
-        return [[new_id("evt"), tenant_id, session.id, session.agent_id, request_id, a.provider, a.status,
-                 a.http_status, a.latency_ms, a.retries, a.error_code, a.started_at] for a in log]
+        return [[IdFactory.derived("evt", request_id, index), tenant_id, session.id, session.agent_id, request_id,
+                 a.provider, a.status, a.http_status, a.latency_ms, a.retries, a.error_code, a.started_at]
+                for index, a in enumerate(log)]
 
     def _build_reply(self, result: ChainResult, agent_id: str, session_id: str, request_id: str, channel: str,
                      key: str | None) -> Reply:
+        """Assemble the reply from values the gateway produced itself."""
         gw = self._gw
         response, provider = result.response, result.provider_used
         assert response is not None and provider is not None
         price = gw.prices.price_per_1k(provider)
-        message = Message(id=gw.ids.new("msg"), session_id=session_id, role="assistant", content=response.text,
-                          created_at=gw.clock.now())
+        message = Message(id=gw.ids.new("msg"), session_id=session_id, role="assistant",
+                                          content=response.text, created_at=gw.clock.now())
         fallback_attempted = result.fallback if any(a.provider == result.fallback for a in result.attempts) else None
+        usage = Usage(tokens_in=response.tokens_in, tokens_out=response.tokens_out,
+                                      cost_usd=gw.prices.cost(provider, response.tokens_in, response.tokens_out),
+                                      pricing=Pricing(usd_per_1k_tokens=price))
         metadata = ReplyMetadata(
             agent_id=agent_id,
             provider_used=provider,
@@ -269,11 +275,9 @@ class MessageSender:
             fallback_attempted=fallback_attempted,
             fallback_used=result.fallback_used,
             attempts=_attempt_models(result.attempts),
-            usage=Usage(tokens_in=response.tokens_in, tokens_out=response.tokens_out,
-                        cost_usd=gw.prices.cost(provider, response.tokens_in, response.tokens_out),
-                        pricing=Pricing(usd_per_1k_tokens=price)),
+            usage=usage,
             idempotency=Idempotency(key=key, replayed=False),
             request_id=request_id,
-            channel=channel,  # type: ignore[arg-type]
+            channel=channel,
         )
         return Reply(message=message, metadata=metadata)

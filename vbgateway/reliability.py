@@ -115,6 +115,28 @@ class _PolicyWait(wait_base):
         return self.policy.backoff_s(retry_state.attempt_number, self.rng)
 
 
+class _Failed:
+    """The outcome of a failed attempt, as tenacity's strategies read it.
+
+    Tenacity's own outcome is a ``concurrent.futures.Future`` with a lock and
+    a condition variable; the strategies only ask ``failed``,
+    ``exception()`` and ``result()``, so a plain object answers them at a
+    fraction of the cost on the hot path.
+    """
+
+    __slots__ = ("_error",)
+    failed = True
+
+    def __init__(self, error: BaseException) -> None:
+        self._error = error
+
+    def exception(self) -> BaseException:
+        return self._error
+
+    def result(self) -> None:
+        raise self._error
+
+
 def _is_retryable(error: BaseException) -> bool:
     return isinstance(error, ProviderError) and error.retryable
 
@@ -161,7 +183,7 @@ async def _try_provider(provider: Provider, name: str, request: ProviderRequest,
         try:
             return await _one_attempt(provider, name, request, policy, clock, log, index)
         except ProviderError as error:
-            state.set_exception((type(error), error, error.__traceback__))
+            state.outcome = _Failed(error)
             state.outcome_timestamp = clock.monotonic()
             if not retry(state) or stop(state):
                 return None

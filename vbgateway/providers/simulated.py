@@ -33,6 +33,7 @@ _BODIES = (
     "That feature is available on your current plan, so no upgrade is needed.",
 )
 _CLOSERS = ("Is there anything else I can do?", "Anything else on your mind?", "Let me know if that helps.", "")
+_TEMPLATES = len(_OPENERS) * len(_BODIES) * len(_CLOSERS)
 
 
 @dataclass(frozen=True)
@@ -92,22 +93,28 @@ class SimulatedVendor:
         if profile.spike_rate and rng.random() < profile.spike_rate:
             latency_ms *= profile.spike_factor
         roll = rng.random()
+        low, high = profile.retry_after_ms
+        retry_after = low + int(rng.random() * (high - low + 1))
         if roll < profile.failure_rate:
             outcome = "error"
         elif roll < profile.failure_rate + profile.rate_limit_rate:
             outcome = "rate_limited"
         else:
             outcome = "ok"
-        retry_after = rng.randint(*profile.retry_after_ms)
-        template = (rng.randrange(len(_OPENERS)), rng.randrange(len(_BODIES)), rng.randrange(len(_CLOSERS)))
-        return _Draw(latency_ms / 1000.0, outcome, retry_after, template)
+        # One draw picks the whole reply template (opener x body x closer).
+        pick = int(rng.random() * _TEMPLATES)
+        pick, closer = divmod(pick, len(_CLOSERS))
+        opener, body = divmod(pick, len(_BODIES))
+        return _Draw(latency_ms / 1000.0, outcome, retry_after, (opener, body, closer))
 
     async def _simulate(self, request: ProviderRequest) -> tuple[_Draw, str, int, int]:
-        """Wait the drawn latency; return the draw, reply text and token counts."""
+        """Wait the drawn latency; return the draw, and for a success the reply text and token counts."""
         self.calls += 1
         draw = self._draw()
         if draw.latency_s > 0:
             await self.clock.sleep(draw.latency_s)
+        if draw.outcome != "ok":
+            return draw, "", 0, 0
         text = _reply_text(request, draw.template)
         return draw, text, estimate_tokens(request.input_chars()), estimate_tokens(len(text))
 

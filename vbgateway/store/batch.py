@@ -10,6 +10,7 @@ live schema so the two cannot drift apart).
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import duckdb
@@ -17,7 +18,7 @@ import pyarrow as pa
 
 from .journal import JournalRecord
 
-__all__ = ["JOURNALED_COLUMNS", "SESSION_ACTIVITY", "apply_batch"]
+__all__ = ["JOURNALED_COLUMNS", "SESSION_ACTIVITY", "apply_batch", "make_plain"]
 
 _TS = pa.timestamp("us", tz="UTC")
 _STR = pa.string()
@@ -44,9 +45,47 @@ _ACTIVITY_COLUMNS = (("id", _STR), ("last_activity_at", _TS))
 _INSERT_ORDER = ("sessions", "messages", "provider_call_events", "usage_events", "idempotency_records")
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _plain_positions(columns: tuple[tuple[str, pa.DataType], ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    stamps = tuple(i for i, (_, kind) in enumerate(columns) if pa.types.is_timestamp(kind))
+    money = tuple(i for i, (_, kind) in enumerate(columns) if pa.types.is_decimal(kind))
+    return stamps, money
+
+
+_PLAIN_POSITIONS = {table: _plain_positions(cols) for table, cols in JOURNALED_COLUMNS.items()}
+_PLAIN_POSITIONS[SESSION_ACTIVITY] = _plain_positions(_ACTIVITY_COLUMNS)
+
+
+def make_plain(record: JournalRecord) -> JournalRecord:
+    """Turn datetimes into epoch microseconds and Decimals into strings, in place.
+
+    The journal then encodes a record with the C JSON encoder alone (no
+    per-value Python hook), and Arrow reads both forms back exactly.
+    """
+    for table, rows in record.items():
+        stamps, money = _PLAIN_POSITIONS[table]
+        for row in rows:
+            for i in stamps:
+                value = row[i]
+                if isinstance(value, datetime):
+                    row[i] = (value - _EPOCH) // _MICROSECOND
+            for i in money:
+                if row[i] is not None:
+                    row[i] = str(row[i])
+    return record
+
+
 def _to_arrow(columns: tuple[tuple[str, pa.DataType], ...], rows: list[list[Any]]) -> pa.Table:
     values = list(zip(*rows)) if rows else [() for _ in columns]
-    arrays = [pa.array(list(col), type=kind) for col, (_, kind) in zip(values, columns)]
+    arrays = []
+    for col, (_, kind) in zip(values, columns):
+        if pa.types.is_decimal(kind):  # exact: decimal text straight into decimal128
+            arrays.append(pa.array([None if v is None else str(v) for v in col], pa.string()).cast(kind))
+        else:
+            arrays.append(pa.array(list(col), type=kind))
     return pa.Table.from_arrays(arrays, names=[name for name, _ in columns])
 
 

@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from ..errors import DatabaseBusyError, DatabaseError, InternalError, ValidationError
 from ..models import Agent, ApiKeyInfo, Session, Tenant
-from .batch import apply_batch
+from .batch import apply_batch, make_plain
 from .journal import Journal, JournalLockedError, JournalRecord
 from .schema import migrate, schema_version
 
@@ -50,6 +50,7 @@ class Store:
         self.flush_records = flush_records
         self._pending: list[JournalRecord] = []
         self._pending_idempotency: dict[tuple[str, str], tuple[str, str]] = {}
+        self._pending_sessions: set[str] = set()  # sessions with rows not yet in DuckDB
         self._queue: list[tuple[JournalRecord, asyncio.Future[None]]] = []
         self._drain_scheduled = False
         self._owns_connection = not isinstance(target, duckdb.DuckDBPyConnection)
@@ -129,6 +130,7 @@ class Store:
     # ----------------------------------------------------------------- data-plane writes
     def commit(self, record: JournalRecord) -> None:
         """Make ``record`` durable now (one fsync), then queue it for DuckDB."""
+        make_plain(record)
         with self._lock:
             self._seq += 1
             self._journal.append([(self._seq, record)])
@@ -142,7 +144,7 @@ class Store:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._queue.append((record, future))
+        self._queue.append((make_plain(record), future))
         if not self._drain_scheduled:
             self._drain_scheduled = True
             # A virtual-time loop groups commits over a short window of virtual time.
@@ -178,6 +180,11 @@ class Store:
 
     def _accept(self, record: JournalRecord) -> None:
         self._pending.append(record)
+        for row in record.get("sessions", ()):
+            self._pending_sessions.add(row[0])
+        for table in ("messages", "provider_call_events"):
+            for row in record.get(table, ()):
+                self._pending_sessions.add(row[2])
         for row in record.get("idempotency_records", ()):
             self._pending_idempotency[(row[0], row[1])] = (row[2], row[4])
 
@@ -193,6 +200,7 @@ class Store:
             self._write_batch(self._pending, self._seq)
             self._pending = []
             self._pending_idempotency.clear()
+            self._pending_sessions.clear()
             self._journal.truncate()
 
     def _write_batch(self, records: list[JournalRecord], up_to_seq: int) -> None:
@@ -211,9 +219,11 @@ class Store:
         return len(self._pending)
 
     # ----------------------------------------------------------------- control plane
-    def _fetchall(self, sql: str, params: list[Any] | None = None, *, flush: bool = False) -> list[tuple[Any, ...]]:
+    def _fetchall(self, sql: str, params: list[Any] | None = None, *,
+                  flush_for: str | None = None) -> list[tuple[Any, ...]]:
+        """Run a query; with ``flush_for``, first apply pending rows if that session has any."""
         with self._lock:
-            if flush:
+            if flush_for is not None and flush_for in self._pending_sessions:
                 self.flush()
             return self._con.execute(sql, params or []).fetchall()
 
@@ -301,7 +311,7 @@ class Store:
     def get_session(self, tenant_id: str, session_id: str) -> Session | None:
         rows = self._fetchall("""
             SELECT id, tenant_id, agent_id, customer_id, status, metadata, created_at, last_activity_at
-            FROM sessions WHERE tenant_id = ? AND id = ?""", [tenant_id, session_id], flush=True)
+            FROM sessions WHERE tenant_id = ? AND id = ?""", [tenant_id, session_id], flush_for=session_id)
         if not rows:
             return None
         r = rows[0]
@@ -312,13 +322,13 @@ class Store:
         """(id, role, content, created_at, position) of a session, oldest first."""
         return [tuple(r) for r in self._fetchall("""
             SELECT id, role, content, created_at, position FROM messages
-            WHERE session_id = ? ORDER BY position""", [session_id], flush=True)]
+            WHERE session_id = ? ORDER BY position""", [session_id], flush_for=session_id)]
 
     def provider_calls(self, session_id: str) -> list[tuple[str, str, str, int, Any]]:
         """(id, provider, status, latency_ms, created_at) of a session, oldest first."""
         return [tuple(r) for r in self._fetchall("""
             SELECT id, provider, status, latency_ms, created_at FROM provider_call_events
-            WHERE session_id = ? ORDER BY created_at, request_id, id""", [session_id], flush=True)]
+            WHERE session_id = ? ORDER BY created_at, request_id, id""", [session_id], flush_for=session_id)]
 
     def idempotency_record(self, tenant_id: str, key: str) -> tuple[str, str] | None:
         """(request_hash, response JSON) stored for a tenant's key, pending or applied."""
