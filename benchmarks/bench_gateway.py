@@ -39,7 +39,9 @@ def _setup(gw: Gateway, sessions: int) -> tuple[object, list[str]]:
     client = gw.connect(key)
     agent = client.create_agent(name="Bench", primary_provider="vendorA", fallback_provider="vendorB",
                                 system_prompt="You are a benchmark.")
-    return client, [client.create_session(agent.id).id for _ in range(sessions)]
+    session_ids = [client.create_session(agent.id).id for _ in range(sessions)]
+    gw.store.flush()  # warm-up: the first batch loads Arrow's conversion code (about a second, once)
+    return client, session_ids
 
 
 async def _send_all(client: object, session_ids: list[str], per_session: int, concurrency: int) -> None:
