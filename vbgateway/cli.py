@@ -1,61 +1,29 @@
 """The ``vbgateway`` command: a thin layer over the library.
 
-Errors reach the user as one line with their code and a non-zero exit, never
-as a traceback.
+Subcommands live in ``vbgateway.commands`` (one module each, listed in
+``COMMANDS``). Errors reach the user as one line with their code and a
+non-zero exit, never as a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from .errors import GatewayError
-from .gateway import Gateway
-from .seed import seed_demo
 
-__all__ = ["main"]
+__all__ = ["COMMANDS", "build_parser", "main"]
 
-DEFAULT_DB = "data/vbgateway.duckdb"
-
-
-def _seed(args: argparse.Namespace) -> int:
-    with Gateway.open(args.db) as gw:
-        result = seed_demo(gw)
-    if not result.created:
-        print(f"{args.db} is already seeded ({len(result.tenants)} demo tenants, {len(result.agents)} agents); "
-              "nothing changed.")
-        return 0
-    bar = "=" * 78
-    print(bar)
-    print("  DEMO API KEYS: shown once, stored only as hashes. Copy them now.")
-    print(bar)
-    for tenant in result.tenants:
-        if tenant.name in result.api_keys:
-            print(f"  {tenant.name:<24} {tenant.id}  {result.api_keys[tenant.name]}")
-    print(bar)
-    for agent in result.agents:
-        fallback = agent.fallback_provider or "none"
-        print(f"  agent {agent.id}  {agent.name:<20} {agent.primary_provider} -> {fallback}")
-    return 0
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-
-    run_demo(args.db)
-    return 0
+COMMANDS = ("basics",)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vbgateway", description="VocalBridge Ops gateway workbench")
     sub = parser.add_subparsers(dest="command", required=True)
-    seed = sub.add_parser("seed", help="create the demo tenants and agents (once) and print their API keys")
-    seed.add_argument("--db", default=DEFAULT_DB, help=f"database file (default {DEFAULT_DB})")
-    seed.set_defaults(func=_seed)
-    demo = sub.add_parser("demo", help="seed if needed, then run a scripted chat through both vendors")
-    demo.add_argument("--db", default=DEFAULT_DB, help=f"database file (default {DEFAULT_DB})")
-    demo.set_defaults(func=_demo)
+    for name in COMMANDS:
+        importlib.import_module(f"vbgateway.commands.{name}").register(sub)
     return parser
 
 

@@ -10,8 +10,10 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
 import pydantic
 
+from . import analytics
 from .errors import AgentNotFoundError, ValidationError
 from .messaging import SessionState, request_fingerprint, validate_content, validate_idempotency_key
 from .models import Agent, AgentPatch, AgentSpec, Reply, Session, Tenant, Transcript, TranscriptMessage, VoiceReply
@@ -115,6 +117,22 @@ class TenantClient:
     # ------------------------------------------------------------------ sessions
     def create_session(self, agent_id: str, customer_id: str | None = None,
                        metadata: Mapping[str, Any] | None = None) -> Session:
+        """Open a conversation of one customer with one agent (durable when it returns)."""
+        session, row = self._new_session(agent_id, customer_id, metadata)
+        self._gw.store.commit({"sessions": [row]})
+        self._gw.sender.remember(SessionState(session, [], 0, session.created_at))
+        return session
+
+    async def create_session_async(self, agent_id: str, customer_id: str | None = None,
+                                   metadata: Mapping[str, Any] | None = None) -> Session:
+        """``create_session`` whose commit is grouped with concurrent ones (for heavy traffic)."""
+        session, row = self._new_session(agent_id, customer_id, metadata)
+        await self._gw.store.commit_async({"sessions": [row]})
+        self._gw.sender.remember(SessionState(session, [], 0, session.created_at))
+        return session
+
+    def _new_session(self, agent_id: str, customer_id: str | None,
+                     metadata: Mapping[str, Any] | None) -> tuple[Session, list[Any]]:
         agent = self.get_agent(agent_id)
         if customer_id is not None:
             if not isinstance(customer_id, str) or not 1 <= len(customer_id) <= MAX_CUSTOMER_ID_CHARS:
@@ -128,10 +146,7 @@ class TenantClient:
         now = self._gw.clock.now()
         session = Session(id=self._gw.ids.new("ses"), tenant_id=self.id, agent_id=agent.id, customer_id=customer_id,
                           status="active", metadata=json.loads(metadata_json), created_at=now, last_activity_at=now)
-        self._gw.store.commit({"sessions": [[session.id, self.id, agent.id, customer_id, "active", metadata_json,
-                                             now, now]]})
-        self._gw.sender.remember(SessionState(session, [], 0, now))
-        return session
+        return session, [session.id, self.id, agent.id, customer_id, "active", metadata_json, now, now]
 
     @staticmethod
     def _metadata_json(metadata: object) -> str:
@@ -162,6 +177,20 @@ class TenantClient:
         events = [ProviderCallEvent(id=r[0], provider=r[1], status=r[2], latency_ms=r[3], created_at=r[4])
                   for r in self._gw.store.provider_calls(session.id)]
         return Transcript(session=session, messages=messages, events=events)
+
+    # ------------------------------------------------------------------ usage
+    def usage_rollup(self, start: object, end: object) -> analytics.Rollup:
+        """Totals, per provider and top agents for UTC days ``start``..``end`` (inclusive)."""
+        return analytics.rollup(self._gw, self.id, start, end)
+
+    def usage_events(self, start: object, end: object, *, limit: object = analytics.DEFAULT_EVENTS_LIMIT,
+                     offset: object = 0) -> pd.DataFrame:
+        """Usage events of the period, newest first."""
+        return analytics.events(self._gw, self.id, start, end, limit=limit, offset=offset)
+
+    def usage_monthly(self, months: int = 12) -> pd.DataFrame:
+        """Cost per provider per calendar month, the last ``months`` including the current, zeros included."""
+        return analytics.monthly(self._gw, self.id, months=months)
 
     # ------------------------------------------------------------------ messages
     async def send_message(self, session_id: str, content: str, *, idempotency_key: str | None = None) -> Reply:
