@@ -214,6 +214,31 @@ class Store:
             con.execute("ROLLBACK")
             raise
 
+    def bulk_insert(self, table: str, rows: pa.Table) -> int:
+        """Append an Arrow table to a data-plane table in one transaction (synthetic data, imports).
+
+        Columns are matched by name; the journal is bypassed because the rows
+        are not replies anyone was promised: they land whole or not at all.
+        """
+        allowed = {"sessions", "messages", "provider_call_events", "usage_events"}
+        if table not in allowed:
+            raise ValidationError(f"bulk_insert takes one of {sorted(allowed)}", details={"table": table})
+        with self._lock:
+            self.flush()
+            con = self._con
+            con.register("_vb_bulk", rows)
+            try:
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _vb_bulk")
+                    con.execute("COMMIT")
+                except Exception:
+                    con.execute("ROLLBACK")
+                    raise
+            finally:
+                con.unregister("_vb_bulk")
+        return rows.num_rows
+
     @property
     def pending_records(self) -> int:
         return len(self._pending)
