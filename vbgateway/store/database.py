@@ -60,7 +60,7 @@ class Store:
             self._con = target if isinstance(target, duckdb.DuckDBPyConnection) else self._connect()
             self._con.execute("SET TimeZone = 'UTC'")
             migrate(self._con, now)
-            self._con.execute("UPDATE journal_state SET open_count = open_count + 1 WHERE id = 1")
+            self._con.execute("UPDATE journal_state SET open_count = open_count + 1 WHERE id = 1").fetchall()
             applied, self.open_count = self._journal_state()
             self._seq = max(applied, self._journal.last_seq())
             self._recover(applied)
@@ -208,7 +208,7 @@ class Store:
         con.execute("BEGIN TRANSACTION")
         try:
             apply_batch(con, records)
-            con.execute("UPDATE journal_state SET applied_seq = ? WHERE id = 1", [up_to_seq])
+            con.execute("UPDATE journal_state SET applied_seq = ? WHERE id = 1", [up_to_seq]).fetchall()
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")
@@ -226,17 +226,17 @@ class Store:
         with self._lock:
             self.flush()
             con = self._con
-            con.register("_vb_bulk", rows)
+            con.execute("BEGIN TRANSACTION")
             try:
-                con.execute("BEGIN TRANSACTION")
+                con.register("_vb_bulk", rows)
                 try:
-                    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _vb_bulk")
-                    con.execute("COMMIT")
-                except Exception:
-                    con.execute("ROLLBACK")
-                    raise
-            finally:
-                con.unregister("_vb_bulk")
+                    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _vb_bulk").fetchall()
+                finally:
+                    con.unregister("_vb_bulk")
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
         return rows.num_rows
 
     @property
@@ -258,7 +258,7 @@ class Store:
             con.execute("BEGIN TRANSACTION")
             try:
                 for sql, params in statements:
-                    con.execute(sql, params)
+                    con.execute(sql, params).fetchall()
                 con.execute("COMMIT")
             except Exception:
                 con.execute("ROLLBACK")
