@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import selectors
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine
@@ -25,7 +26,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
-__all__ = ["Clock", "SystemClock", "VirtualClock", "utc"]
+__all__ = ["Clock", "SystemClock", "VirtualClock", "real_deadline", "real_time_left", "utc", "wait_real"]
 
 T = TypeVar("T")
 _MAX_ADVANCE_S = 24 * 3600.0
@@ -34,6 +35,25 @@ _MAX_ADVANCE_S = 24 * 3600.0
 def utc(year: int, month: int = 1, day: int = 1, hour: int = 0, minute: int = 0) -> datetime:
     """Shorthand for an aware UTC datetime, handy for ``VirtualClock(start=...)``."""
     return datetime(year, month, day, hour, minute, tzinfo=timezone.utc)
+
+
+def real_deadline(seconds: float) -> float:
+    """A deadline in real (process) time, for waiting on other processes."""
+    return time.monotonic() + seconds
+
+
+def real_time_left(deadline: float) -> float:
+    return deadline - time.monotonic()
+
+
+def wait_real(seconds: float) -> None:
+    """Block the calling thread for ``seconds`` of real time.
+
+    Only for coordination with other processes (file locks), which happens in
+    real time whatever clock the gateway runs on; gateway behaviour never
+    waits through this.
+    """
+    threading.Event().wait(seconds)
 
 
 class Clock(ABC):

@@ -67,6 +67,20 @@ class Gateway:
         store = Store(target, now=clock.now(), **kwargs)
         return cls(store, providers=providers, clock=clock, retry=retry, prices=prices, seed=seed)
 
+    @classmethod
+    def open_reader(cls, path: str | Path, *, wait_s: float = 60.0, providers: Mapping[str, Provider] | None = None,
+                    prices: PriceTable | Mapping[str, Any] | None = None, clock: Clock | None = None) -> "Gateway":
+        """A read-only gateway for reports and exports.
+
+        Works while another process serves traffic on the same file: that
+        gateway applies every committed reply to DuckDB and lends the file for
+        as long as this one is open (its own replies keep committing to its
+        journal meanwhile). Close it promptly: the writer waits for it before
+        it touches DuckDB again.
+        """
+        store = Store(path, read_only=True, wait_s=wait_s)
+        return cls(store, providers=providers, clock=clock, prices=prices)
+
     def close(self) -> None:
         """Apply everything pending and release the database."""
         self.store.close()

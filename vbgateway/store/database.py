@@ -26,8 +26,9 @@ import pyarrow as pa
 from ..errors import DatabaseBusyError, DatabaseError, InternalError, ValidationError
 from ..models import Agent, ApiKeyInfo, Session, Tenant
 from .batch import apply_batch, make_plain
-from .journal import Journal, JournalLockedError, JournalRecord
-from .schema import migrate, schema_version
+from .handoff import ReaderLease, WriterLease
+from .journal import Journal, JournalLockedError, JournalRecord, last_committed_seq
+from .schema import MIGRATIONS, migrate, schema_version
 
 __all__ = ["Store"]
 
@@ -39,15 +40,20 @@ def _exact_decimals(arrow_type: pa.DataType) -> pd.ArrowDtype | None:
     return pd.ArrowDtype(arrow_type) if pa.types.is_decimal(arrow_type) else None
 
 DEFAULT_FLUSH_ROWS = 5000
+LEND_WAIT_S = 60.0  # how long either side waits for the other to hand the file over
+WATCH_S = 0.05  # how often a writer looks for readers asking for the file
 
 
 class Store:
     """One DuckDB database (a file, ``:memory:`` or an open connection) plus its journal."""
 
     def __init__(self, target: str | Path | duckdb.DuckDBPyConnection = ":memory:", *, now: Any = None,
-                 flush_records: int = DEFAULT_FLUSH_ROWS) -> None:
+                 flush_records: int = DEFAULT_FLUSH_ROWS, read_only: bool = False,
+                 wait_s: float = LEND_WAIT_S) -> None:
         self._lock = threading.RLock()
         self.flush_records = flush_records
+        self.read_only = read_only
+        self.wait_s = wait_s
         self._pending: list[JournalRecord] = []
         self._pending_idempotency: dict[tuple[str, str], tuple[str, str]] = {}
         self._pending_sessions: set[str] = set()  # sessions with rows not yet in DuckDB
@@ -55,20 +61,111 @@ class Store:
         self._drain_scheduled = False
         self._owns_connection = not isinstance(target, duckdb.DuckDBPyConnection)
         self.path = None if isinstance(target, duckdb.DuckDBPyConnection) or str(target) == ":memory:" else Path(target)
-        self._journal = self._open_journal()
+        self._journal = Journal(None)
+        self._lease: WriterLease | ReaderLease | None = None
+        self._lent = False
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._watch_stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._seq, self.open_count = 0, 0
         try:
-            self._con = target if isinstance(target, duckdb.DuckDBPyConnection) else self._connect()
-            self._con.execute("SET TimeZone = 'UTC'")
-            migrate(self._con, now)
-            self._con.execute("UPDATE journal_state SET open_count = open_count + 1 WHERE id = 1").fetchall()
-            applied, self.open_count = self._journal_state()
-            self._seq = max(applied, self._journal.last_seq())
-            self._recover(applied)
+            if read_only:
+                self._open_reader()
+            else:
+                self._open_writer(target, now)
         except BaseException:
-            self._journal.close()
-            if self._owns_connection and getattr(self, "_con", None) is not None:
-                self._con.close()
+            self._release_all()
             raise
+
+    def _open_writer(self, target: str | Path | duckdb.DuckDBPyConnection, now: Any) -> None:
+        self._journal = self._open_journal()
+        if self.path is not None:
+            self._lease = WriterLease(self.path, self.wait_s)
+        self._con = target if isinstance(target, duckdb.DuckDBPyConnection) else self._connect()
+        self._con.execute("SET TimeZone = 'UTC'")  # also for a connection we were handed
+        migrate(self._con, now)
+        self._con.execute("UPDATE journal_state SET open_count = open_count + 1 WHERE id = 1").fetchall()
+        applied, self.open_count = self._journal_state()
+        self._seq = max(applied, self._journal.last_seq())
+        self._recover(applied)
+        if isinstance(self._lease, WriterLease):
+            self._watcher = threading.Thread(target=self._watch_for_readers, name="vbgateway-lender", daemon=True)
+            self._watcher.start()
+
+    def _open_reader(self) -> None:
+        """A read-only view: the file is borrowed from a running gateway, or read directly."""
+        if self.path is None or not self.path.exists():
+            raise DatabaseError(f"no database at {self.path}", details={"path": str(self.path)})
+        journal = Path(str(self.path) + ".journal")
+        if journal.exists() and journal.stat().st_size > 0:
+            try:  # replies a crashed gateway left in its journal belong in the snapshot
+                Store(self.path, wait_s=self.wait_s).close()
+            except DatabaseBusyError:
+                pass  # a live gateway holds them; it applies them before lending the file
+        needed = last_committed_seq(journal) if journal.exists() else 0
+        lease = self._lease = ReaderLease(self.path, self.wait_s)
+        while True:  # accept the file once it holds everything committed before we asked
+            self._con = self._connect(read_only=True)
+            applied = self._con.execute("SELECT applied_seq FROM journal_state WHERE id = 1").fetchone()
+            if applied is not None and applied[0] >= needed:
+                break
+            self._con.close()
+            self._con = None
+            lease.retry()
+        try:
+            version = self._con.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]  # type: ignore[index]
+        except duckdb.Error:
+            version = None
+        if version != MIGRATIONS[-1].version:
+            raise DatabaseError("the database schema is not current; open it once with a gateway to migrate it",
+                                details={"path": str(self.path)})
+
+    def _release_all(self) -> None:
+        self._watch_stop.set()
+        if self._watcher is not None and self._watcher is not threading.current_thread():
+            self._watcher.join()
+        self._journal.close()
+        if self._owns_connection and self._con is not None:
+            self._con.close()
+        self._con = None
+        if self._lease is not None:
+            self._lease.close()
+            self._lease = None
+
+    # ----------------------------------------------------------------- lending to readers
+    def _watch_for_readers(self) -> None:
+        while not self._watch_stop.wait(WATCH_S):
+            lease = self._lease
+            if not isinstance(lease, WriterLease) or not lease.requested():
+                continue
+            with self._lock:
+                if self._con is not None and not self._lent:
+                    self._lend(lease)
+                elif self._lent and self._pending and lease.try_acquire():
+                    # committed since we lent it: take it back, apply, lend again
+                    self._con = self._connect()
+                    self._lent = False
+                    self._lend(lease)
+
+    def _lend(self, lease: WriterLease) -> None:
+        """Apply what is pending, close DuckDB and let readers in."""
+        self.flush()
+        assert self._con is not None
+        self._con.close()
+        self._con = None
+        self._lent = True
+        lease.release()
+
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        """The open connection, taken back from readers first if it was lent."""
+        if self._lent:
+            assert isinstance(self._lease, WriterLease)
+            self._lease.acquire(self.wait_s)
+            self._con = self._connect()
+            self._lent = False
+        if self._con is None:
+            raise DatabaseError("the database is closed")
+        return self._con
 
     def _open_journal(self) -> Journal:
         """Create the folder and take the journal, whose lock keeps two stores apart."""
@@ -83,11 +180,16 @@ class Store:
         except OSError as exc:
             raise DatabaseError(f"cannot use {self.path}: {exc.strerror or exc}", details={"path": str(self.path)}) from exc
 
-    def _connect(self) -> duckdb.DuckDBPyConnection:
+    def _connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+        con = self._open_duckdb(read_only)
+        con.execute("SET TimeZone = 'UTC'")
+        return con
+
+    def _open_duckdb(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         if self.path is None:
             return duckdb.connect(":memory:")
         try:
-            return duckdb.connect(str(self.path))
+            return duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
                 raise DatabaseBusyError(f"{self.path} is locked by another process",
@@ -101,19 +203,19 @@ class Store:
     @property
     def schema_version(self) -> int:
         with self._lock:
-            return schema_version(self._con)
+            if self.read_only:
+                return int(self._connection().execute("SELECT max(version) FROM schema_migrations").fetchone()[0])  # type: ignore[index]
+            return schema_version(self._connection())
 
     def close(self) -> None:
         with self._lock:
-            if self._con is None:
+            if self._con is None and not self._lent:
                 return
             try:
-                self.flush()
+                if not self.read_only:
+                    self.flush()
             finally:
-                self._journal.close()
-                if self._owns_connection:
-                    self._con.close()
-                self._con = None  # type: ignore[assignment]
+                self._release_all()
 
     def _journal_state(self) -> tuple[int, int]:
         """(last journal sequence applied, how many times the database was opened)."""
@@ -130,6 +232,7 @@ class Store:
     # ----------------------------------------------------------------- data-plane writes
     def commit(self, record: JournalRecord) -> None:
         """Make ``record`` durable now (one fsync), then queue it for DuckDB."""
+        self._refuse_if_read_only()
         make_plain(record)
         with self._lock:
             self._seq += 1
@@ -142,6 +245,7 @@ class Store:
 
         Each caller returns only after its own record is durable.
         """
+        self._refuse_if_read_only()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         self._queue.append((make_plain(record), future))
@@ -189,8 +293,13 @@ class Store:
             self._pending_idempotency[(row[0], row[1])] = (row[2], row[4])
 
     def _maybe_flush(self) -> None:
-        if len(self._pending) >= self.flush_records:
+        # While the file is lent to a reader, replies only go to the journal (still durable).
+        if len(self._pending) >= self.flush_records and not self._lent:
             self.flush()
+
+    def _refuse_if_read_only(self) -> None:
+        if self.read_only:
+            raise DatabaseError("this is a read-only view of the database", details={"path": str(self.path)})
 
     def flush(self) -> None:
         """Apply everything pending to DuckDB in one transaction."""
@@ -204,7 +313,7 @@ class Store:
             self._journal.truncate()
 
     def _write_batch(self, records: list[JournalRecord], up_to_seq: int) -> None:
-        con = self._con
+        con = self._connection()
         con.execute("BEGIN TRANSACTION")
         try:
             apply_batch(con, records)
@@ -223,9 +332,10 @@ class Store:
         allowed = {"sessions", "messages", "provider_call_events", "usage_events"}
         if table not in allowed:
             raise ValidationError(f"bulk_insert takes one of {sorted(allowed)}", details={"table": table})
+        self._refuse_if_read_only()
         with self._lock:
             self.flush()
-            con = self._con
+            con = self._connection()
             con.execute("BEGIN TRANSACTION")
             try:
                 con.register("_vb_bulk", rows)
@@ -250,11 +360,12 @@ class Store:
         with self._lock:
             if flush_for is not None and flush_for in self._pending_sessions:
                 self.flush()
-            return self._con.execute(sql, params or []).fetchall()
+            return self._connection().execute(sql, params or []).fetchall()
 
     def _execute(self, statements: list[tuple[str, list[Any]]]) -> None:
+        self._refuse_if_read_only()
         with self._lock:
-            con = self._con
+            con = self._connection()
             con.execute("BEGIN TRANSACTION")
             try:
                 for sql, params in statements:
@@ -381,7 +492,7 @@ class Store:
             raise ValidationError("gw.sql runs exactly one read-only statement (SELECT, EXPLAIN)")
         with self._lock:
             self.flush()
-            cursor = self._con.cursor()
+            cursor = self._connection().cursor()
             try:
                 table = cursor.sql(sql, params=params or None).to_arrow_table()
             except duckdb.Error as exc:

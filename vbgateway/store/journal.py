@@ -28,7 +28,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Journal", "JournalLockedError", "JournalRecord"]
+__all__ = ["Journal", "JournalLockedError", "JournalRecord", "last_committed_seq"]
 
 JournalRecord = dict[str, list[list[Any]]]  # table name -> rows (lists in column order)
 
@@ -58,11 +58,16 @@ def _decode_rows(record: dict[str, list[list[Any]]]) -> JournalRecord:
     return {table: [[_decode_value(v) for v in row] for row in rows] for table, rows in record.items()}
 
 
+def last_committed_seq(path: Path) -> int:
+    """The sequence number of the last intact line of a journal another process writes (0 if none)."""
+    return Journal(None, read_path=path).last_seq()
+
+
 class Journal:
     """An append-only file of committed records, or nothing for in-memory stores."""
 
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
+    def __init__(self, path: Path | None, *, read_path: Path | None = None) -> None:
+        self.path = path or read_path  # read_path: read someone else's journal, no lock, no writes
         self._fd: int | None = None
         if path is not None:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
