@@ -25,7 +25,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from .ids import IdFactory
+from .ids import IdFactory, is_id
 from .errors import (
     AgentNotFoundError,
     AllProvidersFailedError,
@@ -154,10 +154,14 @@ class MessageSender:
 
     # ------------------------------------------------------------------ send
     async def send(self, tenant_id: str, session_id: object, content: str, *, channel: str,
-                   idempotency_key: str | None, fingerprint: str) -> Reply:
+                   idempotency_key: str | None, fingerprint: str, request_id: str | None = None) -> Reply:
+        """One billed reply; ``request_id`` lets a caller (the HTTP API) reuse its own ``req_`` id."""
+        if request_id is not None and not is_id(request_id, "req"):
+            raise ValidationError("a request id looks like req_ followed by 20 characters",
+                                  details={"field": "requestId"})
         state = self.session_state(tenant_id, session_id)
         if idempotency_key is None:
-            return await self._send_once(tenant_id, state, content, channel, None, fingerprint)
+            return await self._send_once(tenant_id, state, content, channel, None, fingerprint, request_id)
         slot = (tenant_id, idempotency_key)
         while True:
             in_flight = self._in_flight.get(slot)
@@ -179,7 +183,8 @@ class MessageSender:
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._in_flight[slot] = (fingerprint, future)
         try:
-            reply = await self._send_once(tenant_id, state, content, channel, idempotency_key, fingerprint)
+            reply = await self._send_once(tenant_id, state, content, channel, idempotency_key, fingerprint,
+                                          request_id)
         except asyncio.CancelledError:
             future.cancel()  # waiters see the cancellation and run the request themselves
             raise
@@ -204,14 +209,14 @@ class MessageSender:
         return reply.model_copy(update={"metadata": reply.metadata.model_copy(update={"idempotency": idem})})
 
     async def _send_once(self, tenant_id: str, state: SessionState, content: str, channel: str,
-                         key: str | None, fingerprint: str) -> Reply:
+                         key: str | None, fingerprint: str, request_id: str | None) -> Reply:
         gw = self._gw
         session = state.session
         agent = gw.agent_for(tenant_id, session.agent_id)
         if agent is None:
             raise AgentNotFoundError("the session's agent no longer exists", details={"agentId": session.agent_id})
         received_at = gw.clock.now()
-        request_id = gw.ids.new("req")
+        request_id = request_id or gw.ids.new("req")
         position = state.next_position
         state.next_position += 2  # reserve both slots now: concurrent sends on one session never collide
         chain = [(agent.primary_provider, gw.providers[agent.primary_provider])]

@@ -193,15 +193,20 @@ class TenantClient:
         return analytics.monthly(self._gw, self.id, months=months)
 
     # ------------------------------------------------------------------ messages
-    async def send_message(self, session_id: str, content: str, *, idempotency_key: str | None = None) -> Reply:
-        """Send a user message; returns the assistant's reply, billed exactly once."""
+    async def send_message(self, session_id: str, content: str, *, idempotency_key: str | None = None,
+                           request_id: str | None = None) -> Reply:
+        """Send a user message; returns the assistant's reply, billed exactly once.
+
+        ``request_id`` (a ``req_`` id, e.g. the HTTP request's) names the request in
+        the reply, the attempt log and the usage event; by default one is made.
+        """
         content = validate_content(content)
         key = validate_idempotency_key(idempotency_key)
         fingerprint = request_fingerprint("chat", session_id, content)
         return await self._gw.sender.send(self.id, session_id, content, channel="chat", idempotency_key=key,
-                                          fingerprint=fingerprint)
+                                          fingerprint=fingerprint, request_id=request_id)
 
     async def send_voice(self, session_id: str, audio: bytes, audio_duration_ms: int | None = None, *,
-                         idempotency_key: str | None = None) -> VoiceReply:
+                         idempotency_key: str | None = None, request_id: str | None = None) -> VoiceReply:
         """Send recorded speech; returns what was heard, the reply, and the reply as WAV."""
-        return await send_voice(self._gw, self.id, session_id, audio, audio_duration_ms, idempotency_key)
+        return await send_voice(self._gw, self.id, session_id, audio, audio_duration_ms, idempotency_key, request_id)

@@ -37,7 +37,7 @@ def _check_duration(value: object) -> int | None:
 
 
 async def send_voice(gw: Gateway, tenant_id: str, session_id: str, audio: object, audio_duration_ms: object,
-                     idempotency_key: object) -> VoiceReply:
+                     idempotency_key: object, request_id: str | None = None) -> VoiceReply:
     if not isinstance(audio, (bytes, bytearray, memoryview)):
         raise InvalidAudioError("audio must be bytes", details={"reason": "not_bytes"})
     data = bytes(audio)
@@ -55,7 +55,7 @@ async def send_voice(gw: Gateway, tenant_id: str, session_id: str, audio: object
     input_ms = info.duration_ms if info.duration_ms is not None else declared
     fingerprint = request_fingerprint("voice", session_id, hashlib.sha256(data).hexdigest(), declared)
     reply = await gw.sender.send(tenant_id, session_id, text, channel="voice", idempotency_key=key,
-                                 fingerprint=fingerprint)
+                                 fingerprint=fingerprint, request_id=request_id)
     reply = reply.model_copy(update={"metadata": reply.metadata.model_copy(update={"channel": "voice"})})
     speech = synthesize(reply.message.content)
     return VoiceReply(session_id=session_id, transcript_text=text, reply=reply, audio=speech,

@@ -14,7 +14,9 @@ always sees every committed row.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,8 @@ _READ_ONLY = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 def _exact_decimals(arrow_type: pa.DataType) -> pd.ArrowDtype | None:
     return pd.ArrowDtype(arrow_type) if pa.types.is_decimal(arrow_type) else None
 
+_log = logging.getLogger("vbgateway.store")
+
 DEFAULT_FLUSH_ROWS = 5000
 LEND_WAIT_S = 60.0  # how long either side waits for the other to hand the file over
 WATCH_S = 0.05  # how often a writer looks for readers asking for the file
@@ -58,6 +62,7 @@ class Store(RecordQueries):
         self._pending_sessions: set[str] = set()  # sessions with rows not yet in DuckDB
         self._queue: list[tuple[JournalRecord, asyncio.Future[None]]] = []
         self._drain_scheduled = False
+        self._writer_pool: ThreadPoolExecutor | None = None
         self._owns_connection = not isinstance(target, duckdb.DuckDBPyConnection)
         self.path = None if isinstance(target, duckdb.DuckDBPyConnection) or str(target) == ":memory:" else Path(target)
         self._journal = Journal(None)
@@ -120,6 +125,9 @@ class Store(RecordQueries):
                                 details={"path": str(self.path)})
 
     def _release_all(self) -> None:
+        if self._writer_pool is not None:
+            self._writer_pool.shutdown(wait=True)
+            self._writer_pool = None
         self._watch_stop.set()
         if self._watcher is not None and self._watcher is not threading.current_thread():
             self._watcher.join()
@@ -242,7 +250,11 @@ class Store(RecordQueries):
     async def commit_async(self, record: JournalRecord) -> None:
         """Like ``commit``, but commits of concurrent callers share one fsync.
 
-        Each caller returns only after its own record is durable.
+        Each caller returns only after its own record is durable. On a
+        virtual-time loop the group is written on the loop itself (so a run
+        stays deterministic); on a real loop it is written by a journal
+        thread, so the loop keeps serving while the disk syncs, and whatever
+        arrives meanwhile forms the next group.
         """
         self._refuse_if_read_only()
         loop = asyncio.get_running_loop()
@@ -250,36 +262,64 @@ class Store(RecordQueries):
         self._queue.append((make_plain(record), future))
         if not self._drain_scheduled:
             self._drain_scheduled = True
-            # A virtual-time loop groups commits over a short window of virtual time.
-            schedule = getattr(loop, "group_commit", loop.call_soon)
-            schedule(self._drain)
+            group_commit = getattr(loop, "group_commit", None)
+            if group_commit is not None:  # virtual time: a short window of virtual time
+                group_commit(self._drain)
+            else:
+                loop.call_soon(self._drain_in_thread, loop)
         await future
+
+    def _take_queue(self) -> list[tuple[JournalRecord, asyncio.Future[None]]]:
+        queue, self._queue = self._queue, []
+        return queue
 
     def _drain(self) -> None:
         self._drain_scheduled = False
-        queue, self._queue = self._queue, []
-        if not queue:
-            return
-        with self._lock:
-            entries = [(self._seq + i + 1, record) for i, (record, _) in enumerate(queue)]
+        queue = self._take_queue()
+        if queue:
             try:
-                self._journal.append(entries)
+                self._write_group([record for record, _ in queue])
             except Exception as exc:
-                error = InternalError("could not make the reply durable")
-                error.__cause__ = exc
-                for _, future in queue:
-                    if not future.done():
-                        future.set_exception(error)
-                return
+                self._settle(queue, exc)
+            else:
+                self._settle(queue, None)
+
+    def _drain_in_thread(self, loop: asyncio.AbstractEventLoop) -> None:
+        queue = self._take_queue()
+        if not queue:
+            self._drain_scheduled = False
+            return
+        if self._writer_pool is None:
+            self._writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vbgateway-journal")
+        done = loop.run_in_executor(self._writer_pool, self._write_group, [record for record, _ in queue])
+
+        def written(result: asyncio.Future[None]) -> None:
+            self._settle(queue, result.exception())
+            if self._queue:  # arrived while we were writing: the next group
+                loop.call_soon(self._drain_in_thread, loop)
+            else:
+                self._drain_scheduled = False
+
+        done.add_done_callback(written)
+
+    def _write_group(self, records: list[JournalRecord]) -> None:
+        """Append and fsync a group of records, then queue them for DuckDB."""
+        with self._lock:
+            entries = [(self._seq + i + 1, record) for i, record in enumerate(records)]
+            self._journal.append(entries)  # all or nothing
             self._seq += len(entries)
-            for record, _ in queue:
+            for record in records:
                 self._accept(record)
-            try:
-                self._maybe_flush()
-            finally:
-                for _, future in queue:
-                    if not future.done():
-                        future.set_result(None)
+            self._maybe_flush()
+
+    @staticmethod
+    def _settle(queue: list[tuple[JournalRecord, asyncio.Future[None]]], failure: BaseException | None) -> None:
+        if failure is not None:
+            error = InternalError("could not make the reply durable")
+            error.__cause__ = failure
+        for _, future in queue:
+            if not future.done():
+                future.set_exception(error) if failure is not None else future.set_result(None)
 
     def _accept(self, record: JournalRecord) -> None:
         self._pending.append(record)
@@ -292,9 +332,18 @@ class Store(RecordQueries):
             self._pending_idempotency[(row[0], row[1])] = (row[2], row[4])
 
     def _maybe_flush(self) -> None:
-        # While the file is lent to a reader, replies only go to the journal (still durable).
+        """Apply pending records once there are enough of them.
+
+        A failure here must not fail the commit that triggered it: its record
+        is already durable in the journal, and the next flush (or the next
+        open) applies it. While the file is lent to a reader, replies only go
+        to the journal.
+        """
         if len(self._pending) >= self.flush_records and not self._lent:
-            self.flush()
+            try:
+                self.flush()
+            except Exception:
+                _log.exception("applying %d journal records to DuckDB failed; will retry", len(self._pending))
 
     def _refuse_if_read_only(self) -> None:
         if self.read_only:

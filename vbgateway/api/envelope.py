@@ -1,0 +1,137 @@
+"""The error envelope, and the translation of every failure into it.
+
+Clients branch on ``error.code``, so every non-2xx answer, whoever produced
+it (the gateway, FastAPI's validation, Starlette's router, an unexpected bug),
+leaves as ``{"error": {code, message, details, requestId}}``. Errors the
+client cannot act on (DATABASE_*, bugs) become INTERNAL_ERROR with a generic
+message: their cause goes to the server log, never into a body.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Match
+
+from ..errors import GatewayError
+
+__all__ = [
+    "error_response",
+    "gateway_error_response",
+    "http_error_response",
+    "internal_error_response",
+    "json_response",
+    "new_request_id",
+    "request_id_of",
+    "validation_error_response",
+]
+
+_log = logging.getLogger("vbgateway.api.errors")
+# Codes the API answers with as they are; anything else 5xx is hidden behind INTERNAL_ERROR.
+_PUBLIC_5XX = {"ALL_PROVIDERS_FAILED"}
+_STATUS_CODES = {400: "VALIDATION_ERROR", 401: "INVALID_API_KEY", 404: "NOT_FOUND", 405: "VALIDATION_ERROR",
+                 409: "IDEMPOTENCY_CONFLICT", 413: "PAYLOAD_TOO_LARGE", 415: "VALIDATION_ERROR",
+                 422: "VALIDATION_ERROR"}
+_MAX_ECHO = 200  # characters of client input (paths, methods) repeated in details
+
+
+def new_request_id() -> str:
+    """``req_`` plus 20 random base32 characters, like the gateway's ids.
+
+    Drawn from ``secrets`` rather than the gateway's IdFactory so that HTTP
+    traffic never shifts the ids a seeded gateway hands out.
+    """
+    return "req_" + secrets.token_hex(10)
+
+
+def request_id_of(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id") or new_request_id())
+
+
+def json_response(payload: Any, status_code: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    """A JSON response serialised by orjson (bytes, no second pass through FastAPI's encoder)."""
+    return Response(orjson.dumps(payload), status_code=status_code, headers=headers, media_type="application/json")
+
+
+def error_response(request_id: str, status: int, code: str, message: str, details: Mapping[str, Any] | None = None,
+                   headers: Mapping[str, str] | None = None) -> Response:
+    body = {"error": {"code": code, "message": message, "details": dict(details or {}), "requestId": request_id}}
+    try:
+        content = orjson.dumps(body)
+    except TypeError:  # details the gateway promised to be JSON-safe were not: say so, generically
+        content = orjson.dumps(body, default=str)
+    return Response(content, status_code=status, headers=headers, media_type="application/json")
+
+
+def internal_error_response(request_id: str) -> Response:
+    return error_response(request_id, 500, "INTERNAL_ERROR", "internal error; the request id identifies it in the log")
+
+
+def gateway_error_response(request_id: str, exc: GatewayError) -> Response:
+    if exc.http_status >= 500 and exc.code not in _PUBLIC_5XX:
+        _log.error("gateway error %s on request %s", exc.code, request_id, exc_info=exc)
+        return internal_error_response(request_id)
+    return error_response(request_id, exc.http_status, exc.code, exc.message, exc.details)
+
+
+def _field(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def validation_error_response(request_id: str, exc: RequestValidationError, content_type: str = "") -> Response:
+    """FastAPI's validation report, in the core's shape: ``details.errors[{field, message}]``.
+
+    The offending input is not echoed back (it may be large, or a secret).
+    """
+    errors = [{"field": "body" if e.get("type") == "json_invalid" else _field(e.get("loc", ())),
+               "message": str(e.get("msg", "invalid"))} for e in exc.errors()]
+    if any(e.get("type") == "json_invalid" for e in exc.errors()):
+        message = "the request body is not valid JSON"
+    elif content_type and "json" not in content_type and any(tuple(e.get("loc", ())) == ("body",) for e in exc.errors()):
+        message = f"expected a JSON object with Content-Type: application/json, got {content_type[:60]!r}"
+    else:
+        message = "invalid input (" + "; ".join(f"{e['field']}: {e['message']}" for e in errors[:3]) + ")"
+    return error_response(request_id, 400, "VALIDATION_ERROR", message, {"errors": errors[:50]})
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route takes on this path (Starlette names only the first route's)."""
+    routes = getattr(getattr(request.app, "router", None), "routes", ())
+    allowed = []
+    for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in routes):
+            allowed.append(method)
+    return allowed
+
+
+def http_error_response(request: Request, exc: HTTPException) -> Response:
+    """Starlette's own refusals (no route, wrong method, unreadable body) in the envelope."""
+    request_id = request_id_of(request)
+    cause = exc.__cause__
+    if isinstance(cause, GatewayError):  # e.g. the body limit, raised while FastAPI read the body
+        return gateway_error_response(request_id, cause)
+    status = exc.status_code
+    method, path = request.method[:_MAX_ECHO], request.url.path[:_MAX_ECHO]
+    if status == 404:
+        return error_response(request_id, 404, "NOT_FOUND", f"no route {method} {path}", {"path": path})
+    if status == 405:
+        allowed = _allowed_methods(request)
+        return error_response(request_id, 400, "VALIDATION_ERROR", f"method {method} is not allowed on {path}",
+                              {"method": method, "allowed": allowed}, headers={"Allow": ", ".join(allowed)})
+    if status >= 500:
+        return internal_error_response(request_id)
+    code = _STATUS_CODES.get(status, "VALIDATION_ERROR")
+    detail = exc.detail if isinstance(exc.detail, str) else "the request could not be processed"
+    return error_response(request_id, status if code != "VALIDATION_ERROR" else 400, code, detail[:_MAX_ECHO])

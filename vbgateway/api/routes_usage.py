@@ -1,0 +1,54 @@
+"""Usage figures of the key's tenant: rollup, events, monthly cost."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.routing import APIRoute
+from starlette.responses import Response
+
+from ..analytics import DEFAULT_EVENTS_LIMIT, MAX_EVENTS_LIMIT, parse_day
+from ..gateway import Gateway
+from .envelope import json_response
+from .routing import CurrentTenant, error_responses
+from .schemas import MonthlyResponse, RollupResponse, UsageEventsResponse
+from .wire import monthly_payload, rollup_payload, usage_events_payload
+
+__all__ = ["DEFAULT_RANGE_DAYS", "build_router"]
+
+DEFAULT_RANGE_DAYS = 30
+_DAY = r"^\d{4}-\d{2}-\d{2}$"
+From = Annotated[str | None, Query(alias="from", pattern=_DAY,
+                                   description=f"first UTC day, inclusive (default: {DEFAULT_RANGE_DAYS - 1} days before `to`)")]
+To = Annotated[str | None, Query(alias="to", pattern=_DAY, description="last UTC day, inclusive (default: today)")]
+Limit = Annotated[int, Query(ge=1, le=MAX_EVENTS_LIMIT, description=f"at most {MAX_EVENTS_LIMIT}")]
+
+
+def build_router(gw: Gateway, route_class: type[APIRoute]) -> APIRouter:
+    router = APIRouter(route_class=route_class, tags=["usage"])
+
+    def days(start: str | None, end: str | None) -> tuple[str | date, date]:
+        """The range asked for; missing ends mean the last 30 days up to today (UTC)."""
+        last = parse_day(end, "to") if end is not None else gw.clock.now().date()
+        return (start if start is not None else last - timedelta(days=DEFAULT_RANGE_DAYS - 1)), last
+
+    @router.get("/v1/usage/rollup", response_model=RollupResponse, responses=error_responses(400))
+    async def rollup(tenant: CurrentTenant, start: From = None, end: To = None) -> Response:
+        """Totals, per provider and the costliest agents for UTC days ``from``..``to`` (both inclusive)."""
+        return json_response(rollup_payload(tenant.usage_rollup(*days(start, end))))
+
+    @router.get("/v1/usage/events", response_model=UsageEventsResponse, responses=error_responses(400))
+    async def usage_events(tenant: CurrentTenant, start: From = None, end: To = None,
+                           limit: Limit = DEFAULT_EVENTS_LIMIT) -> Response:
+        """Billed replies of the period, newest first."""
+        return json_response(usage_events_payload(tenant.usage_events(*days(start, end), limit=limit), limit))
+
+    @router.get("/v1/usage/monthly", response_model=MonthlyResponse, responses=error_responses())
+    async def monthly(tenant: CurrentTenant) -> Response:
+        """Cost per provider for the last 12 calendar months, oldest first, zeros included."""
+        return json_response(monthly_payload(tenant.usage_monthly()))
+
+    return router
+

@@ -1,0 +1,191 @@
+"""Request bodies and response envelopes of the /v1 contract, as pydantic models.
+
+The core models (``Agent``, ``Session``, ``Reply``, ``Transcript``) already
+serialise to the contract's camelCase shape, so they are reused here; this
+module only adds the envelopes around them and the shapes that have no core
+model (voice, usage, errors). Handlers serialise these models themselves,
+and FastAPI reads them to write an OpenAPI document that matches the wire.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from ..models import Agent, ReplyMetadata, Session, Tenant
+
+__all__ = [
+    "AgentEnvelope",
+    "AgentList",
+    "AgentUsage",
+    "AssistantMessage",
+    "ErrorBody",
+    "ErrorResponse",
+    "MeResponse",
+    "MessageBody",
+    "MonthCost",
+    "MonthlyResponse",
+    "ProviderPrice",
+    "ProviderUsage",
+    "RollupRange",
+    "RollupResponse",
+    "RollupTotals",
+    "SessionBody",
+    "SessionEnvelope",
+    "UsageEventRow",
+    "UsageEventsResponse",
+    "VoiceAudio",
+    "VoiceMetadata",
+    "VoiceResponse",
+]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+# ---------------------------------------------------------------------- requests
+class SessionBody(_Wire):
+    """POST /v1/sessions. The core checks the agent, customer id and metadata further."""
+
+    agent_id: str = Field(min_length=1, max_length=100)
+    customer_id: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class MessageBody(_Wire):
+    """POST /v1/sessions/{sessionId}/messages: a user turn (``role`` may be omitted)."""
+
+    role: Literal["user"] = "user"
+    content: str
+
+
+# ---------------------------------------------------------------------- responses
+class ErrorBody(_Wire):
+    code: str = Field(examples=["AGENT_NOT_FOUND"])
+    message: str
+    details: dict[str, Any]
+    request_id: str
+
+
+class ErrorResponse(_Wire):
+    """The envelope of every non-2xx answer."""
+
+    error: ErrorBody
+
+
+class ProviderPrice(_Wire):
+    usd_per_1k_tokens: float = Field(alias="usdPer1kTokens")
+
+
+class MeResponse(_Wire):
+    tenant: Tenant
+    pricing: dict[str, ProviderPrice]
+
+
+class AgentEnvelope(_Wire):
+    agent: Agent
+
+
+class AgentList(_Wire):
+    agents: list[Agent]
+
+
+class SessionEnvelope(_Wire):
+    session: Session
+
+
+class AssistantMessage(_Wire):
+    id: str
+    content: str
+    created_at: str
+
+
+class VoiceAudio(_Wire):
+    mime_type: str = Field(examples=["audio/wav"])
+    base64: str
+    duration_ms: int
+
+
+class VoiceMetadata(ReplyMetadata):
+    """The messages metadata plus the channel and the uploaded audio's duration."""
+
+    channel: Literal["chat", "voice"] = "voice"  # type: ignore[assignment]  # shown on the wire here
+    audio_duration_ms: int | None
+
+
+class VoiceResponse(_Wire):
+    session_id: str
+    transcript_text: str
+    assistant: AssistantMessage
+    audio: VoiceAudio
+    metadata: VoiceMetadata
+
+
+class RollupRange(BaseModel):
+    from_: str = Field(alias="from", examples=["2026-01-01"])
+    to: str = Field(examples=["2026-01-31"])
+
+
+class RollupTotals(_Wire):
+    sessions: int
+    messages: int
+    tokens_in: int
+    tokens_out: int
+    tokens_total: int
+    cost_usd: float
+
+
+class ProviderUsage(_Wire):
+    provider: str
+    sessions: int
+    tokens_in: int
+    tokens_out: int
+    tokens_total: int
+    cost_usd: float
+
+
+class AgentUsage(_Wire):
+    agent_id: str
+    agent_name: str
+    sessions: int
+    tokens_total: int
+    cost_usd: float
+
+
+class RollupResponse(_Wire):
+    range: RollupRange
+    totals: RollupTotals
+    by_provider: list[ProviderUsage]
+    top_agents_by_cost: list[AgentUsage]
+
+
+class UsageEventRow(_Wire):
+    id: str
+    session_id: str
+    agent_id: str
+    provider: str
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
+    created_at: str
+    request_id: str
+
+
+class UsageEventsResponse(_Wire):
+    events: list[UsageEventRow]
+    count: int
+    limit: int
+
+
+class MonthCost(BaseModel):
+    """``month`` plus one cost column (USD) per provider."""
+
+    model_config = ConfigDict(extra="allow")
+    month: str = Field(examples=["2026-01"])
+
+
+class MonthlyResponse(_Wire):
+    monthly: list[MonthCost]

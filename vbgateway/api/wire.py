@@ -1,0 +1,101 @@
+"""Turning gateway results into the contract's JSON, and nothing more.
+
+Models already know their wire form (``model_dump(by_alias=True, mode="json")``);
+what needs writing down is the voice shape (which nests the reply
+differently from ``VoiceReply``) and the usage tables, which the analytics
+layer returns as DataFrames with exact decimals.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel
+from starlette.responses import Response
+
+from ..analytics import Rollup
+from ..gateway import Gateway
+from ..models import VoiceReply, iso_timestamp
+
+__all__ = ["me_payload", "model_response", "monthly_payload", "rollup_payload", "usage_events_payload", "voice_payload"]
+
+
+def _money(value: object) -> float:
+    """USD as a JSON number: exact decimals end at the wire, as the contract asks."""
+    if value is None or (not isinstance(value, Decimal) and pd.isna(value)):  # type: ignore[arg-type]
+        return 0.0
+    return float(value)  # type: ignore[arg-type]
+
+
+def _int(value: object) -> int:
+    return 0 if value is None or pd.isna(value) else int(value)  # type: ignore[arg-type, call-overload]
+
+
+def _rows(frame: pd.DataFrame) -> Iterable[dict[str, Any]]:
+    return frame.to_dict("records")  # type: ignore[return-value]
+
+
+def me_payload(gw: Gateway, tenant_wire: dict[str, Any]) -> dict[str, Any]:
+    pricing = {name: {"usdPer1kTokens": _money(gw.prices.price_per_1k(name))} for name in sorted(gw.providers)}
+    return {"tenant": tenant_wire, "pricing": pricing}
+
+
+def voice_payload(voice: VoiceReply) -> dict[str, Any]:
+    reply = voice.reply.model_dump(by_alias=True, mode="json")
+    message = reply["message"]
+    metadata = {**reply["metadata"], "channel": "voice", "audioDurationMs": voice.input_audio_duration_ms}
+    return {
+        "sessionId": voice.session_id,
+        "transcriptText": voice.transcript_text,
+        "assistant": {"id": message["id"], "content": message["content"], "createdAt": message["createdAt"]},
+        "audio": {"mimeType": voice.audio_mime, "base64": base64.b64encode(voice.audio).decode("ascii"),
+                  "durationMs": voice.audio_duration_ms},
+        "metadata": metadata,
+    }
+
+
+def rollup_payload(rollup: Rollup) -> dict[str, Any]:
+    t = rollup.totals
+    return {
+        "range": {"from": rollup.start.isoformat(), "to": rollup.end.isoformat()},
+        "totals": {"sessions": _int(t["sessions"]), "messages": _int(t["messages"]), "tokensIn": _int(t["tokens_in"]),
+                   "tokensOut": _int(t["tokens_out"]), "tokensTotal": _int(t["tokens_total"]),
+                   "costUsd": _money(t["cost_usd"])},
+        "byProvider": [{"provider": str(r["provider"]), "sessions": _int(r["sessions"]),
+                        "tokensIn": _int(r["tokens_in"]), "tokensOut": _int(r["tokens_out"]),
+                        "tokensTotal": _int(r["tokens_total"]), "costUsd": _money(r["cost_usd"])}
+                       for r in _rows(rollup.by_provider)],
+        "topAgentsByCost": [{"agentId": str(r["agent_id"]), "agentName": str(r["agent_name"]),
+                             "sessions": _int(r["sessions"]), "tokensTotal": _int(r["tokens_total"]),
+                             "costUsd": _money(r["cost_usd"])} for r in _rows(rollup.top_agents)],
+    }
+
+
+def _timestamp(value: object) -> str:
+    if isinstance(value, datetime):
+        return iso_timestamp(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def usage_events_payload(frame: pd.DataFrame, limit: int) -> dict[str, Any]:
+    events = [{"id": str(r["id"]), "sessionId": str(r["session_id"]), "agentId": str(r["agent_id"]),
+               "provider": str(r["provider"]), "tokensIn": _int(r["tokens_in"]), "tokensOut": _int(r["tokens_out"]),
+               "costUsd": _money(r["cost_usd"]), "createdAt": _timestamp(r["created_at"]),
+               "requestId": str(r["request_id"])} for r in _rows(frame)]
+    return {"events": events, "count": len(events), "limit": limit}
+
+
+def monthly_payload(frame: pd.DataFrame) -> dict[str, Any]:
+    return {"monthly": [{k: (str(v) if k == "month" else _money(v)) for k, v in row.items()} for row in _rows(frame)]}
+
+
+def model_response(model: BaseModel, status_code: int = 200) -> Response:
+    """A model's camelCase JSON, serialised once by pydantic's Rust core."""
+    return Response(model.model_dump_json(by_alias=True), status_code=status_code, media_type="application/json")

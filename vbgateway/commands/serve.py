@@ -1,0 +1,52 @@
+"""``vbgateway serve``: the /v1 HTTP API on uvicorn, over one database file.
+
+One process only: the gateway holds the database (and its journal) for as
+long as it runs, and its group commits rely on one event loop. Access logs
+are the API's own JSON lines on stderr (uvicorn's access log is off: it
+would print query strings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ..gateway import Gateway
+from .basics import DEFAULT_DB
+
+__all__ = ["register", "serve"]
+
+
+def _configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for name in ("vbgateway.api.access", "vbgateway.api.errors"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level.upper())
+        logger.propagate = False
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ..api import create_app
+
+    _configure_logging(args.log_level)
+    with Gateway.open(args.db) as gw:
+        app = create_app(gw)
+        print(f"vbgateway: serving {args.db} on http://{args.host}:{args.port} (docs: /docs)", file=sys.stderr)
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,
+                    loop="auto", http="auto", server_header=False)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = sub.add_parser("serve", help="run the /v1 HTTP API over a database")
+    parser.add_argument("--db", default=DEFAULT_DB, help=f"database file (default {DEFAULT_DB})")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=3000, help="port (default 3000)")
+    parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                        help="level of the JSON request log on stderr (default info)")
+    parser.set_defaults(func=serve)
