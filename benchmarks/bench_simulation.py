@@ -1,0 +1,80 @@
+"""Simulation throughput and memory: a month of traffic, everything persisted to a DuckDB file.
+
+Prints one line per figure and, last, one JSON object:
+
+    sim_msgs_per_wall_s    customer messages simulated per wall second, DuckDB file included (target >= 10,000)
+    virtual_s_per_wall_s   simulated seconds per wall second
+    peak_rss_mb            peak resident memory of the process that ran it (target <= 1500 at 1,000,000 messages)
+    messages               how many messages the run had (default about 1,000,000; --quick about 100,000)
+
+The scenario is a 30-day month for 20 tenants with the contract's vendor
+defaults (vendorA ~10% HTTP 500, vendorB ~5% 429), 10% voice, 2% client
+retries and a 90-minute vendorA outage; its busy-hour rate is solved so
+the month holds the requested number of messages. It runs in a child
+process so peak memory is the run's own.
+Usage: python benchmarks/bench_simulation.py [--quick] [--messages N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from vbgateway.simulation import Scenario, simulate
+
+TENANTS = 20
+MEAN_MESSAGES = 4.0
+
+
+def month(messages: int) -> Scenario:
+    base = Scenario.parse({
+        "name": "bench-month", "start": "2026-03-01T00:00:00Z", "duration": "30d", "seed": 99, "tenants": TENANTS,
+        "incidents": [{"vendor": "vendorA", "kind": "outage", "start": "P9DT14H", "end": "P9DT15H30M"}]})
+    profile = base.traffic.daily_profile
+    weight = sum(profile.factor(base.start + timedelta(hours=h)) for h in range(30 * 24))
+    rate = messages / (TENANTS * weight * MEAN_MESSAGES)
+    return base.model_copy(update={"traffic": base.traffic.model_copy(update={"sessions_per_hour": rate})})
+
+
+def child(messages: int, workdir: Path) -> dict[str, float]:
+    scenario = month(messages)
+    started = time.perf_counter()
+    result = simulate(scenario, workdir / "bench.duckdb")
+    wall = time.perf_counter() - started
+    summary = result.summary()
+    return {"messages": summary["messages"], "wall_s": round(wall, 2),
+            "sim_msgs_per_wall_s": round(summary["messages"] / wall, 1),
+            "virtual_s_per_wall_s": round(result.virtual_s / wall, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "success_rate": round(summary["success_rate"], 5), "fallback_rate": round(summary["fallback_rate"], 5),
+            "db_mb": round((workdir / "bench.duckdb").stat().st_size / 1e6, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="about 100,000 messages instead of 1,000,000")
+    parser.add_argument("--messages", type=int, default=None)
+    parser.add_argument("--child", nargs=2, metavar=("MESSAGES", "DIR"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(int(args.child[0]), Path(args.child[1]))))
+        return
+    messages = args.messages or (100_000 if args.quick else 1_000_000)
+    with tempfile.TemporaryDirectory(prefix="vb-simbench-") as tmp:
+        out = subprocess.run([sys.executable, __file__, "--child", str(messages), tmp],
+                             check=True, capture_output=True, text=True)
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    for name, value in figures.items():
+        print(f"{name:<22} {value}")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

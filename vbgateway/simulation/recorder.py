@@ -1,0 +1,108 @@
+"""One row per simulated customer message, kept column-wise.
+
+A month can hold a million messages; per-row objects would cost gigabytes,
+so each column is a compact ``array`` (or a list of shared strings) and the
+DataFrame is built once, at the end.
+"""
+
+from __future__ import annotations
+
+from array import array
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["OUTCOMES", "RowRecorder"]
+
+OUTCOMES = ("ok", "failed")
+
+
+class RowRecorder:
+    """Append-only columns; codes index into small tables of names."""
+
+    def __init__(self, tenants: list[str], agents: list[str], vendors: list[str]) -> None:
+        self.tenants, self.agents, self.vendors = tenants, agents, vendors
+        self.index = array("q")
+        self.session = array("q")
+        self.tenant = array("h")
+        self.agent = array("h")
+        self.sent_s = array("d")
+        self.latency_ms = array("d")
+        self.voice = array("b")
+        self.client_retry = array("b")
+        self.replayed = array("b")
+        self.ok = array("b")
+        self.vendor = array("h")  # -1: none
+        self.fallback = array("b")
+        self.attempts = array("h")
+        self.primary_calls = array("h")
+        self.tokens_in = array("l")
+        self.tokens_out = array("l")
+        self.cost_units = array("q")  # USD x 1e10, exact
+        self.request_ids: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def add(self, index: int, session: int, tenant: int, agent: int, sent_s: float, latency_ms: float, voice: bool,
+            client_retry: bool, replayed: bool, ok: bool, vendor: int, fallback: bool, attempts: int,
+            primary_calls: int, tokens_in: int, tokens_out: int, cost_units: int, request_id: str) -> None:
+        self.index.append(index)
+        self.session.append(session)
+        self.tenant.append(tenant)
+        self.agent.append(agent)
+        self.sent_s.append(sent_s)
+        self.latency_ms.append(latency_ms)
+        self.voice.append(voice)
+        self.client_retry.append(client_retry)
+        self.replayed.append(replayed)
+        self.ok.append(ok)
+        self.vendor.append(vendor)
+        self.fallback.append(fallback)
+        self.attempts.append(attempts)
+        self.primary_calls.append(primary_calls)
+        self.tokens_in.append(tokens_in)
+        self.tokens_out.append(tokens_out)
+        self.cost_units.append(cost_units)
+        self.request_ids.append(request_id)
+
+    def frame(self, start: datetime) -> pd.DataFrame:
+        """The rows in message order (the order the workload generated them)."""
+        order = np.argsort(np.frombuffer(self.index, dtype=np.int64), kind="stable")
+
+        def col(values: array, dtype: str) -> np.ndarray:
+            return np.frombuffer(values, dtype=dtype)[order] if len(values) else np.array([], dtype=dtype)
+
+        def names(codes: array, table: list[str]) -> pd.Categorical:
+            codes_np = col(codes, "int16").astype(np.int32)
+            return pd.Categorical.from_codes(codes_np, categories=list(table)) if len(table) else codes_np
+
+        base = pd.Timestamp(start)
+        frame = pd.DataFrame({
+            "message": col(self.index, "int64"),
+            "session": col(self.session, "int64"),
+            "tenant": names(self.tenant, self.tenants),
+            "agent": names(self.agent, self.agents),
+            "sent_at": base + pd.to_timedelta(col(self.sent_s, "float64"), unit="s").round("us"),
+            "channel": np.where(col(self.voice, "int8") == 1, "voice", "chat"),
+            "client_retry": col(self.client_retry, "int8").astype(bool),
+            "replayed": col(self.replayed, "int8").astype(bool),
+            "outcome": np.where(col(self.ok, "int8") == 1, OUTCOMES[0], OUTCOMES[1]),
+            "vendor_used": pd.Categorical.from_codes(col(self.vendor, "int16").astype(np.int32),
+                                                     categories=list(self.vendors)),
+            "fallback_used": col(self.fallback, "int8").astype(bool),
+            "attempts": col(self.attempts, "int16").astype(np.int32),
+            "primary_calls": col(self.primary_calls, "int16").astype(np.int32),
+            "latency_ms": col(self.latency_ms, "float64").round(3),
+            "tokens_in": col(self.tokens_in, "int64"),
+            "tokens_out": col(self.tokens_out, "int64"),
+            "cost_units": col(self.cost_units, "int64"),
+            "request_id": np.asarray(self.request_ids, dtype=object)[order] if self.request_ids else [],
+        })
+        frame["cost_usd"] = frame["cost_units"] / 1e10
+        return frame
+
+
+def seconds_between(start: datetime, moment: datetime) -> float:
+    return (moment - start) / timedelta(seconds=1)

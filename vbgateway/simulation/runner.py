@@ -1,0 +1,372 @@
+"""``simulate``: push a scenario's traffic through the real gateway on virtual time.
+
+Nothing here re-implements the gateway: sessions are opened and messages
+sent through ``TenantClient`` exactly as the HTTP API does, so retries,
+fallback, idempotency, billing and the journal all run their production
+code, writing simulated timestamps to DuckDB. What the simulator adds is the
+world around it: customers (the workload), vendors whose profile changes
+during incidents, clients that retry with the same idempotency key, and a
+recorder of what each customer saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from ..audio import synthesize
+from ..clock import SystemClock, VirtualClock
+from ..errors import AllProvidersFailedError, DatabaseError
+from ..gateway import Gateway
+from ..models import Reply
+from ..providers import Provider, ProviderRequest, ProviderResponse, VendorA, VendorB
+from ..providers.simulated import SimulatedVendor
+from ..reliability import RetryPolicy
+from ..tenant import TenantClient
+from .recorder import RowRecorder
+from .results import SimulationResult
+from .scenario import KNOWN_VENDORS, Scenario, load_scenario
+from .workload import _CORPUS, HOUR_S, SessionPlan, Workload
+
+__all__ = ["DEFAULT_COMMIT_WINDOW_S", "DEFAULT_FLUSH_RECORDS", "Progress", "simulate"]
+
+DEFAULT_COMMIT_WINDOW_S = 0.01  # virtual seconds replies wait to share one commit
+DEFAULT_FLUSH_RECORDS = 20_000  # replies applied to DuckDB per batch
+Progress = Callable[[float, int], None]  # (simulated seconds done, messages done)
+_VENDOR_CLASSES: dict[str, type[SimulatedVendor]] = {"vendorA": VendorA, "vendorB": VendorB}
+_VOICE_LINES = ("Where is my order?", "I need help with my invoice.", "Please reset my password.",
+                "Can I change my plan?", "I want to talk about a refund.", "The app does not start.")
+
+
+class _Timed:
+    """A vendor that notes when each request's latest try ended (the time a customer waited)."""
+
+    def __init__(self, inner: SimulatedVendor, ends: dict[str, float]) -> None:
+        self.inner, self.name, self._ends = inner, inner.name, ends
+        self._clock = inner.clock
+
+    def bind(self, clock: Any) -> "_Timed":
+        self.inner.bind(clock)
+        self._clock = clock
+        return self
+
+    async def complete(self, request: ProviderRequest) -> ProviderResponse:
+        try:
+            return await self.inner.complete(request)
+        finally:
+            self._ends[request.request_id] = self._clock.monotonic()
+
+
+@dataclass
+class _Tenant:
+    client: TenantClient
+    agent_ids: list[str]
+    primaries: list[str]
+    agent_codes: list[int]
+
+
+@dataclass
+class _Run:
+    scenario: Scenario
+    gw: Gateway
+    clock: VirtualClock
+    vendors: dict[str, SimulatedVendor]
+    tenants: list[_Tenant]
+    recorder: RowRecorder
+    clips: list[bytes]
+    ends: dict[str, float] = field(default_factory=dict)
+    errors: list[BaseException] = field(default_factory=list)
+    vendor_codes: dict[str, int] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def _prompt(name: str, chars: int) -> str:
+    text = f"You are {name}, a customer service agent. Answer briefly and precisely. "
+    while len(text) < chars:
+        text += _CORPUS[: chars - len(text)]
+    return text[:chars].strip() or name
+
+
+def _setup_tenants(gw: Gateway, scenario: Scenario) -> tuple[list[_Tenant], list[str], list[str]]:
+    """Create (or find by name) the scenario's tenants and agents."""
+    existing = {t.name: t for t in gw.list_tenants()}
+    tenants, tenant_names, agent_names = [], [], []
+    for plan in scenario.tenant_plans():
+        tenant = existing.get(plan.name) or gw.create_tenant(plan.name)[0]
+        client = gw.as_tenant(tenant.id)
+        have = {a.name: a for a in client.list_agents()}
+        agents = []
+        for spec in plan.agents:
+            agent = have.get(spec.name) or client.create_agent(
+                name=spec.name, primary_provider=spec.primary, fallback_provider=spec.fallback,
+                system_prompt=_prompt(spec.name, spec.prompt_chars), enabled_tools=list(spec.tools))
+            agents.append(agent)
+        codes = []
+        for agent in agents:
+            label = f"{plan.name} / {agent.name}"
+            if label not in agent_names:
+                agent_names.append(label)
+            codes.append(agent_names.index(label))
+        tenants.append(_Tenant(client, [a.id for a in agents], [a.primary_provider for a in agents], codes))
+        tenant_names.append(plan.name)
+    return tenants, tenant_names, agent_names
+
+
+def _agent_vendors(gw: Gateway, tenants: list[_Tenant], labels: list[str]) -> dict[str, tuple[str, str | None]]:
+    """Agent label -> (primary, fallback) as stored, for the per-vendor load."""
+    out: dict[str, tuple[str, str | None]] = {}
+    for tenant in tenants:
+        for agent_id, code in zip(tenant.agent_ids, tenant.agent_codes):
+            agent = tenant.client.get_agent(agent_id)
+            out[labels[code]] = (agent.primary_provider, agent.fallback_provider)
+    return out
+
+
+async def _incidents(run: _Run) -> None:
+    """Swap vendor profiles as incident windows open and close."""
+    sc = run.scenario
+    normal = sc.vendor_profiles()
+    windows = [(incident, *(w - sc.start for w in incident.window(sc.start))) for incident in sc.incidents]
+    points = sorted({0.0} | {max(0.0, t.total_seconds()) for _, a, b in windows for t in (a, b)})
+    for point in points:
+        wait = point - run.clock.monotonic()
+        if wait > 0:
+            await run.clock.sleep(wait)
+        for name, vendor in run.vendors.items():
+            profile = normal[name]
+            for incident, first, last in windows:
+                if incident.vendor == name and first.total_seconds() <= point < last.total_seconds():
+                    profile = incident.apply(profile)
+            vendor.profile = profile
+
+
+async def _call(run: _Run, tenant: _Tenant, session_id: str, content: str, voice: int,
+                key: str | None) -> Reply | AllProvidersFailedError:
+    try:
+        if voice >= 0:
+            return (await tenant.client.send_voice(session_id, run.clips[voice], idempotency_key=key)).reply
+        return await tenant.client.send_message(session_id, content, idempotency_key=key)
+    except AllProvidersFailedError as exc:
+        return exc
+
+
+def _calls(outcome: Reply | AllProvidersFailedError, primary: str) -> tuple[int, int]:
+    """(provider calls, calls to the primary) that produced this outcome."""
+    if isinstance(outcome, Reply):
+        providers = [a.provider for a in outcome.metadata.attempts]
+    else:
+        providers = [a["provider"] for a in outcome.details.get("attempts", ())]
+    return len(providers), sum(1 for p in providers if p == primary)
+
+
+async def _message(run: _Run, tenant: _Tenant, plan: SessionPlan, session_id: str, message: tuple[Any, ...]) -> None:
+    index, _, content, voice, retry_after, keyed = message
+    clock, primary = run.clock, tenant.primaries[plan.agent]
+    key = f"sim-{run.scenario.seed}-{index}" if keyed or retry_after else None
+    sent = clock.monotonic()
+    if retry_after:  # the client gives up waiting and sends the same request again
+        first_task = asyncio.ensure_future(_call(run, tenant, session_id, content, voice, key))
+        await clock.sleep(retry_after)
+        second = await _call(run, tenant, session_id, content, voice, key)
+        first = await first_task
+        calls, primary_calls = _calls(first, primary)
+        fresh = not (isinstance(second, Reply) and second.metadata.idempotency.replayed) and second is not first
+        if fresh:
+            more = _calls(second, primary)
+            calls, primary_calls = calls + more[0], primary_calls + more[1]
+        outcome = second
+    else:
+        outcome = await _call(run, tenant, session_id, content, voice, key)
+        calls, primary_calls = _calls(outcome, primary)
+    rec = run.recorder
+    if isinstance(outcome, Reply):
+        meta, usage = outcome.metadata, outcome.metadata.usage
+        end = run.ends.pop(meta.request_id, None)
+        end = end if end is not None else clock.monotonic()
+        rec.add(index, plan.index, plan.tenant, tenant.agent_codes[plan.agent], sent, (end - sent) * 1000.0,
+                voice >= 0, bool(retry_after), meta.idempotency.replayed, True,
+                run.vendor_codes[meta.provider_used or ""], meta.fallback_used, calls, primary_calls,
+                usage.tokens_in, usage.tokens_out, int(usage.cost_usd.scaleb(10)), meta.request_id)
+    else:
+        request_id = str(outcome.details.get("requestId", ""))
+        end = run.ends.pop(request_id, None)
+        end = end if end is not None else clock.monotonic()
+        rec.add(index, plan.index, plan.tenant, tenant.agent_codes[plan.agent], sent, (end - sent) * 1000.0,
+                voice >= 0, bool(retry_after), False, False, -1, False, calls, primary_calls, 0, 0, 0, request_id)
+
+
+async def _session(run: _Run, plan: SessionPlan) -> None:
+    tenant = run.tenants[plan.tenant]
+    session = await tenant.client.create_session_async(tenant.agent_ids[plan.agent],
+                                                       customer_id=f"sim-customer-{plan.index}",
+                                                       metadata=run.metadata)
+    for message in plan.messages:
+        await run.clock.sleep(message[1])
+        await _message(run, tenant, plan, session.id, message)
+
+
+async def _drive(run: _Run, workload: Workload, progress: Progress | None) -> None:
+    loop = asyncio.get_running_loop()
+    incidents = loop.create_task(_incidents(run))
+    active: set[asyncio.Task[None]] = set()
+
+    def finished(task: asyncio.Task[None]) -> None:
+        active.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            run.errors.append(task.exception())  # type: ignore[arg-type]
+
+    for hour, plans in enumerate(workload.sessions()):
+        for plan in plans:
+            wait = plan.offset_s - run.clock.monotonic()
+            if wait > 0:
+                await run.clock.sleep(wait)
+            task = loop.create_task(_session(run, plan))
+            active.add(task)
+            task.add_done_callback(finished)
+        if run.errors:
+            break
+        if progress is not None:
+            progress(min(run.clock.monotonic(), (hour + 1) * HOUR_S), len(run.recorder))
+    while active and not run.errors:
+        await asyncio.wait(set(active))
+    incidents.cancel()
+    for task in list(active):
+        task.cancel()
+    if run.errors:
+        raise run.errors[0]
+    if progress is not None:
+        progress(max(run.clock.monotonic(), run.scenario.duration.total_seconds()), len(run.recorder))
+
+
+def _run_here_or_in_a_thread(clock: VirtualClock, make: Callable[[], Any]) -> None:
+    """Run on the virtual loop; inside a running loop (a notebook) do it on a helper thread.
+
+    The virtual loop cannot nest in Jupyter's loop, and needs none of it: the
+    whole simulation runs on the helper thread while the cell waits.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        clock.run(make())
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vbgateway-sim") as pool:
+        pool.submit(lambda: clock.run(make())).result()
+
+
+@contextmanager
+def _lean_gc() -> Iterator[None]:
+    """Collect garbage rarely while simulating.
+
+    A month keeps a few hundred thousand long-lived objects (sessions,
+    histories); Python's default collector rescans them thousands of times
+    a minute. Freezing what exists and collecting young objects in larger
+    batches is a quarter of the run time, and changes nothing else.
+    """
+    old = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 10, 10)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+        gc.unfreeze()
+
+
+def simulate(scenario: Scenario | str | Path | dict[str, Any], db: str | Path | duckdb.DuckDBPyConnection = ":memory:", *,
+             policy: RetryPolicy | None = None, progress: Progress | None = None,
+             commit_window_s: float = DEFAULT_COMMIT_WINDOW_S, flush_records: int = DEFAULT_FLUSH_RECORDS,
+             keep_open: bool = False, journal: bool = False) -> SimulationResult:
+    """Run ``scenario`` (optionally under another ``policy``) against the database ``db``.
+
+    Tenants and agents are found by name or created; every session, message,
+    provider call and usage event lands in ``db`` with simulated timestamps.
+    The result holds one row per customer message and the summaries. With
+    ``keep_open`` the result keeps the gateway (``result.gateway``) for more
+    queries; close it with ``result.close()``.
+    """
+    scenario = load_scenario(scenario)
+    if policy is not None:
+        scenario = scenario.with_policy(policy)
+    clock = VirtualClock(start=scenario.start, commit_window_s=commit_window_s)
+    wall = SystemClock()
+    started = wall.monotonic()
+    profiles = scenario.vendor_profiles()
+    vendors = {name: _VENDOR_CLASSES[name](profiles[name], seed=scenario.seed * 1000 + i)
+               for i, name in enumerate(KNOWN_VENDORS)}
+    ends: dict[str, float] = {}
+    providers: dict[str, Provider] = {name: _Timed(v, ends) for name, v in vendors.items()}  # type: ignore[misc]
+    con = _connect(db, journal)
+    gw = Gateway.open(con if con is not None else db, providers=providers, clock=clock, retry=scenario.policy,
+                      prices=scenario.prices, seed=scenario.seed, flush_records=flush_records)
+    try:
+        tenants, tenant_names, agent_names = _setup_tenants(gw, scenario)
+        vendor_names = list(KNOWN_VENDORS)
+        recorder = RowRecorder(tenant_names, agent_names, vendor_names)
+        run = _Run(scenario, gw, clock, vendors, tenants, recorder, [synthesize(t) for t in _VOICE_LINES], ends,
+                   vendor_codes={name: i for i, name in enumerate(vendor_names)},
+                   metadata={"source": "simulation", "scenario": scenario.name})
+        workload = Workload(scenario, voice_clips=len(run.clips))
+        with _lean_gc():
+            _run_here_or_in_a_thread(clock, lambda: _drive(run, workload, progress))
+            gw.store.flush()
+        virtual_s = clock.monotonic()
+        tenant_ids = {name: t.client.id for name, t in zip(tenant_names, tenants)}
+        agent_vendors = _agent_vendors(gw, tenants, agent_names)
+        result = SimulationResult(scenario=scenario, rows=recorder.frame(scenario.start),
+                                  db=None if isinstance(db, duckdb.DuckDBPyConnection) or str(db) == ":memory:"
+                                  else str(db),
+                                  traffic_digest=workload.digest, tenant_ids=tenant_ids,
+                                  agent_vendors=agent_vendors,
+                                  wall_s=wall.monotonic() - started, virtual_s=virtual_s,
+                                  gateway=gw if keep_open else None)
+    except BaseException:
+        gw.close()
+        if con is not None:
+            con.close()
+        raise
+    if not keep_open:
+        result.database_digest = database_digest(gw)
+        gw.close()
+        if con is not None:
+            con.close()
+    else:
+        result.connection = con
+    return result
+
+
+def _connect(db: str | Path | duckdb.DuckDBPyConnection, journal: bool) -> duckdb.DuckDBPyConnection | None:
+    """An open connection to the database file, so that the store skips its journal.
+
+    The journal makes each acknowledged reply durable before DuckDB holds it,
+    at one fsync per group commit; simulated traffic is sparse in virtual
+    time, so nearly every reply would pay its own fsync (about 370 replies a
+    second instead of thousands). A simulation that crashes is simply run
+    again, so by default it writes straight to DuckDB in batches of
+    ``flush_records`` replies, one transaction each. ``journal=True`` keeps
+    the production write path, fsyncs included.
+    """
+    if journal or isinstance(db, duckdb.DuckDBPyConnection) or str(db) == ":memory:":
+        return None
+    path = Path(db)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return duckdb.connect(str(path))
+    except duckdb.Error as exc:
+        raise DatabaseError(f"cannot open {path}: {exc}", details={"path": str(path)}) from exc
+
+
+def database_digest(gw: Gateway) -> str:
+    """Hash of every data table's contents, in a stable order (API key hashes excluded: keys are secret)."""
+    from .results import table_digest
+
+    return table_digest(gw)
+
