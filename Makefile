@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DB     ?= data/vbgateway.duckdb
 
-.PHONY: setup browser demo test bench clean
+.PHONY: setup browser demo test bench lab clean
 
 setup: $(STAMP)
 
@@ -32,3 +32,6 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) data/*.duckdb data/*.duckdb.wal data/*.journal reports/*.html
+
+lab: setup
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks

@@ -1,13 +1,19 @@
-"""The scripted chat that ``make demo`` runs: both vendors, a fallback, a replay.
+"""What ``make demo`` runs: a live chat, a month of simulated history, a report.
 
-It talks to the simulated vendors in real time (their latencies are real
-waits on the SystemClock), and to a second gateway whose vendorA always
-fails, to show a fallback as it happens.
+1. A scripted chat through both simulated vendors in real time (their
+   latencies are real waits on the SystemClock), then through a gateway whose
+   vendorA always fails, to show a fallback as it happens, and an
+   idempotent retry that is replayed and not billed.
+2. Thirty days of simulated traffic for the demo tenants (with a vendorA
+   outage) through the real gateway code on virtual time, once per database.
+3. The usage report of the last 30 days for all tenants, and each tenant's
+   invoice for the current month, rendered by the report notebooks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 from .gateway import Gateway
@@ -51,7 +57,65 @@ async def _chat(gw: Gateway, say: Callable[[str], None], script: tuple[tuple[str
             say(_line(agent_name, reply))
 
 
-def run_demo(db: str | Path, say: Callable[[str], None] = print) -> None:
+def run_demo(db: str | Path, say: Callable[[str], None] = print, *, reports_dir: str | Path = "reports",
+             with_history: bool = True) -> None:
+    """The whole demo: live chat, simulated month (first run only), reports."""
+    run_chat_demo(db, say)
+    if not with_history:
+        return
+    simulate_history(db, say)
+    render_reports(db, reports_dir, say)
+
+
+def simulate_history(db: str | Path, say: Callable[[str], None] = print) -> None:
+    """Thirty days of demo traffic, unless this database already has older history."""
+    from .simulation.demo import simulate_demo_month
+
+    with Gateway.open_reader(db) as reader:
+        today = reader.clock.now().date()
+        older = int(reader.sql("SELECT count(*) AS n FROM usage_events WHERE created_at < ?",
+                               [today.isoformat()]).n[0])
+    if older:
+        say(f"\n== {older:,} billed replies before today already in {db}: no new simulated history ==")
+        return
+    say("\n== Simulating 30 days of traffic for the demo tenants (virtual time, real gateway code) ==")
+    from tqdm import tqdm
+
+    bar = tqdm(total=30 * 24, unit="sim h", dynamic_ncols=True, leave=False)
+
+    def progress(done_s: float, messages: int) -> None:
+        bar.n = min(30 * 24, int(done_s // 3600))
+        bar.set_postfix_str(f"{messages:,} messages", refresh=False)
+        bar.refresh()
+
+    try:
+        result = simulate_demo_month(db, progress=progress)
+    finally:
+        bar.close()
+    summary = result.summary()
+    say(f"{summary['messages']:,} messages, {summary['replies']:,} replies "
+        f"({(summary['fallback_rate'] or 0):.1%} via fallback), cost ${float(summary['cost_usd']):.2f}")
+
+
+def render_reports(db: str | Path, reports_dir: str | Path, say: Callable[[str], None] = print) -> list[Path]:
+    """Usage report of the last 30 days (all tenants) and this month's invoices."""
+    from .reports import plan, run_reports
+
+    with Gateway.open_reader(db) as reader:
+        today = reader.clock.now().date()
+    start = (today - timedelta(days=30)).isoformat()
+    jobs = plan(db, "usage", ["all"], start=start, end=today.isoformat())
+    jobs += plan(db, "invoice", None, month=today.strftime("%Y-%m"))
+    say(f"\n== Rendering {len(jobs)} reports into {reports_dir}/ ==")
+    written = run_reports(jobs, db, reports_dir)
+    for path in written:
+        say(f"  {path}")
+    say(f"\nOpen the HTML files in a browser; the notebooks are in notebooks/ (`make lab` starts JupyterLab).")
+    return written
+
+
+def run_chat_demo(db: str | Path, say: Callable[[str], None] = print) -> None:
+    """Live chat through both vendors, a fallback, and an idempotent replay."""
     with Gateway.open(db) as gw:
         seeded = seed_demo(gw)
         if seeded.created:
