@@ -29,6 +29,9 @@ test: setup browser
 
 bench: setup
 	$(PY) benchmarks/bench_gateway.py
+	$(PY) benchmarks/bench_api.py
+	$(PY) benchmarks/bench_analytics.py
+	$(PY) benchmarks/bench_simulation.py
 
 clean:
 	rm -rf $(VENV) data/*.duckdb data/*.duckdb.wal data/*.journal reports/*.html

@@ -218,7 +218,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str]:
     db = tmp_path_factory.mktemp("demo") / "demo.duckdb"
     output = io.StringIO()
     with redirect_stdout(output):
-        code = main(["demo", "--db", str(db)])
+        code = main(["demo", "--db", str(db), "--chat-only"])
     return db, code, output.getvalue()
 
 

@@ -67,34 +67,40 @@ def run_demo(db: str | Path, say: Callable[[str], None] = print, *, reports_dir:
     render_reports(db, reports_dir, say)
 
 
-def simulate_history(db: str | Path, say: Callable[[str], None] = print) -> None:
-    """Thirty days of demo traffic, unless this database already has older history."""
+def simulate_history(db: str | Path, say: Callable[[str], None] = print, *, days: int = 30) -> bool:
+    """``days`` of demo traffic before today, unless this database already has older history.
+
+    Returns whether it simulated, so that ``make demo`` can run any number of times.
+    """
     from .simulation.demo import simulate_demo_month
 
-    with Gateway.open_reader(db) as reader:
-        today = reader.clock.now().date()
-        older = int(reader.sql("SELECT count(*) AS n FROM usage_events WHERE created_at < ?",
-                               [today.isoformat()]).n[0])
+    older = 0
+    if Path(db).exists():
+        with Gateway.open_reader(db) as reader:
+            today = reader.clock.now().date()
+            older = int(reader.sql("SELECT count(*) AS n FROM usage_events WHERE created_at < ?",
+                                   [today.isoformat()]).n[0])
     if older:
         say(f"\n== {older:,} billed replies before today already in {db}: no new simulated history ==")
-        return
-    say("\n== Simulating 30 days of traffic for the demo tenants (virtual time, real gateway code) ==")
+        return False
+    say(f"\n== Simulating {days} days of traffic for the demo tenants (virtual time, real gateway code) ==")
     from tqdm import tqdm
 
-    bar = tqdm(total=30 * 24, unit="sim h", dynamic_ncols=True, leave=False)
+    bar = tqdm(total=days * 24, unit="sim h", dynamic_ncols=True, leave=False)
 
     def progress(done_s: float, messages: int) -> None:
-        bar.n = min(30 * 24, int(done_s // 3600))
+        bar.n = min(days * 24, int(done_s // 3600))
         bar.set_postfix_str(f"{messages:,} messages", refresh=False)
         bar.refresh()
 
     try:
-        result = simulate_demo_month(db, progress=progress)
+        result = simulate_demo_month(db, days=days, progress=progress)
     finally:
         bar.close()
     summary = result.summary()
     say(f"{summary['messages']:,} messages, {summary['replies']:,} replies "
-        f"({(summary['fallback_rate'] or 0):.1%} via fallback), cost ${float(summary['cost_usd']):.2f}")
+        f"({(summary['fallback_rate'] or 0):.2%} via fallback), cost ${float(summary['cost_usd']):.2f}")
+    return True
 
 
 def render_reports(db: str | Path, reports_dir: str | Path, say: Callable[[str], None] = print) -> list[Path]:

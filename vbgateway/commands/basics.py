@@ -36,7 +36,7 @@ def _seed(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from ..demo import run_demo
 
-    run_demo(args.db)
+    run_demo(args.db, reports_dir=args.reports, with_history=not args.chat_only)
     return 0
 
 
@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     seed = sub.add_parser("seed", help="create the demo tenants and agents (once) and print their API keys")
     seed.add_argument("--db", default=DEFAULT_DB, help=f"database file (default {DEFAULT_DB})")
     seed.set_defaults(func=_seed)
-    demo = sub.add_parser("demo", help="seed if needed, then run a scripted chat through both vendors")
+    demo = sub.add_parser("demo", help="seed if needed, chat through both vendors, simulate a month, render reports")
     demo.add_argument("--db", default=DEFAULT_DB, help=f"database file (default {DEFAULT_DB})")
+    demo.add_argument("--reports", default="reports", help="where the demo's reports go (default reports/)")
+    demo.add_argument("--chat-only", action="store_true",
+                      help="only the live chat: no simulated month, no reports")
     demo.set_defaults(func=_demo)
