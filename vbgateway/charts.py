@@ -241,7 +241,8 @@ def kpi_tile(label: str, value: str, change_pct: float | None = None, good: str 
              previous: str | None = None) -> str:
     """One KPI tile as HTML: the figure, and its change against the previous period, coloured by meaning."""
     if change_pct is None or math.isnan(change_pct):
-        delta, color = ("new" if previous not in (None, "$0.00", "0", "0.0%", "0 ms") else "no change"), "#6b7280"
+        # no ratio to show: the previous period was zero (or absent)
+        delta, color = ("no change" if previous is None or value == previous else "new"), "#6b7280"
     else:
         arrow = "▲" if change_pct > 0 else ("▼" if change_pct < 0 else "■")
         delta = f"{arrow} {abs(change_pct):.1f}%"
