@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -57,8 +58,8 @@ async def _send_all(client: object, session_ids: list[str], per_session: int, co
 def measure(mode: str, messages: int, workdir: Path) -> dict[str, float]:
     """Run one measurement in this process; returns its figures."""
     db = workdir / f"{mode}.duckdb"
-    for stale in workdir.glob(f"{mode}.duckdb*"):
-        stale.unlink()
+    for stale in workdir.glob(f"{mode}.duckdb*"):  # the file, its journal, lock file and handoff folder
+        shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
     if mode == "sequential":
         gw = Gateway.open(db, providers=_providers(False))
         concurrency, sessions = 1, 100
