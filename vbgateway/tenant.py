@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pandas as pd
 import pydantic
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["TenantClient", "validation_error"]
 
+SpecT = TypeVar("SpecT", AgentSpec, AgentPatch)
 MAX_METADATA_BYTES = 16_384
 MAX_CUSTOMER_ID_CHARS = 200
 
@@ -34,6 +35,19 @@ def validation_error(exc: pydantic.ValidationError) -> ValidationError:
     errors = [{"field": ".".join(str(p) for p in err["loc"]) or "body", "message": err["msg"]} for err in exc.errors()]
     summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:3])
     return ValidationError(f"invalid input ({summary})", details={"errors": errors})
+
+
+def _parse(model: type[SpecT], given: object, fields: Mapping[str, Any]) -> SpecT:
+    """A validated input model from a model, a mapping (camelCase or snake_case) and/or keywords."""
+    if isinstance(given, model):
+        return given
+    if given is not None and not isinstance(given, Mapping):
+        raise ValidationError("an agent is described by an object",
+                              details={"errors": [{"field": "body", "message": "expected an object"}]})
+    try:
+        return model.model_validate({**(given or {}), **fields})
+    except pydantic.ValidationError as exc:
+        raise validation_error(exc) from exc
 
 
 class TenantClient:
@@ -63,16 +77,7 @@ class TenantClient:
 
     def create_agent(self, spec: AgentSpec | Mapping[str, Any] | None = None, **fields: Any) -> Agent:
         """Create an agent from an ``AgentSpec``, a (camelCase or snake_case) mapping, or keywords."""
-        try:
-            if isinstance(spec, AgentSpec):
-                parsed = spec
-            else:
-                if spec is not None and not isinstance(spec, Mapping):
-                    raise ValidationError("an agent is described by an object",
-                                          details={"errors": [{"field": "body", "message": "expected an object"}]})
-                parsed = AgentSpec.model_validate({**(spec or {}), **fields})
-        except pydantic.ValidationError as exc:
-            raise validation_error(exc) from exc
+        parsed = _parse(AgentSpec, spec, fields)
         self._check_providers(parsed.primary_provider, parsed.fallback_provider)
         now = self._gw.clock.now()
         agent = Agent(id=self._gw.ids.new("agt"), tenant_id=self.id, created_at=now, updated_at=now,
@@ -84,16 +89,7 @@ class TenantClient:
     def update_agent(self, agent_id: str, patch: AgentPatch | Mapping[str, Any] | None = None, **fields: Any) -> Agent:
         """Change only the fields given; ``fallback_provider=None`` (or "none") removes the fallback."""
         current = self.get_agent(agent_id)
-        try:
-            if isinstance(patch, AgentPatch):
-                parsed = patch
-            else:
-                if patch is not None and not isinstance(patch, Mapping):
-                    raise ValidationError("an agent update is an object",
-                                          details={"errors": [{"field": "body", "message": "expected an object"}]})
-                parsed = AgentPatch.model_validate({**(patch or {}), **fields})
-        except pydantic.ValidationError as exc:
-            raise validation_error(exc) from exc
+        parsed = _parse(AgentPatch, patch, fields)
         given = parsed.model_dump(exclude_unset=True)
         nulled = sorted(k for k, v in given.items() if v is None and k != "fallback_provider")
         if nulled:  # only the fallback can be removed; the other fields are required
