@@ -189,13 +189,29 @@ def _word_period(word: str, sample_rate: int) -> int:
     return max(2, round(sample_rate / (110 + h % 221)))
 
 
+_SPOKEN_CACHE_CHARS = 240  # replies up to this long (about 40 words, 16 s of speech) are cached spoken
+
+
 def synthesize(text: str, *, sample_rate: int = 16000, words_per_second: float = 2.5) -> bytes:
     """Mock TTS: a mono 16-bit PCM WAV with one soft tone per word.
 
     Duration is ``max(1, words) / words_per_second`` seconds (rounded to whole
     ms) so clients see realistic playback lengths; tones rather than silence so
-    a human tester can hear that audio actually played.
+    a human tester can hear that audio actually played. The output depends on
+    the text alone, so short replies (the simulated vendors' templates, a
+    replayed reply) are rendered once and then served from a bounded cache.
     """
+    if len(text) <= _SPOKEN_CACHE_CHARS:
+        return _synthesize_cached(text, sample_rate, words_per_second)
+    return _synthesize(text, sample_rate, words_per_second)
+
+
+@lru_cache(maxsize=160)  # bounded: at most ~160 x 0.5 MB
+def _synthesize_cached(text: str, sample_rate: int, words_per_second: float) -> bytes:
+    return _synthesize(text, sample_rate, words_per_second)
+
+
+def _synthesize(text: str, sample_rate: int, words_per_second: float) -> bytes:
     if sample_rate <= 0:
         raise ValueError("sample_rate must be positive")
     if not words_per_second > 0:

@@ -30,6 +30,7 @@ __all__ = ["Clock", "SystemClock", "VirtualClock", "real_deadline", "real_time_l
 
 T = TypeVar("T")
 _MAX_ADVANCE_S = 24 * 3600.0
+_POLL_EVERY = 64  # loop turns between looks at real I/O on a virtual loop (see _JumpingSelector.select)
 
 
 def utc(year: int, month: int = 1, day: int = 1, hour: int = 0, minute: int = 0) -> datetime:
@@ -72,12 +73,45 @@ class Clock(ABC):
         """Wait ``seconds`` on this clock."""
 
     def timeout(self, seconds: float) -> AbstractAsyncContextManager[Any]:
-        """A deadline on this clock (asyncio's, which reads the loop's time)."""
-        return asyncio.timeout(seconds)
+        """A deadline on this clock: the loop's time, so virtual on a virtual loop."""
+        return _Deadline(seconds)
 
     @abstractmethod
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine to completion on a loop that follows this clock."""
+
+
+class _Deadline:
+    """``asyncio.timeout`` with only what a provider attempt needs.
+
+    Every provider attempt runs under a deadline, so its cost is paid several
+    times per message. Same semantics as ``asyncio.timeout`` (a timer cancels
+    the task; the cancellation becomes ``TimeoutError`` unless someone else
+    cancelled the task too), without its rescheduling and state machine.
+    """
+
+    __slots__ = ("_seconds", "_task", "_handle", "_cancelling", "_expired")
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._expired = False
+
+    async def __aenter__(self) -> None:
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("a deadline must be used inside a task")
+        loop = asyncio.get_running_loop()
+        self._task, self._cancelling = task, task.cancelling()
+        self._handle = loop.call_at(loop.time() + self._seconds, self._expire)
+
+    def _expire(self) -> None:
+        self._expired = True
+        self._task.cancel()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        self._handle.cancel()
+        if self._expired and self._task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
+            raise TimeoutError from exc
 
 
 class SystemClock(Clock):
@@ -161,6 +195,7 @@ class _JumpingSelector(selectors.BaseSelector):
     def __init__(self, clock: VirtualClock) -> None:
         self._real = selectors.DefaultSelector()
         self._clock = clock
+        self._turns = 0
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self._real.register(fileobj, events, data)
@@ -172,12 +207,25 @@ class _JumpingSelector(selectors.BaseSelector):
         return self._real.modify(fileobj, events, data)
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        ready = self._real.select(0)
-        if ready or timeout == 0:
-            return ready
+        """Real I/O first; otherwise jump virtual time to the next timer.
+
+        A simulation does no real I/O: the only thing that can arrive is a
+        worker thread waking the loop. Asking the kernel on every turn of the
+        loop was a twentieth of a simulation's time, so between blocking
+        waits the kernel is asked only every ``_POLL_EVERY`` turns; a thread's
+        result is then seen a few turns later, which virtual time never made
+        punctual anyway (time jumps whenever the loop is idle).
+        """
         if timeout is None:  # no timer at all: only real I/O can wake us
             return self._real.select(None)
-        self._clock.advance(min(max(timeout, 0.0), _MAX_ADVANCE_S))
+        self._turns += 1
+        if self._turns >= _POLL_EVERY:
+            self._turns = 0
+            ready = self._real.select(0)
+            if ready:
+                return ready
+        if timeout > 0:
+            self._clock.advance(min(timeout, _MAX_ADVANCE_S))
         return []
 
     def get_key(self, fileobj: Any) -> selectors.SelectorKey:

@@ -198,7 +198,7 @@ class TenantClient:
         """
         content = validate_content(content)
         key = validate_idempotency_key(idempotency_key)
-        fingerprint = request_fingerprint("chat", session_id, content)
+        fingerprint = request_fingerprint("chat", session_id, content) if key is not None else ""
         return await self._gw.sender.send(self.id, session_id, content, channel="chat", idempotency_key=key,
                                           fingerprint=fingerprint, request_id=request_id)
 

@@ -53,7 +53,8 @@ async def send_voice(gw: Gateway, tenant_id: str, session_id: str, audio: object
     except AudioError as exc:
         raise InvalidAudioError(f"invalid audio: {exc}", details={"reason": exc.reason}) from exc
     input_ms = info.duration_ms if info.duration_ms is not None else declared
-    fingerprint = request_fingerprint("voice", session_id, hashlib.sha256(data).hexdigest(), declared)
+    fingerprint = (request_fingerprint("voice", session_id, hashlib.sha256(data).hexdigest(), declared)
+                   if key is not None else "")  # only a key's requests are compared
     reply = await gw.sender.send(tenant_id, session_id, text, channel="voice", idempotency_key=key,
                                  fingerprint=fingerprint, request_id=request_id)
     reply = reply.model_copy(update={"metadata": reply.metadata.model_copy(update={"channel": "voice"})})

@@ -31,6 +31,13 @@ def _bar(total_s: float, quiet: bool):  # type: ignore[no-untyped-def]
     return update, bar
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
 def _simulate(args: argparse.Namespace) -> int:
     from ..simulation import load_scenario, simulate
 
@@ -43,7 +50,7 @@ def _simulate(args: argparse.Namespace) -> int:
             stale.unlink(missing_ok=True)
     update, bar = _bar(scenario.duration.total_seconds(), args.quiet)
     try:
-        result = simulate(scenario, db, progress=update)
+        result = simulate(scenario, db, progress=update, workers=args.workers)
     finally:
         bar.close()
     summary = result.summary()
@@ -74,4 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.add_argument("--save", action="store_true", help="also write <db>.messages.parquet and <db>.summary.json")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--workers", type=_positive, default=None,
+                        help="processes for the scenario's gateway instances (default: one per core on large runs; "
+                             "the result is the same whatever the number)")
     parser.set_defaults(func=_simulate)

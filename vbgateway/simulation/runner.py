@@ -12,25 +12,28 @@ recorder of what each customer saw.
 from __future__ import annotations
 
 import asyncio
-import gc
-from collections.abc import Callable, Iterator
+import tempfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pandas as pd
 
 from ..audio import synthesize
 from ..clock import SystemClock, VirtualClock
 from ..errors import AllProvidersFailedError, DatabaseError
 from ..gateway import Gateway
+from ..gc_tuning import lean_gc
 from ..models import Reply
 from ..providers import Provider, ProviderRequest, ProviderResponse, VendorA, VendorB
 from ..providers.simulated import SimulatedVendor
 from ..reliability import RetryPolicy
+from ..store.schema import migrate
 from ..tenant import TenantClient
+from .instances import CONTROL_TABLES, DATA_TABLES, InstanceResult, InstanceSpec, copy_tables, run_in_processes, workers_for
 from .recorder import RowRecorder
 from .results import SimulationResult
 from .scenario import KNOWN_VENDORS, Scenario, load_scenario
@@ -86,6 +89,8 @@ class _Run:
     errors: list[BaseException] = field(default_factory=list)
     vendor_codes: dict[str, int] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
+    instance: int = 0  # serves the sessions whose index is this, modulo scenario.gateways
+    run: int = 0
 
 
 def _prompt(name: str, chars: int) -> str:
@@ -170,7 +175,7 @@ def _calls(outcome: Reply | AllProvidersFailedError, primary: str) -> tuple[int,
 async def _message(run: _Run, tenant: _Tenant, plan: SessionPlan, session_id: str, message: tuple[Any, ...]) -> None:
     index, _, content, voice, retry_after, keyed = message
     clock, primary = run.clock, tenant.primaries[plan.agent]
-    key = f"sim-{run.scenario.seed}-{index}" if keyed or retry_after else None
+    key = f"sim-{run.scenario.seed}-{run.run}-{index}" if keyed or retry_after else None
     sent = clock.monotonic()
     if retry_after:  # the client gives up waiting and sends the same request again
         first_task = asyncio.ensure_future(_call(run, tenant, session_id, content, voice, key))
@@ -223,8 +228,11 @@ async def _drive(run: _Run, workload: Workload, progress: Progress | None) -> No
         if not task.cancelled() and task.exception() is not None:
             run.errors.append(task.exception())  # type: ignore[arg-type]
 
+    gateways = run.scenario.gateways
     for hour, plans in enumerate(workload.sessions()):
         for plan in plans:
+            if plan.index % gateways != run.instance:
+                continue
             wait = plan.offset_s - run.clock.monotonic()
             if wait > 0:
                 await run.clock.sleep(wait)
@@ -261,101 +269,174 @@ def _run_here_or_in_a_thread(clock: VirtualClock, make: Callable[[], Any]) -> No
         pool.submit(lambda: clock.run(make())).result()
 
 
-@contextmanager
-def _lean_gc() -> Iterator[None]:
-    """Collect garbage rarely while simulating.
-
-    A month keeps a few hundred thousand long-lived objects (sessions,
-    histories); Python's default collector rescans them thousands of times
-    a minute. Freezing what exists and collecting young objects in larger
-    batches is a quarter of the run time, and changes nothing else.
-    """
-    old = gc.get_threshold()
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20_000, 10, 10)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*old)
-        gc.unfreeze()
-
-
 def simulate(scenario: Scenario | str | Path | dict[str, Any], db: str | Path | duckdb.DuckDBPyConnection = ":memory:", *,
              policy: RetryPolicy | None = None, progress: Progress | None = None,
              commit_window_s: float = DEFAULT_COMMIT_WINDOW_S, flush_records: int = DEFAULT_FLUSH_RECORDS,
-             keep_open: bool = False, journal: bool = False) -> SimulationResult:
+             keep_open: bool = False, journal: bool = False, workers: int | None = None) -> SimulationResult:
     """Run ``scenario`` (optionally under another ``policy``) against the database ``db``.
 
     Tenants and agents are found by name or created; every session, message,
     provider call and usage event lands in ``db`` with simulated timestamps.
-    The result holds one row per customer message and the summaries. With
-    ``keep_open`` the result keeps the gateway (``result.gateway``) for more
-    queries; close it with ``result.close()``.
+    The scenario's gateway instances (``instances.py``) run one after another,
+    or ``workers`` at a time in their own processes (by default one per core
+    for large runs); the outcome is the same either way. The result holds one
+    row per customer message and the summaries. With ``keep_open`` the
+    result keeps a gateway on ``db`` (``result.gateway``) for more queries;
+    close it with ``result.close()``.
     """
     scenario = load_scenario(scenario)
     if policy is not None:
         scenario = scenario.with_policy(policy)
-    clock = VirtualClock(start=scenario.start, commit_window_s=commit_window_s)
-    wall = SystemClock()
-    started = wall.monotonic()
+    started = SystemClock().monotonic()
+    con = _connect(db)
+    try:
+        with Gateway.open(con, clock=VirtualClock(start=scenario.start), prices=scenario.prices,
+                          providers=_quiet_vendors(), seed=f"{scenario.seed}/setup") as setup:
+            _setup_tenants(setup, scenario)
+            run_number = setup.store.open_count
+        control = {table: con.sql(f"SELECT * FROM {table}").to_arrow_table() for table in CONTROL_TABLES}
+        count = workers_for(scenario, workers)
+        folder = Path(db).parent if isinstance(db, (str, Path)) and str(db) != ":memory:" else None
+        with tempfile.TemporaryDirectory(prefix=".vbgateway-sim-", dir=folder) as tmp:
+            specs = [InstanceSpec(scenario, k, run_number, None if count == 1 and folder is None else
+                                  str(Path(tmp) / f"gateway-{k}.duckdb"), control, commit_window_s, flush_records,
+                                  journal) for k in range(scenario.gateways)]
+            if count > 1:
+                parts = run_in_processes(specs, count, Path(tmp), progress)
+                for spec in specs:
+                    _merge(spec, None, con)
+            else:
+                parts = []
+                for k, spec in enumerate(specs):
+                    done = sum(len(part.rows) for part in parts)
+                    parts.append(_run_and_merge(spec, con, _one_of(progress, k, scenario, done)))
+        return _result(scenario, db, con, parts, started, keep_open)
+    except BaseException:
+        if not isinstance(db, duckdb.DuckDBPyConnection):
+            con.close()
+        raise
+
+
+def _quiet_vendors() -> dict[str, Provider]:
+    """Vendors for the gateways that only set up and read a run's database (they send nothing)."""
+    return {name: cls(seed=0) for name, cls in _VENDOR_CLASSES.items()}
+
+
+def _one_of(progress: Progress | None, k: int, scenario: Scenario, done_before: int) -> Progress | None:
+    """Progress of instance ``k`` of instances run in turn, as progress of the whole run."""
+    if progress is None:
+        return None
+    whole = scenario.duration.total_seconds()
+
+    def update(simulated_s: float, messages: int) -> None:
+        progress((k * whole + min(simulated_s, whole)) / scenario.gateways, done_before + messages)
+
+    return update
+
+
+def _run_and_merge(spec: InstanceSpec, target: duckdb.DuckDBPyConnection, progress: Progress | None) -> InstanceResult:
+    memory = duckdb.connect(":memory:") if spec.db is None else None
+    try:
+        result = run_instance(spec, progress, memory)
+        _merge(spec, memory, target)
+    finally:
+        if memory is not None:
+            memory.close()
+    return result
+
+
+def _merge(spec: InstanceSpec, memory: duckdb.DuckDBPyConnection | None, target: duckdb.DuckDBPyConnection) -> None:
+    """Append an instance's rows to the target database."""
+    source = memory if memory is not None else duckdb.connect(str(spec.db), read_only=True)
+    try:
+        copy_tables(source, target, DATA_TABLES)
+    finally:
+        if memory is None:
+            source.close()
+
+
+def run_instance(spec: InstanceSpec, progress: Progress | None = None,
+                 connection: duckdb.DuckDBPyConnection | None = None) -> InstanceResult:
+    """Serve instance ``spec.index``'s share of the traffic through a gateway on its own database."""
+    scenario, k = spec.scenario, spec.index
+    clock = VirtualClock(start=scenario.start, commit_window_s=spec.commit_window_s)
     profiles = scenario.vendor_profiles()
-    vendors = {name: _VENDOR_CLASSES[name](profiles[name], seed=scenario.seed * 1000 + i)
-               for i, name in enumerate(KNOWN_VENDORS)}
+    vendors = {name: _VENDOR_CLASSES[name](profiles[name], seed=f"{scenario.seed}/{spec.run}/{k}/{name}")
+               for name in KNOWN_VENDORS}
     ends: dict[str, float] = {}
     providers: dict[str, Provider] = {name: _Timed(v, ends) for name, v in vendors.items()}  # type: ignore[misc]
-    con = _connect(db, journal)
-    gw = Gateway.open(con if con is not None else db, providers=providers, clock=clock, retry=scenario.policy,
-                      prices=scenario.prices, seed=scenario.seed, flush_records=flush_records)
+    con = connection if connection is not None else _connect(spec.db)
+    migrate(con, scenario.start)  # then the tenants and agents every instance shares
+    copy_tables(spec.control, con, CONTROL_TABLES)
+    if spec.journal and connection is None:  # the production write path: the store opens the file itself
+        con.close()
+        con = None
+    gw = Gateway.open(con if con is not None else str(spec.db), providers=providers, clock=clock,
+                      retry=scenario.policy, prices=scenario.prices, seed=f"{scenario.seed}/{spec.run}/gateway-{k}",
+                      flush_records=spec.flush_records)
     try:
         tenants, tenant_names, agent_names = _setup_tenants(gw, scenario)
         vendor_names = list(KNOWN_VENDORS)
         recorder = RowRecorder(tenant_names, agent_names, vendor_names)
         run = _Run(scenario, gw, clock, vendors, tenants, recorder, [synthesize(t) for t in _VOICE_LINES], ends,
                    vendor_codes={name: i for i, name in enumerate(vendor_names)},
-                   metadata={"source": "simulation", "scenario": scenario.name})
+                   metadata={"source": "simulation", "scenario": scenario.name}, instance=k, run=spec.run)
         workload = Workload(scenario, voice_clips=len(run.clips))
-        with _lean_gc():
+        with lean_gc():
             _run_here_or_in_a_thread(clock, lambda: _drive(run, workload, progress))
             gw.store.flush()
-        virtual_s = clock.monotonic()
-        tenant_ids = {name: t.client.id for name, t in zip(tenant_names, tenants)}
-        agent_vendors = _agent_vendors(gw, tenants, agent_names)
-        result = SimulationResult(scenario=scenario, rows=recorder.frame(scenario.start),
+        return InstanceResult(recorder.frame(scenario.start), clock.monotonic(), workload.digest)
+    finally:
+        gw.close()
+        if connection is None and con is not None:
+            con.close()
+
+
+def _result(scenario: Scenario, db: str | Path | duckdb.DuckDBPyConnection, con: duckdb.DuckDBPyConnection,
+            parts: list[InstanceResult], started: float, keep_open: bool) -> SimulationResult:
+    rows = pd.concat([part.rows for part in parts], ignore_index=True)
+    rows = rows.sort_values("message", kind="stable").reset_index(drop=True)
+    gw = Gateway.open(con, prices=scenario.prices, providers=_quiet_vendors())
+    try:
+        tenants, tenant_names, agent_names = _setup_tenants(gw, scenario)
+        result = SimulationResult(scenario=scenario, rows=rows,
                                   db=None if isinstance(db, duckdb.DuckDBPyConnection) or str(db) == ":memory:"
                                   else str(db),
-                                  traffic_digest=workload.digest, tenant_ids=tenant_ids,
-                                  agent_vendors=agent_vendors,
-                                  wall_s=wall.monotonic() - started, virtual_s=virtual_s,
+                                  traffic_digest=parts[0].traffic_digest,
+                                  tenant_ids={name: t.client.id for name, t in zip(tenant_names, tenants)},
+                                  agent_vendors=_agent_vendors(gw, tenants, agent_names),
+                                  wall_s=SystemClock().monotonic() - started,
+                                  virtual_s=max(part.virtual_s for part in parts),
                                   gateway=gw if keep_open else None)
     except BaseException:
         gw.close()
-        if con is not None:
-            con.close()
         raise
-    if not keep_open:
-        result.database_digest = database_digest(gw)
-        gw.close()
-        if con is not None:
-            con.close()
-    else:
-        result.connection = con
+    if keep_open:
+        result.connection = None if isinstance(db, duckdb.DuckDBPyConnection) else con
+        return result
+    result.database_digest = database_digest(gw)
+    gw.close()
+    if not isinstance(db, duckdb.DuckDBPyConnection):
+        con.close()
     return result
 
 
-def _connect(db: str | Path | duckdb.DuckDBPyConnection, journal: bool) -> duckdb.DuckDBPyConnection | None:
-    """An open connection to the database file, so that the store skips its journal.
+def _connect(db: str | Path | duckdb.DuckDBPyConnection | None) -> duckdb.DuckDBPyConnection:
+    """An open connection to the database (a file, or ``None``/``":memory:"``), so that the store skips its journal.
 
     The journal makes each acknowledged reply durable before DuckDB holds it,
     at one fsync per group commit; simulated traffic is sparse in virtual
     time, so nearly every reply would pay its own fsync (about 370 replies a
     second instead of thousands). A simulation that crashes is simply run
-    again, so by default it writes straight to DuckDB in batches of
-    ``flush_records`` replies, one transaction each. ``journal=True`` keeps
-    the production write path, fsyncs included.
+    again, so by default each gateway instance writes straight to DuckDB in
+    batches of ``flush_records`` replies, one transaction each.
+    ``journal=True`` keeps the production write path, fsyncs included, for
+    the instances' own databases.
     """
-    if journal or isinstance(db, duckdb.DuckDBPyConnection) or str(db) == ":memory:":
-        return None
+    if isinstance(db, duckdb.DuckDBPyConnection):
+        return db
+    if db is None or str(db) == ":memory:":
+        return duckdb.connect(":memory:")
     path = Path(db)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:

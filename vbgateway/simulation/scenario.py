@@ -252,6 +252,9 @@ class Scenario(_Model):
     incidents: tuple[Incident, ...] = ()
     policy: RetryPolicy = RetryPolicy()
     prices: dict[str, str] | None = None
+    gateways: int = Field(default=2, ge=1, le=64,
+                          description="gateway instances sharing the traffic, sessions spread round-robin; each has "
+                                      "its own retry jitter, ids and vendor draws (large runs use one process each)")
 
     _parse_duration = field_validator("duration", mode="before")(classmethod(lambda cls, v: parse_duration(v)))
 
@@ -313,6 +316,13 @@ class Scenario(_Model):
         """Every known vendor's normal profile: its defaults, then the scenario's changes."""
         return {name: self.vendors[name].apply(base) if name in self.vendors else base
                 for name, base in KNOWN_VENDORS.items()}
+
+    def expected_messages(self) -> float:
+        """About how many customer messages the traffic holds (the mean of its random draws)."""
+        traffic, hours = self.traffic, int(self.duration.total_seconds() // 3600) + 1
+        scale = sum(plan.scale for plan in self.tenant_plans())
+        load = sum(traffic.daily_profile.factor(self.start + timedelta(hours=h)) for h in range(hours))
+        return traffic.sessions_per_hour * scale * load * traffic.messages_per_session.mean
 
     def with_policy(self, policy: RetryPolicy) -> "Scenario":
         return self.model_copy(update={"policy": policy})

@@ -1,0 +1,174 @@
+"""Gateway instances of a simulation, run one after another or in parallel processes.
+
+A scenario's traffic is served by ``scenario.gateways`` gateway instances, as
+a deployment spreads sessions over several gateway processes: instance ``k``
+serves the sessions whose index is ``k`` modulo the count. Each instance is a
+whole gateway with its own database, ids, retry jitter and vendor draws, all
+seeded from the scenario and instance number, so what an instance does does
+not depend on where it runs. That is what lets a large run use one process
+per core and still give, to the byte, the result of running the instances
+one after another in this process. When all instances are done their rows
+are appended to the target database, instance by instance.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import queue
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from ..errors import DatabaseError
+from .scenario import Scenario
+
+__all__ = ["CONTROL_TABLES", "DATA_TABLES", "InstanceSpec", "InstanceResult", "copy_tables", "run_in_processes",
+           "workers_for"]
+
+CONTROL_TABLES = ("tenants", "api_keys", "agents")
+DATA_TABLES = ("sessions", "messages", "provider_call_events", "usage_events", "idempotency_records")
+_CHILD = "import sys; from vbgateway.simulation.instances import _child; sys.exit(_child(sys.argv[1]))"
+PARALLEL_FROM_MESSAGES = 60_000  # below this a second process costs more (its start-up) than it saves
+Progress = Callable[[float, int], None]
+
+
+@dataclass
+class InstanceSpec:
+    """Everything one instance needs; plain data, so it can be sent to another process."""
+
+    scenario: Scenario
+    index: int
+    run: int  # how many times the target database had been opened: keeps keys of repeated runs apart
+    db: str | None  # the instance's own database file; None: in memory
+    control: dict[str, pa.Table]  # tenants and agents, copied from the target so every instance shares them
+    commit_window_s: float
+    flush_records: int
+    journal: bool
+
+
+@dataclass
+class InstanceResult:
+    rows: pd.DataFrame
+    virtual_s: float
+    traffic_digest: str  # of the whole scenario's traffic: every instance draws all of it, then keeps its share
+
+
+def workers_for(scenario: Scenario, requested: int | None) -> int:
+    """Processes to run the instances in: as asked, else one per core for large runs."""
+    if requested is not None:
+        return max(1, min(int(requested), scenario.gateways))
+    if scenario.gateways == 1 or scenario.expected_messages() < PARALLEL_FROM_MESSAGES:
+        return 1
+    return max(1, min(scenario.gateways, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                      else os.cpu_count() or 1))
+
+
+def copy_tables(source: duckdb.DuckDBPyConnection | dict[str, pa.Table], target: duckdb.DuckDBPyConnection,
+                tables: tuple[str, ...]) -> None:
+    """Append every row of ``tables`` from ``source`` to ``target``, streaming, in one transaction."""
+    target.execute("BEGIN TRANSACTION")
+    try:
+        for table in tables:
+            rows: Any = (source[table] if isinstance(source, dict)
+                         else source.sql(f"SELECT * FROM {table}").to_arrow_reader(200_000))
+            target.register("_vb_copy", rows)
+            try:
+                target.execute(f"INSERT INTO {table} SELECT * FROM _vb_copy")
+            finally:
+                target.unregister("_vb_copy")
+        target.execute("COMMIT")
+    except Exception:
+        target.execute("ROLLBACK")
+        raise
+
+
+def _child(spec_path: str) -> int:
+    """Entry of a child process: run one instance, print progress lines, leave the rows in a file."""
+    from .runner import run_instance
+
+    with open(spec_path, "rb") as handle:
+        spec: InstanceSpec = pickle.load(handle)
+    last = [-3600.0]
+
+    def progress(simulated_s: float, done: int) -> None:
+        if simulated_s - last[0] >= 3600:
+            last[0] = simulated_s
+            print(f"progress {simulated_s} {done}", flush=True)
+
+    out = spec_path.removesuffix(".spec")
+    try:
+        result = run_instance(spec, progress)
+    except BaseException as exc:
+        try:
+            payload = pickle.dumps(exc)
+        except Exception:
+            payload = pickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}"))
+        Path(out + ".error").write_bytes(payload)
+        return 1
+    with open(out + ".result", "wb") as handle:
+        pickle.dump(result, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    return 0
+
+
+def _follow(index: int, process: subprocess.Popen[str], events: queue.Queue[tuple[int, str]]) -> None:
+    assert process.stdout is not None
+    for line in process.stdout:
+        events.put((index, line))
+    events.put((index, ""))  # the child closed its output: it is ending
+
+
+def run_in_processes(specs: list[InstanceSpec], workers: int, out_dir: Path,
+                     progress: Progress | None) -> list[InstanceResult]:
+    """Run the instances ``workers`` at a time, each in a fresh Python process.
+
+    Children are started as plain ``python -c`` processes: unlike
+    multiprocessing's spawn, which re-imports the parent's main module, that
+    works the same from a script, the CLI, a notebook kernel or standard input.
+    """
+    events: queue.Queue[tuple[int, str]] = queue.Queue()
+    waiting, running = list(specs), {}
+    results: dict[int, InstanceResult] = {}
+    seen: dict[int, tuple[float, int]] = {spec.index: (0.0, 0) for spec in specs}
+    try:
+        while waiting or running:
+            while waiting and len(running) < workers:
+                spec = waiting.pop(0)
+                spec_path = out_dir / f"gateway-{spec.index}.spec"
+                spec_path.write_bytes(pickle.dumps(spec, protocol=pickle.HIGHEST_PROTOCOL))
+                process = subprocess.Popen([sys.executable, "-c", _CHILD, str(spec_path)], stdout=subprocess.PIPE,
+                                           text=True)
+                running[spec.index] = process
+                threading.Thread(target=_follow, args=(spec.index, process, events), daemon=True).start()
+            index, line = events.get()
+            if line.startswith("progress "):
+                _, simulated_s, done = line.split()
+                seen[index] = (float(simulated_s), int(done))
+            elif not line:
+                code = running.pop(index).wait()
+                base = out_dir / f"gateway-{index}"
+                if code != 0:
+                    error = base.with_suffix(".error")
+                    if error.exists():
+                        raise pickle.loads(error.read_bytes())
+                    raise DatabaseError(f"simulation instance {index} stopped without a result (exit code {code})")
+                with open(base.with_suffix(".result"), "rb") as handle:
+                    results[index] = pickle.load(handle)
+                seen[index] = (results[index].virtual_s, len(results[index].rows))
+            if progress is not None:
+                progress(sum(s for s, _ in seen.values()) / len(seen), sum(n for _, n in seen.values()))
+    finally:
+        for process in running.values():
+            process.terminate()
+            process.wait()
+    return [results[spec.index] for spec in specs]
+
+
