@@ -131,6 +131,10 @@ class MessageSender:
         while len(self._sessions) > SESSION_CACHE_SIZE:
             self._sessions.popitem(last=False)
 
+    def forget(self, session_id: str) -> None:
+        """Drop a session's warm state (its conversation ended); a later message reloads it from the store."""
+        self._sessions.pop(session_id, None)
+
     def session_state(self, tenant_id: str, session_id: object) -> SessionState:
         """The session's state if it belongs to ``tenant_id``; otherwise SESSION_NOT_FOUND."""
         if not isinstance(session_id, str):

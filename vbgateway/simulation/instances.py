@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import pickle
 import queue
+import resource
 import subprocess
 import sys
 import threading
@@ -60,6 +61,7 @@ class InstanceResult:
     rows: pd.DataFrame
     virtual_s: float
     traffic_digest: str  # of the whole scenario's traffic: every instance draws all of it, then keeps its share
+    peak_rss_mb: float = 0.0  # of the instance's own process, when it had one
 
 
 def workers_for(scenario: Scenario, requested: int | None) -> int:
@@ -73,11 +75,17 @@ def workers_for(scenario: Scenario, requested: int | None) -> int:
 
 
 def copy_tables(source: duckdb.DuckDBPyConnection | dict[str, pa.Table], target: duckdb.DuckDBPyConnection,
-                tables: tuple[str, ...]) -> None:
-    """Append every row of ``tables`` from ``source`` to ``target``, streaming, in one transaction."""
+                tables: tuple[str, ...], *, schema: str | None = None) -> None:
+    """Append every row of ``tables`` from ``source`` to ``target``, streaming, in one transaction.
+
+    With ``schema`` the source is a database attached to ``target`` under that name.
+    """
     target.execute("BEGIN TRANSACTION")
     try:
         for table in tables:
+            if schema is not None:
+                target.execute(f"INSERT INTO {table} SELECT * FROM {schema}.{table}")
+                continue
             rows: Any = (source[table] if isinstance(source, dict)
                          else source.sql(f"SELECT * FROM {table}").to_arrow_reader(200_000))
             target.register("_vb_copy", rows)
@@ -107,6 +115,7 @@ def _child(spec_path: str) -> int:
     out = spec_path.removesuffix(".spec")
     try:
         result = run_instance(spec, progress)
+        result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     except BaseException as exc:
         try:
             payload = pickle.dumps(exc)

@@ -68,6 +68,7 @@ class SimulationResult:
     gateway: Gateway | None = None
     database_digest: str | None = None
     connection: Any = None  # the DuckDB connection behind ``gateway`` when the simulation opened it
+    worker_peak_rss_mb: float = 0.0  # sum of the peak memory of the processes that ran gateway instances (0: none)
     _summary: dict[str, Any] | None = field(default=None, repr=False)
 
     def close(self) -> None:

@@ -42,7 +42,7 @@ from .workload import _CORPUS, HOUR_S, SessionPlan, Workload
 __all__ = ["DEFAULT_COMMIT_WINDOW_S", "DEFAULT_FLUSH_RECORDS", "Progress", "simulate"]
 
 DEFAULT_COMMIT_WINDOW_S = 0.01  # virtual seconds replies wait to share one commit
-DEFAULT_FLUSH_RECORDS = 20_000  # replies applied to DuckDB per batch
+DEFAULT_FLUSH_RECORDS = 5_000  # replies applied to DuckDB per batch (a pending reply holds ~5 KB of Python objects)
 Progress = Callable[[float, int], None]  # (simulated seconds done, messages done)
 _VENDOR_CLASSES: dict[str, type[SimulatedVendor]] = {"vendorA": VendorA, "vendorB": VendorB}
 _VOICE_LINES = ("Where is my order?", "I need help with my invoice.", "Please reset my password.",
@@ -216,6 +216,7 @@ async def _session(run: _Run, plan: SessionPlan) -> None:
     for message in plan.messages:
         await run.clock.sleep(message[1])
         await _message(run, tenant, plan, session.id, message)
+    run.gw.sender.forget(session.id)  # the customer is gone: keep a month's memory flat
 
 
 async def _drive(run: _Run, workload: Workload, progress: Progress | None) -> None:
@@ -346,13 +347,15 @@ def _run_and_merge(spec: InstanceSpec, target: duckdb.DuckDBPyConnection, progre
 
 
 def _merge(spec: InstanceSpec, memory: duckdb.DuckDBPyConnection | None, target: duckdb.DuckDBPyConnection) -> None:
-    """Append an instance's rows to the target database."""
-    source = memory if memory is not None else duckdb.connect(str(spec.db), read_only=True)
+    """Append an instance's rows to the target database (a file is attached: DuckDB streams it in itself)."""
+    if memory is not None:
+        copy_tables(memory, target, DATA_TABLES)
+        return
+    target.execute("ATTACH ? AS vb_instance (READ_ONLY)", [str(spec.db)])
     try:
-        copy_tables(source, target, DATA_TABLES)
+        copy_tables(target, target, DATA_TABLES, schema="vb_instance")
     finally:
-        if memory is None:
-            source.close()
+        target.execute("DETACH vb_instance")
 
 
 def run_instance(spec: InstanceSpec, progress: Progress | None = None,
@@ -407,6 +410,7 @@ def _result(scenario: Scenario, db: str | Path | duckdb.DuckDBPyConnection, con:
                                   agent_vendors=_agent_vendors(gw, tenants, agent_names),
                                   wall_s=SystemClock().monotonic() - started,
                                   virtual_s=max(part.virtual_s for part in parts),
+                                  worker_peak_rss_mb=round(sum(part.peak_rss_mb for part in parts), 1),
                                   gateway=gw if keep_open else None)
     except BaseException:
         gw.close()
