@@ -91,3 +91,17 @@ def test_a_second_run_into_the_same_database_adds_to_it_without_replaying_the_fi
     assert billed_once > 300
     assert billed_twice == distinct == 2 * billed_once  # new ids, and no key of the first run replayed
     assert again.rows.replayed.sum() == once.rows.replayed.sum()
+
+
+def test_the_instances_shares_of_the_workload_make_up_the_whole_traffic(scenario):
+    from vbgateway.simulation.workload import Workload
+
+    whole = [plan for hour in Workload(scenario).sessions() for plan in hour]
+    shares = [Workload(scenario, share=(k, 3)) for k in range(3)]
+    parts = [plan for share in shares for hour in share.sessions() for plan in hour]
+    assert sorted((p.index, p.messages) for p in parts) == [(p.index, p.messages) for p in whole]
+    assert all(plan.index % 3 == k for k, share in enumerate(shares) for hour in Workload(scenario, share=(k, 3))
+               .sessions() for plan in hour)
+    full = Workload(scenario)
+    list(full.sessions())
+    assert {share.digest for share in shares} == {full.digest}  # every share drew the whole traffic

@@ -229,11 +229,8 @@ async def _drive(run: _Run, workload: Workload, progress: Progress | None) -> No
         if not task.cancelled() and task.exception() is not None:
             run.errors.append(task.exception())  # type: ignore[arg-type]
 
-    gateways = run.scenario.gateways
-    for hour, plans in enumerate(workload.sessions()):
+    for hour, plans in enumerate(workload.sessions()):  # this instance's share of the sessions
         for plan in plans:
-            if plan.index % gateways != run.instance:
-                continue
             wait = plan.offset_s - run.clock.monotonic()
             if wait > 0:
                 await run.clock.sleep(wait)
@@ -384,7 +381,7 @@ def run_instance(spec: InstanceSpec, progress: Progress | None = None,
         run = _Run(scenario, gw, clock, vendors, tenants, recorder, [synthesize(t) for t in _VOICE_LINES], ends,
                    vendor_codes={name: i for i, name in enumerate(vendor_names)},
                    metadata={"source": "simulation", "scenario": scenario.name}, instance=k, run=spec.run)
-        workload = Workload(scenario, voice_clips=len(run.clips))
+        workload = Workload(scenario, voice_clips=len(run.clips), share=(k, scenario.gateways))
         with lean_gc():
             _run_here_or_in_a_thread(clock, lambda: _drive(run, workload, progress))
             gw.store.flush()

@@ -86,10 +86,16 @@ def _text(start: int, chars: int) -> str:
 class Workload:
     """The scenario's sessions, hour by hour, with their messages."""
 
-    def __init__(self, scenario: Scenario, voice_clips: int = 6) -> None:
+    def __init__(self, scenario: Scenario, voice_clips: int = 6, share: tuple[int, int] = (0, 1)) -> None:
+        """``share`` = (k, n): build only the sessions whose index is k modulo n (one gateway instance's).
+
+        Every draw is still made for all sessions, so indexes, contents and
+        the digest are those of the whole traffic whatever the share.
+        """
         self.scenario = scenario
         self.tenants = scenario.tenant_plans()
         self.voice_clips = voice_clips
+        self.share = share
         self.hours = int(np.ceil(scenario.duration.total_seconds() / HOUR_S))
         self._digest = hashlib.sha256()
         self._next_session = 0
@@ -137,13 +143,16 @@ class Workload:
                             + starts.tobytes() + voice.tobytes() + retry.tobytes() + keyed.tobytes())
         think_l, chars_l, starts_l = think.tolist(), chars.tolist(), starts.tolist()
         voice_l, retry_l, keyed_l = voice.tolist(), retry.tolist(), keyed.tolist()
-        contents = [_text(start, n) for start, n in zip(starts_l, chars_l)]
         first = self._next_message
         self._next_message += total
-        messages = list(zip(range(first, first + total), think_l, contents, voice_l, retry_l, keyed_l))
+        mine, of = self.share
         plans, cursor = [], 0
         for (offset, tenant, agent), length in zip(rows, lengths.tolist()):
-            plans.append(SessionPlan(self._next_session, tenant, agent, offset, messages[cursor:cursor + length]))
+            if self._next_session % of == mine:
+                span = range(cursor, cursor + length)
+                messages = [(first + i, think_l[i], _text(starts_l[i], chars_l[i]), voice_l[i], retry_l[i], keyed_l[i])
+                            for i in span]
+                plans.append(SessionPlan(self._next_session, tenant, agent, offset, messages))
             cursor += length
             self._next_session += 1
         return plans
