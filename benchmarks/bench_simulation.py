@@ -57,6 +57,7 @@ def child(messages: int, workdir: Path) -> dict[str, float]:
             "sim_msgs_per_wall_s": round(summary["messages"] / wall, 1),
             "virtual_s_per_wall_s": round(result.virtual_s / wall, 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 + result.worker_peak_rss_mb, 1),
+            "instance_processes_rss_mb": result.worker_peak_rss_mb,
             "workers": workers_for(scenario, None), "gateways": scenario.gateways,
             "success_rate": round(summary["success_rate"], 5), "fallback_rate": round(summary["fallback_rate"], 5),
             "db_mb": round((workdir / "bench.duckdb").stat().st_size / 1e6, 1)}

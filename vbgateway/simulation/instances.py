@@ -114,7 +114,7 @@ def _child(spec_path: str) -> int:
 
     out = spec_path.removesuffix(".spec")
     try:
-        result = run_instance(spec, progress)
+        result = run_instance(spec, progress, duckdb_threads=1)
         result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     except BaseException as exc:
         try:

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 __all__ = ["OUTCOMES", "RowRecorder"]
 
@@ -98,7 +99,9 @@ class RowRecorder:
             "tokens_in": col(self.tokens_in, "int64"),
             "tokens_out": col(self.tokens_out, "int64"),
             "cost_units": col(self.cost_units, "int64"),
-            "request_id": np.asarray(self.request_ids, dtype=object)[order] if self.request_ids else [],
+            # Arrow strings: a month's request ids cost ~30 bytes each instead of ~90 as Python objects
+            "request_id": pd.array(pa.array(self.request_ids, pa.string()).take(pa.array(order)),
+                                   dtype=pd.ArrowDtype(pa.string())),
         })
         frame["cost_usd"] = frame["cost_units"] / 1e10
         return frame

@@ -42,6 +42,7 @@ from .workload import _CORPUS, HOUR_S, SessionPlan, Workload
 __all__ = ["DEFAULT_COMMIT_WINDOW_S", "DEFAULT_FLUSH_RECORDS", "Progress", "simulate"]
 
 DEFAULT_COMMIT_WINDOW_S = 0.01  # virtual seconds replies wait to share one commit
+SIM_DUCKDB_MEMORY = "256MB"  # DuckDB's cache for each database file a simulation writes
 DEFAULT_FLUSH_RECORDS = 5_000  # replies applied to DuckDB per batch (a pending reply holds ~5 KB of Python objects)
 Progress = Callable[[float, int], None]  # (simulated seconds done, messages done)
 _VENDOR_CLASSES: dict[str, type[SimulatedVendor]] = {"vendorA": VendorA, "vendorB": VendorB}
@@ -356,8 +357,13 @@ def _merge(spec: InstanceSpec, memory: duckdb.DuckDBPyConnection | None, target:
 
 
 def run_instance(spec: InstanceSpec, progress: Progress | None = None,
-                 connection: duckdb.DuckDBPyConnection | None = None) -> InstanceResult:
-    """Serve instance ``spec.index``'s share of the traffic through a gateway on its own database."""
+                 connection: duckdb.DuckDBPyConnection | None = None, *, duckdb_threads: int | None = None
+                 ) -> InstanceResult:
+    """Serve instance ``spec.index``'s share of the traffic through a gateway on its own database.
+
+    ``duckdb_threads``: instances running side by side, one per core, gain
+    nothing from DuckDB's own threads but contention.
+    """
     scenario, k = spec.scenario, spec.index
     clock = VirtualClock(start=scenario.start, commit_window_s=spec.commit_window_s)
     profiles = scenario.vendor_profiles()
@@ -366,6 +372,8 @@ def run_instance(spec: InstanceSpec, progress: Progress | None = None,
     ends: dict[str, float] = {}
     providers: dict[str, Provider] = {name: _Timed(v, ends) for name, v in vendors.items()}  # type: ignore[misc]
     con = connection if connection is not None else _connect(spec.db)
+    if duckdb_threads is not None:
+        con.execute(f"SET threads = {int(duckdb_threads)}")
     migrate(con, scenario.start)  # then the tenants and agents every instance shares
     copy_tables(spec.control, con, CONTROL_TABLES)
     if spec.journal and connection is None:  # the production write path: the store opens the file itself
@@ -395,6 +403,8 @@ def run_instance(spec: InstanceSpec, progress: Progress | None = None,
 def _result(scenario: Scenario, db: str | Path | duckdb.DuckDBPyConnection, con: duckdb.DuckDBPyConnection,
             parts: list[InstanceResult], started: float, keep_open: bool) -> SimulationResult:
     rows = pd.concat([part.rows for part in parts], ignore_index=True)
+    for part in parts:
+        part.rows = rows.iloc[:0]  # let each instance's frame go before the sorted copy is made
     rows = rows.sort_values("message", kind="stable").reset_index(drop=True)
     gw = Gateway.open(con, prices=scenario.prices, providers=_quiet_vendors())
     try:
@@ -441,9 +451,12 @@ def _connect(db: str | Path | duckdb.DuckDBPyConnection | None) -> duckdb.DuckDB
     path = Path(db)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return duckdb.connect(str(path))
+        con = duckdb.connect(str(path))
     except duckdb.Error as exc:
         raise DatabaseError(f"cannot open {path}: {exc}", details={"path": str(path)}) from exc
+    # A month is written, not analysed: DuckDB's default cache (80% of RAM) would keep most of it in memory.
+    con.execute(f"SET memory_limit = '{SIM_DUCKDB_MEMORY}'")
+    return con
 
 
 def database_digest(gw: Gateway) -> str:
