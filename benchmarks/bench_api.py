@@ -8,12 +8,13 @@ Prints one line per figure and, last, one JSON object:
     get_rollup_rps     GET /v1/usage/rollup at 50 concurrent clients (after the POSTs: a month of rows)
 
 The server is ``vbgateway.api.create_app`` over a file database with
-zero-latency vendors, run by uvicorn exactly as ``vbgateway serve`` runs it
-(uvloop + httptools when installed), with the JSON access log written to a
-file. The load generator is a separate process: 50 keep-alive HTTP/1.1
-connections on loopback, each sending its next request as soon as the last
-answer arrived (a closed loop), written on raw asyncio streams because an
-httpx client would itself need more than a core for this rate.
+zero-latency vendors, run by ``vbgateway.commands.serve.run_app`` exactly as
+``vbgateway serve`` runs it (uvicorn, uvloop + httptools when installed, its
+GC tuning), with the JSON access log written to a file. The load generator
+is a separate process: 50 keep-alive HTTP/1.1 connections on loopback, each
+sending its next request as soon as the last answer arrived (a closed loop),
+written on raw asyncio streams because an httpx client would itself need
+more than a core for this rate.
 
 Usage: python benchmarks/bench_api.py [--seconds 8] [--clients 50]
 """
@@ -56,11 +57,10 @@ def setup(db: Path) -> dict[str, object]:
 
 
 def serve(db: str, port: int, log_file: str) -> None:
-    """The server process: what `vbgateway serve` does, with zero-latency vendors."""
-    import uvicorn
-
+    """The server process: what `vbgateway serve` does (its ``run_app``), with zero-latency vendors."""
     from vbgateway import Gateway
     from vbgateway.api import create_app
+    from vbgateway.commands.serve import run_app
 
     handler = logging.FileHandler(log_file)
     handler.setFormatter(logging.Formatter("%(message)s"))
@@ -69,8 +69,7 @@ def serve(db: str, port: int, log_file: str) -> None:
     access.setLevel(logging.INFO)
     access.propagate = False
     with Gateway.open(db, providers=_providers()) as gw:
-        uvicorn.run(create_app(gw), host="127.0.0.1", port=port, log_level="warning", access_log=False,
-                    server_header=False)
+        run_app(create_app(gw), host="127.0.0.1", port=port, log_level="warning")
 
 
 # ---------------------------------------------------------------------- load generator (second process)

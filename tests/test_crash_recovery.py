@@ -8,20 +8,27 @@ that everything acknowledged is billed exactly once and nothing is half written.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from vbgateway import Gateway, VirtualClock
+from vbgateway.store import database
+from vbgateway.store import journal as journal_module
+from vbgateway.store.database import Store
+from vbgateway.store.journal import Journal
 
 SCRIPT = Path(__file__).parent / "scripts" / "crash_child.py"
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,3 +183,136 @@ def test_resending_every_idempotency_key_after_sigkill_bills_each_key_exactly_on
         assert {key: billed[message_id] for key, message_id in stored.items()} == {key: 1 for key in sent}
         assert sum(billed.values()) == len(sent)
         assert_consistent(gw)
+
+
+# --------------------------------------------------------------------------- crashes around a background apply
+# The applier thread applies a full batch while commits go on; these stop it at each step, copy the files
+# aside as a crash would leave them, and recover the copy.
+
+START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def message_record(n: int) -> dict:
+    return {"messages": [[f"msg_{n}", "tnt_1", "ses_1", n, "user", f"hello {n}", "chat", f"req_{n}",
+                          START + timedelta(seconds=n)]]}
+
+
+async def commit_all(store: Store, numbers: range) -> None:
+    await asyncio.gather(*(store.commit_async(message_record(n)) for n in numbers))
+
+
+def crash_copy(db: Path, into: Path) -> Path:
+    into.mkdir()
+    for suffix in ("", ".wal", ".journal"):
+        source = Path(f"{db}{suffix}")
+        if source.exists():
+            shutil.copyfile(source, Path(f"{into / db.name}{suffix}"))
+    return into / db.name
+
+
+def recovered_messages(db: Path) -> tuple[list[str], int]:
+    """Open (and so recover) a copied database; its message ids and applied_seq."""
+    store = Store(db, now=START)
+    try:
+        ids = [r[0] for r in store._fetchall("SELECT id FROM messages ORDER BY id")]
+        applied = store._fetchall("SELECT applied_seq FROM journal_state")[0][0]
+    finally:
+        store.close()
+    return ids, applied
+
+
+class Gate:
+    """Holds the first call of a store step (before it runs, or once it returned) until released."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, owner: object, name: str, *, after: bool = False) -> None:
+        self.entered, self.release = threading.Event(), threading.Event()
+        real = getattr(owner, name)
+        calls = []
+
+        def gated(*args: object) -> object:
+            calls.append(1)
+            result = real(*args) if after else None
+            if len(calls) == 1:
+                self.entered.set()
+                assert self.release.wait(30)
+            return result if after else real(*args)
+
+        monkeypatch.setattr(owner, name, gated)
+
+
+def run_commits_then_crash(tmp_path: Path, gate: Gate) -> Path:
+    """Commit 10 (a full batch) and, while the gate holds its apply, 5 more; copy the files aside there."""
+    db = tmp_path / "live" / "gw.duckdb"
+    db.parent.mkdir()
+    store = Store(db, now=START, flush_records=10)
+    try:
+        async def main() -> None:
+            await commit_all(store, range(1, 11))
+            assert await asyncio.to_thread(gate.entered.wait, 10)
+            for n in range(11, 16):
+                await asyncio.wait_for(store.commit_async(message_record(n)), 5)
+
+        asyncio.run(main())
+        return crash_copy(db, tmp_path / "crashed")
+    finally:
+        gate.release.set()
+        store.close()
+
+
+def test_a_crash_while_a_batch_is_in_duckdb_s_hands_recovers_every_commit_exactly_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    crashed = run_commits_then_crash(tmp_path, Gate(monkeypatch, database, "apply_batch"))
+
+    ids, applied = recovered_messages(crashed)
+
+    assert ids == sorted(f"msg_{n}" for n in range(1, 16))
+    assert applied == 15
+
+
+def test_a_crash_after_the_batch_committed_but_before_its_lines_were_dropped_applies_the_rest_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopped once DuckDB committed 1..10, before their lines left the journal (which holds 1..15 then)."""
+    crashed = run_commits_then_crash(tmp_path, Gate(monkeypatch, Store, "_write_batch", after=True))
+    assert [seq for seq, _ in Journal(None, read_path=Path(f"{crashed}.journal")).replay()] == list(range(1, 16))
+
+    ids, applied = recovered_messages(crashed)
+
+    assert ids == sorted(f"msg_{n}" for n in range(1, 16))
+    assert applied == 15
+
+
+def test_a_compaction_that_fails_leaves_the_journal_whole_and_commits_going_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    def no_rename(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    gate = Gate(monkeypatch, database, "apply_batch")
+    monkeypatch.setattr(journal_module.os, "rename", no_rename)
+    db = tmp_path / "gw.duckdb"
+    store = Store(db, now=START, flush_records=10)
+    try:
+        async def main() -> None:
+            await commit_all(store, range(1, 11))
+            assert await asyncio.to_thread(gate.entered.wait, 10)
+            await commit_all(store, range(11, 13))  # lines to keep: the compaction must copy them
+            gate.release.set()
+            for _ in range(500):  # the applier applies 1..10, then fails to drop their lines
+                if "could not drop applied lines" in caplog.text:
+                    break
+                await asyncio.sleep(0.01)
+            await store.commit_async(message_record(13))
+
+        asyncio.run(main())
+        assert "could not drop applied lines" in caplog.text
+        assert store.pending_records == 3
+        assert [seq for seq, _ in Journal(None, read_path=Path(f"{db}.journal")).replay()] == list(range(1, 14))
+        assert not Path(f"{db}.journal.compact").exists()
+        copy = crash_copy(db, tmp_path / "crashed")
+    finally:
+        gate.release.set()
+        store.close()
+
+    ids, applied = recovered_messages(copy)
+
+    assert ids == sorted(f"msg_{n}" for n in range(1, 14))
+    assert applied == 13

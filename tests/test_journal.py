@@ -9,7 +9,9 @@ the gateway is still open (nothing flushed, nothing closed).
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+import threading
 import zlib
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -19,7 +21,10 @@ import duckdb
 import pytest
 
 from vbgateway import Gateway, VirtualClock
-from vbgateway.store.journal import Journal
+from vbgateway.store import database
+from vbgateway.store import journal as journal_module
+from vbgateway.store.database import Store
+from vbgateway.store.journal import Journal, JournalLockedError
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -158,6 +163,101 @@ def test_truncate_forgets_everything(tmp_path: Path) -> None:
 
     assert journal.size() == 0
     assert list(journal.replay()) == []
+
+
+def test_discard_through_keeps_exactly_the_later_lines_byte_for_byte(tmp_path: Path) -> None:
+    path = tmp_path / "j.journal"
+    journal = Journal(path)
+    journal.append([(1, record(1)), (2, record(2))])
+    journal.append([(3, record(3))])
+    journal.append([(4, record(4)), (5, record(5))])
+    later = b"".join(path.read_bytes().splitlines(keepends=True)[3:])
+
+    journal.discard_through(3)
+
+    assert path.read_bytes() == later
+    assert [seq for seq, _ in journal.replay()] == [4, 5]
+    journal.append([(6, record(6))])  # appends land in the file now under the journal's name
+    journal.discard_through(4)
+    assert [seq for seq, _ in journal.replay()] == [5, 6]
+    journal.discard_through(6)
+    assert journal.size() == 0 and path.stat().st_size == 0
+    journal.close()
+
+
+def test_lines_appended_while_discard_through_copies_are_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "j.journal"
+    journal, appends = Journal(path), threading.Lock()
+    for n in range(1, 101):
+        journal.append([(n, record(n))])
+    real_copy, copies = journal_module._copy, []
+
+    def slow_copy(*args: int) -> None:  # the bulk copy takes a while: appends go on meanwhile
+        real_copy(*args)
+        copies.append(args)
+        if len(copies) == 1:
+            threading.Event().wait(0.2)
+
+    monkeypatch.setattr(journal_module, "_copy", slow_copy)
+    stop, last = threading.Event(), [100]
+
+    def commits() -> None:
+        while not stop.is_set():
+            with appends:
+                journal.append([(last[-1] + 1, record(last[-1] + 1))])
+                last.append(last[-1] + 1)
+
+    writer = threading.Thread(target=commits)
+    writer.start()
+    journal.discard_through(60, appends)
+    stop.set()
+    writer.join()
+
+    assert len(copies) == 2  # the bulk, then what came during it
+    assert [seq for seq, _ in journal.replay()] == list(range(61, last[-1] + 1))
+    assert last[-1] > 100
+    journal.close()
+
+
+def test_discard_through_keeps_the_journal_locked(tmp_path: Path) -> None:
+    path = tmp_path / "j.journal"
+    journal = Journal(path)
+    journal.append([(1, record(1)), (2, record(2))])
+    journal.discard_through(1)
+
+    with pytest.raises(JournalLockedError):
+        Journal(path)
+    journal.close()
+    Journal(path).close()  # released with the journal, not before
+
+
+def test_discard_through_reads_lines_another_journal_instance_wrote(tmp_path: Path) -> None:
+    path = tmp_path / "j.journal"
+    first = Journal(path)
+    first.append([(1, record(1)), (2, record(2)), (3, record(3))])
+    first.close()
+
+    second = Journal(path)
+    second.discard_through(2)
+
+    assert [seq for seq, _ in second.replay()] == [3]
+    second.close()
+
+
+def test_a_compaction_file_left_by_a_crash_is_ignored_and_removed(tmp_path: Path) -> None:
+    """A crash before the rename leaves the journal whole; the half-made copy must never be read."""
+    path = tmp_path / "j.journal"
+    journal = Journal(path)
+    journal.append([(1, record(1)), (2, record(2))])
+    journal.close()
+    leftover = tmp_path / "j.journal.compact"
+    leftover.write_bytes(path.read_bytes().splitlines(keepends=True)[1][:10])
+
+    reopened = Journal(path)
+
+    assert [seq for seq, _ in reopened.replay()] == [1, 2]
+    assert not leftover.exists()
+    reopened.close()
 
 
 def test_journal_without_a_path_keeps_nothing() -> None:
@@ -438,3 +538,157 @@ def test_already_applied_lines_are_skipped_but_newer_lines_after_them_are_applie
     after = counts(crashed)
     assert (after["sessions"], after["usage_events"], after["messages"], after["applied_seq"]) == (2, 5, 10, 7)
     assert after["distinct_usage_messages"] == 5
+
+
+# --------------------------------------------------------------------------- applying while committing
+
+
+class BlockingApply:
+    """Stands in for ``apply_batch``: the first batch waits until released (a slow DuckDB), later ones pass."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.batches: list[int] = []
+        real = database.apply_batch
+
+        def apply(con: duckdb.DuckDBPyConnection, payloads: list[str]) -> None:
+            self.batches.append(len(payloads))
+            if len(self.batches) == 1:
+                self.entered.set()
+                assert self.release.wait(30)
+            real(con, payloads)
+
+        monkeypatch.setattr(database, "apply_batch", apply)
+
+
+def message_ids(db: Path) -> list[str]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return sorted(r[0] for r in con.execute("SELECT id FROM messages").fetchall())
+    finally:
+        con.close()
+
+
+async def commit_all(store: Store, numbers: range) -> None:
+    await asyncio.gather(*(store.commit_async(record(n)) for n in numbers))
+
+
+def test_commits_go_on_while_a_full_batch_is_applied_and_a_reader_then_sees_them_all(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocking = BlockingApply(monkeypatch)
+    db = tmp_path / "s.duckdb"
+    store = Store(db, now=START, flush_records=10)
+    try:
+        async def main() -> None:
+            await commit_all(store, range(1, 11))  # a full batch: the applier thread takes it
+            assert await asyncio.to_thread(blocking.entered.wait, 10)
+            for n in range(11, 31):  # DuckDB is stuck on the batch; commits must not be
+                await asyncio.wait_for(store.commit_async(record(n)), 5)
+
+        asyncio.run(main())
+        assert store.pending_records == 30
+        assert seqs_in_file(journal_path(db)) == list(range(1, 31))
+        seen: list[int] = []
+        reader = threading.Thread(target=lambda: seen.append(int(store.query("SELECT count(*) AS n FROM messages").n[0])))
+        reader.start()
+        reader.join(0.3)
+        assert reader.is_alive()  # a read needs DuckDB: it waits for the batch...
+        blocking.release.set()
+        reader.join(10)
+        assert seen == [30]  # ...then sees every committed row, also those committed meanwhile
+        assert store.pending_records == 0
+        assert journal_path(db).stat().st_size == 0
+    finally:
+        blocking.release.set()
+        store.close()
+    assert blocking.batches == [10, 20]
+    assert message_ids(db) == sorted(f"msg_{n}" for n in range(1, 31))
+    assert counts(db)["applied_seq"] == 30
+
+
+def test_a_batch_applied_in_the_background_drops_only_its_own_journal_lines(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocking = BlockingApply(monkeypatch)
+    db = tmp_path / "s.duckdb"
+    store = Store(db, now=START, flush_records=10)
+    try:
+        async def main() -> None:
+            await commit_all(store, range(1, 11))
+            assert await asyncio.to_thread(blocking.entered.wait, 10)
+            await commit_all(store, range(11, 15))
+            blocking.release.set()
+            for _ in range(500):  # the applier finishes on its own
+                if seqs_in_file(journal_path(db))[0] == 11:
+                    break
+                await asyncio.sleep(0.01)
+
+        asyncio.run(main())
+        assert store.pending_records == 4
+        assert seqs_in_file(journal_path(db)) == [11, 12, 13, 14]  # applied lines gone, later ones kept
+    finally:
+        blocking.release.set()
+        store.close()
+    assert message_ids(db) == sorted(f"msg_{n}" for n in range(1, 15))
+
+
+def test_a_failed_background_apply_loses_nothing_and_a_later_flush_applies_everything_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    real = database.apply_batch
+    batches: list[int] = []
+
+    def fails_once(con: duckdb.DuckDBPyConnection, payloads: list[str]) -> None:
+        batches.append(len(payloads))
+        if len(batches) == 1:
+            raise duckdb.IOException("disk full")
+        real(con, payloads)
+
+    monkeypatch.setattr(database, "apply_batch", fails_once)
+    db = tmp_path / "s.duckdb"
+    store = Store(db, now=START, flush_records=5)
+    try:
+        asyncio.run(commit_all(store, range(1, 6)))
+        for _ in range(500):
+            if batches:
+                break
+            threading.Event().wait(0.01)
+        store.flush()  # waits for the failed attempt to finish, then applies the batch again
+        assert store.pending_records == 0
+    finally:
+        store.close()
+    assert batches == [5, 5]
+    assert "will retry" in caplog.text
+    assert message_ids(db) == sorted(f"msg_{n}" for n in range(1, 6))
+    assert counts(db)["applied_seq"] == 5
+
+
+def test_reads_that_need_no_pending_rows_do_not_wait_for_a_batch_being_applied(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store(tmp_path / "s.duckdb", now=START, flush_records=10)
+    session = ["ses_2", "tnt_1", "agt_1", None, "active", "{}", START, START]
+    store.commit({"sessions": [session]})
+    store.flush()  # ses_2 is in DuckDB; ses_1's messages below will be pending
+    blocking = BlockingApply(monkeypatch)
+    try:
+        async def main() -> None:
+            await commit_all(store, range(1, 11))
+            assert await asyncio.to_thread(blocking.entered.wait, 10)
+
+        asyncio.run(main())
+        answers: dict[str, object] = {}
+        readers = [threading.Thread(target=lambda: answers.update(session=store.get_session("tnt_1", "ses_2"))),
+                   threading.Thread(target=lambda: answers.update(key=store.idempotency_record("tnt_1", "k"))),
+                   threading.Thread(target=lambda: answers.update(pending=store.messages("ses_1")))]
+        for reader in readers:
+            reader.start()
+        for reader in readers[:2]:
+            reader.join(5)
+            assert not reader.is_alive()  # answered from the committed state while DuckDB is busy
+        assert answers["session"].id == "ses_2" and answers["key"] is None  # type: ignore[union-attr]
+        readers[2].join(0.3)
+        assert readers[2].is_alive()  # ses_1 has rows in the batch: this read waits for it...
+        blocking.release.set()
+        readers[2].join(10)
+        assert [row[0] for row in answers["pending"]] == [f"msg_{n}" for n in range(1, 11)]  # ...and sees them all
+    finally:
+        blocking.release.set()
+        store.close()

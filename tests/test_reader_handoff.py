@@ -12,11 +12,39 @@ from vbgateway import Gateway, GatewayError
 SCRIPT = Path(__file__).parent / "scripts" / "busy_writer.py"
 
 
-class Writer:
-    """The busy_writer script in a child process, with its acknowledged message ids."""
+# Like busy_writer.py, but eight replies at a time and a batch applied every 16 records, so that
+# readers ask for the file while the writer's applier thread is busy with DuckDB.
+BATCHING_WRITER = """
+import asyncio, sys, threading
+from vbgateway import Gateway
+from vbgateway.providers import VendorA, VendorB
 
-    def __init__(self, db: Path) -> None:
-        self.proc = subprocess.Popen([sys.executable, str(SCRIPT), str(db)], stdin=subprocess.PIPE,
+providers = {"vendorA": VendorA(latency_ms=(0, 0), failure_rate=0.0, seed=1),
+             "vendorB": VendorB(latency_ms=(0, 0), rate_limit_rate=0.0, seed=2)}
+stop = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+with Gateway.open(sys.argv[1], providers=providers, flush_records=16) as gw:
+    tenant, _ = gw.create_tenant("Batching Corp")
+    client = gw.as_tenant(tenant.id)
+    agent = client.create_agent(name="Busy", primary_provider="vendorA", system_prompt="You are busy.")
+    session = client.create_session(agent.id)
+    print("ready", flush=True)
+
+    async def serve():
+        while not stop.is_set():
+            replies = await asyncio.gather(*(client.send_message(session.id, "Still there?") for _ in range(8)))
+            print("\\n".join(reply.message.id for reply in replies), flush=True)
+            await asyncio.sleep(0.002)
+
+    gw.clock.run(serve())
+"""
+
+
+class Writer:
+    """A writing gateway in a child process (busy_writer.py by default), with its acknowledged message ids."""
+
+    def __init__(self, db: Path, program: list[str] | None = None) -> None:
+        self.proc = subprocess.Popen([sys.executable, *(program or [str(SCRIPT)]), str(db)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.acked: list[str] = []
         self._ready = threading.Event()
@@ -86,6 +114,25 @@ def test_several_readers_in_turn_each_see_a_growing_snapshot(writer, tmp_path):
         with Gateway.open_reader(tmp_path / "busy.duckdb", wait_s=30) as reader:
             counts.append(int(reader.sql("SELECT count(*) AS n FROM usage_events").n[0]))
     assert counts == sorted(counts) and counts[-1] > counts[0]
+
+
+def test_readers_see_every_acknowledged_reply_while_batches_are_applied_in_the_background(tmp_path):
+    db = tmp_path / "batching.duckdb"
+    writer = Writer(db, ["-c", BATCHING_WRITER])
+    try:
+        for step in range(1, 4):
+            writer.wait_for(80 * step)
+            before = set(writer.snapshot())
+            with Gateway.open_reader(db, wait_s=30) as reader:
+                rows = reader.sql("SELECT message_id, count(*) AS n FROM usage_events GROUP BY message_id")
+            assert before <= set(rows.message_id)
+            assert rows.n.max() == 1
+    finally:
+        assert writer.stop() == 0, writer.proc.stderr.read()  # type: ignore[union-attr]
+    with Gateway.open_reader(db) as reader:
+        rows = reader.sql("SELECT message_id, count(*) AS n FROM usage_events GROUP BY message_id")
+    assert set(writer.snapshot()) <= set(rows.message_id)
+    assert rows.n.max() == 1
 
 
 def test_a_reader_cannot_write(writer, tmp_path):

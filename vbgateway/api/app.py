@@ -5,6 +5,7 @@ models' camelCase form. Layers, outermost first:
 
     RequestContextMiddleware   X-Request-Id, body limits, access log, last-resort 500
     CORSMiddleware             a dashboard on another localhost port
+    MessagesFastPath           POST .../messages answered without FastAPI's machinery (fastpath.py)
     exception handlers         GatewayError / validation / routing -> error envelope
     GatewayRoute               X-API-Key -> TenantClient before the body is read
 
@@ -30,6 +31,7 @@ from ..voice import MAX_AUDIO_BYTES
 from . import routes_sessions, routes_tenant, routes_usage
 from .docs import install_docs
 from .envelope import gateway_error_response, http_error_response, request_id_of, validation_error_response
+from .fastpath import MessagesFastPath
 from .middleware import RequestContextMiddleware
 from .routing import API_KEY_SCHEME, gateway_route_class
 
@@ -54,8 +56,10 @@ def create_app(gateway: Gateway, *, cors_origins: list[str] | None = None,
                   description="The /v1 contract of VocalBridge Ops. Every non-2xx answer is the error envelope.")
     app.state.gateway = gateway
     route_class = gateway_route_class(gateway)
-    for module in (routes_tenant, routes_sessions, routes_usage):
-        app.include_router(module.build_router(gateway, route_class))
+    routers = {module: module.build_router(gateway, route_class)
+               for module in (routes_tenant, routes_sessions, routes_usage)}
+    for router in routers.values():
+        app.include_router(router)
     install_docs(app, TITLE)
 
     async def on_gateway_error(request: Request, exc: Exception) -> Response:
@@ -73,6 +77,9 @@ def create_app(gateway: Gateway, *, cors_origins: list[str] | None = None,
     app.add_exception_handler(GatewayError, on_gateway_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(HTTPException, on_http_error)
+    messages_route = next(route for route in routers[routes_sessions].routes
+                          if getattr(route, "path", None) == routes_sessions.MESSAGES_PATH)
+    app.add_middleware(MessagesFastPath, gateway=gateway, route=messages_route)  # innermost: inside CORS
     app.add_middleware(CORSMiddleware, allow_origins=cors_origins or [], allow_origin_regex=cors_origin_regex,
                        allow_methods=["GET", "POST", "PUT", "OPTIONS"], allow_headers=CORS_HEADERS,
                        expose_headers=["X-Request-Id"], max_age=600)

@@ -19,7 +19,9 @@ from .routing import CurrentTenant, error_responses
 from .schemas import MessageBody, SessionBody, SessionEnvelope, VoiceResponse
 from .wire import model_response, voice_payload
 
-__all__ = ["build_router"]
+__all__ = ["MESSAGES_PATH", "build_router"]
+
+MESSAGES_PATH = "/v1/sessions/{sessionId}/messages"  # also answered by fastpath.MessagesFastPath
 
 SessionId = Annotated[str, Path(alias="sessionId")]
 IdempotencyKey = Annotated[str | None, Header(
@@ -35,7 +37,7 @@ def build_router(gw: Gateway, route_class: type[APIRoute]) -> APIRouter:
         session = await tenant.create_session_async(body.agent_id, body.customer_id, body.metadata)
         return model_response(SessionEnvelope(session=session), 201)
 
-    @router.post("/v1/sessions/{sessionId}/messages", response_model=Reply,
+    @router.post(MESSAGES_PATH, response_model=Reply,
                  responses=error_responses(400, 404, 409, 502))
     async def send_message(request: Request, session_id: SessionId, body: MessageBody, tenant: CurrentTenant,
                            idempotency_key: IdempotencyKey = None) -> Response:

@@ -1,30 +1,43 @@
-"""Applying journaled rows to DuckDB in bulk, through Arrow.
+"""Applying journaled rows to DuckDB in bulk, from the journal's own JSON.
 
 A batch of thousands of replies costs DuckDB about as much as a handful of
-single-row INSERTs, so rows are gathered per table, turned into one Arrow
-table each and inserted with one statement per table. ``JOURNALED_COLUMNS``
-is the column order of each journaled table (a test checks it against the
-live schema so the two cannot drift apart).
+single-row INSERTs, so a batch goes in as one list of each record's journal
+line (its JSON), which DuckDB parses once (``from_json``) into a temporary
+table; one INSERT per table then picks and casts the positional columns.
+
+Why the JSON rather than Arrow arrays built from the Python rows: the
+journal thread has already written that JSON, and building Arrow from
+Python objects holds the GIL for tens of milliseconds per batch, which the
+event loop serving replies feels as a stall. DuckDB parses with the GIL
+released, on its own threads.
+
+``JOURNALED_COLUMNS`` is the column order (and SQL type) of each journaled
+table; a test checks the names against the live schema so the two cannot
+drift apart.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import json
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 import duckdb
-import pyarrow as pa
 
 from .journal import JournalRecord
 
-__all__ = ["JOURNALED_COLUMNS", "SESSION_ACTIVITY", "apply_batch", "make_plain"]
+__all__ = ["APPLY_NICE", "JOURNALED_COLUMNS", "SESSION_ACTIVITY", "apply_batch", "lower_thread_priority", "make_plain",
+           "payload_of", "single_threaded"]
 
-_TS = pa.timestamp("us", tz="UTC")
-_STR = pa.string()
-_I32 = pa.int32()
+_TS = "TIMESTAMPTZ"
+_STR = "VARCHAR"
+_I32 = "INTEGER"
 
-JOURNALED_COLUMNS: dict[str, tuple[tuple[str, pa.DataType], ...]] = {
+JOURNALED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     "sessions": (("id", _STR), ("tenant_id", _STR), ("agent_id", _STR), ("customer_id", _STR), ("status", _STR),
                  ("metadata", _STR), ("created_at", _TS), ("last_activity_at", _TS)),
     "messages": (("id", _STR), ("tenant_id", _STR), ("session_id", _STR), ("position", _I32), ("role", _STR),
@@ -34,8 +47,8 @@ JOURNALED_COLUMNS: dict[str, tuple[tuple[str, pa.DataType], ...]] = {
                              ("latency_ms", _I32), ("retries", _I32), ("error_code", _STR), ("created_at", _TS)),
     "usage_events": (("id", _STR), ("tenant_id", _STR), ("session_id", _STR), ("agent_id", _STR),
                      ("message_id", _STR), ("request_id", _STR), ("provider", _STR), ("channel", _STR),
-                     ("tokens_in", _I32), ("tokens_out", _I32), ("usd_per_1k_tokens", pa.decimal128(18, 7)),
-                     ("cost_usd", pa.decimal128(24, 10)), ("created_at", _TS)),
+                     ("tokens_in", _I32), ("tokens_out", _I32), ("usd_per_1k_tokens", "DECIMAL(18, 7)"),
+                     ("cost_usd", "DECIMAL(24, 10)"), ("created_at", _TS)),
     "idempotency_records": (("tenant_id", _STR), ("key", _STR), ("request_hash", _STR), ("message_id", _STR),
                             ("response", _STR), ("created_at", _TS)),
 }
@@ -49,9 +62,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
 
 
-def _plain_positions(columns: tuple[tuple[str, pa.DataType], ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    stamps = tuple(i for i, (_, kind) in enumerate(columns) if pa.types.is_timestamp(kind))
-    money = tuple(i for i, (_, kind) in enumerate(columns) if pa.types.is_decimal(kind))
+def _plain_positions(columns: tuple[tuple[str, str], ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    stamps = tuple(i for i, (_, kind) in enumerate(columns) if kind == _TS)
+    money = tuple(i for i, (_, kind) in enumerate(columns) if kind.startswith("DECIMAL"))
     return stamps, money
 
 
@@ -63,7 +76,7 @@ def make_plain(record: JournalRecord) -> JournalRecord:
     """Turn datetimes into epoch microseconds and Decimals into strings, in place.
 
     The journal then encodes a record with the C JSON encoder alone (no
-    per-value Python hook), and Arrow reads both forms back exactly.
+    per-value Python hook), and DuckDB reads both forms back exactly.
     """
     for table, rows in record.items():
         stamps, money = _PLAIN_POSITIONS[table]
@@ -78,50 +91,70 @@ def make_plain(record: JournalRecord) -> JournalRecord:
     return record
 
 
-def _to_arrow(columns: tuple[tuple[str, pa.DataType], ...], rows: list[list[Any]]) -> pa.Table:
-    values = list(zip(*rows)) if rows else [() for _ in columns]
-    arrays = []
-    for col, (_, kind) in zip(values, columns):
-        if pa.types.is_decimal(kind):  # exact: decimal text straight into decimal128
-            arrays.append(pa.array([None if v is None else str(v) for v in col], pa.string()).cast(kind))
-        else:
-            arrays.append(pa.array(list(col), type=kind))
-    return pa.Table.from_arrays(arrays, names=[name for name, _ in columns])
+def payload_of(record: JournalRecord) -> str:
+    """A plain record's JSON, as the journal writes it (for records that have no journal line)."""
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False)
 
 
-def apply_batch(con: duckdb.DuckDBPyConnection, records: list[JournalRecord]) -> int:
-    """Insert all rows of ``records`` (inside the caller's transaction); returns rows written."""
-    grouped: dict[str, list[list[Any]]] = defaultdict(list)
-    for record in records:
-        for table, rows in record.items():
-            grouped[table].extend(rows)
-    written = 0
-    for table in _INSERT_ORDER:
-        rows = grouped.get(table)
-        if not rows:
-            continue
-        arrow_rows = _to_arrow(JOURNALED_COLUMNS[table], rows)
-        con.register("_vb_batch", arrow_rows)
+def _value(kind: str, i: int) -> str:
+    """SQL for column ``i`` (0-based) of a row parsed as a list of VARCHAR."""
+    text = f"r[{i + 1}]"
+    if kind == _TS:  # epoch microseconds; exact, and independent of the session's TimeZone
+        return f"to_timestamp(0) + to_microseconds(CAST({text} AS BIGINT))"
+    if kind == _STR:
+        return text
+    return f"CAST({text} AS {kind})"
+
+
+def _rows(table: str) -> str:
+    return f"(SELECT unnest(record.{table}) AS r FROM _vb_rows)"
+
+
+_SCHEMA = json.dumps({table: [["VARCHAR"]] for table in (*_INSERT_ORDER, SESSION_ACTIVITY)})
+_STATEMENTS = (
+    f"CREATE TEMP TABLE _vb_rows AS SELECT from_json(line, '{_SCHEMA}') AS record FROM (SELECT unnest(?) AS line)",
+    *(f"{'INSERT OR IGNORE' if table == 'idempotency_records' else 'INSERT'} INTO {table} "
+      f"SELECT {', '.join(_value(kind, i) for i, (_, kind) in enumerate(JOURNALED_COLUMNS[table]))} FROM {_rows(table)}"
+      for table in _INSERT_ORDER),
+    f"""UPDATE sessions SET last_activity_at = a.last_activity_at
+        FROM (SELECT r[1] AS id, max({_value(_TS, 1)}) AS last_activity_at FROM {_rows(SESSION_ACTIVITY)} GROUP BY 1) a
+        WHERE sessions.id = a.id AND a.last_activity_at > sessions.last_activity_at""",
+    "DROP TABLE _vb_rows",
+)
+
+
+def apply_batch(con: duckdb.DuckDBPyConnection, payloads: list[str]) -> None:
+    """Insert the rows of plain records given as their JSON (inside the caller's transaction).
+
+    The JSON goes in as one list parameter: cheaper than registering an Arrow table, and nothing to
+    unregister if a statement fails (the caller's ROLLBACK drops the temporary table).
+    """
+    con.execute(_STATEMENTS[0], [payloads])
+    for sql in _STATEMENTS[1:]:
+        con.execute(sql)
+
+
+# Background applies (``Store._apply_in_background``) run on one DuckDB thread at a low priority:
+# otherwise DuckDB takes both cores for a few hundred milliseconds and every reply in flight
+# meanwhile takes twice as long.
+APPLY_NICE = 10
+
+
+def lower_thread_priority() -> None:
+    """Let the calling thread yield the CPU to the others (Linux: threads have their own nice)."""
+    if sys.platform.startswith("linux"):
         try:
-            verb = "INSERT OR IGNORE" if table == "idempotency_records" else "INSERT"
-            con.execute(f"{verb} INTO {table} SELECT * FROM _vb_batch")
-        finally:
-            con.unregister("_vb_batch")
-        written += len(rows)
-    activity = grouped.get(SESSION_ACTIVITY)
-    if activity:
-        latest: dict[str, Any] = {}
-        for session_id, at in activity:
-            if session_id not in latest or at > latest[session_id]:
-                latest[session_id] = at
-        arrow_rows = _to_arrow(_ACTIVITY_COLUMNS, [[k, v] for k, v in latest.items()])
-        con.register("_vb_activity", arrow_rows)
-        try:
-            con.execute("""
-                UPDATE sessions SET last_activity_at = a.last_activity_at
-                FROM _vb_activity a
-                WHERE sessions.id = a.id AND a.last_activity_at > sessions.last_activity_at
-            """)
-        finally:
-            con.unregister("_vb_activity")
-    return written
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), APPLY_NICE)
+        except OSError:  # not allowed here: run at normal priority
+            pass
+
+
+@contextmanager
+def single_threaded(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """DuckDB working on the calling thread alone (so at its priority), its thread count restored after."""
+    threads = con.execute("SELECT current_setting('threads')").fetchone()[0]  # type: ignore[index]
+    con.execute("SET threads = 1")
+    try:
+        yield
+    finally:
+        con.execute(f"SET threads = {int(threads)}")
