@@ -9,9 +9,9 @@ Prints one line per figure as it is measured and, last, one JSON object:
 
 Each figure is measured in a fresh child process so memory and caches do not
 leak from one to the next; throughputs are the median of ``--repeats`` runs.
-The child tunes the cycle collector as the processes we ship do (``vbgateway
-serve``, ``simulate``; see vbgateway/gc_tuning.py): at Python's defaults a
-third of the fallback run is spent in full collections.
+The child tunes the cycle collector as ``simulate`` does (``tune_gc()``, see
+vbgateway/gc_tuning.py; ``vbgateway serve`` defers full collections further):
+at Python's defaults a third of the fallback run is spent in full collections.
 Usage: python benchmarks/bench_gateway.py [--quick] [--repeats N]
 """
 
@@ -104,7 +104,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         mode, messages, workdir = args.child
-        tune_gc()  # the process set-up `vbgateway serve` and `simulate` use (vbgateway/gc_tuning.py)
+        tune_gc()  # the process set-up `simulate` uses (vbgateway/gc_tuning.py)
         print(json.dumps(measure(mode, int(messages), Path(workdir))))
         return
     scale = 0.1 if args.quick else 1.0

@@ -17,7 +17,7 @@ import sys
 from typing import Any
 
 from ..gateway import Gateway
-from ..gc_tuning import tune_gc
+from ..gc_tuning import SERVING_GC, tune_gc
 from .basics import DEFAULT_DB
 
 __all__ = ["register", "run_app", "serve"]
@@ -26,7 +26,7 @@ def run_app(app: Any, *, host: str, port: int, log_level: str) -> None:
     """Serve ``app`` with uvicorn (uvloop and httptools when installed) until interrupted."""
     import uvicorn
 
-    tune_gc()  # see gc_tuning.py: at the defaults, full collections paused the server 0.2-0.3 s
+    tune_gc(SERVING_GC)  # see gc_tuning.py: at the defaults, full collections paused the server 0.2-0.3 s
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False,
                 loop="auto", http="auto", server_header=False)
 
