@@ -18,16 +18,21 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["GC_THRESHOLDS", "lean_gc", "tune_gc"]
+__all__ = ["BATCH_GC", "SERVING_GC", "lean_gc", "tune_gc"]
 
-GC_THRESHOLDS = (20_000, 20, 100)  # young collections every 20,000 net allocations; full ones rarely
+# Young collections every 20,000 net allocations instead of 700 in both. A server
+# defers full collections much further (each is a pause every request in flight
+# waits for); batch work collects fully ten times as often, which keeps the
+# cycles asyncio leaves behind from piling up (about 120 MB per 100,000 messages).
+SERVING_GC = (20_000, 20, 100)
+BATCH_GC = (20_000, 10, 10)
 
 
-def tune_gc() -> None:
+def tune_gc(thresholds: tuple[int, int, int] = BATCH_GC) -> None:
     """For the rest of the process: freeze what exists now and collect cycles less often."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
+    gc.set_threshold(*thresholds)
 
 
 @contextmanager
