@@ -6,10 +6,12 @@ Rows are built column-wise with numpy, turned into Arrow without a Python
 loop, and appended with ``Store.bulk_insert`` one calendar month at a time.
 
 Physical layout matters more than indexes here: every month is inserted
-sorted by (tenant, time), so DuckDB's per-row-group min/max (zonemaps) on
+sorted by (tenant id, time), so DuckDB's per-row-group min/max (zonemaps) on
 ``created_at`` and ``tenant_id`` skip almost everything a one-tenant,
 one-month query does not need. That mirrors the gateway's own order (its
-batches are in time order) with tenants clustered inside each batch.
+batches are in time order) with tenants clustered inside each batch. Inserts
+are cut into whole row groups (see ``_whole_row_groups``) so that no
+checkpoint has to merge and recompress partial ones.
 
 Costs are exact: a price with at most 7 places is an integer number of 1e-7
 USD, so a cost is (tokens in + out) x that integer in units of 1e-10 USD,
@@ -31,6 +33,7 @@ import pyarrow.compute as pc
 
 from .errors import ValidationError
 from .pricing import PRICE_PLACES
+from .tenant import TenantClient
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -42,6 +45,7 @@ _COST_UNIT = Decimal(1).scaleb(-10)
 _US_PER_DAY = 86_400_000_000
 _EPOCH = date(1970, 1, 1)
 _TS = pa.timestamp("us", tz="UTC")
+ROW_GROUP_ROWS = 122_880  # DuckDB's rows per row group (its default; only speed depends on it)
 
 
 @dataclass(frozen=True)
@@ -87,9 +91,9 @@ class SyntheticResult:
 
 def _decimal_array(units: np.ndarray, precision: int, scale: int) -> pa.Array:
     """decimal128 values from non-negative integer units (value x 10**scale), without Python objects."""
-    raw = np.zeros((len(units), 2), dtype=np.int64)
-    raw[:, 0] = units
-    return pa.Array.from_buffers(pa.decimal128(precision, scale), len(units), [None, pa.py_buffer(raw.tobytes())])
+    raw = np.empty((len(units), 2), dtype=np.int64)
+    raw[:, 0], raw[:, 1] = units, 0
+    return pa.Array.from_buffers(pa.decimal128(precision, scale), len(units), [None, pa.py_buffer(raw)])
 
 
 def _labels(indices: np.ndarray, names: Sequence[str]) -> pa.Array:
@@ -97,8 +101,68 @@ def _labels(indices: np.ndarray, names: Sequence[str]) -> pa.Array:
     return pa.DictionaryArray.from_arrays(pa.array(indices.astype(np.int32)), pa.array(list(names), pa.string()))
 
 
-def _ids(prefix: str, numbers: np.ndarray) -> pa.Array:
-    return pc.binary_join_element_wise(prefix, pc.cast(pa.array(numbers), pa.string()), "")
+def _ids(prefixes: Sequence[str], numbers: np.ndarray) -> list[pa.Array]:
+    """``prefix + str(number)`` for each prefix, as Arrow strings sharing one digit computation.
+
+    Numbers (>= 0) come in long runs of equal digit count (serials, tenant by tenant): each run's
+    strings are the rows of a byte matrix, written column by column. Faster than Arrow's
+    int-to-string cast plus a join, and the digits are shared by the three ids of a reply.
+    """
+    numbers = np.asarray(numbers, dtype=np.int64)
+    if len(numbers) == 0 or numbers.min() < 0:
+        return [pc.binary_join_element_wise(p, pc.cast(pa.array(numbers), pa.string()), "") for p in prefixes]
+    low, high = len(str(int(numbers.min()))), len(str(int(numbers.max())))
+    width = np.full(len(numbers), low, np.int64)
+    for k in range(low, high):  # only the powers of ten inside [min, max]
+        width += numbers >= 10**k
+    bounds = [0, *(np.flatnonzero(np.diff(width)) + 1).tolist(), len(numbers)] if high > low else [0, len(numbers)]
+    small = numbers.astype(np.uint32) if numbers.max() < 2**32 else numbers  # 32-bit division is faster
+    runs = []  # one matrix of digit characters per run of equal width
+    for lo, hi in zip(bounds, bounds[1:]):
+        digits, rest = np.empty((hi - lo, len(str(int(numbers[lo])))), np.uint8), small[lo:hi]
+        for k in range(digits.shape[1] - 1, -1, -1):
+            quotient = rest // 10
+            digits[:, k] = rest - quotient * 10 + ord("0")
+            rest = quotient
+        runs.append(digits)
+    out = []
+    for prefix in prefixes:
+        head = np.frombuffer(prefix.encode(), np.uint8)
+        blocks = []
+        for digits in runs:
+            block = np.empty((len(digits), len(head) + digits.shape[1]), np.uint8)
+            block[:, :len(head)], block[:, len(head):] = head, digits
+            blocks.append(block.reshape(-1))
+        data = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+        if len(data) >= 2**31:  # beyond 32-bit offsets: let Arrow do it (and complain)
+            return [pc.binary_join_element_wise(p, pc.cast(pa.array(numbers), pa.string()), "") for p in prefixes]
+        if high == low:  # one width: evenly spaced offsets
+            offsets = np.arange(0, len(data) + 1, len(head) + low, dtype=np.int32)
+        else:
+            offsets = np.zeros(len(numbers) + 1, np.int32)
+            np.cumsum(width + len(head), out=offsets[1:])
+        out.append(pa.Array.from_buffers(pa.string(), len(numbers), [None, pa.py_buffer(offsets), pa.py_buffer(data)]))
+    return out
+
+
+def _blocks(sizes: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Positions that list consecutive blocks of ``sizes`` rows in block ``order``, each block's rows in place."""
+    starts = np.cumsum(sizes) - sizes
+    moved = sizes[order]
+    return np.repeat(starts[order] - (np.cumsum(moved) - moved), moved) + np.arange(int(moved.sum()))
+
+
+def _sorted_within(group: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """``offsets`` sorted within each run of equal ``group`` values (``group`` sorted, both >= 0).
+
+    Same values as ``offsets[np.lexsort((offsets, group))]``, by one sort of a packed
+    (group, offset) key: a tenth of lexsort's time for a month of events.
+    """
+    bits = int(offsets.max(initial=0)).bit_length()
+    if len(group) == 0 or bits + int(group[-1]).bit_length() > 62:
+        return offsets[np.lexsort((offsets, group))]
+    key = np.sort((group.astype(np.int64) << bits) | offsets)
+    return key & ((1 << bits) - 1)
 
 
 def _months(start: date, end: date) -> list[tuple[int, int]]:
@@ -116,7 +180,10 @@ def month_batches(spec: SyntheticSpec, tenant_ids: Sequence[str], agent_ids: Seq
                   prices: dict[str, Decimal]) -> Iterator[tuple[pa.Table, pa.Table | None, np.ndarray, np.ndarray]]:
     """Per calendar month: (usage_events, provider_call_events or None, events per tenant, cost units per tenant).
 
-    Rows are sorted by tenant, then time; cost units are 1e-10 USD, exact.
+    Rows are sorted by tenant id, then time; cost units are 1e-10 USD, exact. Values are drawn
+    tenant by tenant in the order of ``tenant_ids`` (so a seed gives the same rows whatever the
+    ids); only then are the tenants' blocks put in id order, which is what lets DuckDB's
+    zonemaps on ``tenant_id`` skip the other tenants' row groups.
     """
     spec.validate()
     if len(tenant_ids) != spec.tenants or any(len(a) != spec.agents_per_tenant for a in agent_ids):
@@ -128,6 +195,9 @@ def month_batches(spec: SyntheticSpec, tenant_ids: Sequence[str], agent_ids: Seq
     per_month = np.diff(np.concatenate([[0], per_month]))
     weights = np.asarray(spec.weights if spec.weights is not None else [1.0] * spec.tenants, dtype=np.float64)
     weights = weights / weights.sum()
+    cdf = weights.cumsum()
+    cdf /= cdf[-1]
+    by_id = np.array(sorted(range(spec.tenants), key=lambda t: tenant_ids[t]), dtype=np.int64)
     price_units = {p: int(v.scaleb(PRICE_PLACES)) for p, v in prices.items()}
     providers = np.array(["vendorA", "vendorB"])
     flat_agents = [a for agents in agent_ids for a in agents]
@@ -135,59 +205,69 @@ def month_batches(spec: SyntheticSpec, tenant_ids: Sequence[str], agent_ids: Seq
     for (lo, hi), n in zip(months, per_month):
         if n == 0:
             continue
-        counts = np.bincount(rng.choice(spec.tenants, size=n, p=weights), minlength=spec.tenants)
+        # rng.choice(tenants, n, p=weights) is searchsorted(cdf, rng.random(n)); only the counts matter
+        counts = np.bincount(np.searchsorted(cdf, rng.random(n), side="right"), minlength=spec.tenants)
         tenant = np.repeat(np.arange(spec.tenants), counts)
         stamp = rng.integers(lo * _US_PER_DAY, hi * _US_PER_DAY, size=n)
-        order = np.lexsort((stamp, tenant))
-        stamp = stamp[order]
+        stamp = _sorted_within(tenant, stamp - lo * _US_PER_DAY) + lo * _US_PER_DAY
         numbers = np.arange(serial, serial + n)
         serial += n
         agent = rng.integers(0, spec.agents_per_tenant, size=n)
         provider = (rng.random(n) >= spec.vendor_a_share).astype(np.int64)
         tokens_in = rng.integers(40, 2000, size=n, dtype=np.int32)
         tokens_out = rng.integers(5, 400, size=n, dtype=np.int32)
+        voice = (rng.random(n) < spec.voice_share).astype(np.int32)
         unit = np.array([price_units[p] for p in providers])[provider]
         cost = (tokens_in.astype(np.int64) + tokens_out) * unit
-        sessions = numbers // spec.replies_per_session
-        tag = spec.tag
-        usage = pa.table({
-            "id": _ids(f"evt_{tag}", numbers),
-            "tenant_id": _labels(tenant, tenant_ids),
-            "session_id": _ids(f"ses_{tag}", sessions),
-            "agent_id": _labels(tenant * spec.agents_per_tenant + agent, flat_agents),
-            "message_id": _ids(f"msg_{tag}", numbers),
-            "request_id": _ids(f"req_{tag}", numbers),
-            "provider": _labels(provider, providers),
-            "channel": _labels((rng.random(n) < spec.voice_share).astype(np.int32), ["chat", "voice"]),
-            "tokens_in": tokens_in, "tokens_out": tokens_out,
-            "usd_per_1k_tokens": _decimal_array(unit, 18, 7),
-            "cost_usd": _decimal_array(cost, 24, 10),
-            "created_at": pa.array(stamp, pa.int64()).cast(_TS),
-        })
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         units = np.where(counts > 0, np.add.reduceat(cost, np.minimum(starts, n - 1)), 0)
-        attempts = _attempts(rng, spec, usage, numbers, stamp, provider, providers) if spec.attempts else None
+        at = _blocks(counts, by_id)  # row of the table -> row as drawn
+        stamp, provider = stamp[at], provider[at]
+        tag = spec.tag
+        event_ids, message_ids, request_ids = _ids([f"evt_{tag}", f"msg_{tag}", f"req_{tag}"], numbers[at])
+        usage = pa.table({
+            "id": event_ids,
+            "tenant_id": _labels(tenant[at], tenant_ids),
+            "session_id": _ids([f"ses_{tag}"], numbers[at] // spec.replies_per_session)[0],
+            "agent_id": _labels((tenant * spec.agents_per_tenant + agent)[at], flat_agents),
+            "message_id": message_ids,
+            "request_id": request_ids,
+            "provider": _labels(provider, providers),
+            "channel": _labels(voice[at], ["chat", "voice"]),
+            "tokens_in": tokens_in[at], "tokens_out": tokens_out[at],
+            "usd_per_1k_tokens": _decimal_array(unit[at], 18, 7),
+            "cost_usd": _decimal_array(cost[at], 24, 10),
+            "created_at": pa.array(stamp, pa.int64()).cast(_TS),
+        })
+        attempts = _attempts(rng, spec, usage, int(numbers[0]), stamp, provider, providers, at) if spec.attempts else None
         yield usage, attempts, counts, units
 
 
-def _attempts(rng: np.random.Generator, spec: SyntheticSpec, usage: pa.Table, numbers: np.ndarray,
-              stamp: np.ndarray, provider: np.ndarray, providers: np.ndarray) -> pa.Table:
-    """The tries behind each reply: geometric failures on the primary; three failures mean fallback."""
-    n = len(numbers)
+def _attempts(rng: np.random.Generator, spec: SyntheticSpec, usage: pa.Table, first: int, stamp: np.ndarray,
+              provider: np.ndarray, providers: np.ndarray, at: np.ndarray) -> pa.Table:
+    """The tries behind each reply: geometric failures on the primary; three failures mean fallback.
+
+    ``stamp`` and ``provider`` are in ``usage``'s row order, ``at`` maps those rows to the order the
+    replies were drawn in: the tries are drawn (and numbered) in that order, then listed reply by reply.
+    """
+    n = len(at)
     if spec.failure_rate > 0:
         failed = np.minimum(np.floor(np.log(rng.random(n)) / np.log(spec.failure_rate)), 3).astype(np.int64)
     else:
         failed = np.zeros(n, dtype=np.int64)
+    drawn_first = np.cumsum(failed + 1) - (failed + 1)  # number of each reply's first try, in drawn order
+    failed = failed[at]
     tries = failed + 1
     row = np.repeat(np.arange(n), tries)
     index = np.arange(len(row)) - np.repeat(np.cumsum(tries) - tries, tries)  # 0.. within the reply
+    number = np.repeat(drawn_first[at], tries) + index
     is_ok = index == failed[row]
     served = provider[row]
     tried = np.where(~is_ok & (failed[row] == 3), 1 - served, served)  # fallback: failures were on the other one
-    latency = rng.integers(50, 300, size=len(row)).astype(np.int32)
+    latency = rng.integers(50, 300, size=len(row)).astype(np.int32)[number]
     start = stamp[row] - (failed[row] - index) * 400_000
     return pa.table({
-        "id": _ids(f"evt_{spec.tag}a", np.arange(len(row)) + int(numbers[0]) * 4),
+        "id": _ids([f"evt_{spec.tag}a"], number + first * 4)[0],
         "tenant_id": usage.column("tenant_id").take(pa.array(row)),
         "session_id": usage.column("session_id").take(pa.array(row)),
         "agent_id": usage.column("agent_id").take(pa.array(row)),
@@ -216,16 +296,57 @@ def _ahead(batches: Iterator[T]) -> Iterator[T]:
 
 
 def _tenants_and_agents(gw: Gateway, spec: SyntheticSpec) -> tuple[list[str], list[list[str]]]:
+    """One tenant and its agents at a time, through the gateway (each is its own durable commit)."""
     tenant_ids, agent_ids = [], []
     for t in range(spec.tenants):
         tenant, _ = gw.create_tenant(f"Synthetic {spec.tag} {t:03d}")
-        client = gw.as_tenant(tenant.id)
+        client = TenantClient(gw, tenant)  # the tenant just created: as_tenant would look it up again
         agents = [client.create_agent(name=f"Agent {a + 1}", primary_provider="vendorA", fallback_provider="vendorB",
                                       system_prompt="You are a synthetic agent.").id
                   for a in range(spec.agents_per_tenant)]
         tenant_ids.append(tenant.id)
         agent_ids.append(agents)
     return tenant_ids, agent_ids
+
+
+def _whole_row_groups(tail: pa.Table | None, table: pa.Table) -> tuple[pa.Table | None, pa.Table]:
+    """(the leading whole row groups of ``tail + table``, or None; the rows left over).
+
+    DuckDB writes a bulk insert straight to the file as compressed row groups, but ends
+    every insert, and every Arrow chunk, with a partial row group; the next checkpoint
+    merges those partials and compresses their rows again (seconds for millions of rows).
+    So every chunk handed over is whole row groups: the tail joins the next month's first
+    rows in one copied row group, the rest of the month is passed on without copying.
+    """
+    chunks = []
+    if tail is not None and tail.num_rows:
+        need = ROW_GROUP_ROWS - tail.num_rows
+        if table.num_rows < need:
+            return None, pa.concat_tables([tail, table])
+        chunks.append(pa.concat_tables([tail, table.slice(0, need)]).combine_chunks())
+        table = table.slice(need)
+    cut = table.num_rows // ROW_GROUP_ROWS * ROW_GROUP_ROWS
+    if cut:
+        chunks.append(table.slice(0, cut))
+    return (pa.concat_tables(chunks) if chunks else None), table.slice(cut)
+
+
+def _aligned(batches: Iterator[tuple[pa.Table, pa.Table | None, np.ndarray, np.ndarray]]
+             ) -> Iterator[tuple[pa.Table | None, pa.Table | None, np.ndarray, np.ndarray]]:
+    """``month_batches`` re-cut into whole row groups per table; what is left over goes last.
+
+    Row order is unchanged; per-tenant counts and cost units stay with the month that made them.
+    """
+    tails: list[pa.Table | None] = [None, None]
+    for usage, attempts, counts, units in batches:
+        ready: list[pa.Table | None] = [None, None]
+        for i, table in enumerate((usage, attempts)):
+            if table is not None:
+                ready[i], tails[i] = _whole_row_groups(tails[i], table)
+        yield ready[0], ready[1], counts, units
+    if tails[0] is not None:
+        last = [None if t is None else t.combine_chunks() for t in tails]
+        yield last[0], last[1], np.zeros(0, np.int64), np.zeros(0, np.int64)
 
 
 def generate(gw: Gateway, spec: SyntheticSpec, tenant_ids: Sequence[str] | None = None,
@@ -237,9 +358,10 @@ def generate(gw: Gateway, spec: SyntheticSpec, tenant_ids: Sequence[str] | None 
     result = SyntheticResult(list(tenant_ids))
     events = [0] * len(tenant_ids)
     units = [0] * len(tenant_ids)
-    for usage, attempts, counts, cost_units in _ahead(month_batches(spec, tenant_ids, agent_ids, prices)):
-        result.usage_rows += gw.store.bulk_insert("usage_events", usage)
-        if attempts is not None:
+    for usage, attempts, counts, cost_units in _ahead(_aligned(month_batches(spec, tenant_ids, agent_ids, prices))):
+        if usage is not None and usage.num_rows:
+            result.usage_rows += gw.store.bulk_insert("usage_events", usage)
+        if attempts is not None and attempts.num_rows:
             result.attempt_rows += gw.store.bulk_insert("provider_call_events", attempts)
         for i in np.flatnonzero(counts):
             events[i] += int(counts[i])
