@@ -1,0 +1,99 @@
+"""Behaviour the fast paths of the generator, the rollup and the export must keep."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date
+from decimal import Decimal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from vbgateway import Gateway, GatewayError, VirtualClock, analytics
+from vbgateway.export import export_usage
+from vbgateway.synthetic import ROW_GROUP_ROWS, SyntheticSpec, _ids, generate, month_batches, populate
+
+PRICES = {"vendorA": Decimal("0.002"), "vendorB": Decimal("0.0031234")}
+
+
+@pytest.mark.parametrize("numbers", [[0], [9, 10, 99, 100, 5, 12_345_678_901], [7, 3, 1_000_000, 999_999, 0],
+                                     list(range(99_990, 100_020))[::-1]])
+def test_ids_are_prefix_and_decimal_number(numbers):
+    expected = [[f"{prefix}{n}" for n in numbers] for prefix in ("evt_x", "m")]
+
+    assert [a.to_pylist() for a in _ids(["evt_x", "m"], np.array(numbers))] == expected
+
+
+def _rows(table: pa.Table) -> pa.Table:
+    plain = table.cast(pa.schema([pa.field(f.name, pa.string()) if pa.types.is_dictionary(f.type) else f
+                                  for f in table.schema]))
+    return plain.take(pc.sort_indices(plain, [("id", "ascending")]))
+
+
+def test_tenant_ids_only_decide_the_order_of_rows_not_the_rows():
+    spec = SyntheticSpec(events=6_000, tenants=3, agents_per_tenant=1, weights=[3, 2, 1], start=date(2025, 1, 1),
+                         end=date(2025, 2, 28), seed=5)
+    agents = [["a0"], ["a1"], ["a2"]]
+    forward = list(month_batches(spec, ["t0", "t1", "t2"], agents, PRICES))
+    backward = list(month_batches(spec, ["t2", "t1", "t0"], agents, PRICES))  # the same tenants, ids in reverse order
+
+    for (u0, a0, c0, x0), (u1, a1, c1, x1) in zip(forward, backward):
+        assert c0.tolist() == c1.tolist() and x0.tolist() == x1.tolist()
+        renamed = {"t0": "t2", "t1": "t1", "t2": "t0"}
+        for t0, t1 in ((u0, u1), (a0, a1)):
+            r0, r1 = _rows(t0), _rows(t1)
+            r0 = r0.set_column(1, "tenant_id", pa.array([renamed[t] for t in r0.column("tenant_id").to_pylist()]))
+            assert r0.equals(r1)
+        tenants = u1.column("tenant_id").to_pylist()
+        assert tenants == sorted(tenants)  # clustered by tenant id, so zonemaps can skip other tenants
+        times = u1.column("created_at").cast(pa.int64()).to_numpy()
+        same = np.array(tenants[1:]) == np.array(tenants[:-1])
+        assert np.all(times[1:][same] >= times[:-1][same])
+
+
+def test_bulk_inserts_leave_only_whole_row_groups(tmp_path):
+    with Gateway.open(tmp_path / "rg.duckdb", clock=VirtualClock()) as gw:
+        result = populate(gw, SyntheticSpec(events=300_000, tenants=2, start=date(2025, 1, 1), end=date(2025, 3, 31),
+                                            seed=2))
+        for table, rows in (("usage_events", result.usage_rows), ("provider_call_events", result.attempt_rows)):
+            sizes = gw.sql(f"""SELECT row_group_id, sum(count)::BIGINT AS n FROM pragma_storage_info('{table}')
+                               WHERE column_name = 'created_at' AND segment_type <> 'VALIDITY'
+                               GROUP BY ALL ORDER BY row_group_id""").n.tolist()
+            assert sizes[:-1] == [ROW_GROUP_ROWS] * (len(sizes) - 1) and sum(sizes) == rows
+
+
+def test_rollup_top_is_a_whole_number_and_zero_gives_no_agents(tmp_path):
+    with Gateway.open(tmp_path / "top.duckdb", clock=VirtualClock()) as gw:
+        result = populate(gw, SyntheticSpec(events=2_000, tenants=1, agents_per_tenant=3, seed=4))
+        tenant = result.tenant_ids[0]
+        none = analytics.rollup(gw, tenant, "2025-01-01", "2025-12-31", top=0)
+        two = analytics.rollup(gw, tenant, "2025-01-01", "2025-12-31", top=2)
+        with pytest.raises(GatewayError) as info:
+            analytics.rollup(gw, tenant, "2025-01-01", "2025-12-31", top=-1)
+
+    assert none.top_agents.empty and list(none.top_agents.columns) == list(two.top_agents.columns)
+    assert len(two.top_agents) == 2 and list(two.top_agents.index) == [0, 1]
+    assert none.totals == two.totals and none.totals["cost_usd"] == result.cost_usd
+    assert info.value.code == "VALIDATION_ERROR"
+
+
+def test_export_groups_interleaved_tenants_and_keeps_scan_order(tmp_path):
+    db = tmp_path / "mixed.duckdb"
+    spec = SyntheticSpec(events=3_000, tenants=2, start=date(2025, 5, 1), end=date(2025, 5, 31), seed=1)
+    with Gateway.open(db, clock=VirtualClock()) as gw:
+        first = populate(gw, spec)
+        agents = [[a.id for a in gw.as_tenant(t).list_agents()] for t in first.tenant_ids]
+        second = generate(gw, replace(spec, seed=2, tag="two"), first.tenant_ids, agents)
+    with Gateway.open_reader(db) as gw:  # both tenants twice in May: tenants are not grouped in the table
+        scan = gw.sql("SELECT tenant_id, id FROM usage_events ORDER BY rowid")
+
+    written = export_usage(db, tmp_path / "lake")
+
+    assert written.rows == first.usage_rows + second.usage_rows
+    assert written.cost_usd == first.cost_usd + second.cost_usd
+    for tenant in first.tenant_ids:
+        ids = pq.read_table(tmp_path / "lake" / f"tenant_id={tenant}" / "month=2025-05").column("id").to_pylist()
+        assert ids == scan.id[scan.tenant_id == tenant].tolist()
