@@ -90,7 +90,6 @@ class _Run:
     errors: list[BaseException] = field(default_factory=list)
     vendor_codes: dict[str, int] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
-    instance: int = 0  # serves the sessions whose index is this, modulo scenario.gateways
     run: int = 0
 
 
@@ -388,7 +387,7 @@ def run_instance(spec: InstanceSpec, progress: Progress | None = None,
         recorder = RowRecorder(tenant_names, agent_names, vendor_names)
         run = _Run(scenario, gw, clock, vendors, tenants, recorder, [synthesize(t) for t in _VOICE_LINES], ends,
                    vendor_codes={name: i for i, name in enumerate(vendor_names)},
-                   metadata={"source": "simulation", "scenario": scenario.name}, instance=k, run=spec.run)
+                   metadata={"source": "simulation", "scenario": scenario.name}, run=spec.run)
         workload = Workload(scenario, voice_clips=len(run.clips), share=(k, scenario.gateways))
         with lean_gc():
             _run_here_or_in_a_thread(clock, lambda: _drive(run, workload, progress))
