@@ -154,9 +154,16 @@ class VirtualClock(Clock):
             raise ValueError("VirtualClock start must be timezone-aware (UTC)")
         self.start = start.astimezone(timezone.utc)
         self._elapsed = 0.0
+        self._now: tuple[float, datetime] = (0.0, self.start)  # the last answer of now(), while time stands still
 
     def now(self) -> datetime:
-        return self.start + timedelta(microseconds=round(self._elapsed * 1_000_000))
+        """The virtual instant; asked several times per reply at one instant, so the last answer is kept."""
+        elapsed, value = self._now
+        if elapsed != self._elapsed:
+            elapsed = self._elapsed
+            value = self.start + timedelta(microseconds=round(elapsed * 1_000_000))
+            self._now = (elapsed, value)
+        return value
 
     def monotonic(self) -> float:
         return self._elapsed

@@ -25,6 +25,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from .ids import IdFactory, is_id
 from .errors import (
     AgentNotFoundError,
@@ -51,6 +53,8 @@ __all__ = ["MAX_IDEMPOTENCY_KEY_CHARS", "MessageSender", "SessionState"]
 
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 USAGE_EVENT_INDEX = 1023  # attempt events of a request count up from 0; its usage event takes the last slot
+# A request's two messages are derived from its id too: as unique, and two random draws fewer per reply.
+USER_MESSAGE_INDEX, REPLY_MESSAGE_INDEX = 0, 1
 SESSION_CACHE_SIZE = 50_000  # warm sessions; a miss costs two DuckDB queries
 
 
@@ -94,7 +98,7 @@ def request_fingerprint(*parts: object) -> str:
 
 def reply_to_record(reply: Reply) -> str:
     """Lossless JSON of a reply for its idempotency record (microseconds, exact decimals)."""
-    return json.dumps(reply.model_dump(), default=_exact_json, separators=(",", ":"), ensure_ascii=False)
+    return orjson.dumps(reply.model_dump(), default=_exact_json, option=orjson.OPT_PASSTHROUGH_DATETIME).decode()
 
 
 def reply_from_record(text: str) -> Reply:
@@ -239,7 +243,8 @@ class MessageSender:
         reply = self._build_reply(result, agent.id, session.id, request_id, channel, key)
         record: dict[str, list[list[Any]]] = {
             "messages": [
-                [gw.ids.new("msg"), tenant_id, session.id, position, "user", content, channel, request_id, received_at],
+                [IdFactory.derived("msg", request_id, USER_MESSAGE_INDEX), tenant_id, session.id, position, "user",
+                 content, channel, request_id, received_at],
                 [reply.message.id, tenant_id, session.id, position + 1, "assistant", reply.message.content, channel,
                  request_id, reply.message.created_at],
             ],
@@ -276,7 +281,7 @@ class MessageSender:
         assert response is not None and provider is not None
         fallback_attempted = result.fallback if any(a.provider == result.fallback for a in result.attempts) else None
         return Reply.model_validate({
-            "message": {"id": gw.ids.new("msg"), "session_id": session_id, "role": "assistant",
+            "message": {"id": IdFactory.derived("msg", request_id, REPLY_MESSAGE_INDEX), "session_id": session_id, "role": "assistant",
                         "content": response.text, "created_at": gw.clock.now()},
             "metadata": {
                 "agent_id": agent_id,

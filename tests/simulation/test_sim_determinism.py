@@ -105,3 +105,15 @@ def test_the_instances_shares_of_the_workload_make_up_the_whole_traffic(scenario
     full = Workload(scenario)
     list(full.sessions())
     assert {share.digest for share in shares} == {full.digest}  # every share drew the whole traffic
+
+
+def test_the_digest_put_together_from_the_instances_is_the_digest_of_the_merged_database(tmp_path, scenario):
+    """Instances sum their own tables before the merge; the sums must describe the merged file exactly."""
+    from vbgateway import Gateway
+    from vbgateway.simulation.results import table_digest
+
+    db = tmp_path / "twice.duckdb"
+    simulate(scenario, db, workers=2)  # a first run: the second run's digest must count its rows too
+    second = simulate(scenario.model_copy(update={"seed": 8}), db)
+    with Gateway.open_reader(db) as gw:
+        assert table_digest(gw) == second.database_digest

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,7 @@ class InstanceResult:
     rows: pd.DataFrame
     virtual_s: float
     traffic_digest: str  # of the whole scenario's traffic: every instance draws all of it, then keeps its share
+    table_sums: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # results.table_sums of its data
     peak_rss_mb: float = 0.0  # of the instance's own process, when it had one
 
 

@@ -35,14 +35,14 @@ from ..store.schema import migrate
 from ..tenant import TenantClient
 from .instances import CONTROL_TABLES, DATA_TABLES, InstanceResult, InstanceSpec, copy_tables, run_in_processes, workers_for
 from .recorder import RowRecorder
-from .results import SimulationResult
+from .results import DIGEST_TABLES, SimulationResult, TableSums, add_sums, digest_of, table_sums
 from .scenario import KNOWN_VENDORS, Scenario, load_scenario
 from .workload import _CORPUS, HOUR_S, SessionPlan, Workload
 
 __all__ = ["DEFAULT_COMMIT_WINDOW_S", "DEFAULT_FLUSH_RECORDS", "Progress", "simulate"]
 
 DEFAULT_COMMIT_WINDOW_S = 0.01  # virtual seconds replies wait to share one commit
-SIM_DUCKDB_MEMORY = "256MB"  # DuckDB's cache for each database file a simulation writes
+SIM_DUCKDB_MEMORY = "100MB"  # DuckDB's cache for each database file a simulation writes (more is not faster)
 DEFAULT_FLUSH_RECORDS = 5_000  # replies applied to DuckDB per batch (a pending reply holds ~5 KB of Python objects)
 Progress = Callable[[float, int], None]  # (simulated seconds done, messages done)
 _VENDOR_CLASSES: dict[str, type[SimulatedVendor]] = {"vendorA": VendorA, "vendorB": VendorB}
@@ -292,6 +292,7 @@ def simulate(scenario: Scenario | str | Path | dict[str, Any], db: str | Path | 
                           providers=_quiet_vendors(), seed=f"{scenario.seed}/setup") as setup:
             _setup_tenants(setup, scenario)
             run_number = setup.store.open_count
+            before = table_sums(setup, DATA_TABLES)  # rows of earlier runs: the instances add theirs
         control = {table: con.sql(f"SELECT * FROM {table}").to_arrow_table() for table in CONTROL_TABLES}
         count = workers_for(scenario, workers)
         folder = Path(db).parent if isinstance(db, (str, Path)) and str(db) != ":memory:" else None
@@ -308,7 +309,7 @@ def simulate(scenario: Scenario | str | Path | dict[str, Any], db: str | Path | 
                 for k, spec in enumerate(specs):
                     done = sum(len(part.rows) for part in parts)
                     parts.append(_run_and_merge(spec, con, _one_of(progress, k, scenario, done)))
-        return _result(scenario, db, con, parts, started, keep_open)
+        return _result(scenario, db, con, parts, before, started, keep_open)
     except BaseException:
         if not isinstance(db, duckdb.DuckDBPyConnection):
             con.close()
@@ -392,15 +393,17 @@ def run_instance(spec: InstanceSpec, progress: Progress | None = None,
         with lean_gc():
             _run_here_or_in_a_thread(clock, lambda: _drive(run, workload, progress))
             gw.store.flush()
-        return InstanceResult(recorder.frame(scenario.start), clock.monotonic(), workload.digest)
+        sums = table_sums(gw, DATA_TABLES)  # here, in parallel with the other instances, not after the merge
     finally:
         gw.close()
         if connection is None and con is not None:
             con.close()
+    # built once DuckDB's cache is released: the frame is the largest thing an instance makes
+    return InstanceResult(recorder.frame(scenario.start), clock.monotonic(), workload.digest, sums)
 
 
 def _result(scenario: Scenario, db: str | Path | duckdb.DuckDBPyConnection, con: duckdb.DuckDBPyConnection,
-            parts: list[InstanceResult], started: float, keep_open: bool) -> SimulationResult:
+            parts: list[InstanceResult], before: TableSums, started: float, keep_open: bool) -> SimulationResult:
     rows = pd.concat([part.rows for part in parts], ignore_index=True)
     for part in parts:
         part.rows = rows.iloc[:0]  # let each instance's frame go before the sorted copy is made
@@ -424,7 +427,8 @@ def _result(scenario: Scenario, db: str | Path | duckdb.DuckDBPyConnection, con:
     if keep_open:
         result.connection = None if isinstance(db, duckdb.DuckDBPyConnection) else con
         return result
-    result.database_digest = database_digest(gw)
+    shared = tuple(table for table in DIGEST_TABLES if table not in DATA_TABLES)  # tenants and agents
+    result.database_digest = digest_of(add_sums(before, *(part.table_sums for part in parts), table_sums(gw, shared)))
     gw.close()
     if not isinstance(db, duckdb.DuckDBPyConnection):
         con.close()
@@ -456,11 +460,4 @@ def _connect(db: str | Path | duckdb.DuckDBPyConnection | None) -> duckdb.DuckDB
     # A month is written, not analysed: DuckDB's default cache (80% of RAM) would keep most of it in memory.
     con.execute(f"SET memory_limit = '{SIM_DUCKDB_MEMORY}'")
     return con
-
-
-def database_digest(gw: Gateway) -> str:
-    """Hash of every data table's contents, in a stable order (API key hashes excluded: keys are secret)."""
-    from .results import table_digest
-
-    return table_digest(gw)
 

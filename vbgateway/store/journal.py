@@ -35,6 +35,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 __all__ = ["Journal", "JournalLockedError", "JournalRecord", "last_committed_seq"]
 
 JournalRecord = dict[str, list[list[Any]]]  # table name -> rows (lists in column order)
@@ -148,9 +150,8 @@ class Journal:
         lines = []
         payloads = []
         for seq, record in entries:
-            payload = json.dumps(record, default=_encode_value, separators=(",", ":"), ensure_ascii=False)
-            payloads.append(payload)
-            data = payload.encode("utf-8")
+            data = orjson.dumps(record, default=_encode_value, option=orjson.OPT_PASSTHROUGH_DATETIME)
+            payloads.append(data.decode())
             lines.append(b"%d %08x " % (seq, zlib.crc32(data)) + data + b"\n")
         blob = b"".join(lines)
         size_before = os.fstat(self._fd).st_size
