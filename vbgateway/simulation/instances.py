@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pandas as pd
 import pyarrow as pa
 
 from ..errors import DatabaseError
+from .recorder import RowRecorder
 from .scenario import Scenario
 
 __all__ = ["CONTROL_TABLES", "DATA_TABLES", "InstanceSpec", "InstanceResult", "copy_tables", "run_in_processes",
@@ -58,7 +58,7 @@ class InstanceSpec:
 
 @dataclass
 class InstanceResult:
-    rows: pd.DataFrame
+    recorder: RowRecorder  # its customers' rows, compact: the run's frame is built once, from all instances
     virtual_s: float
     traffic_digest: str  # of the whole scenario's traffic: every instance draws all of it, then keeps its share
     table_sums: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # results.table_sums of its data
@@ -172,7 +172,7 @@ def run_in_processes(specs: list[InstanceSpec], workers: int, out_dir: Path,
                     raise DatabaseError(f"simulation instance {index} stopped without a result (exit code {code})")
                 with open(base.with_suffix(".result"), "rb") as handle:
                     results[index] = pickle.load(handle)
-                seen[index] = (results[index].virtual_s, len(results[index].rows))
+                seen[index] = (results[index].virtual_s, len(results[index].recorder))
             if progress is not None:
                 progress(sum(s for s, _ in seen.values()) / len(seen), sum(n for _, n in seen.values()))
     finally:

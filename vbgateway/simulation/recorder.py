@@ -19,6 +19,10 @@ __all__ = ["OUTCOMES", "RowRecorder"]
 OUTCOMES = ("ok", "failed")
 
 
+_COLUMNS = ("index", "session", "tenant", "agent", "sent_s", "latency_ms", "voice", "client_retry", "replayed", "ok",
+            "vendor", "fallback", "attempts", "primary_calls", "tokens_in", "tokens_out", "cost_units")
+
+
 class RowRecorder:
     """Append-only columns; codes index into small tables of names."""
 
@@ -41,10 +45,31 @@ class RowRecorder:
         self.tokens_in = array("l")
         self.tokens_out = array("l")
         self.cost_units = array("q")  # USD x 1e10, exact
-        self.request_ids: list[str] = []
+        self.request_ids: list[str] = []  # the latest ids; older ones are packed in _id_chunks
+        self._id_chunks: list[pa.Array] = []
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def _packed_ids(self) -> pa.Array:
+        """Every request id so far as one Arrow string array (~30 bytes an id instead of ~75 as ``str``)."""
+        chunks = [*self._id_chunks, pa.array(self.request_ids, pa.string())]
+        return pa.chunked_array(chunks, pa.string()).combine_chunks()
+
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled compactly: an instance's rows travel to the parent process as flat arrays."""
+        state = dict(self.__dict__)
+        state["_id_chunks"], state["request_ids"] = [self._packed_ids()], []
+        return state
+
+    def extend(self, other: "RowRecorder") -> None:
+        """Append another instance's rows (same tenant, agent and vendor tables); ``frame`` sorts them in."""
+        if (other.tenants, other.agents, other.vendors) != (self.tenants, self.agents, self.vendors):
+            raise ValueError("recorders of different scenarios cannot be merged")
+        for name in _COLUMNS:
+            getattr(self, name).extend(getattr(other, name))
+        self._id_chunks = [self._packed_ids(), other._packed_ids()]
+        self.request_ids = []
 
     def add(self, index: int, session: int, tenant: int, agent: int, sent_s: float, latency_ms: float, voice: bool,
             client_retry: bool, replayed: bool, ok: bool, vendor: int, fallback: bool, attempts: int,
@@ -100,8 +125,7 @@ class RowRecorder:
             "tokens_out": col(self.tokens_out, "int64"),
             "cost_units": col(self.cost_units, "int64"),
             # Arrow strings: a month's request ids cost ~30 bytes each instead of ~90 as Python objects
-            "request_id": pd.array(pa.array(self.request_ids, pa.string()).take(pa.array(order)),
-                                   dtype=pd.ArrowDtype(pa.string())),
+            "request_id": pd.array(self._packed_ids().take(pa.array(order)), dtype=pd.ArrowDtype(pa.string())),
         })
         frame["cost_usd"] = frame["cost_units"] / 1e10
         return frame

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pandas as pd
 
 from ..audio import synthesize
 from ..clock import SystemClock, VirtualClock
@@ -307,7 +306,7 @@ def simulate(scenario: Scenario | str | Path | dict[str, Any], db: str | Path | 
             else:
                 parts = []
                 for k, spec in enumerate(specs):
-                    done = sum(len(part.rows) for part in parts)
+                    done = sum(len(part.recorder) for part in parts)
                     parts.append(_run_and_merge(spec, con, _one_of(progress, k, scenario, done)))
         return _result(scenario, db, con, parts, before, started, keep_open)
     except BaseException:
@@ -398,16 +397,21 @@ def run_instance(spec: InstanceSpec, progress: Progress | None = None,
         gw.close()
         if connection is None and con is not None:
             con.close()
-    # built once DuckDB's cache is released: the frame is the largest thing an instance makes
-    return InstanceResult(recorder.frame(scenario.start), clock.monotonic(), workload.digest, sums)
+    return InstanceResult(recorder, clock.monotonic(), workload.digest, sums)
+
+
+def _all_rows(parts: list[InstanceResult]) -> RowRecorder:
+    """Every instance's rows in one recorder, each part let go once copied (a month's rows are large)."""
+    merged = parts[0].recorder
+    for part in parts[1:]:
+        merged.extend(part.recorder)
+        part.recorder = RowRecorder(merged.tenants, merged.agents, merged.vendors)
+    return merged
 
 
 def _result(scenario: Scenario, db: str | Path | duckdb.DuckDBPyConnection, con: duckdb.DuckDBPyConnection,
             parts: list[InstanceResult], before: TableSums, started: float, keep_open: bool) -> SimulationResult:
-    rows = pd.concat([part.rows for part in parts], ignore_index=True)
-    for part in parts:
-        part.rows = rows.iloc[:0]  # let each instance's frame go before the sorted copy is made
-    rows = rows.sort_values("message", kind="stable").reset_index(drop=True)
+    rows = _all_rows(parts).frame(scenario.start)
     gw = Gateway.open(con, prices=scenario.prices, providers=_quiet_vendors())
     try:
         tenants, tenant_names, agent_names = _setup_tenants(gw, scenario)
