@@ -126,7 +126,7 @@ class RowRecorder:
             "cost_units": col(self.cost_units, "int64"),
             # Arrow strings: a month's request ids cost ~30 bytes each instead of ~90 as Python objects
             "request_id": pd.array(self._packed_ids().take(pa.array(order)), dtype=pd.ArrowDtype(pa.string())),
-        })
+        }, copy=False)  # the columns are fresh: consolidating them would hold a month's rows twice
         frame["cost_usd"] = frame["cost_units"] / 1e10
         return frame
 
