@@ -35,3 +35,9 @@ def test_recorders_of_different_scenarios_refuse_to_merge():
     other = RowRecorder(["U"], ["U / A"], ["vendorA", "vendorB"])
     with pytest.raises(ValueError):
         _recorder([0]).extend(other)
+
+
+def test_a_released_recorder_gives_the_same_frame_and_keeps_nothing():
+    kept, released = _recorder(list(range(9))), _recorder(list(range(9)))
+    assert released.frame(START, release=True).equals(kept.frame(START))
+    assert len(released) == 0 and len(released.frame(START)) == 0

@@ -93,39 +93,53 @@ class RowRecorder:
         self.cost_units.append(cost_units)
         self.request_ids.append(request_id)
 
-    def frame(self, start: datetime) -> pd.DataFrame:
-        """The rows in message order (the order the workload generated them)."""
+    def frame(self, start: datetime, *, release: bool = False) -> pd.DataFrame:
+        """The rows in message order (the order the workload generated them).
+
+        ``release`` empties the recorder column by column as the frame is built,
+        so a month of rows is not held twice (the run's last recorder is not needed after).
+        """
         order = np.argsort(np.frombuffer(self.index, dtype=np.int64), kind="stable")
 
-        def col(values: array, dtype: str) -> np.ndarray:
-            return np.frombuffer(values, dtype=dtype)[order] if len(values) else np.array([], dtype=dtype)
+        def col(name: str, dtype: str) -> np.ndarray:
+            values: array = getattr(self, name)
+            out = np.frombuffer(values, dtype=dtype)[order] if len(values) else np.array([], dtype=dtype)
+            if release:
+                setattr(self, name, array(values.typecode))
+            return out
 
-        def names(codes: array, table: list[str]) -> pd.Categorical:
-            codes_np = col(codes, "int16").astype(np.int32)
+        def names(name: str, table: list[str]) -> pd.Categorical:
+            codes_np = col(name, "int16").astype(np.int32)
             return pd.Categorical.from_codes(codes_np, categories=list(table)) if len(table) else codes_np
+
+        def ids() -> pd.api.extensions.ExtensionArray:
+            packed = self._packed_ids()
+            if release:
+                self._id_chunks, self.request_ids = [], []
+            return pd.array(packed.take(pa.array(order)), dtype=pd.ArrowDtype(pa.string()))
 
         base = pd.Timestamp(start)
         frame = pd.DataFrame({
-            "message": col(self.index, "int64"),
-            "session": col(self.session, "int64"),
-            "tenant": names(self.tenant, self.tenants),
-            "agent": names(self.agent, self.agents),
-            "sent_at": base + pd.to_timedelta(col(self.sent_s, "float64"), unit="s").round("us"),
-            "channel": np.where(col(self.voice, "int8") == 1, "voice", "chat"),
-            "client_retry": col(self.client_retry, "int8").astype(bool),
-            "replayed": col(self.replayed, "int8").astype(bool),
-            "outcome": np.where(col(self.ok, "int8") == 1, OUTCOMES[0], OUTCOMES[1]),
-            "vendor_used": pd.Categorical.from_codes(col(self.vendor, "int16").astype(np.int32),
+            "message": col("index", "int64"),
+            "session": col("session", "int64"),
+            "tenant": names("tenant", self.tenants),
+            "agent": names("agent", self.agents),
+            "sent_at": base + pd.to_timedelta(col("sent_s", "float64"), unit="s").round("us"),
+            "channel": np.where(col("voice", "int8") == 1, "voice", "chat"),
+            "client_retry": col("client_retry", "int8").astype(bool),
+            "replayed": col("replayed", "int8").astype(bool),
+            "outcome": np.where(col("ok", "int8") == 1, OUTCOMES[0], OUTCOMES[1]),
+            "vendor_used": pd.Categorical.from_codes(col("vendor", "int16").astype(np.int32),
                                                      categories=list(self.vendors)),
-            "fallback_used": col(self.fallback, "int8").astype(bool),
-            "attempts": col(self.attempts, "int16").astype(np.int32),
-            "primary_calls": col(self.primary_calls, "int16").astype(np.int32),
-            "latency_ms": col(self.latency_ms, "float64").round(3),
-            "tokens_in": col(self.tokens_in, "int64"),
-            "tokens_out": col(self.tokens_out, "int64"),
-            "cost_units": col(self.cost_units, "int64"),
+            "fallback_used": col("fallback", "int8").astype(bool),
+            "attempts": col("attempts", "int16").astype(np.int32),
+            "primary_calls": col("primary_calls", "int16").astype(np.int32),
+            "latency_ms": col("latency_ms", "float64").round(3),
+            "tokens_in": col("tokens_in", "int64"),
+            "tokens_out": col("tokens_out", "int64"),
+            "cost_units": col("cost_units", "int64"),
             # Arrow strings: a month's request ids cost ~30 bytes each instead of ~90 as Python objects
-            "request_id": pd.array(self._packed_ids().take(pa.array(order)), dtype=pd.ArrowDtype(pa.string())),
+            "request_id": ids(),
         }, copy=False)  # the columns are fresh: consolidating them would hold a month's rows twice
         frame["cost_usd"] = frame["cost_units"] / 1e10
         return frame

@@ -411,7 +411,7 @@ def _all_rows(parts: list[InstanceResult]) -> RowRecorder:
 
 def _result(scenario: Scenario, db: str | Path | duckdb.DuckDBPyConnection, con: duckdb.DuckDBPyConnection,
             parts: list[InstanceResult], before: TableSums, started: float, keep_open: bool) -> SimulationResult:
-    rows = _all_rows(parts).frame(scenario.start)
+    rows = _all_rows(parts).frame(scenario.start, release=True)
     gw = Gateway.open(con, prices=scenario.prices, providers=_quiet_vendors())
     try:
         tenants, tenant_names, agent_names = _setup_tenants(gw, scenario)
