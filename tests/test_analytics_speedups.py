@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -14,7 +15,8 @@ import pytest
 
 from vbgateway import Gateway, GatewayError, VirtualClock, analytics
 from vbgateway.export import export_usage
-from vbgateway.synthetic import ROW_GROUP_ROWS, SyntheticSpec, _ids, generate, month_batches, populate
+from vbgateway.synthetic import (ROW_GROUP_ROWS, SyntheticSpec, _bin_counts, _ids, create_tenants, generate,
+                                 month_batches, populate)
 
 PRICES = {"vendorA": Decimal("0.002"), "vendorB": Decimal("0.0031234")}
 
@@ -97,3 +99,110 @@ def test_export_groups_interleaved_tenants_and_keeps_scan_order(tmp_path):
     for tenant in first.tenant_ids:
         ids = pq.read_table(tmp_path / "lake" / f"tenant_id={tenant}" / "month=2025-05").column("id").to_pylist()
         assert ids == scan.id[scan.tenant_id == tenant].tolist()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_bin_counts_are_those_of_a_binary_search_per_draw(seed):
+    rng = np.random.default_rng(seed)
+    weights = rng.random(int(rng.integers(1, 3_000)))
+    weights[rng.random(len(weights)) < 0.2] = 0  # tenants with no traffic: repeated boundaries
+    weights[0] += 1e-3
+    cdf = np.cumsum(weights / weights.sum())
+    cdf /= cdf[-1]
+    grid = np.arange(0, 1 << 14, 7) / (1 << 14)  # draws on cell edges, on boundaries and just below them
+    draws = np.concatenate([rng.random(50_000), grid, cdf[cdf < 1], np.nextafter(cdf[cdf < 1], 0)])
+
+    expected = np.bincount(np.searchsorted(cdf, draws, side="right"), minlength=len(cdf))
+
+    assert _bin_counts(cdf, draws).tolist() == expected.tolist()
+
+
+def _plain(table: pa.Table) -> pa.Table:
+    return table.cast(pa.schema([pa.field(f.name, pa.string()) if pa.types.is_dictionary(f.type) else f
+                                 for f in table.schema]))
+
+
+def test_generated_tables_hold_the_drawn_rows_in_order(tmp_path):
+    spec = SyntheticSpec(events=5_000, tenants=3, agents_per_tenant=2, weights=[1, 2, 3], start=date(2025, 3, 1),
+                         end=date(2025, 5, 31), seed=11)
+    with Gateway.open(tmp_path / "order.duckdb", clock=VirtualClock()) as gw:
+        tenants, agents = create_tenants(gw, spec)
+        result = generate(gw, spec, tenants, agents)
+        prices = {p: gw.prices.price_per_1k(p) for p in ("vendorA", "vendorB")}
+    drawn = list(month_batches(spec, tenants, agents, prices))  # the same seed: the same rows
+    with duckdb.connect(str(tmp_path / "order.duckdb"), read_only=True) as con:
+        con.execute("SET TimeZone = 'UTC'")
+        for i, table in enumerate(("usage_events", "provider_call_events")):
+            expected = _plain(pa.concat_tables([month[i] for month in drawn]))
+            stored = con.sql(f"SELECT {', '.join(expected.column_names)} FROM {table} ORDER BY rowid").to_arrow_table()
+            assert stored.cast(expected.schema).equals(expected), table  # inserted side by side, each in order
+    assert (result.usage_rows, result.attempt_rows) == (sum(m[0].num_rows for m in drawn),
+                                                        sum(m[1].num_rows for m in drawn))
+
+
+def _store_counts(gw: Gateway) -> tuple[int, int]:
+    return tuple(int(gw.sql(f"SELECT count(*) AS n FROM {t}").n[0]) for t in ("usage_events", "provider_call_events"))
+
+
+@pytest.fixture
+def one_month(tmp_path):
+    spec = SyntheticSpec(events=2_000, tenants=2, start=date(2025, 1, 1), end=date(2025, 1, 31), seed=3)
+    with Gateway.open(tmp_path / "many.duckdb", clock=VirtualClock()) as gw:
+        tenants, agents = create_tenants(gw, spec)
+        prices = {p: gw.prices.price_per_1k(p) for p in ("vendorA", "vendorB")}
+        usage, attempts, _, _ = next(month_batches(spec, tenants, agents, prices))
+        yield gw, usage, attempts
+
+
+def test_bulk_insert_many_appends_every_table(one_month):
+    gw, usage, attempts = one_month
+
+    written = gw.store.bulk_insert_many({"usage_events": usage, "provider_call_events": attempts})
+    again = gw.store.bulk_insert_many({"usage_events": usage})
+
+    assert written == {"usage_events": usage.num_rows, "provider_call_events": attempts.num_rows}
+    assert again == {"usage_events": usage.num_rows}
+    assert _store_counts(gw) == (2 * usage.num_rows, attempts.num_rows)
+
+
+def test_bulk_insert_many_lands_nothing_when_one_table_fails(one_month):
+    gw, usage, attempts = one_month
+    broken = attempts.drop_columns(["latency_ms"])  # NOT NULL in provider_call_events: its insert fails
+
+    with pytest.raises(duckdb.ConstraintException):
+        gw.store.bulk_insert_many({"usage_events": usage, "provider_call_events": broken})
+
+    assert _store_counts(gw) == (0, 0)  # the usage rows, inserted fine, were rolled back too
+    gw.store.bulk_insert_many({"usage_events": usage, "provider_call_events": attempts})  # still usable
+    assert _store_counts(gw) == (usage.num_rows, attempts.num_rows)
+
+
+def test_bulk_insert_many_refuses_other_tables_before_writing(one_month):
+    gw, usage, _ = one_month
+
+    for tables in ({"usage_events": usage, "tenants": usage}, {}):
+        with pytest.raises(GatewayError) as info:
+            gw.store.bulk_insert_many(tables)
+        assert info.value.code == "VALIDATION_ERROR"
+    assert _store_counts(gw) == (0, 0)
+
+
+def test_bulk_insert_many_refuses_a_read_only_store(one_month, tmp_path):
+    gw, usage, _ = one_month
+    gw.close()
+
+    with Gateway.open_reader(tmp_path / "many.duckdb") as reader:
+        with pytest.raises(GatewayError) as info:
+            reader.store.bulk_insert_many({"usage_events": usage})
+        assert _store_counts(reader) == (0, 0)
+    assert "read-only" in str(info.value)
+
+
+def test_a_failed_bulk_insert_raises_its_own_error_and_leaves_the_store_usable(one_month):
+    gw, usage, attempts = one_month
+
+    with pytest.raises(duckdb.ConstraintException):  # not "transaction aborted" from cleaning up after it
+        gw.store.bulk_insert("provider_call_events", attempts.drop_columns(["latency_ms"]))
+
+    assert gw.store.bulk_insert("usage_events", usage) == usage.num_rows
+    assert _store_counts(gw) == (usage.num_rows, 0)

@@ -3,7 +3,9 @@
 The simulator drives the real gateway and is the right tool for behaviour;
 this is the tool for volume (benchmarks, report fixtures with known totals).
 Rows are built column-wise with numpy, turned into Arrow without a Python
-loop, and appended with ``Store.bulk_insert`` one calendar month at a time.
+loop, and appended with ``Store.bulk_insert_many`` one calendar month at a time,
+usage and attempt rows at once (two DuckDB inserts side by side, while a worker
+thread builds the next month).
 
 Physical layout matters more than indexes here: every month is inserted
 sorted by (tenant id, time), so DuckDB's per-row-group min/max (zonemaps) on
@@ -38,13 +40,14 @@ from .tenant import TenantClient
 if TYPE_CHECKING:
     from .gateway import Gateway
 
-__all__ = ["SyntheticResult", "SyntheticSpec", "generate", "month_batches", "populate"]
+__all__ = ["SyntheticResult", "SyntheticSpec", "create_tenants", "generate", "month_batches", "populate"]
 
 T = TypeVar("T")
 _COST_UNIT = Decimal(1).scaleb(-10)
 _US_PER_DAY = 86_400_000_000
 _EPOCH = date(1970, 1, 1)
 _TS = pa.timestamp("us", tz="UTC")
+_GRID_BITS = 14  # _bin_counts cuts [0, 1) into 2**14 cells: a cheap table, and few draws left to search
 ROW_GROUP_ROWS = 122_880  # DuckDB's rows per row group (its default; only speed depends on it)
 
 
@@ -105,8 +108,10 @@ def _ids(prefixes: Sequence[str], numbers: np.ndarray) -> list[pa.Array]:
     """``prefix + str(number)`` for each prefix, as Arrow strings sharing one digit computation.
 
     Numbers (>= 0) come in long runs of equal digit count (serials, tenant by tenant): each run's
-    strings are the rows of a byte matrix, written column by column. Faster than Arrow's
-    int-to-string cast plus a join, and the digits are shared by the three ids of a reply.
+    strings are the rows of a byte matrix, written column by column from contiguous rows of digit
+    characters (numpy copies a whole column at once; a row of a dozen bytes at a time is twice as
+    slow). Faster than Arrow's int-to-string cast plus a join, and the digits are shared by the
+    three ids of a reply.
     """
     numbers = np.asarray(numbers, dtype=np.int64)
     if len(numbers) == 0 or numbers.min() < 0:
@@ -117,21 +122,24 @@ def _ids(prefixes: Sequence[str], numbers: np.ndarray) -> list[pa.Array]:
         width += numbers >= 10**k
     bounds = [0, *(np.flatnonzero(np.diff(width)) + 1).tolist(), len(numbers)] if high > low else [0, len(numbers)]
     small = numbers.astype(np.uint32) if numbers.max() < 2**32 else numbers  # 32-bit division is faster
-    runs = []  # one matrix of digit characters per run of equal width
+    runs = []  # per run of equal width: its digit characters, one contiguous row per position
     for lo, hi in zip(bounds, bounds[1:]):
-        digits, rest = np.empty((hi - lo, len(str(int(numbers[lo])))), np.uint8), small[lo:hi]
-        for k in range(digits.shape[1] - 1, -1, -1):
+        digits, rest = np.empty((len(str(int(numbers[lo]))), hi - lo), np.uint8), small[lo:hi]
+        for k in range(len(digits) - 1, -1, -1):
             quotient = rest // 10
-            digits[:, k] = rest - quotient * 10 + ord("0")
+            np.add(rest - quotient * 10, ord("0"), out=digits[k], casting="unsafe")
             rest = quotient
         runs.append(digits)
     out = []
     for prefix in prefixes:
-        head = np.frombuffer(prefix.encode(), np.uint8)
+        head = prefix.encode()
         blocks = []
         for digits in runs:
-            block = np.empty((len(digits), len(head) + digits.shape[1]), np.uint8)
-            block[:, :len(head)], block[:, len(head):] = head, digits
+            block = np.empty((digits.shape[1], len(head) + len(digits)), np.uint8)
+            for k, byte in enumerate(head):
+                block[:, k] = byte
+            for k, column in enumerate(digits, start=len(head)):
+                block[:, k] = column
             blocks.append(block.reshape(-1))
         data = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
         if len(data) >= 2**31:  # beyond 32-bit offsets: let Arrow do it (and complain)
@@ -163,6 +171,25 @@ def _sorted_within(group: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         return offsets[np.lexsort((offsets, group))]
     key = np.sort((group.astype(np.int64) << bits) | offsets)
     return key & ((1 << bits) - 1)
+
+
+def _bin_counts(cdf: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """``bincount(searchsorted(cdf, draws, side="right"), minlength=len(cdf))`` for draws in [0, 1), exactly.
+
+    A binary search per draw is most of the cost of drawing a month. Cut [0, 1) into 2**_GRID_BITS
+    equal cells (their edges are exact in binary, and so is the cell of a draw): a cell with no
+    value of ``cdf`` strictly inside maps all its draws to one bin, looked up in a table; only
+    the draws in the few cells that hold a boundary are searched.
+    """
+    grid = 1 << _GRID_BITS
+    edges = np.arange(grid + 1, dtype=np.float64) / grid
+    first = np.searchsorted(cdf, edges[:-1], side="right")  # the bin of a draw at a cell's left edge
+    split = first != np.searchsorted(cdf, edges[1:], side="left")  # a boundary inside the cell
+    cell = (draws * grid).astype(np.intp)
+    bins = first[cell]
+    odd = np.flatnonzero(split[cell])
+    bins[odd] = np.searchsorted(cdf, draws[odd], side="right")
+    return np.bincount(bins, minlength=len(cdf))
 
 
 def _months(start: date, end: date) -> list[tuple[int, int]]:
@@ -206,7 +233,7 @@ def month_batches(spec: SyntheticSpec, tenant_ids: Sequence[str], agent_ids: Seq
         if n == 0:
             continue
         # rng.choice(tenants, n, p=weights) is searchsorted(cdf, rng.random(n)); only the counts matter
-        counts = np.bincount(np.searchsorted(cdf, rng.random(n), side="right"), minlength=spec.tenants)
+        counts = _bin_counts(cdf, rng.random(n))
         tenant = np.repeat(np.arange(spec.tenants), counts)
         stamp = rng.integers(lo * _US_PER_DAY, hi * _US_PER_DAY, size=n)
         stamp = _sorted_within(tenant, stamp - lo * _US_PER_DAY) + lo * _US_PER_DAY
@@ -295,8 +322,13 @@ def _ahead(batches: Iterator[T]) -> Iterator[T]:
             yield item
 
 
-def _tenants_and_agents(gw: Gateway, spec: SyntheticSpec) -> tuple[list[str], list[list[str]]]:
-    """One tenant and its agents at a time, through the gateway (each is its own durable commit)."""
+def create_tenants(gw: Gateway, spec: SyntheticSpec) -> tuple[list[str], list[list[str]]]:
+    """``spec.tenants`` tenants and their agents, for ``generate``: (tenant ids, agent ids per tenant).
+
+    One at a time, through the gateway, so they are real ones (keys, cached agents); each is its
+    own durable commit, which is why this is slow next to ``generate`` and timed apart from it.
+    """
+    spec.validate()
     tenant_ids, agent_ids = [], []
     for t in range(spec.tenants):
         tenant, _ = gw.create_tenant(f"Synthetic {spec.tag} {t:03d}")
@@ -349,20 +381,27 @@ def _aligned(batches: Iterator[tuple[pa.Table, pa.Table | None, np.ndarray, np.n
         yield last[0], last[1], np.zeros(0, np.int64), np.zeros(0, np.int64)
 
 
+def _insert(gw: Gateway, usage: pa.Table | None, attempts: pa.Table | None) -> tuple[int, int]:
+    """(usage rows, attempt rows) written: both tables in one call, inserted side by side, all or nothing."""
+    ready = {name: rows for name, rows in (("usage_events", usage), ("provider_call_events", attempts))
+             if rows is not None and rows.num_rows}
+    written = gw.store.bulk_insert_many(ready) if ready else {}
+    return written.get("usage_events", 0), written.get("provider_call_events", 0)
+
+
 def generate(gw: Gateway, spec: SyntheticSpec, tenant_ids: Sequence[str] | None = None,
              agent_ids: Sequence[Sequence[str]] | None = None) -> SyntheticResult:
     """Append ``spec.events`` usage events (and their tries) for existing tenants and agents."""
     if tenant_ids is None or agent_ids is None:
-        raise ValidationError("generate needs tenant_ids and agent_ids; populate() creates them")
+        raise ValidationError("generate needs tenant_ids and agent_ids; create_tenants() makes them")
     prices = {p: gw.prices.price_per_1k(p) for p in ("vendorA", "vendorB")}
     result = SyntheticResult(list(tenant_ids))
     events = [0] * len(tenant_ids)
     units = [0] * len(tenant_ids)
     for usage, attempts, counts, cost_units in _ahead(_aligned(month_batches(spec, tenant_ids, agent_ids, prices))):
-        if usage is not None and usage.num_rows:
-            result.usage_rows += gw.store.bulk_insert("usage_events", usage)
-        if attempts is not None and attempts.num_rows:
-            result.attempt_rows += gw.store.bulk_insert("provider_call_events", attempts)
+        usage_rows, attempt_rows = _insert(gw, usage, attempts)
+        result.usage_rows += usage_rows
+        result.attempt_rows += attempt_rows
         for i in np.flatnonzero(counts):
             events[i] += int(counts[i])
             units[i] += int(cost_units[i])
@@ -374,5 +413,5 @@ def generate(gw: Gateway, spec: SyntheticSpec, tenant_ids: Sequence[str] | None 
 def populate(gw: Gateway, spec: SyntheticSpec) -> SyntheticResult:
     """Create ``spec.tenants`` tenants with their agents, then generate their usage."""
     spec.validate()
-    tenant_ids, agent_ids = _tenants_and_agents(gw, spec)
+    tenant_ids, agent_ids = create_tenants(gw, spec)
     return generate(gw, spec, tenant_ids, agent_ids)
