@@ -116,7 +116,7 @@ def render_reports(db: str | Path, reports_dir: str | Path, say: Callable[[str],
     written = run_reports(jobs, db, reports_dir)
     for path in written:
         say(f"  {path}")
-    say(f"\nOpen the HTML files in a browser; the notebooks are in notebooks/ (`make lab` starts JupyterLab).")
+    say("\nOpen the HTML files in a browser; the notebooks are in notebooks/ (`make lab` starts JupyterLab).")
     return written
 
 
