@@ -30,6 +30,7 @@ import pyarrow as pa
 
 from ..errors import DatabaseError
 from .recorder import RowRecorder
+from .results import TableSums
 from .scenario import Scenario
 
 __all__ = ["CONTROL_TABLES", "DATA_TABLES", "InstanceSpec", "InstanceResult", "copy_tables", "run_in_processes",
@@ -61,7 +62,7 @@ class InstanceResult:
     recorder: RowRecorder  # its customers' rows, compact: the run's frame is built once, from all instances
     virtual_s: float
     traffic_digest: str  # of the whole scenario's traffic: every instance draws all of it, then keeps its share
-    table_sums: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # results.table_sums of its data
+    table_sums: TableSums = field(default_factory=dict)  # of its data tables, summed where it ran
     peak_rss_mb: float = 0.0  # of the instance's own process, when it had one
 
 

@@ -51,10 +51,12 @@ class RowRecorder:
     def __len__(self) -> int:
         return len(self.index)
 
+    def _id_arrays(self) -> list[pa.Array]:
+        return [*self._id_chunks, pa.array(self.request_ids, pa.string())]
+
     def _packed_ids(self) -> pa.Array:
         """Every request id so far as one Arrow string array (~30 bytes an id instead of ~75 as ``str``)."""
-        chunks = [*self._id_chunks, pa.array(self.request_ids, pa.string())]
-        return pa.chunked_array(chunks, pa.string()).combine_chunks()
+        return pa.chunked_array(self._id_arrays(), pa.string()).combine_chunks()
 
     def __getstate__(self) -> dict[str, object]:
         """Pickled compactly: an instance's rows travel to the parent process as flat arrays."""
@@ -68,7 +70,7 @@ class RowRecorder:
             raise ValueError("recorders of different scenarios cannot be merged")
         for name in _COLUMNS:
             getattr(self, name).extend(getattr(other, name))
-        self._id_chunks = [self._packed_ids(), other._packed_ids()]
+        self._id_chunks = [*self._id_arrays(), *other._id_arrays()]  # packed once, when the frame is built
         self.request_ids = []
 
     def add(self, index: int, session: int, tenant: int, agent: int, sent_s: float, latency_ms: float, voice: bool,
