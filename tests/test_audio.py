@@ -9,6 +9,7 @@ from array import array
 
 import pytest
 
+from vbgateway import audio
 from vbgateway.audio import AudioError, AudioInfo, inspect_audio, synthesize, transcribe, wav_duration_ms
 
 try:
@@ -178,6 +179,16 @@ def test_transcribe_is_deterministic_and_non_empty() -> None:
 def test_transcribe_differs_for_different_audio() -> None:
     transcripts = {transcribe(synthesize(" ".join(["word"] * n))) for n in range(1, 11)}
     assert len(transcripts) > 1
+
+
+def test_transcribe_gives_a_clip_the_same_text_whether_it_was_heard_before_or_not() -> None:
+    short = synthesize("please reset my password")
+    long = synthesize(" ".join(["order"] * 60))  # 24 s: over the size of clips that are remembered
+    assert len(short) <= audio._TRANSCRIPT_CACHE_BYTES < len(long)
+    for clip in (short, long):
+        first = transcribe(clip)
+        assert first == audio._transcript(clip)  # what the SHA-256 of the samples maps to
+        assert transcribe(bytearray(clip)) == transcribe(bytes(memoryview(clip))) == transcribe(clip) == first
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ import duckdb
 import pytest
 
 from vbgateway import Gateway, VirtualClock
+from vbgateway.errors import InternalError
 from vbgateway.store import database
 from vbgateway.store import journal as journal_module
 from vbgateway.store.database import Store
@@ -691,4 +692,52 @@ def test_reads_that_need_no_pending_rows_do_not_wait_for_a_batch_being_applied(
         assert [row[0] for row in answers["pending"]] == [f"msg_{n}" for n in range(1, 11)]  # ...and sees them all
     finally:
         blocking.release.set()
+        store.close()
+
+
+# --------------------------------------------------------------------------- commits on virtual time
+
+
+def test_on_virtual_time_a_store_without_a_journal_takes_a_commit_at_once() -> None:
+    """No fsync to share: the record is pending as soon as commit_async returns, and no virtual time passes."""
+    clock = VirtualClock(start=START, commit_window_s=0.05)
+    store = Store(":memory:", now=START, flush_records=2)
+    try:
+        async def main() -> list[tuple[float, int]]:
+            seen = []
+            for n in (1, 2, 3):
+                await store.commit_async(record(n))
+                seen.append((clock.monotonic(), store.pending_records))
+            return seen
+
+        assert clock.run(main()) == [(0.0, 1), (0.0, 0), (0.0, 1)]  # the second commit filled a batch of two
+        assert sorted(store.query("SELECT id FROM messages").id) == ["msg_1", "msg_2", "msg_3"]  # reads see all
+    finally:
+        store.close()
+
+
+def test_on_virtual_time_a_store_with_a_journal_groups_concurrent_commits_in_one_window(tmp_path: Path) -> None:
+    clock = VirtualClock(start=START, commit_window_s=0.05)
+    db = tmp_path / "v.duckdb"
+    store = Store(db, now=START)
+    try:
+        async def main() -> float:
+            await asyncio.gather(*(store.commit_async(record(n)) for n in (1, 2, 3)))
+            return clock.monotonic()
+
+        assert clock.run(main()) == pytest.approx(0.05)  # they waited for the window, once, together
+        assert seqs_in_file(journal_path(db)) == [1, 2, 3]
+        assert store.pending_records == 3
+    finally:
+        store.close()
+
+
+def test_on_virtual_time_a_record_that_cannot_be_committed_is_an_internal_error_and_leaves_nothing() -> None:
+    clock = VirtualClock(start=START)
+    store = Store(":memory:", now=START)
+    try:
+        with pytest.raises(InternalError):
+            clock.run(store.commit_async({"no_such_table": [["x"]]}))
+        assert store.pending_records == 0
+    finally:
         store.close()

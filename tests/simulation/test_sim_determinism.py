@@ -117,3 +117,16 @@ def test_the_digest_put_together_from_the_instances_is_the_digest_of_the_merged_
     second = simulate(scenario.model_copy(update={"seed": 8}), db)
     with Gateway.open_reader(db) as gw:
         assert table_digest(gw) == second.database_digest
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_merging_leaves_the_callers_insertion_order_setting_as_it_was(scenario, ordered):
+    """The merge inserts unordered (on all threads); a connection handed in keeps its own setting."""
+    import duckdb
+
+    con = duckdb.connect(":memory:")
+    con.execute(f"SET preserve_insertion_order = {str(ordered).lower()}")
+    result = simulate(scenario, con)
+    assert con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0] is ordered
+    assert con.execute("SELECT count(*) FROM messages").fetchall()[0][0] == 2 * int((result.rows.outcome == "ok").sum())
+    con.close()

@@ -81,7 +81,19 @@ def copy_tables(source: duckdb.DuckDBPyConnection | dict[str, pa.Table], target:
     """Append every row of ``tables`` from ``source`` to ``target``, streaming, in one transaction.
 
     With ``schema`` the source is a database attached to ``target`` under that name.
+    Rows are appended in no particular order (every reader orders what it reads):
+    DuckDB then inserts on all its threads, which halves a month's merge.
     """
+    ordered = target.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
+    target.execute("SET preserve_insertion_order = false")
+    try:
+        _copy_in_one_transaction(source, target, tables, schema)
+    finally:
+        target.execute(f"SET preserve_insertion_order = {'true' if ordered else 'false'}")
+
+
+def _copy_in_one_transaction(source: duckdb.DuckDBPyConnection | dict[str, pa.Table],
+                             target: duckdb.DuckDBPyConnection, tables: tuple[str, ...], schema: str | None) -> None:
     target.execute("BEGIN TRANSACTION")
     try:
         for table in tables:

@@ -44,10 +44,12 @@ def table_sums(gw: Gateway, tables: tuple[str, ...] = DIGEST_TABLES) -> TableSum
     """
     sums: TableSums = {}
     for table in tables:
+        # One MD5 per row, split in SQL: md5_number_lower/upper would hash each row twice.
+        # (md5_number's high 64 bits are what md5_number_lower returns.)
         row = gw.sql(f"SELECT count(*) AS n, "
-                     f"coalesce(sum(md5_number_lower(CAST(t AS VARCHAR))::HUGEINT), 0)::VARCHAR AS lo, "
-                     f"coalesce(sum(md5_number_upper(CAST(t AS VARCHAR))::HUGEINT), 0)::VARCHAR AS hi "
-                     f"FROM {table} t")
+                     f"coalesce(sum((h >> 64)::HUGEINT), 0)::VARCHAR AS lo, "
+                     f"coalesce(sum((h & {2**64 - 1})::HUGEINT), 0)::VARCHAR AS hi "
+                     f"FROM (SELECT md5_number(CAST(t AS VARCHAR)) AS h FROM {table} t)")
         sums[table] = (int(row.n[0]), int(row.lo[0]), int(row.hi[0]))
     return sums
 

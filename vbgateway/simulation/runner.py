@@ -40,7 +40,7 @@ from .workload import _CORPUS, HOUR_S, SessionPlan, Workload
 
 __all__ = ["DEFAULT_COMMIT_WINDOW_S", "DEFAULT_FLUSH_RECORDS", "Progress", "simulate"]
 
-DEFAULT_COMMIT_WINDOW_S = 0.01  # virtual seconds replies wait to share one commit
+DEFAULT_COMMIT_WINDOW_S = 0.01  # virtual seconds replies wait to share one fsync (journal=True; else no wait)
 SIM_DUCKDB_MEMORY = "100MB"  # DuckDB's cache for each database file a simulation writes (more is not faster)
 DEFAULT_FLUSH_RECORDS = 5_000  # replies applied to DuckDB per batch (a pending reply holds ~5 KB of Python objects)
 Progress = Callable[[float, int], None]  # (simulated seconds done, messages done)
