@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import re
 
 import pytest
@@ -162,3 +164,29 @@ def test_messages_continue_after_reopening(gw, acme, agent, db_path, clock, run)
         assert [m.role for m in messages] == ["user", "assistant"] * 2
         assert messages[-1].id == reply.message.id
         assert client.get_session(session.id).last_activity_at == reply.message.created_at
+
+
+def test_last_activity_reaches_sessions_created_many_batches_before_beside_newer_ones(gw, acme, agent, clock, run):
+    """A flush updates only sessions created since the oldest one it touches; older and newer ones both land."""
+    old = acme.create_session(agent.id)
+    gw.store.flush()
+    clock.advance(3600)
+    newer = [acme.create_session(agent.id) for _ in range(3)]
+    gw.store.flush()  # the sessions sit in DuckDB, in row groups of their own time
+    clock.advance(60)
+    replies = {s.id: run(acme.send_message(s.id, "Hello")) for s in (newer[1], old)}  # one batch, old last
+    gw.store.flush()
+    stored = dict(gw.sql("SELECT id, last_activity_at FROM sessions").itertuples(index=False))
+    assert {k: stored[k].to_pydatetime() for k in replies} == {k: r.message.created_at for k, r in replies.items()}
+    assert stored[newer[0].id].to_pydatetime() == newer[0].created_at  # untouched
+
+
+def test_activity_journaled_without_the_sessions_creation_time_is_still_applied(gw, acme, agent, clock):
+    """Journal lines from before the creation time was recorded carry two values; recovery must apply them."""
+    session = acme.create_session(agent.id)
+    gw.store.flush()
+    later = clock.now() + timedelta(minutes=5)
+    gw.store.commit({"session_activity": [[session.id, later]]})
+    gw.store.flush()
+    stored = gw.sql("SELECT last_activity_at FROM sessions WHERE id = ?", [session.id])["last_activity_at"][0]
+    assert stored.to_pydatetime() == later

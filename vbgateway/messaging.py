@@ -253,7 +253,7 @@ class MessageSender:
                               reply.metadata.provider_used, channel, reply.metadata.usage.tokens_in,
                               reply.metadata.usage.tokens_out, reply.metadata.usage.pricing.usd_per_1k_tokens,
                               reply.metadata.usage.cost_usd, reply.message.created_at]],
-            "session_activity": [[session.id, reply.message.created_at]],
+            "session_activity": [[session.id, reply.message.created_at, session.created_at]],
         }
         if key is not None:
             record["idempotency_records"] = [[tenant_id, key, fingerprint, reply.message.id,

@@ -53,9 +53,11 @@ JOURNALED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     "idempotency_records": (("tenant_id", _STR), ("key", _STR), ("request_hash", _STR), ("message_id", _STR),
                             ("response", _STR), ("created_at", _TS)),
 }
-# Not a table: (session_id, last_activity_at) pairs folded into sessions at flush time.
+# Not a table: (session_id, last_activity_at, session created_at) folded into sessions at flush time.
+# The session's created_at lets the UPDATE skip the row groups of older sessions (their zone maps)
+# instead of joining the whole table; journal lines written before it was added have only two values.
 SESSION_ACTIVITY = "session_activity"
-_ACTIVITY_COLUMNS = (("id", _STR), ("last_activity_at", _TS))
+_ACTIVITY_COLUMNS = (("id", _STR), ("last_activity_at", _TS), ("created_at", _TS))
 _INSERT_ORDER = ("sessions", "messages", "provider_call_events", "usage_events", "idempotency_records")
 
 
@@ -77,12 +79,16 @@ def make_plain(record: JournalRecord) -> JournalRecord:
     """Turn datetimes into epoch microseconds and Decimals into strings, in place.
 
     The journal then encodes a record with the C JSON encoder alone (no
-    per-value Python hook), and DuckDB reads both forms back exactly.
+    per-value Python hook), and DuckDB reads both forms back exactly. A row
+    may be shorter than its columns (a journal line from before a column was
+    added): the missing values read as NULL.
     """
     for table, rows in record.items():
         stamps, money = _PLAIN_POSITIONS[table]
         for row in rows:
             for i in stamps:
+                if i >= len(row):
+                    break
                 value = row[i]
                 if isinstance(value, datetime):
                     row[i] = (value - _EPOCH) // _MICROSECOND
@@ -121,11 +127,12 @@ _STATEMENTS = (
     *(f"{'INSERT OR IGNORE' if table == 'idempotency_records' else 'INSERT'} INTO {table} "
       f"SELECT {', '.join(_value(kind, i) for i, (_, kind) in enumerate(JOURNALED_COLUMNS[table]))} FROM {_rows(table)}"
       for table in _INSERT_ORDER),
-    f"""UPDATE sessions SET last_activity_at = a.last_activity_at
-        FROM (SELECT r[1] AS id, max({_value(_TS, 1)}) AS last_activity_at FROM {_rows(SESSION_ACTIVITY)} GROUP BY 1) a
-        WHERE sessions.id = a.id AND a.last_activity_at > sessions.last_activity_at""",
-    "DROP TABLE _vb_rows",
 )
+_ACTIVITY_SPAN = (f"SELECT count(*), count(r[3]), min({_value(_TS, 2)}) FROM {_rows(SESSION_ACTIVITY)}")
+_UPDATE_ACTIVITY = f"""UPDATE sessions SET last_activity_at = a.last_activity_at
+    FROM (SELECT r[1] AS id, max({_value(_TS, 1)}) AS last_activity_at FROM {_rows(SESSION_ACTIVITY)} GROUP BY 1) a
+    WHERE sessions.id = a.id AND a.last_activity_at > sessions.last_activity_at"""
+_UPDATE_RECENT_ACTIVITY = _UPDATE_ACTIVITY + " AND sessions.created_at >= ?"
 
 
 def apply_batch(con: duckdb.DuckDBPyConnection, payloads: list[str]) -> None:
@@ -137,6 +144,12 @@ def apply_batch(con: duckdb.DuckDBPyConnection, payloads: list[str]) -> None:
     con.execute(_STATEMENTS[0], [payloads])
     for sql in _STATEMENTS[1:]:
         con.execute(sql)
+    rows, dated, oldest = con.execute(_ACTIVITY_SPAN).fetchall()[0]
+    if rows and rows == dated:  # only sessions created since ``oldest`` can be touched: skip the rest
+        con.execute(_UPDATE_RECENT_ACTIVITY, [oldest])
+    elif rows:
+        con.execute(_UPDATE_ACTIVITY)
+    con.execute("DROP TABLE _vb_rows")
 
 
 # Background applies (``Store._apply_in_background``) run on one DuckDB thread at a low priority:
