@@ -42,7 +42,7 @@ __all__ = ["DEFAULT_COMMIT_WINDOW_S", "DEFAULT_FLUSH_RECORDS", "Progress", "simu
 
 DEFAULT_COMMIT_WINDOW_S = 0.01  # virtual seconds replies wait to share one fsync (journal=True; else no wait)
 SIM_DUCKDB_MEMORY = "100MB"  # DuckDB's cache for each database file a simulation writes (more is not faster)
-DEFAULT_FLUSH_RECORDS = 5_000  # replies applied to DuckDB per batch (a pending reply holds ~5 KB of Python objects)
+DEFAULT_FLUSH_RECORDS = 20_000  # replies applied to DuckDB per batch: a pending reply is its JSON (~1 KB)
 Progress = Callable[[float, int], None]  # (simulated seconds done, messages done)
 _VENDOR_CLASSES: dict[str, type[SimulatedVendor]] = {"vendorA": VendorA, "vendorB": VendorB}
 _VOICE_LINES = ("Where is my order?", "I need help with my invoice.", "Please reset my password.",
