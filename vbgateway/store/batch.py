@@ -128,7 +128,7 @@ _STATEMENTS = (
       f"SELECT {', '.join(_value(kind, i) for i, (_, kind) in enumerate(JOURNALED_COLUMNS[table]))} FROM {_rows(table)}"
       for table in _INSERT_ORDER),
 )
-_ACTIVITY_SPAN = (f"SELECT count(*), count(r[3]), min({_value(_TS, 2)}) FROM {_rows(SESSION_ACTIVITY)}")
+_ACTIVITY_SPAN = f"SELECT count(*), count(r[3]), min({_value(_TS, 2)}) FROM {_rows(SESSION_ACTIVITY)}"
 _UPDATE_ACTIVITY = f"""UPDATE sessions SET last_activity_at = a.last_activity_at
     FROM (SELECT r[1] AS id, max({_value(_TS, 1)}) AS last_activity_at FROM {_rows(SESSION_ACTIVITY)} GROUP BY 1) a
     WHERE sessions.id = a.id AND a.last_activity_at > sessions.last_activity_at"""
