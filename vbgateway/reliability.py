@@ -176,13 +176,16 @@ async def _try_provider(provider: Provider, name: str, request: ProviderRequest,
     tenacity's own loop re-inspects every callback on every attempt, which
     costs more than the rest of a send put together.
     """
-    retry, stop, wait = _STRATEGY_RETRY, policy.stop_strategy(), _PolicyWait(policy, rng)
-    state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
-    state.start_time = clock.monotonic()
+    started = clock.monotonic()
+    state: RetryCallState | None = None  # built at the first failure: most calls succeed at once
     for index in range(policy.attempts):
         try:
             return await _one_attempt(provider, name, request, policy, clock, log, index)
         except ProviderError as error:
+            if state is None:
+                retry, stop, wait = _STRATEGY_RETRY, policy.stop_strategy(), _PolicyWait(policy, rng)
+                state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+                state.start_time = started
             state.outcome = _Failed(error)
             state.outcome_timestamp = clock.monotonic()
             if not retry(state) or stop(state):
