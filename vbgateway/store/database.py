@@ -70,6 +70,13 @@ def _keys(record: JournalRecord) -> tuple[tuple[str, ...], tuple[tuple[tuple[str
     return tuple(set(sessions)), entries
 
 
+def _not_durable(cause: BaseException) -> InternalError:
+    """What a caller whose record could not be committed is told (the cause stays attached)."""
+    error = InternalError("could not make the reply durable")
+    error.__cause__ = cause
+    return error
+
+
 class Store(RecordQueries):
     """One DuckDB database (a file, ``:memory:`` or an open connection) plus its journal."""
 
@@ -317,7 +324,7 @@ class Store(RecordQueries):
             try:
                 self._write_group([make_plain(record)])
             except Exception as exc:
-                raise InternalError("could not make the reply durable") from exc
+                raise _not_durable(exc) from exc
             return
         future: asyncio.Future[None] = loop.create_future()
         self._queue.append((make_plain(record), future))
@@ -388,8 +395,7 @@ class Store(RecordQueries):
     @staticmethod
     def _settle(queue: list[tuple[JournalRecord, asyncio.Future[None]]], failure: BaseException | None) -> None:
         if failure is not None:
-            error = InternalError("could not make the reply durable")
-            error.__cause__ = failure
+            error = _not_durable(failure)
         for _, future in queue:
             if not future.done():
                 future.set_exception(error) if failure is not None else future.set_result(None)
