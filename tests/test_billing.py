@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections import defaultdict
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path

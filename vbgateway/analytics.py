@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from .errors import ValidationError
+from .models import DEFAULT_EVENTS_LIMIT, MAX_EVENTS_LIMIT
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -45,8 +46,6 @@ __all__ = [
     "rollup",
 ]
 
-DEFAULT_EVENTS_LIMIT = 200
-MAX_EVENTS_LIMIT = 1000
 MAX_RANGE_DAYS = 3660
 TOP_AGENTS = 5
 ZERO = Decimal("0")

@@ -11,10 +11,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pandas as pd
 
 from .clock import Clock, SystemClock
 from .errors import AuthenticationError, NotFoundError, ValidationError
@@ -26,6 +25,9 @@ from .providers import Provider, default_providers
 from .reliability import RetryPolicy
 from .store import Store
 from .tenant import TenantClient
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Gateway"]
 

@@ -45,6 +45,8 @@ __all__ = [
 ]
 
 MAX_CONTENT_CHARS = 32_000
+DEFAULT_EVENTS_LIMIT = 200  # usage events per page, unless asked otherwise
+MAX_EVENTS_LIMIT = 1000
 MAX_TOOLS = 32
 _TOOL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 _FORBIDDEN_CHARS = re.compile(r"[\x00\ud800-\udfff]")

@@ -10,17 +10,18 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import pandas as pd
 import pydantic
 
-from . import analytics
 from .errors import AgentNotFoundError, ValidationError
 from .messaging import SessionState, request_fingerprint, validate_content, validate_idempotency_key
 from .models import Agent, AgentPatch, AgentSpec, Reply, Session, Tenant, Transcript, TranscriptMessage, VoiceReply
-from .models import ProviderCallEvent, clean_text
+from .models import DEFAULT_EVENTS_LIMIT, ProviderCallEvent, clean_text
 from .voice import send_voice
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from . import analytics
     from .gateway import Gateway
 
 __all__ = ["TenantClient", "validation_error"]
@@ -177,15 +178,21 @@ class TenantClient:
     # ------------------------------------------------------------------ usage
     def usage_rollup(self, start: object, end: object) -> analytics.Rollup:
         """Totals, per provider and top agents for UTC days ``start``..``end`` (inclusive)."""
+        from . import analytics  # pandas, loaded on first use: a gateway that only serves replies never needs it
+
         return analytics.rollup(self._gw, self.id, start, end)
 
-    def usage_events(self, start: object, end: object, *, limit: object = analytics.DEFAULT_EVENTS_LIMIT,
+    def usage_events(self, start: object, end: object, *, limit: object = DEFAULT_EVENTS_LIMIT,
                      offset: object = 0) -> pd.DataFrame:
         """Usage events of the period, newest first."""
+        from . import analytics
+
         return analytics.events(self._gw, self.id, start, end, limit=limit, offset=offset)
 
     def usage_monthly(self, months: int = 12) -> pd.DataFrame:
         """Cost per provider per calendar month, the last ``months`` including the current, zeros included."""
+        from . import analytics
+
         return analytics.monthly(self._gw, self.id, months=months)
 
     # ------------------------------------------------------------------ messages

@@ -110,7 +110,7 @@ def test_the_instances_shares_of_the_workload_make_up_the_whole_traffic(scenario
 def test_the_digest_put_together_from_the_instances_is_the_digest_of_the_merged_database(tmp_path, scenario):
     """Instances sum their own tables before the merge; the sums must describe the merged file exactly."""
     from vbgateway import Gateway
-    from vbgateway.simulation.results import table_digest
+    from vbgateway.simulation.digest import table_digest
 
     db = tmp_path / "twice.duckdb"
     simulate(scenario, db, workers=2)  # a first run: the second run's digest must count its rows too
@@ -130,3 +130,32 @@ def test_merging_leaves_the_callers_insertion_order_setting_as_it_was(scenario, 
     assert con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0] is ordered
     assert con.execute("SELECT count(*) FROM messages").fetchall()[0][0] == 2 * int((result.rows.outcome == "ok").sum())
     con.close()
+
+
+def test_an_instance_process_serves_its_share_without_loading_pandas(tmp_path, scenario):
+    """Instance processes run side by side; pandas (about 50 MB each) belongs to the parent's analysis only."""
+    import pickle
+    import subprocess
+    import sys
+
+    from vbgateway import Gateway
+    from vbgateway.clock import VirtualClock
+    from vbgateway.simulation import runner
+    from vbgateway.simulation.instances import CONTROL_TABLES, InstanceSpec
+
+    con = runner._connect(tmp_path / "target.duckdb")
+    with Gateway.open(con, clock=VirtualClock(start=scenario.start), providers=runner._quiet_vendors()) as setup:
+        runner._setup_tenants(setup, scenario)
+    control = {table: con.sql(f"SELECT * FROM {table}").to_arrow_table() for table in CONTROL_TABLES}
+    con.close()
+    spec = InstanceSpec(scenario, 0, 1, str(tmp_path / "gateway-0.duckdb"), control, 0.01, 1000, False)
+    spec_path = tmp_path / "gateway-0.spec"
+    spec_path.write_bytes(pickle.dumps(spec))
+    code = ("import sys; from vbgateway.simulation.instances import _child; code = _child(sys.argv[1]); "
+            "print('pandas' in sys.modules); import traceback; sys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", code, str(spec_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "False"
+    with open(tmp_path / "gateway-0.result", "rb") as handle:
+        result = pickle.load(handle)
+    assert len(result.recorder) > 100 and result.table_sums["messages"][0] > 200

@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from ..errors import DatabaseError
 from .recorder import RowRecorder
-from .results import TableSums
+from .digest import TableSums
 from .scenario import Scenario
 
 __all__ = ["CONTROL_TABLES", "DATA_TABLES", "InstanceSpec", "InstanceResult", "copy_tables", "run_in_processes",

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from array import array
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["OUTCOMES", "RowRecorder"]
 
@@ -52,7 +55,7 @@ class RowRecorder:
         return len(self.index)
 
     def _id_arrays(self) -> list[pa.Array]:
-        return [*self._id_chunks, pa.array(self.request_ids, pa.string())]
+        return [*self._id_chunks, _strings(self.request_ids)]
 
     def _packed_ids(self) -> pa.Array:
         """Every request id so far as one Arrow string array (~30 bytes an id instead of ~75 as ``str``)."""
@@ -101,6 +104,8 @@ class RowRecorder:
         ``release`` empties the recorder column by column as the frame is built,
         so a month of rows is not held twice (the run's last recorder is not needed after).
         """
+        import pandas as pd  # here only: the instance processes that record rows never build the frame
+
         order = np.argsort(np.frombuffer(self.index, dtype=np.int64), kind="stable")
 
         def col(name: str, dtype: str) -> np.ndarray:
@@ -145,6 +150,18 @@ class RowRecorder:
         }, copy=False)  # the columns are fresh: consolidating them would hold a month's rows twice
         frame["cost_usd"] = frame["cost_units"] / 1e10
         return frame
+
+
+def _strings(values: list[str]) -> pa.Array:
+    """An Arrow string array built from its buffers.
+
+    ``pa.array`` on Python objects would import pandas (pyarrow looks for
+    pandas objects among them), which an instance's process otherwise never loads.
+    """
+    encoded = [value.encode("utf-8") for value in values]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
+    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int32, count=len(encoded)), out=offsets[1:])
+    return pa.StringArray.from_buffers(len(encoded), pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded)))
 
 
 def seconds_between(start: datetime, moment: datetime) -> float:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -33,10 +33,13 @@ from ..reliability import RetryPolicy
 from ..store.schema import migrate
 from ..tenant import TenantClient
 from .instances import CONTROL_TABLES, DATA_TABLES, InstanceResult, InstanceSpec, copy_tables, run_in_processes, workers_for
+from .digest import DIGEST_TABLES, TableSums, add_sums, digest_of, table_sums
 from .recorder import RowRecorder
-from .results import DIGEST_TABLES, SimulationResult, TableSums, add_sums, digest_of, table_sums
 from .scenario import KNOWN_VENDORS, Scenario, load_scenario
 from .workload import _CORPUS, HOUR_S, SessionPlan, Workload
+
+if TYPE_CHECKING:
+    from .results import SimulationResult
 
 __all__ = ["DEFAULT_COMMIT_WINDOW_S", "DEFAULT_FLUSH_RECORDS", "Progress", "simulate"]
 
@@ -411,6 +414,8 @@ def _all_rows(parts: list[InstanceResult]) -> RowRecorder:
 
 def _result(scenario: Scenario, db: str | Path | duckdb.DuckDBPyConnection, con: duckdb.DuckDBPyConnection,
             parts: list[InstanceResult], before: TableSums, started: float, keep_open: bool) -> SimulationResult:
+    from .results import SimulationResult  # pandas: the parent's side only, never an instance's process
+
     rows = _all_rows(parts).frame(scenario.start, release=True)
     gw = Gateway.open(con, prices=scenario.prices, providers=_quiet_vendors())
     try:

@@ -26,12 +26,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import duckdb
-import pandas as pd
 import pyarrow as pa
 
 from ..errors import DatabaseBusyError, DatabaseError, InternalError, ValidationError
@@ -42,14 +42,16 @@ from .journal import Journal, JournalLockedError, JournalRecord, last_committed_
 from .queries import RecordQueries
 from .schema import MIGRATIONS, migrate, schema_version
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 __all__ = ["Store"]
 
 
 _READ_ONLY = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+T = TypeVar("T")
 
 
-def _exact_decimals(arrow_type: pa.DataType) -> pd.ArrowDtype | None:
-    return pd.ArrowDtype(arrow_type) if pa.types.is_decimal(arrow_type) else None
 
 _log = logging.getLogger("vbgateway.store")
 
@@ -665,6 +667,21 @@ class Store(RecordQueries):
         Only SELECT-like statements are accepted: analysis must never be able
         to change what was billed.
         """
+        import pandas as pd  # loaded on first use: a gateway that only serves replies never needs it
+
+        def exact_decimals(arrow_type: pa.DataType) -> pd.ArrowDtype | None:
+            return pd.ArrowDtype(arrow_type) if pa.types.is_decimal(arrow_type) else None
+
+        table = self._read(sql, params, lambda relation: relation.to_arrow_table())
+        # DECIMAL stays exact (Arrow-backed); everything else gets ordinary pandas dtypes.
+        return table.to_pandas(types_mapper=exact_decimals)
+
+    def query_rows(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        """``query`` as plain tuples, for callers that want a few values and not a DataFrame."""
+        return self._read(sql, params, lambda relation: relation.fetchall())
+
+    def _read(self, sql: str, params: list[Any] | None, fetch: Callable[[duckdb.DuckDBPyRelation], T]) -> T:
+        """One read-only statement, run on its own cursor after everything pending was applied."""
         if not isinstance(sql, str):
             raise ValidationError("a query is a string")
         try:
@@ -677,10 +694,8 @@ class Store(RecordQueries):
             self.flush()
             cursor = self._connection().cursor()
             try:
-                table = cursor.sql(sql, params=params or None).to_arrow_table()
+                return fetch(cursor.sql(sql, params=params or None))
             except duckdb.Error as exc:
                 raise ValidationError(f"query failed: {exc}") from exc
             finally:
                 cursor.close()
-            # DECIMAL stays exact (Arrow-backed); everything else gets ordinary pandas dtypes.
-            return table.to_pandas(types_mapper=_exact_decimals)
