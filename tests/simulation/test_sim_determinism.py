@@ -133,7 +133,7 @@ def test_merging_leaves_the_callers_insertion_order_setting_as_it_was(scenario, 
 
 
 def test_an_instance_process_serves_its_share_without_loading_pandas(tmp_path, scenario):
-    """Instance processes run side by side; pandas (about 50 MB each) belongs to the parent's analysis only."""
+    """Instance processes run side by side; pandas and pyarrow (about 100 MB each) belong to the parent only."""
     import pickle
     import subprocess
     import sys
@@ -141,21 +141,21 @@ def test_an_instance_process_serves_its_share_without_loading_pandas(tmp_path, s
     from vbgateway import Gateway
     from vbgateway.clock import VirtualClock
     from vbgateway.simulation import runner
-    from vbgateway.simulation.instances import CONTROL_TABLES, InstanceSpec
+    from vbgateway.simulation.instances import CONTROL_TABLES, InstanceSpec, read_rows
 
     con = runner._connect(tmp_path / "target.duckdb")
     with Gateway.open(con, clock=VirtualClock(start=scenario.start), providers=runner._quiet_vendors()) as setup:
         runner._setup_tenants(setup, scenario)
-    control = {table: con.sql(f"SELECT * FROM {table}").to_arrow_table() for table in CONTROL_TABLES}
+    control = read_rows(con, CONTROL_TABLES)
     con.close()
     spec = InstanceSpec(scenario, 0, 1, str(tmp_path / "gateway-0.duckdb"), control, 0.01, 1000, False)
     spec_path = tmp_path / "gateway-0.spec"
     spec_path.write_bytes(pickle.dumps(spec))
     code = ("import sys; from vbgateway.simulation.instances import _child; code = _child(sys.argv[1]); "
-            "print('pandas' in sys.modules); import traceback; sys.exit(code)")
+            "print('pandas' in sys.modules, 'pyarrow' in sys.modules); sys.exit(code)")
     done = subprocess.run([sys.executable, "-c", code, str(spec_path)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == "False"
+    assert done.stdout.splitlines()[-1] == "False False"
     with open(tmp_path / "gateway-0.result", "rb") as handle:
         result = pickle.load(handle)
     assert len(result.recorder) > 100 and result.table_sums["messages"][0] > 200

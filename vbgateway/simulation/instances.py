@@ -26,14 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
 from ..errors import DatabaseError
 from .recorder import RowRecorder
 from .digest import TableSums
 from .scenario import Scenario
 
-__all__ = ["CONTROL_TABLES", "DATA_TABLES", "InstanceSpec", "InstanceResult", "copy_tables", "run_in_processes",
+__all__ = ["CONTROL_TABLES", "DATA_TABLES", "InstanceSpec", "InstanceResult", "copy_tables", "insert_rows", "read_rows",
+           "run_in_processes",
            "workers_for"]
 
 CONTROL_TABLES = ("tenants", "api_keys", "agents")
@@ -51,7 +51,7 @@ class InstanceSpec:
     index: int
     run: int  # how many times the target database had been opened: keeps keys of repeated runs apart
     db: str | None  # the instance's own database file; None: in memory
-    control: dict[str, pa.Table]  # tenants and agents, copied from the target so every instance shares them
+    control: dict[str, list[tuple[Any, ...]]]  # tenants, keys and agents (``read_rows``): every instance shares them
     commit_window_s: float
     flush_records: int
     journal: bool
@@ -76,7 +76,25 @@ def workers_for(scenario: Scenario, requested: int | None) -> int:
                       else os.cpu_count() or 1))
 
 
-def copy_tables(source: duckdb.DuckDBPyConnection | dict[str, pa.Table], target: duckdb.DuckDBPyConnection,
+def read_rows(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...]) -> dict[str, list[tuple[Any, ...]]]:
+    """A few small tables as plain rows, for another process (which then needs no pyarrow to read them)."""
+    return {table: con.execute(f"SELECT * FROM {table}").fetchall() for table in tables}
+
+
+def insert_rows(con: duckdb.DuckDBPyConnection, tables: dict[str, list[tuple[Any, ...]]]) -> None:
+    """Insert ``read_rows``' rows into tables of the same schema, in one transaction."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table, rows in tables.items():
+            if rows:
+                con.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(rows[0]))})", rows)
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+
+
+def copy_tables(source: duckdb.DuckDBPyConnection, target: duckdb.DuckDBPyConnection,
                 tables: tuple[str, ...], *, schema: str | None = None) -> None:
     """Append every row of ``tables`` from ``source`` to ``target``, streaming, in one transaction.
 
@@ -92,7 +110,7 @@ def copy_tables(source: duckdb.DuckDBPyConnection | dict[str, pa.Table], target:
         target.execute(f"SET preserve_insertion_order = {'true' if ordered else 'false'}")
 
 
-def _copy_in_one_transaction(source: duckdb.DuckDBPyConnection | dict[str, pa.Table],
+def _copy_in_one_transaction(source: duckdb.DuckDBPyConnection,
                              target: duckdb.DuckDBPyConnection, tables: tuple[str, ...], schema: str | None) -> None:
     target.execute("BEGIN TRANSACTION")
     try:
@@ -100,8 +118,7 @@ def _copy_in_one_transaction(source: duckdb.DuckDBPyConnection | dict[str, pa.Ta
             if schema is not None:
                 target.execute(f"INSERT INTO {table} SELECT * FROM {schema}.{table}")
                 continue
-            rows: Any = (source[table] if isinstance(source, dict)
-                         else source.sql(f"SELECT * FROM {table}").to_arrow_reader(200_000))
+            rows = source.sql(f"SELECT * FROM {table}").to_arrow_reader(200_000)
             target.register("_vb_copy", rows)
             try:
                 target.execute(f"INSERT INTO {table} SELECT * FROM _vb_copy")

@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow as pa
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,22 +48,19 @@ class RowRecorder:
         self.tokens_out = array("l")
         self.cost_units = array("q")  # USD x 1e10, exact
         self.request_ids: list[str] = []  # the latest ids; older ones are packed in _id_chunks
-        self._id_chunks: list[pa.Array] = []
+        self._id_chunks: list[tuple[bytes, bytes]] = []  # (int32 offsets, UTF-8 bytes), Arrow's string layout
 
     def __len__(self) -> int:
         return len(self.index)
 
-    def _id_arrays(self) -> list[pa.Array]:
-        return [*self._id_chunks, _strings(self.request_ids)]
-
-    def _packed_ids(self) -> pa.Array:
-        """Every request id so far as one Arrow string array (~30 bytes an id instead of ~75 as ``str``)."""
-        return pa.chunked_array(self._id_arrays(), pa.string()).combine_chunks()
+    def _id_packs(self) -> list[tuple[bytes, bytes]]:
+        """Every request id so far, packed (~30 bytes an id instead of ~75 as ``str``)."""
+        return [*self._id_chunks, _pack(self.request_ids)] if self.request_ids else list(self._id_chunks)
 
     def __getstate__(self) -> dict[str, object]:
         """Pickled compactly: an instance's rows travel to the parent process as flat arrays."""
         state = dict(self.__dict__)
-        state["_id_chunks"], state["request_ids"] = [self._packed_ids()], []
+        state["_id_chunks"], state["request_ids"] = self._id_packs(), []
         return state
 
     def extend(self, other: "RowRecorder") -> None:
@@ -73,7 +69,7 @@ class RowRecorder:
             raise ValueError("recorders of different scenarios cannot be merged")
         for name in _COLUMNS:
             getattr(self, name).extend(getattr(other, name))
-        self._id_chunks = [*self._id_arrays(), *other._id_arrays()]  # packed once, when the frame is built
+        self._id_chunks = [*self._id_packs(), *other._id_packs()]  # one Arrow array once the frame is built
         self.request_ids = []
 
     def add(self, index: int, session: int, tenant: int, agent: int, sent_s: float, latency_ms: float, voice: bool,
@@ -105,6 +101,7 @@ class RowRecorder:
         so a month of rows is not held twice (the run's last recorder is not needed after).
         """
         import pandas as pd  # here only: the instance processes that record rows never build the frame
+        import pyarrow as pa
 
         order = np.argsort(np.frombuffer(self.index, dtype=np.int64), kind="stable")
 
@@ -120,7 +117,10 @@ class RowRecorder:
             return pd.Categorical.from_codes(codes_np, categories=list(table)) if len(table) else codes_np
 
         def ids() -> pd.api.extensions.ExtensionArray:
-            packed = self._packed_ids()
+            packs = self._id_packs()
+            packed = pa.chunked_array([pa.StringArray.from_buffers(len(offsets) // 4 - 1, pa.py_buffer(offsets),
+                                                                   pa.py_buffer(data)) for offsets, data in packs],
+                                      pa.string()).combine_chunks()
             if release:
                 self._id_chunks, self.request_ids = [], []
             return pd.array(packed.take(pa.array(order)), dtype=pd.ArrowDtype(pa.string()))
@@ -152,16 +152,16 @@ class RowRecorder:
         return frame
 
 
-def _strings(values: list[str]) -> pa.Array:
-    """An Arrow string array built from its buffers.
+def _pack(values: list[str]) -> tuple[bytes, bytes]:
+    """Strings as Arrow lays out a string array: int32 offsets and the UTF-8 bytes.
 
-    ``pa.array`` on Python objects would import pandas (pyarrow looks for
-    pandas objects among them), which an instance's process otherwise never loads.
+    Packed without pyarrow (about 50 MB per process), which an instance's
+    process never loads; the parent makes the Arrow array from the buffers.
     """
     encoded = [value.encode("utf-8") for value in values]
     offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
     np.cumsum(np.fromiter(map(len, encoded), dtype=np.int32, count=len(encoded)), out=offsets[1:])
-    return pa.StringArray.from_buffers(len(encoded), pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded)))
+    return offsets.tobytes(), b"".join(encoded)
 
 
 def seconds_between(start: datetime, moment: datetime) -> float:

@@ -32,7 +32,8 @@ from ..providers.simulated import SimulatedVendor
 from ..reliability import RetryPolicy
 from ..store.schema import migrate
 from ..tenant import TenantClient
-from .instances import CONTROL_TABLES, DATA_TABLES, InstanceResult, InstanceSpec, copy_tables, run_in_processes, workers_for
+from .instances import (CONTROL_TABLES, DATA_TABLES, InstanceResult, InstanceSpec, copy_tables, insert_rows, read_rows,
+                        run_in_processes, workers_for)
 from .digest import DIGEST_TABLES, TableSums, add_sums, digest_of, table_sums
 from .recorder import RowRecorder
 from .scenario import KNOWN_VENDORS, Scenario, load_scenario
@@ -295,7 +296,7 @@ def simulate(scenario: Scenario | str | Path | dict[str, Any], db: str | Path | 
             _setup_tenants(setup, scenario)
             run_number = setup.store.open_count
             before = table_sums(setup, DATA_TABLES)  # rows of earlier runs: the instances add theirs
-        control = {table: con.sql(f"SELECT * FROM {table}").to_arrow_table() for table in CONTROL_TABLES}
+        control = read_rows(con, CONTROL_TABLES)
         count = workers_for(scenario, workers)
         folder = Path(db).parent if isinstance(db, (str, Path)) and str(db) != ":memory:" else None
         with tempfile.TemporaryDirectory(prefix=".vbgateway-sim-", dir=folder) as tmp:
@@ -377,7 +378,7 @@ def run_instance(spec: InstanceSpec, progress: Progress | None = None,
     if duckdb_threads is not None:
         con.execute(f"SET threads = {int(duckdb_threads)}")
     migrate(con, scenario.start)  # then the tenants and agents every instance shares
-    copy_tables(spec.control, con, CONTROL_TABLES)
+    insert_rows(con, spec.control)
     if spec.journal and connection is None:  # the production write path: the store opens the file itself
         con.close()
         con = None

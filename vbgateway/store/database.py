@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import duckdb
-import pyarrow as pa
 
 from ..errors import DatabaseBusyError, DatabaseError, InternalError, ValidationError
 from .batch import apply_batch, lower_thread_priority, make_plain, payload_of, single_threaded
@@ -44,6 +43,7 @@ from .schema import MIGRATIONS, migrate, schema_version
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 __all__ = ["Store"]
 
@@ -667,7 +667,8 @@ class Store(RecordQueries):
         Only SELECT-like statements are accepted: analysis must never be able
         to change what was billed.
         """
-        import pandas as pd  # loaded on first use: a gateway that only serves replies never needs it
+        import pandas as pd  # loaded on first use: a gateway that only serves replies never needs them
+        import pyarrow as pa
 
         def exact_decimals(arrow_type: pa.DataType) -> pd.ArrowDtype | None:
             return pd.ArrowDtype(arrow_type) if pa.types.is_decimal(arrow_type) else None
