@@ -33,8 +33,7 @@ from .digest import TableSums
 from .scenario import Scenario
 
 __all__ = ["CONTROL_TABLES", "DATA_TABLES", "InstanceSpec", "InstanceResult", "copy_tables", "insert_rows", "read_rows",
-           "run_in_processes",
-           "workers_for"]
+           "run_in_processes", "workers_for"]
 
 CONTROL_TABLES = ("tenants", "api_keys", "agents")
 DATA_TABLES = ("sessions", "messages", "provider_call_events", "usage_events", "idempotency_records")

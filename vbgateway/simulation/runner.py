@@ -32,9 +32,9 @@ from ..providers.simulated import SimulatedVendor
 from ..reliability import RetryPolicy
 from ..store.schema import migrate
 from ..tenant import TenantClient
+from .digest import DIGEST_TABLES, TableSums, add_sums, digest_of, table_sums
 from .instances import (CONTROL_TABLES, DATA_TABLES, InstanceResult, InstanceSpec, copy_tables, insert_rows, read_rows,
                         run_in_processes, workers_for)
-from .digest import DIGEST_TABLES, TableSums, add_sums, digest_of, table_sums
 from .recorder import RowRecorder
 from .scenario import KNOWN_VENDORS, Scenario, load_scenario
 from .workload import _CORPUS, HOUR_S, SessionPlan, Workload

@@ -51,8 +51,6 @@ __all__ = ["Store"]
 _READ_ONLY = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 T = TypeVar("T")
 
-
-
 _log = logging.getLogger("vbgateway.store")
 
 # A committed record not yet in DuckDB: (seq, its JSON, the sessions it touches, its idempotency
