@@ -132,8 +132,8 @@ def test_merging_leaves_the_callers_insertion_order_setting_as_it_was(scenario, 
     con.close()
 
 
-def test_an_instance_process_serves_its_share_without_loading_pandas(tmp_path, scenario):
-    """Instance processes run side by side; pandas and pyarrow (about 100 MB each) belong to the parent only."""
+def test_an_instance_process_serves_its_share_without_loading_pandas_or_pyarrow(tmp_path, scenario):
+    """Instance processes run side by side; pandas and pyarrow (together about 100 MB a process) are the parent's."""
     import pickle
     import subprocess
     import sys
