@@ -17,11 +17,14 @@ on the loop.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import selectors
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Coroutine
+from asyncio.base_events import _MIN_CANCELLED_TIMER_HANDLES_FRACTION as _MIN_CANCELLED_FRACTION
+from asyncio.base_events import _MIN_SCHEDULED_TIMER_HANDLES, MAXIMUM_SELECT_TIMEOUT
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
@@ -69,8 +72,8 @@ class Clock(ABC):
         """Seconds on a clock that never goes back, for measuring latency."""
 
     @abstractmethod
-    async def sleep(self, seconds: float) -> None:
-        """Wait ``seconds`` on this clock."""
+    def sleep(self, seconds: float) -> Awaitable[None]:
+        """Wait ``seconds`` on this clock (await the result)."""
 
     def timeout(self, seconds: float) -> AbstractAsyncContextManager[Any]:
         """A deadline on this clock: the loop's time, so virtual on a virtual loop."""
@@ -174,7 +177,26 @@ class VirtualClock(Clock):
             raise ValueError("a clock cannot go backwards")
         self._elapsed += seconds
 
-    async def sleep(self, seconds: float) -> None:
+    def sleep(self, seconds: float) -> Awaitable[None]:
+        """Wait ``seconds`` of virtual time (awaited like ``asyncio.sleep``).
+
+        On this clock's own loop the wait is a bare future that a timer
+        resolves: ``asyncio.sleep`` minus its coroutine, and sleeping happens
+        several times per simulated reply. A sleep cancelled meanwhile leaves
+        its timer to fire into a cancelled future, which does nothing.
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not awaited yet: decide once it runs
+            loop = None
+        if seconds > 0 and getattr(loop, "virtual_clock", None) is self:
+            assert loop is not None
+            future = loop.create_future()
+            loop.call_at(self._elapsed + seconds, _wake, future)
+            return future
+        return self._sleep(seconds)
+
+    async def _sleep(self, seconds: float) -> None:
         loop = asyncio.get_running_loop()
         if isinstance(loop, _VirtualLoop) and loop.virtual_clock is self:
             await asyncio.sleep(seconds)
@@ -194,6 +216,12 @@ class VirtualClock(Clock):
 
     def __repr__(self) -> str:
         return f"VirtualClock(now={self.now().isoformat()})"
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    """A virtual sleep's timer: end the sleep unless it was cancelled meanwhile."""
+    if not future.cancelled():
+        future.set_result(None)
 
 
 class _JumpingSelector(selectors.BaseSelector):
@@ -254,6 +282,42 @@ class _VirtualLoop(asyncio.SelectorEventLoop):
 
     def time(self) -> float:
         return self.virtual_clock.monotonic()
+
+    def _run_once(self) -> None:
+        """One turn of the loop: asyncio's own (``BaseEventLoop._run_once``) step for step.
+
+        Callbacks and timers run in exactly its order, so results are the
+        same; what goes is what a virtual loop never needs on each turn
+        (debug timing, a method call per reading of the time, handing an
+        empty event list on). A simulated reply takes several turns.
+        """
+        if self._debug:
+            return super()._run_once()
+        scheduled, ready, clock = self._scheduled, self._ready, self.virtual_clock
+        count = len(scheduled)
+        if count > _MIN_SCHEDULED_TIMER_HANDLES and self._timer_cancelled_count / count > _MIN_CANCELLED_FRACTION:
+            return super()._run_once()  # asyncio rebuilds the heap without its cancelled timers
+        while scheduled and scheduled[0]._cancelled:
+            self._timer_cancelled_count -= 1
+            heapq.heappop(scheduled)._scheduled = False
+        if ready or self._stopping:
+            timeout: float | None = 0
+        elif scheduled:
+            timeout = min(max(0.0, scheduled[0]._when - clock._elapsed), MAXIMUM_SELECT_TIMEOUT)
+        else:
+            timeout = None
+        events = self._selector.select(timeout)
+        if events:
+            self._process_events(events)
+        end = clock._elapsed + self._clock_resolution
+        while scheduled and scheduled[0]._when < end:
+            handle = heapq.heappop(scheduled)
+            handle._scheduled = False
+            ready.append(handle)
+        for _ in range(len(ready)):
+            handle = ready.popleft()
+            if not handle._cancelled:
+                handle._run()
 
     def group_commit(self, callback: Callable[[], None]) -> None:
         """Schedule a group commit ``commit_window_s`` of virtual time from now.
