@@ -17,23 +17,19 @@ on the loop.
 from __future__ import annotations
 
 import asyncio
-import heapq
-import selectors
 import threading
 import time
 from abc import ABC, abstractmethod
-from asyncio.base_events import _MIN_CANCELLED_TIMER_HANDLES_FRACTION as _MIN_CANCELLED_FRACTION
-from asyncio.base_events import _MIN_SCHEDULED_TIMER_HANDLES, MAXIMUM_SELECT_TIMEOUT
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
+from .virtual_loop import VirtualLoop, wake
+
 __all__ = ["Clock", "SystemClock", "VirtualClock", "real_deadline", "real_time_left", "utc", "wait_real"]
 
 T = TypeVar("T")
-_MAX_ADVANCE_S = 24 * 3600.0
-_POLL_EVERY = 64  # loop turns between looks at real I/O on a virtual loop (see _JumpingSelector.select)
 
 
 def utc(year: int, month: int = 1, day: int = 1, hour: int = 0, minute: int = 0) -> datetime:
@@ -145,7 +141,7 @@ class VirtualClock(Clock):
     from an ordinary loop (a notebook), although deadlines then do not fire.
 
     ``commit_window_s`` is the group-commit delay of the store on this clock:
-    replies finishing within it share one fsync (see ``_VirtualLoop``).
+    replies finishing within it share one fsync (see ``VirtualLoop.group_commit``).
     """
 
     def __init__(self, start: datetime | None = None, *, commit_window_s: float = 0.02) -> None:
@@ -192,20 +188,20 @@ class VirtualClock(Clock):
         if seconds > 0 and getattr(loop, "virtual_clock", None) is self:
             assert loop is not None
             future = loop.create_future()
-            loop.call_at(self._elapsed + seconds, _wake, future)
+            loop.call_at(self._elapsed + seconds, wake, future)
             return future
         return self._sleep(seconds)
 
     async def _sleep(self, seconds: float) -> None:
         loop = asyncio.get_running_loop()
-        if isinstance(loop, _VirtualLoop) and loop.virtual_clock is self:
+        if isinstance(loop, VirtualLoop) and loop.virtual_clock is self:
             await asyncio.sleep(seconds)
         else:
             self.advance(max(0.0, seconds))
             await asyncio.sleep(0)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        loop = _VirtualLoop(self)
+        loop = VirtualLoop(self)
         try:
             return loop.run_until_complete(coro)
         finally:
@@ -216,113 +212,3 @@ class VirtualClock(Clock):
 
     def __repr__(self) -> str:
         return f"VirtualClock(now={self.now().isoformat()})"
-
-
-def _wake(future: asyncio.Future[None]) -> None:
-    """A virtual sleep's timer: end the sleep unless it was cancelled meanwhile."""
-    if not future.cancelled():
-        future.set_result(None)
-
-
-class _JumpingSelector(selectors.BaseSelector):
-    """A selector that advances virtual time instead of blocking for a timer."""
-
-    def __init__(self, clock: VirtualClock) -> None:
-        self._real = selectors.DefaultSelector()
-        self._clock = clock
-        self._turns = 0
-
-    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
-        return self._real.register(fileobj, events, data)
-
-    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
-        return self._real.unregister(fileobj)
-
-    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
-        return self._real.modify(fileobj, events, data)
-
-    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        """Real I/O first; otherwise jump virtual time to the next timer.
-
-        A simulation does no real I/O: the only thing that can arrive is a
-        worker thread waking the loop. Asking the kernel on every turn of the
-        loop was a twentieth of a simulation's time, so between blocking
-        waits the kernel is asked only every ``_POLL_EVERY`` turns; a thread's
-        result is then seen a few turns later, which virtual time never made
-        punctual anyway (time jumps whenever the loop is idle).
-        """
-        if timeout is None:  # no timer at all: only real I/O can wake us
-            return self._real.select(None)
-        self._turns += 1
-        if self._turns >= _POLL_EVERY:
-            self._turns = 0
-            ready = self._real.select(0)
-            if ready:
-                return ready
-        if timeout > 0:
-            self._clock.advance(min(timeout, _MAX_ADVANCE_S))
-        return []
-
-    def get_key(self, fileobj: Any) -> selectors.SelectorKey:
-        return self._real.get_key(fileobj)
-
-    def get_map(self) -> Any:
-        return self._real.get_map()
-
-    def close(self) -> None:
-        self._real.close()
-
-
-class _VirtualLoop(asyncio.SelectorEventLoop):
-    """An event loop whose time is a VirtualClock's."""
-
-    def __init__(self, clock: VirtualClock) -> None:
-        self.virtual_clock = clock
-        super().__init__(selector=_JumpingSelector(clock))
-
-    def time(self) -> float:
-        return self.virtual_clock.monotonic()
-
-    def _run_once(self) -> None:
-        """One turn of the loop: asyncio's own (``BaseEventLoop._run_once``) step for step.
-
-        Callbacks and timers run in exactly its order, so results are the
-        same; what goes is what a virtual loop never needs on each turn
-        (debug timing, a method call per reading of the time, handing an
-        empty event list on). A simulated reply takes several turns.
-        """
-        if self._debug:
-            return super()._run_once()
-        scheduled, ready, clock = self._scheduled, self._ready, self.virtual_clock
-        count = len(scheduled)
-        if count > _MIN_SCHEDULED_TIMER_HANDLES and self._timer_cancelled_count / count > _MIN_CANCELLED_FRACTION:
-            return super()._run_once()  # asyncio rebuilds the heap without its cancelled timers
-        while scheduled and scheduled[0]._cancelled:
-            self._timer_cancelled_count -= 1
-            heapq.heappop(scheduled)._scheduled = False
-        if ready or self._stopping:
-            timeout: float | None = 0
-        elif scheduled:
-            timeout = min(max(0.0, scheduled[0]._when - clock._elapsed), MAXIMUM_SELECT_TIMEOUT)
-        else:
-            timeout = None
-        events = self._selector.select(timeout)
-        if events:
-            self._process_events(events)
-        end = clock._elapsed + self._clock_resolution
-        while scheduled and scheduled[0]._when < end:
-            handle = heapq.heappop(scheduled)
-            handle._scheduled = False
-            ready.append(handle)
-        for _ in range(len(ready)):
-            handle = ready.popleft()
-            if not handle._cancelled:
-                handle._run()
-
-    def group_commit(self, callback: Callable[[], None]) -> None:
-        """Schedule a group commit ``commit_window_s`` of virtual time from now.
-
-        Replies that finish within the window share one fsync, as in a
-        database's group commit; the wait costs virtual time, not wall time.
-        """
-        self.call_later(self.virtual_clock.commit_window_s, callback)
