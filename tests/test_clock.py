@@ -99,6 +99,57 @@ def test_sleep_outside_run_advances_the_virtual_clock() -> None:
     assert clock.now() - START == timedelta(seconds=5)
 
 
+def test_sleeps_ending_at_the_same_instant_wake_in_the_order_they_began() -> None:
+    clock = VirtualClock(start=START)
+    woke: list[str] = []
+
+    async def sleeper(name: str) -> None:
+        await clock.sleep(1.5)
+        woke.append(name)
+
+    async def main() -> None:
+        await asyncio.gather(*(sleeper(name) for name in "hgfedcba"))
+
+    clock.run(main())
+    assert woke == list("hgfedcba")
+
+
+def test_a_cancelled_sleep_ends_its_task_and_leaves_the_clock_where_the_others_take_it() -> None:
+    clock = VirtualClock(start=START)
+
+    async def main() -> tuple[bool, float]:
+        long_sleeps = [asyncio.ensure_future(clock.sleep(100 + i)) for i in range(300)]
+        await clock.sleep(1)
+        for sleep in long_sleeps:
+            sleep.cancel()
+        await clock.sleep(2)
+        return all(sleep.cancelled() for sleep in long_sleeps), clock.monotonic()
+
+    cancelled, finished_at = clock.run(main())
+    assert cancelled and finished_at == pytest.approx(3.0, abs=1e-9)
+    assert clock.monotonic() == pytest.approx(3.0, abs=1e-9)  # never jumped to the cancelled sleeps' ends
+
+
+def test_callbacks_scheduled_while_callbacks_run_wait_for_the_next_turn_as_in_asyncio() -> None:
+    clock = VirtualClock(start=START)
+
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        order: list[str] = []
+
+        def first() -> None:
+            order.append("first")
+            loop.call_soon(order.append, "third")
+
+        loop.call_soon(first)
+        loop.call_soon(order.append, "second")
+        loop.call_later(5, lambda: order.append(f"timer at {clock.monotonic():g}"))
+        await clock.sleep(6)
+        return order
+
+    assert clock.run(main()) == ["first", "second", "third", "timer at 5"]
+
+
 # --- now() ----------------------------------------------------------------------------------
 
 
