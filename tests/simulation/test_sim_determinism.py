@@ -159,3 +159,28 @@ def test_an_instance_process_serves_its_share_without_loading_pandas_or_pyarrow(
     with open(tmp_path / "gateway-0.result", "rb") as handle:
         result = pickle.load(handle)
     assert len(result.recorder) > 100 and result.table_sums["messages"][0] > 200
+
+
+def test_a_run_whose_last_instance_fails_leaves_none_of_its_instances_rows_in_the_target(tmp_path, scenario):
+    """Instances are merged as each ends, but in one transaction: a failure later undoes the earlier merges."""
+    from vbgateway import Gateway
+    from vbgateway.clock import VirtualClock
+    from vbgateway.errors import DatabaseError
+    from vbgateway.simulation import runner
+    from vbgateway.simulation.instances import CONTROL_TABLES, InstanceSpec, read_rows
+
+    con = runner._connect(tmp_path / "target.duckdb")
+    with Gateway.open(con, clock=VirtualClock(start=scenario.start), providers=runner._quiet_vendors()) as setup:
+        runner._setup_tenants(setup, scenario)
+    control = read_rows(con, CONTROL_TABLES)
+    (tmp_path / "gateway-1.duckdb").write_bytes(b"not a database file")
+    specs = [InstanceSpec(scenario, k, 1, str(tmp_path / f"gateway-{k}.duckdb"), control, 0.01, 1000, False)
+             for k in (0, 1)]
+    seen: list[int] = []
+    with pytest.raises(DatabaseError):  # one process at a time: instance 0 ends (and is merged) before 1 starts
+        runner._run_in_processes_and_merge(specs, 1, tmp_path, lambda _, done: seen.append(done), con)
+    assert max(seen) > 100  # instance 0 served its share
+    assert [con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+            for table in ("sessions", "messages", "usage_events")] == [0, 0, 0]
+    assert con.execute("SELECT count(*) FROM agents").fetchall()[0][0] > 0  # the set-up before the run stays
+    con.close()

@@ -20,7 +20,8 @@ import resource
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,8 @@ from .recorder import RowRecorder
 from .digest import TableSums
 from .scenario import Scenario
 
-__all__ = ["CONTROL_TABLES", "DATA_TABLES", "InstanceSpec", "InstanceResult", "copy_tables", "insert_rows", "read_rows",
-           "run_in_processes", "workers_for"]
+__all__ = ["CONTROL_TABLES", "DATA_TABLES", "InstanceSpec", "InstanceResult", "append_tables", "copy_tables",
+           "insert_rows", "insertion_order_off", "read_rows", "run_in_processes", "workers_for"]
 
 CONTROL_TABLES = ("tenants", "api_keys", "agents")
 DATA_TABLES = ("sessions", "messages", "provider_call_events", "usage_events", "idempotency_records")
@@ -95,38 +96,47 @@ def insert_rows(con: duckdb.DuckDBPyConnection, tables: dict[str, list[tuple[Any
 
 def copy_tables(source: duckdb.DuckDBPyConnection, target: duckdb.DuckDBPyConnection,
                 tables: tuple[str, ...], *, schema: str | None = None) -> None:
-    """Append every row of ``tables`` from ``source`` to ``target``, streaming, in one transaction.
+    """Append every row of ``tables`` from ``source`` to ``target``, streaming, in one transaction."""
+    with insertion_order_off(target):
+        target.execute("BEGIN TRANSACTION")
+        try:
+            append_tables(source, target, tables, schema=schema)
+            target.execute("COMMIT")
+        except Exception:
+            target.execute("ROLLBACK")
+            raise
+
+
+@contextmanager
+def insertion_order_off(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Let DuckDB append rows in no particular order (every reader orders what it reads).
+
+    It then inserts on all its threads, which halves a month's merge.
+    """
+    ordered = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        yield
+    finally:
+        con.execute(f"SET preserve_insertion_order = {'true' if ordered else 'false'}")
+
+
+def append_tables(source: duckdb.DuckDBPyConnection, target: duckdb.DuckDBPyConnection,
+                  tables: tuple[str, ...], *, schema: str | None = None) -> None:
+    """Append every row of ``tables`` from ``source`` to ``target``, streaming, in the caller's transaction.
 
     With ``schema`` the source is a database attached to ``target`` under that name.
-    Rows are appended in no particular order (every reader orders what it reads):
-    DuckDB then inserts on all its threads, which halves a month's merge.
     """
-    ordered = target.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
-    target.execute("SET preserve_insertion_order = false")
-    try:
-        _copy_in_one_transaction(source, target, tables, schema)
-    finally:
-        target.execute(f"SET preserve_insertion_order = {'true' if ordered else 'false'}")
-
-
-def _copy_in_one_transaction(source: duckdb.DuckDBPyConnection,
-                             target: duckdb.DuckDBPyConnection, tables: tuple[str, ...], schema: str | None) -> None:
-    target.execute("BEGIN TRANSACTION")
-    try:
-        for table in tables:
-            if schema is not None:
-                target.execute(f"INSERT INTO {table} SELECT * FROM {schema}.{table}")
-                continue
-            rows = source.sql(f"SELECT * FROM {table}").to_arrow_reader(200_000)
-            target.register("_vb_copy", rows)
-            try:
-                target.execute(f"INSERT INTO {table} SELECT * FROM _vb_copy")
-            finally:
-                target.unregister("_vb_copy")
-        target.execute("COMMIT")
-    except Exception:
-        target.execute("ROLLBACK")
-        raise
+    for table in tables:
+        if schema is not None:
+            target.execute(f"INSERT INTO {table} SELECT * FROM {schema}.{table}")
+            continue
+        rows = source.sql(f"SELECT * FROM {table}").to_arrow_reader(200_000)
+        target.register("_vb_copy", rows)
+        try:
+            target.execute(f"INSERT INTO {table} SELECT * FROM _vb_copy")
+        finally:
+            target.unregister("_vb_copy")
 
 
 def _child(spec_path: str) -> int:
@@ -165,13 +175,15 @@ def _follow(index: int, process: subprocess.Popen[str], events: queue.Queue[tupl
     events.put((index, ""))  # the child closed its output: it is ending
 
 
-def run_in_processes(specs: list[InstanceSpec], workers: int, out_dir: Path,
-                     progress: Progress | None) -> list[InstanceResult]:
+def run_in_processes(specs: list[InstanceSpec], workers: int, out_dir: Path, progress: Progress | None,
+                     finished: Callable[[InstanceSpec], None] | None = None) -> list[InstanceResult]:
     """Run the instances ``workers`` at a time, each in a fresh Python process.
 
     Children are started as plain ``python -c`` processes: unlike
     multiprocessing's spawn, which re-imports the parent's main module, that
     works the same from a script, the CLI, a notebook kernel or standard input.
+    ``finished(spec)`` is called as each instance ends well, while the others
+    may still run (the caller merges its rows meanwhile).
     """
     events: queue.Queue[tuple[int, str]] = queue.Queue()
     waiting, running = list(specs), {}
@@ -202,6 +214,8 @@ def run_in_processes(specs: list[InstanceSpec], workers: int, out_dir: Path,
                 with open(base.with_suffix(".result"), "rb") as handle:
                     results[index] = pickle.load(handle)
                 seen[index] = (results[index].virtual_s, len(results[index].recorder))
+                if finished is not None:
+                    finished(next(spec for spec in specs if spec.index == index))
             if progress is not None:
                 progress(sum(s for s, _ in seen.values()) / len(seen), sum(n for _, n in seen.values()))
     finally:

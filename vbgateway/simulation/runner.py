@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,8 +34,8 @@ from ..reliability import RetryPolicy
 from ..store.schema import migrate
 from ..tenant import TenantClient
 from .digest import DIGEST_TABLES, TableSums, add_sums, digest_of, table_sums
-from .instances import (CONTROL_TABLES, DATA_TABLES, InstanceResult, InstanceSpec, copy_tables, insert_rows, read_rows,
-                        run_in_processes, workers_for)
+from .instances import (CONTROL_TABLES, DATA_TABLES, InstanceResult, InstanceSpec, append_tables, copy_tables,
+                        insert_rows, insertion_order_off, read_rows, run_in_processes, workers_for)
 from .recorder import RowRecorder
 from .scenario import KNOWN_VENDORS, Scenario, load_scenario
 from .workload import _CORPUS, HOUR_S, SessionPlan, Workload
@@ -304,9 +305,7 @@ def simulate(scenario: Scenario | str | Path | dict[str, Any], db: str | Path | 
                                   str(Path(tmp) / f"gateway-{k}.duckdb"), control, commit_window_s, flush_records,
                                   journal) for k in range(scenario.gateways)]
             if count > 1:
-                parts = run_in_processes(specs, count, Path(tmp), progress)
-                for spec in specs:
-                    _merge(spec, None, con)
+                parts = _run_in_processes_and_merge(specs, count, Path(tmp), progress, con)
             else:
                 parts = []
                 for k, spec in enumerate(specs):
@@ -336,6 +335,32 @@ def _one_of(progress: Progress | None, k: int, scenario: Scenario, done_before: 
     return update
 
 
+def _run_in_processes_and_merge(specs: list[InstanceSpec], workers: int, tmp: Path, progress: Progress | None,
+                                target: duckdb.DuckDBPyConnection) -> list[InstanceResult]:
+    """Run the instances in processes; append each one's rows to ``target`` as soon as it ends.
+
+    Instances rarely end together (the cores of a shared machine do not run
+    at the same speed), so the first merge runs while the last instance
+    still works. Merges run one at a time on a helper thread, the only user
+    of ``target`` until they are done, inside one transaction: a run that
+    fails leaves none of its instances' rows behind.
+    """
+    merges: list[Future[None]] = []
+    with insertion_order_off(target):
+        target.execute("BEGIN TRANSACTION")
+        try:
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vbgateway-merge") as merger:  # waits for them
+                parts = run_in_processes(specs, workers, tmp, progress,
+                                         lambda spec: merges.append(merger.submit(_append_instance, spec, target)))
+            for merge in merges:
+                merge.result()  # a failed merge fails the run
+            target.execute("COMMIT")
+        except BaseException:
+            target.execute("ROLLBACK")
+            raise
+    return parts
+
+
 def _run_and_merge(spec: InstanceSpec, target: duckdb.DuckDBPyConnection, progress: Progress | None) -> InstanceResult:
     memory = duckdb.connect(":memory:") if spec.db is None else None
     try:
@@ -352,9 +377,22 @@ def _merge(spec: InstanceSpec, memory: duckdb.DuckDBPyConnection | None, target:
     if memory is not None:
         copy_tables(memory, target, DATA_TABLES)
         return
+    with _attached(spec, target) as schema:
+        copy_tables(target, target, DATA_TABLES, schema=schema)
+
+
+def _append_instance(spec: InstanceSpec, target: duckdb.DuckDBPyConnection) -> None:
+    """Append an instance's file's rows to the target, inside the caller's transaction."""
+    with _attached(spec, target) as schema:
+        append_tables(target, target, DATA_TABLES, schema=schema)
+
+
+@contextmanager
+def _attached(spec: InstanceSpec, target: duckdb.DuckDBPyConnection) -> Iterator[str]:
+    """The instance's database file, attached read-only to ``target``; yields its schema name."""
     target.execute("ATTACH ? AS vb_instance (READ_ONLY)", [str(spec.db)])
     try:
-        copy_tables(target, target, DATA_TABLES, schema="vb_instance")
+        yield "vb_instance"
     finally:
         target.execute("DETACH vb_instance")
 
