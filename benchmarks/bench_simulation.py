@@ -15,7 +15,7 @@ the month holds the requested number of messages. It runs in a child
 process so peak memory is the run's own. The scenario's two gateway
 instances run in a process each on a machine with two or more cores
 (``workers``); the result is identical to running them one after another.
-Usage: python benchmarks/bench_simulation.py [--quick] [--messages N]
+Usage: python benchmarks/bench_simulation.py [--quick] [--messages N] [--one-instance DAYS]
 """
 
 from __future__ import annotations
@@ -63,14 +63,45 @@ def child(messages: int, workdir: Path) -> dict[str, float]:
             "db_mb": round((workdir / "bench.duckdb").stat().st_size / 1e6, 1)}
 
 
+def one_instance(days: float, workdir: Path) -> dict[str, float]:
+    """Instance 0 of the month's first ``days``, in this process: the CPU one instance spends per message.
+
+    For profilers that follow one process (py-spy, ``valgrind --tool=callgrind``):
+    run it for two lengths and divide the difference by the difference in messages.
+    """
+    from vbgateway import Gateway
+    from vbgateway.clock import VirtualClock
+    from vbgateway.simulation import runner
+    from vbgateway.simulation.instances import CONTROL_TABLES, InstanceSpec, read_rows
+
+    scenario = month(1_000_000).model_copy(update={"duration": timedelta(days=days)})
+    target = runner._connect(workdir / "target.duckdb")
+    with Gateway.open(target, clock=VirtualClock(start=scenario.start), providers=runner._quiet_vendors()) as setup:
+        runner._setup_tenants(setup, scenario)
+    control = read_rows(target, CONTROL_TABLES)
+    target.close()
+    spec = InstanceSpec(scenario, 0, 1, str(workdir / "gateway-0.duckdb"), control, runner.DEFAULT_COMMIT_WINDOW_S,
+                        runner.DEFAULT_FLUSH_RECORDS, False)
+    started = time.process_time()
+    messages = len(runner.run_instance(spec, None, duckdb_threads=1).recorder)
+    cpu = time.process_time() - started
+    return {"messages": messages, "cpu_s": round(cpu, 2), "cpu_us_per_msg": round(cpu / max(messages, 1) * 1e6, 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="about 100,000 messages instead of 1,000,000")
     parser.add_argument("--messages", type=int, default=None)
+    parser.add_argument("--one-instance", type=float, metavar="DAYS",
+                        help="only instance 0 of the month's first DAYS days, in this process (for profilers)")
     parser.add_argument("--child", nargs=2, metavar=("MESSAGES", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(int(args.child[0]), Path(args.child[1]))))
+        return
+    if args.one_instance is not None:
+        with tempfile.TemporaryDirectory(prefix="vb-simbench-") as tmp:
+            print(json.dumps(one_instance(args.one_instance, Path(tmp))))
         return
     messages = args.messages or (100_000 if args.quick else 1_000_000)
     with tempfile.TemporaryDirectory(prefix="vb-simbench-") as tmp:
