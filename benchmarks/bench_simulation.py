@@ -69,19 +69,15 @@ def one_instance(days: float, workdir: Path) -> dict[str, float]:
     For profilers that follow one process (py-spy, ``valgrind --tool=callgrind``):
     run it for two lengths and divide the difference by the difference in messages.
     """
-    from vbgateway import Gateway
-    from vbgateway.clock import VirtualClock
     from vbgateway.simulation import runner
-    from vbgateway.simulation.instances import CONTROL_TABLES, InstanceSpec, read_rows
+    from vbgateway.simulation.instances import InstanceSpec
 
     scenario = month(1_000_000).model_copy(update={"duration": timedelta(days=days)})
     target = runner._connect(workdir / "target.duckdb")
-    with Gateway.open(target, clock=VirtualClock(start=scenario.start), providers=runner._quiet_vendors()) as setup:
-        runner._setup_tenants(setup, scenario)
-    control = read_rows(target, CONTROL_TABLES)
+    run_number, _, control = runner.prepare_target(target, scenario)
     target.close()
-    spec = InstanceSpec(scenario, 0, 1, str(workdir / "gateway-0.duckdb"), control, runner.DEFAULT_COMMIT_WINDOW_S,
-                        runner.DEFAULT_FLUSH_RECORDS, False)
+    spec = InstanceSpec(scenario, 0, run_number, str(workdir / "gateway-0.duckdb"), control,
+                        runner.DEFAULT_COMMIT_WINDOW_S, runner.DEFAULT_FLUSH_RECORDS, False)
     started = time.process_time()
     messages = len(runner.run_instance(spec, None, duckdb_threads=1).recorder)
     cpu = time.process_time() - started

@@ -138,17 +138,13 @@ def test_an_instance_process_serves_its_share_without_loading_pandas_or_pyarrow(
     import subprocess
     import sys
 
-    from vbgateway import Gateway
-    from vbgateway.clock import VirtualClock
     from vbgateway.simulation import runner
-    from vbgateway.simulation.instances import CONTROL_TABLES, InstanceSpec, read_rows
+    from vbgateway.simulation.instances import InstanceSpec
 
     con = runner._connect(tmp_path / "target.duckdb")
-    with Gateway.open(con, clock=VirtualClock(start=scenario.start), providers=runner._quiet_vendors()) as setup:
-        runner._setup_tenants(setup, scenario)
-    control = read_rows(con, CONTROL_TABLES)
+    run_number, _, control = runner.prepare_target(con, scenario)
     con.close()
-    spec = InstanceSpec(scenario, 0, 1, str(tmp_path / "gateway-0.duckdb"), control, 0.01, 1000, False)
+    spec = InstanceSpec(scenario, 0, run_number, str(tmp_path / "gateway-0.duckdb"), control, 0.01, 1000, False)
     spec_path = tmp_path / "gateway-0.spec"
     spec_path.write_bytes(pickle.dumps(spec))
     code = ("import sys; from vbgateway.simulation.instances import _child; code = _child(sys.argv[1]); "
@@ -163,18 +159,14 @@ def test_an_instance_process_serves_its_share_without_loading_pandas_or_pyarrow(
 
 def test_a_run_whose_last_instance_fails_leaves_none_of_its_instances_rows_in_the_target(tmp_path, scenario):
     """Instances are merged as each ends, but in one transaction: a failure later undoes the earlier merges."""
-    from vbgateway import Gateway
-    from vbgateway.clock import VirtualClock
     from vbgateway.errors import DatabaseError
     from vbgateway.simulation import runner
-    from vbgateway.simulation.instances import CONTROL_TABLES, InstanceSpec, read_rows
+    from vbgateway.simulation.instances import InstanceSpec
 
     con = runner._connect(tmp_path / "target.duckdb")
-    with Gateway.open(con, clock=VirtualClock(start=scenario.start), providers=runner._quiet_vendors()) as setup:
-        runner._setup_tenants(setup, scenario)
-    control = read_rows(con, CONTROL_TABLES)
+    run_number, _, control = runner.prepare_target(con, scenario)
     (tmp_path / "gateway-1.duckdb").write_bytes(b"not a database file")
-    specs = [InstanceSpec(scenario, k, 1, str(tmp_path / f"gateway-{k}.duckdb"), control, 0.01, 1000, False)
+    specs = [InstanceSpec(scenario, k, run_number, str(tmp_path / f"gateway-{k}.duckdb"), control, 0.01, 1000, False)
              for k in (0, 1)]
     seen: list[int] = []
     with pytest.raises(DatabaseError):  # one process at a time: instance 0 ends (and is merged) before 1 starts

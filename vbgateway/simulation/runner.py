@@ -292,12 +292,7 @@ def simulate(scenario: Scenario | str | Path | dict[str, Any], db: str | Path | 
     started = SystemClock().monotonic()
     con = _connect(db)
     try:
-        with Gateway.open(con, clock=VirtualClock(start=scenario.start), prices=scenario.prices,
-                          providers=_quiet_vendors(), seed=f"{scenario.seed}/setup") as setup:
-            _setup_tenants(setup, scenario)
-            run_number = setup.store.open_count
-            before = table_sums(setup, DATA_TABLES)  # rows of earlier runs: the instances add theirs
-        control = read_rows(con, CONTROL_TABLES)
+        run_number, before, control = prepare_target(con, scenario)
         count = workers_for(scenario, workers)
         folder = Path(db).parent if isinstance(db, (str, Path)) and str(db) != ":memory:" else None
         with tempfile.TemporaryDirectory(prefix=".vbgateway-sim-", dir=folder) as tmp:
@@ -316,6 +311,23 @@ def simulate(scenario: Scenario | str | Path | dict[str, Any], db: str | Path | 
         if not isinstance(db, duckdb.DuckDBPyConnection):
             con.close()
         raise
+
+
+def prepare_target(con: duckdb.DuckDBPyConnection, scenario: Scenario
+                   ) -> tuple[int, TableSums, dict[str, list[tuple[Any, ...]]]]:
+    """Create (or find by name) the scenario's tenants and agents in the target database.
+
+    Returns what the instances start from: the run's number (how many times
+    the database was opened, which keeps keys of repeated runs apart), the
+    sums of the rows earlier runs left (the instances add theirs), and the
+    tenants, keys and agents as plain rows for every instance to copy.
+    """
+    with Gateway.open(con, clock=VirtualClock(start=scenario.start), prices=scenario.prices,
+                      providers=_quiet_vendors(), seed=f"{scenario.seed}/setup") as setup:
+        _setup_tenants(setup, scenario)
+        run_number = setup.store.open_count
+        before = table_sums(setup, DATA_TABLES)
+    return run_number, before, read_rows(con, CONTROL_TABLES)
 
 
 def _quiet_vendors() -> dict[str, Provider]:
