@@ -91,7 +91,7 @@ def simulate_history(db: str | Path, say: Callable[[str], None] = print, *, days
     def progress(done_s: float, messages: int) -> None:
         bar.n = min(days * 24, int(done_s // 3600))
         bar.set_postfix_str(f"{messages:,} messages", refresh=False)
-        bar.refresh()
+        bar.update(0)  # redrawn at most every tqdm mininterval: refresh() would draw every call (a log line each)
 
     try:
         result = simulate_demo_month(db, days=days, progress=progress)

@@ -26,7 +26,7 @@ def _bar(total_s: float, quiet: bool):  # type: ignore[no-untyped-def]
     def update(done_s: float, messages: int) -> None:
         bar.n = round(min(done_s, total_s) / 3600, 2)
         bar.set_postfix_str(f"{messages:,} messages", refresh=False)
-        bar.refresh()
+        bar.update(0)  # redrawn at most every tqdm mininterval: refresh() would draw every call (a log line each)
 
     return update, bar
 
