@@ -67,8 +67,8 @@ def digest_of(sums: TableSums) -> str:
 def table_digest(gw: Gateway) -> str:
     """SHA-256 over every row of the data tables.
 
-    Each row's text is hashed (MD5, stable across DuckDB versions) and the
-    hashes are summed per table: the sum does not depend on row order and
+    Each row's values, as text in column order, are hashed (MD5, stable
+    across DuckDB versions) and the hashes are summed per table: the sum does not depend on row order and
     streams in constant memory, where sorting and concatenating a month of
     rows would cost gigabytes.
     """
