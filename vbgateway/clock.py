@@ -29,6 +29,8 @@ from .virtual_loop import VirtualLoop, wake
 
 __all__ = ["Clock", "SystemClock", "VirtualClock", "real_deadline", "real_time_left", "utc", "wait_real"]
 
+_MICROSECOND = timedelta(microseconds=1)
+
 T = TypeVar("T")
 
 
@@ -96,10 +98,10 @@ class _Deadline:
         self._expired = False
 
     async def __aenter__(self) -> None:
-        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
         if task is None:
             raise RuntimeError("a deadline must be used inside a task")
-        loop = asyncio.get_running_loop()
         self._task, self._cancelling = task, task.cancelling()
         self._handle = loop.call_at(loop.time() + self._seconds, self._expire)
 
@@ -160,7 +162,7 @@ class VirtualClock(Clock):
         elapsed, value = self._now
         if elapsed != self._elapsed:
             elapsed = self._elapsed
-            value = self.start + timedelta(microseconds=round(elapsed * 1_000_000))
+            value = self.start + _MICROSECOND * round(elapsed * 1_000_000)  # half the cost of timedelta(microseconds=)
             self._now = (elapsed, value)
         return value
 

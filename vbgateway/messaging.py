@@ -279,7 +279,8 @@ class MessageSender:
         gw = self._gw
         response, provider = result.response, result.provider_used
         assert response is not None and provider is not None
-        fallback_attempted = result.fallback if any(a.provider == result.fallback for a in result.attempts) else None
+        fallback = result.fallback
+        fallback_attempted = fallback if fallback is not None and any(a.provider == fallback for a in result.attempts) else None
         return Reply.model_validate({
             "message": {"id": IdFactory.derived("msg", request_id, REPLY_MESSAGE_INDEX), "session_id": session_id, "role": "assistant",
                         "content": response.text, "created_at": gw.clock.now()},

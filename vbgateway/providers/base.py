@@ -46,7 +46,7 @@ class ProviderRequest:
     request_id: str = ""
 
     def input_chars(self) -> int:
-        return len(self.system_prompt) + sum(len(turn.content) for turn in self.messages)
+        return len(self.system_prompt) + sum([len(turn.content) for turn in self.messages])
 
 
 @dataclass(frozen=True, slots=True)

@@ -124,4 +124,4 @@ def _reply_text(request: ProviderRequest, template: tuple[int, int, int]) -> str
     last = request.messages[-1].content if request.messages else ""
     if "invoice" in last.lower() and "InvoiceLookup" in request.enabled_tools:
         body = "I checked with InvoiceLookup: your latest invoice is paid in full and a copy is in your inbox."
-    return " ".join(part for part in (opener, body, closer) if part)
+    return " ".join([part for part in (opener, body, closer) if part])

@@ -173,7 +173,7 @@ def _calls(outcome: Reply | AllProvidersFailedError, primary: str) -> tuple[int,
         providers = [a.provider for a in outcome.metadata.attempts]
     else:
         providers = [a["provider"] for a in outcome.details.get("attempts", ())]
-    return len(providers), sum(1 for p in providers if p == primary)
+    return len(providers), providers.count(primary)
 
 
 async def _message(run: _Run, tenant: _Tenant, plan: SessionPlan, session_id: str, message: tuple[Any, ...]) -> None:

@@ -64,9 +64,12 @@ WATCH_S = 0.05  # how often a writer looks for readers asking for the file
 
 def _keys(record: JournalRecord) -> tuple[tuple[str, ...], tuple[tuple[tuple[str, str], tuple[str, str]], ...]]:
     """The sessions a record touches and the idempotency entries it adds: what reads must know is pending."""
-    sessions = [row[0] for row in record.get("sessions", ())]
-    sessions += [row[2] for table in ("messages", "provider_call_events") for row in record.get(table, ())]
-    entries = tuple(((row[0], row[1]), (row[2], row[4])) for row in record.get("idempotency_records", ()))
+    get = record.get  # once per committed record: list comprehensions, no generators
+    sessions = [row[0] for row in get("sessions", ())]
+    sessions += [row[2] for row in get("messages", ())]
+    sessions += [row[2] for row in get("provider_call_events", ())]
+    idempotency = get("idempotency_records")
+    entries = tuple([((row[0], row[1]), (row[2], row[4])) for row in idempotency]) if idempotency else ()
     return tuple(set(sessions)), entries
 
 
