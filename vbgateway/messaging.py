@@ -280,7 +280,8 @@ class MessageSender:
         response, provider = result.response, result.provider_used
         assert response is not None and provider is not None
         fallback = result.fallback
-        fallback_attempted = fallback if fallback is not None and any(a.provider == fallback for a in result.attempts) else None
+        attempted = fallback is not None and any(a.provider == fallback for a in result.attempts)
+        fallback_attempted = fallback if attempted else None
         return Reply.model_validate({
             "message": {"id": IdFactory.derived("msg", request_id, REPLY_MESSAGE_INDEX), "session_id": session_id, "role": "assistant",
                         "content": response.text, "created_at": gw.clock.now()},
