@@ -157,8 +157,12 @@ def test_an_instance_process_serves_its_share_without_loading_pandas_or_pyarrow(
     assert len(result.recorder) > 100 and result.table_sums["messages"][0] > 200
 
 
-def test_a_run_whose_last_instance_fails_leaves_none_of_its_instances_rows_in_the_target(tmp_path, scenario):
-    """Instances are merged as each ends, but in one transaction: a failure later undoes the earlier merges."""
+@pytest.mark.parametrize("where", ["processes", "here"])
+def test_a_run_whose_last_instance_fails_leaves_none_of_its_instances_rows_in_the_target(tmp_path, scenario, where):
+    """Instances are merged as each ends, but in one transaction: a failure later undoes the earlier merges.
+
+    Both ways of running them: in processes (one at a time) and one after another in this process.
+    """
     from vbgateway.errors import DatabaseError
     from vbgateway.simulation import runner
     from vbgateway.simulation.instances import InstanceSpec
@@ -169,8 +173,11 @@ def test_a_run_whose_last_instance_fails_leaves_none_of_its_instances_rows_in_th
     specs = [InstanceSpec(scenario, k, run_number, str(tmp_path / f"gateway-{k}.duckdb"), control, 0.01, 1000, False)
              for k in (0, 1)]
     seen: list[int] = []
-    with pytest.raises(DatabaseError):  # one process at a time: instance 0 ends (and is merged) before 1 starts
-        runner._run_in_processes_and_merge(specs, 1, tmp_path, lambda _, done: seen.append(done), con)
+    with pytest.raises(DatabaseError):  # one at a time: instance 0 ends (and is merged) before 1 starts
+        if where == "processes":
+            runner._run_in_processes_and_merge(specs, 1, tmp_path, lambda _, done: seen.append(done), con)
+        else:
+            runner._run_here_and_merge(specs, lambda _, done: seen.append(done), con)
     assert max(seen) > 100  # instance 0 served its share
     assert [con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
             for table in ("sessions", "messages", "usage_events")] == [0, 0, 0]

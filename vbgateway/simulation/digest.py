@@ -68,8 +68,8 @@ def table_digest(gw: Gateway) -> str:
     """SHA-256 over every row of the data tables.
 
     Each row's values, as text in column order, are hashed (MD5, stable
-    across DuckDB versions) and the hashes are summed per table: the sum does not depend on row order and
-    streams in constant memory, where sorting and concatenating a month of
-    rows would cost gigabytes.
+    across DuckDB versions) and the hashes are summed per table: the sum
+    does not depend on row order and streams in constant memory, where
+    sorting and concatenating a month of rows would cost gigabytes.
     """
     return digest_of(table_sums(gw))

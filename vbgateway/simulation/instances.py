@@ -33,8 +33,8 @@ from .recorder import RowRecorder
 from .digest import TableSums
 from .scenario import Scenario
 
-__all__ = ["CONTROL_TABLES", "DATA_TABLES", "InstanceSpec", "InstanceResult", "append_tables", "copy_tables",
-           "insert_rows", "insertion_order_off", "read_rows", "run_in_processes", "workers_for"]
+__all__ = ["CONTROL_TABLES", "DATA_TABLES", "InstanceSpec", "InstanceResult", "append_tables", "insert_rows",
+           "insertion_order_off", "read_rows", "run_in_processes", "workers_for"]
 
 CONTROL_TABLES = ("tenants", "api_keys", "agents")
 DATA_TABLES = ("sessions", "messages", "provider_call_events", "usage_events", "idempotency_records")
@@ -92,19 +92,6 @@ def insert_rows(con: duckdb.DuckDBPyConnection, tables: dict[str, list[tuple[Any
     except Exception:
         con.execute("ROLLBACK")
         raise
-
-
-def copy_tables(source: duckdb.DuckDBPyConnection, target: duckdb.DuckDBPyConnection,
-                tables: tuple[str, ...], *, schema: str | None = None) -> None:
-    """Append every row of ``tables`` from ``source`` to ``target``, streaming, in one transaction."""
-    with insertion_order_off(target):
-        target.execute("BEGIN TRANSACTION")
-        try:
-            append_tables(source, target, tables, schema=schema)
-            target.execute("COMMIT")
-        except Exception:
-            target.execute("ROLLBACK")
-            raise
 
 
 @contextmanager

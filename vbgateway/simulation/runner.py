@@ -34,7 +34,7 @@ from ..reliability import RetryPolicy
 from ..store.schema import migrate
 from ..tenant import TenantClient
 from .digest import DIGEST_TABLES, TableSums, add_sums, digest_of, table_sums
-from .instances import (CONTROL_TABLES, DATA_TABLES, InstanceResult, InstanceSpec, append_tables, copy_tables,
+from .instances import (CONTROL_TABLES, DATA_TABLES, InstanceResult, InstanceSpec, append_tables,
                         insert_rows, insertion_order_off, read_rows, run_in_processes, workers_for)
 from .recorder import RowRecorder
 from .scenario import KNOWN_VENDORS, Scenario, load_scenario
@@ -302,10 +302,7 @@ def simulate(scenario: Scenario | str | Path | dict[str, Any], db: str | Path | 
             if count > 1:
                 parts = _run_in_processes_and_merge(specs, count, Path(tmp), progress, con)
             else:
-                parts = []
-                for k, spec in enumerate(specs):
-                    done = sum(len(part.recorder) for part in parts)
-                    parts.append(_run_and_merge(spec, con, _one_of(progress, k, scenario, done)))
+                parts = _run_here_and_merge(specs, progress, con)
         return _result(scenario, db, con, parts, before, started, keep_open)
     except BaseException:
         if not isinstance(db, duckdb.DuckDBPyConnection):
@@ -347,6 +344,22 @@ def _one_of(progress: Progress | None, k: int, scenario: Scenario, done_before: 
     return update
 
 
+@contextmanager
+def _all_or_nothing(target: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """One transaction on ``target`` for every instance's rows: a run that fails leaves none of them behind.
+
+    Rows go in unordered, so that DuckDB appends them on all its threads.
+    """
+    with insertion_order_off(target):
+        target.execute("BEGIN TRANSACTION")
+        try:
+            yield
+            target.execute("COMMIT")
+        except BaseException:
+            target.execute("ROLLBACK")
+            raise
+
+
 def _run_in_processes_and_merge(specs: list[InstanceSpec], workers: int, tmp: Path, progress: Progress | None,
                                 target: duckdb.DuckDBPyConnection) -> list[InstanceResult]:
     """Run the instances in processes; append each one's rows to ``target`` as soon as it ends.
@@ -354,43 +367,43 @@ def _run_in_processes_and_merge(specs: list[InstanceSpec], workers: int, tmp: Pa
     Instances rarely end together (the cores of a shared machine do not run
     at the same speed), so the first merge runs while the last instance
     still works. Merges run one at a time on a helper thread, the only user
-    of ``target`` until they are done, inside one transaction: a run that
-    fails leaves none of its instances' rows behind.
+    of ``target`` until they are done.
     """
     merges: list[Future[None]] = []
-    with insertion_order_off(target):
-        target.execute("BEGIN TRANSACTION")
-        try:
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vbgateway-merge") as merger:  # waits for them
-                parts = run_in_processes(specs, workers, tmp, progress,
-                                         lambda spec: merges.append(merger.submit(_append_instance, spec, target)))
-            for merge in merges:
-                merge.result()  # a failed merge fails the run
-            target.execute("COMMIT")
-        except BaseException:
-            target.execute("ROLLBACK")
-            raise
+    with _all_or_nothing(target):
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vbgateway-merge") as merger:  # waits for them
+            parts = run_in_processes(specs, workers, tmp, progress,
+                                     lambda spec: merges.append(merger.submit(_append_instance, spec, target)))
+        for merge in merges:
+            merge.result()  # a failed merge fails the run
     return parts
 
 
-def _run_and_merge(spec: InstanceSpec, target: duckdb.DuckDBPyConnection, progress: Progress | None) -> InstanceResult:
+def _run_here_and_merge(specs: list[InstanceSpec], progress: Progress | None,
+                        target: duckdb.DuckDBPyConnection) -> list[InstanceResult]:
+    """Run the instances one after another in this process, appending each one's rows as it ends."""
+    parts: list[InstanceResult] = []
+    with _all_or_nothing(target):
+        for spec in specs:
+            done = sum(len(part.recorder) for part in parts)
+            parts.append(_run_and_append(spec, target, _one_of(progress, spec.index, spec.scenario, done)))
+    return parts
+
+
+def _run_and_append(spec: InstanceSpec, target: duckdb.DuckDBPyConnection,
+                    progress: Progress | None) -> InstanceResult:
+    """One instance, on an in-memory database unless it has a file, then its rows appended to ``target``."""
     memory = duckdb.connect(":memory:") if spec.db is None else None
     try:
         result = run_instance(spec, progress, memory)
-        _merge(spec, memory, target)
+        if memory is not None:
+            append_tables(memory, target, DATA_TABLES)
+        else:
+            _append_instance(spec, target)
     finally:
         if memory is not None:
             memory.close()
     return result
-
-
-def _merge(spec: InstanceSpec, memory: duckdb.DuckDBPyConnection | None, target: duckdb.DuckDBPyConnection) -> None:
-    """Append an instance's rows to the target database (a file is attached: DuckDB streams it in itself)."""
-    if memory is not None:
-        copy_tables(memory, target, DATA_TABLES)
-        return
-    with _attached(spec, target) as schema:
-        copy_tables(target, target, DATA_TABLES, schema=schema)
 
 
 def _append_instance(spec: InstanceSpec, target: duckdb.DuckDBPyConnection) -> None:
