@@ -119,15 +119,17 @@ def test_the_digest_put_together_from_the_instances_is_the_digest_of_the_merged_
         assert table_digest(gw) == second.database_digest
 
 
-@pytest.mark.parametrize("ordered", [True, False])
-def test_merging_leaves_the_callers_insertion_order_setting_as_it_was(scenario, ordered):
-    """The merge inserts unordered (on all threads); a connection handed in keeps its own setting."""
+@pytest.mark.parametrize("ordered, vacuum_tasks", [(True, 100), (False, 7)])
+def test_merging_leaves_the_callers_duckdb_settings_as_they_were(scenario, ordered, vacuum_tasks):
+    """The merge inserts unordered and without vacuum; a connection handed in keeps its own settings."""
     import duckdb
 
     con = duckdb.connect(":memory:")
     con.execute(f"SET preserve_insertion_order = {str(ordered).lower()}")
+    con.execute(f"SET max_vacuum_tasks = {vacuum_tasks}")
     result = simulate(scenario, con)
-    assert con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0] is ordered
+    settings = con.execute("SELECT current_setting('preserve_insertion_order'), current_setting('max_vacuum_tasks')")
+    assert settings.fetchall()[0] == (ordered, vacuum_tasks)
     assert con.execute("SELECT count(*) FROM messages").fetchall()[0][0] == 2 * int((result.rows.outcome == "ok").sum())
     con.close()
 

@@ -20,8 +20,7 @@ import resource
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from .digest import TableSums
 from .scenario import Scenario
 
 __all__ = ["CONTROL_TABLES", "DATA_TABLES", "InstanceSpec", "InstanceResult", "append_tables", "insert_rows",
-           "insertion_order_off", "read_rows", "run_in_processes", "workers_for"]
+           "read_rows", "run_in_processes", "workers_for"]
 
 CONTROL_TABLES = ("tenants", "api_keys", "agents")
 DATA_TABLES = ("sessions", "messages", "provider_call_events", "usage_events", "idempotency_records")
@@ -92,20 +91,6 @@ def insert_rows(con: duckdb.DuckDBPyConnection, tables: dict[str, list[tuple[Any
     except Exception:
         con.execute("ROLLBACK")
         raise
-
-
-@contextmanager
-def insertion_order_off(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """Let DuckDB append rows in no particular order (every reader orders what it reads).
-
-    It then inserts on all its threads, which halves a month's merge.
-    """
-    ordered = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
-    con.execute("SET preserve_insertion_order = false")
-    try:
-        yield
-    finally:
-        con.execute(f"SET preserve_insertion_order = {'true' if ordered else 'false'}")
 
 
 def append_tables(source: duckdb.DuckDBPyConnection, target: duckdb.DuckDBPyConnection,

@@ -32,10 +32,11 @@ from ..providers import Provider, ProviderRequest, ProviderResponse, VendorA, Ve
 from ..providers.simulated import SimulatedVendor
 from ..reliability import RetryPolicy
 from ..store.schema import migrate
+from ..store.settings import temporarily
 from ..tenant import TenantClient
 from .digest import DIGEST_TABLES, TableSums, add_sums, digest_of, table_sums
 from .instances import (CONTROL_TABLES, DATA_TABLES, InstanceResult, InstanceSpec, append_tables,
-                        insert_rows, insertion_order_off, read_rows, run_in_processes, workers_for)
+                        insert_rows, read_rows, run_in_processes, workers_for)
 from .recorder import RowRecorder
 from .scenario import KNOWN_VENDORS, Scenario, load_scenario
 from .workload import _CORPUS, HOUR_S, SessionPlan, Workload
@@ -47,12 +48,13 @@ __all__ = ["DEFAULT_COMMIT_WINDOW_S", "DEFAULT_FLUSH_RECORDS", "Progress", "simu
 
 DEFAULT_COMMIT_WINDOW_S = 0.01  # virtual seconds replies wait to share one fsync (journal=True; else no wait)
 SIM_DUCKDB_MEMORY = "100MB"  # DuckDB's cache for each database file a simulation writes (more is not faster)
-# An instance's database is scratch: its rows are appended to the target when it ends. DuckDB's
-# checkpoints compact (vacuum) partly filled row groups, and every batch leaves some, so each
-# checkpoint rewrote more of the file as it grew: 0.3 s early in a month, 2.7 s at its end, 22 s
-# of CPU in all for one instance of the benchmark month. Without it a checkpoint takes 0.1-0.3 s
-# and the target, which people query, still gets whole row groups from the append.
-SCRATCH_VACUUM = "max_vacuum_tasks = 0"
+# No vacuum while a simulation writes. DuckDB's checkpoints compact (vacuum) partly filled row
+# groups; every batch leaves some, and the same ones were rewritten again and again, more of them
+# as a file grew. One instance of the benchmark month spent 22 s in checkpoints (0.3 s each early
+# in the month, 2.7 s at its end; 6 s in all without vacuum), and the target's checkpoint after the
+# merge took 1.7 s instead of 0.3 s and left 12% of its file as freed blocks. Nothing here deletes
+# rows, so there is nothing else for vacuum to reclaim.
+NO_VACUUM = {"max_vacuum_tasks": 0}
 DEFAULT_FLUSH_RECORDS = 20_000  # replies applied to DuckDB per batch: a pending reply is its JSON (~1 KB)
 Progress = Callable[[float, int], None]  # (simulated seconds done, messages done)
 _VENDOR_CLASSES: dict[str, type[SimulatedVendor]] = {"vendorA": VendorA, "vendorB": VendorB}
@@ -354,9 +356,12 @@ def _one_of(progress: Progress | None, k: int, scenario: Scenario, done_before: 
 def _all_or_nothing(target: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """One transaction on ``target`` for every instance's rows: a run that fails leaves none of them behind.
 
-    Rows go in unordered, so that DuckDB appends them on all its threads.
+    Rows go in unordered, so that DuckDB appends them on all its threads
+    (which halves a month's merge), and the checkpoint that writes them out
+    runs here, without vacuum (``NO_VACUUM``). The caller's own settings come
+    back afterwards.
     """
-    with insertion_order_off(target):
+    with temporarily(target, preserve_insertion_order=False, **NO_VACUUM):
         target.execute("BEGIN TRANSACTION")
         try:
             yield
@@ -364,6 +369,7 @@ def _all_or_nothing(target: duckdb.DuckDBPyConnection) -> Iterator[None]:
         except BaseException:
             target.execute("ROLLBACK")
             raise
+        target.execute("CHECKPOINT")
 
 
 def _run_in_processes_and_merge(specs: list[InstanceSpec], workers: int, tmp: Path, progress: Progress | None,
@@ -446,7 +452,8 @@ def run_instance(spec: InstanceSpec, progress: Progress | None = None,
     con = connection if connection is not None else _connect(spec.db)
     if duckdb_threads is not None:
         con.execute(f"SET threads = {int(duckdb_threads)}")
-    con.execute(f"SET {SCRATCH_VACUUM}")
+    for name, value in NO_VACUUM.items():  # the instance's database is ours alone: nothing to restore
+        con.execute(f"SET {name} = {value}")
     migrate(con, scenario.start)  # then the tenants and agents every instance shares
     insert_rows(con, spec.control)
     if spec.journal and connection is None:  # the production write path: the store opens the file itself

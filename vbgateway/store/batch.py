@@ -22,8 +22,6 @@ import json
 import os
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 import duckdb
@@ -32,7 +30,7 @@ import orjson
 from .journal import JournalRecord
 
 __all__ = ["APPLY_NICE", "JOURNALED_COLUMNS", "SESSION_ACTIVITY", "apply_batch", "lower_thread_priority", "make_plain",
-           "payload_of", "single_threaded"]
+           "payload_of"]
 
 _TS = "TIMESTAMPTZ"
 _STR = "VARCHAR"
@@ -165,14 +163,3 @@ def lower_thread_priority() -> None:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), APPLY_NICE)
         except OSError:  # not allowed here: run at normal priority
             pass
-
-
-@contextmanager
-def single_threaded(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """DuckDB working on the calling thread alone (so at its priority), its thread count restored after."""
-    threads = con.execute("SELECT current_setting('threads')").fetchone()[0]  # type: ignore[index]
-    con.execute("SET threads = 1")
-    try:
-        yield
-    finally:
-        con.execute(f"SET threads = {int(threads)}")

@@ -34,12 +34,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import duckdb
 
 from ..errors import DatabaseBusyError, DatabaseError, InternalError, ValidationError
-from .batch import apply_batch, lower_thread_priority, make_plain, payload_of, single_threaded
+from .batch import apply_batch, lower_thread_priority, make_plain, payload_of
 from .handoff import ReaderLease, WriterLease
 from .keyfilter import KEY_HASH_SQL, KeyFilter
 from .journal import Journal, JournalLockedError, JournalRecord, last_committed_seq
 from .queries import RecordQueries
 from .schema import MIGRATIONS, migrate, schema_version
+from .settings import temporarily
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -450,7 +451,7 @@ class Store(RecordQueries):
         try:
             with self._lock:
                 if not self._lent and self._con is not None:
-                    with single_threaded(self._con):
+                    with temporarily(self._con, threads=1):  # DuckDB on this thread alone, at its priority
                         self._apply_pending()
         except Exception:
             _log.exception("applying %d journal records to DuckDB failed; will retry", self.pending_records)

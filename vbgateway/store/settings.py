@@ -1,0 +1,42 @@
+"""DuckDB settings changed for one piece of work, then put back as they were.
+
+DuckDB's settings belong to the whole database, not to a cursor, and a
+connection may be the caller's own (a notebook's, a test's): whatever we
+change for a merge or a background apply must be restored afterwards, even
+when the work fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import duckdb
+
+__all__ = ["temporarily"]
+
+
+def _sql_value(value: bool | int | str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+@contextmanager
+def temporarily(con: duckdb.DuckDBPyConnection, **settings: bool | int | str) -> Iterator[None]:
+    """Apply ``settings`` (name = value) on ``con`` for the block, then restore each one's previous value.
+
+    A value comes back as DuckDB reports it: exactly for numbers, flags and
+    names; a memory size only to the precision DuckDB shows it with.
+    """
+    names = list(settings)
+    before = con.execute(f"SELECT {', '.join('current_setting(?)' for _ in names)}", names).fetchall()[0]
+    for name, value in settings.items():
+        con.execute(f"SET {name} = {_sql_value(value)}")
+    try:
+        yield
+    finally:
+        for name, value in zip(names, before):
+            con.execute(f"SET {name} = {_sql_value(value)}")
