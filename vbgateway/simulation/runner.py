@@ -48,12 +48,14 @@ __all__ = ["DEFAULT_COMMIT_WINDOW_S", "DEFAULT_FLUSH_RECORDS", "Progress", "simu
 
 DEFAULT_COMMIT_WINDOW_S = 0.01  # virtual seconds replies wait to share one fsync (journal=True; else no wait)
 SIM_DUCKDB_MEMORY = "100MB"  # DuckDB's cache for each database file a simulation writes (more is not faster)
-# No vacuum while a simulation writes. DuckDB's checkpoints compact (vacuum) partly filled row
-# groups; every batch leaves some, and the same ones were rewritten again and again, more of them
-# as a file grew. One instance of the benchmark month spent 22 s in checkpoints (0.3 s each early
-# in the month, 2.7 s at its end; 6 s in all without vacuum), and the target's checkpoint after the
-# merge took 1.7 s instead of 0.3 s and left 12% of its file as freed blocks. Nothing here deletes
-# rows, so there is nothing else for vacuum to reclaim.
+# No vacuum on the databases a simulation writes. DuckDB's checkpoints compact (vacuum) partly
+# filled row groups; every batch leaves some, and the same ones were rewritten again and again,
+# more of them as a file grew. One instance of the benchmark month spent 22 s in checkpoints
+# (0.3 s each early in the month, 2.7 s at its end; 6 s in all without vacuum). The target's
+# last checkpoint rewrote the partly filled row groups of the parallel merge and left 12% of a
+# month's file as freed blocks (291 MB instead of 254). Nothing here deletes rows, so there is
+# nothing else for vacuum to reclaim. A connection handed to ``simulate`` keeps its own setting
+# outside the merge.
 NO_VACUUM = {"max_vacuum_tasks": 0}
 DEFAULT_FLUSH_RECORDS = 20_000  # replies applied to DuckDB per batch: a pending reply is its JSON (~1 KB)
 Progress = Callable[[float, int], None]  # (simulated seconds done, messages done)
@@ -452,8 +454,6 @@ def run_instance(spec: InstanceSpec, progress: Progress | None = None,
     con = connection if connection is not None else _connect(spec.db)
     if duckdb_threads is not None:
         con.execute(f"SET threads = {int(duckdb_threads)}")
-    for name, value in NO_VACUUM.items():  # the instance's database is ours alone: nothing to restore
-        con.execute(f"SET {name} = {value}")
     migrate(con, scenario.start)  # then the tenants and agents every instance shares
     insert_rows(con, spec.control)
     if spec.journal and connection is None:  # the production write path: the store opens the file itself
@@ -546,5 +546,7 @@ def _connect(db: str | Path | duckdb.DuckDBPyConnection | None) -> duckdb.DuckDB
         raise DatabaseError(f"cannot open {path}: {exc}", details={"path": str(path)}) from exc
     # A month is written, not analysed: DuckDB's default cache (80% of RAM) would keep most of it in memory.
     con.execute(f"SET memory_limit = '{SIM_DUCKDB_MEMORY}'")
+    for name, value in NO_VACUUM.items():  # our own connection: nothing to restore
+        con.execute(f"SET {name} = {value}")
     return con
 
