@@ -119,6 +119,36 @@ def test_the_digest_put_together_from_the_instances_is_the_digest_of_the_merged_
         assert table_digest(gw) == second.database_digest
 
 
+@pytest.mark.parametrize("change", [
+    "UPDATE usage_events SET cost_usd = cost_usd + 0.0000000001 WHERE id = (SELECT min(id) FROM usage_events)",
+    "UPDATE messages SET created_at = created_at + INTERVAL 1 MICROSECOND WHERE id = (SELECT max(id) FROM messages)",
+    "UPDATE provider_call_events SET error_code = 'x' WHERE id = (SELECT min(id) FROM provider_call_events)",
+    "UPDATE sessions SET metadata = '{\"a\": 1}' WHERE id = (SELECT min(id) FROM sessions)",
+])
+def test_the_database_digest_sees_one_changed_value_and_comes_back_when_it_is_undone(tmp_path, scenario, change):
+    import duckdb
+
+    from vbgateway import Gateway
+    from vbgateway.simulation.digest import table_digest
+
+    db = tmp_path / "one.duckdb"
+    result = simulate(scenario, db)
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE saved AS SELECT * FROM " + change.split()[1])
+    con.execute(change)
+    con.close()
+    with Gateway.open_reader(db) as gw:
+        assert table_digest(gw) != result.database_digest
+    table = change.split()[1]
+    con = duckdb.connect(str(db))
+    con.execute(f"DELETE FROM {table}")
+    con.execute(f"INSERT INTO {table} SELECT * FROM saved")
+    con.execute("DROP TABLE saved")
+    con.close()
+    with Gateway.open_reader(db) as gw:
+        assert table_digest(gw) == result.database_digest
+
+
 @pytest.mark.parametrize("ordered, vacuum_tasks", [(True, 100), (False, 7)])
 def test_merging_leaves_the_callers_duckdb_settings_as_they_were(scenario, ordered, vacuum_tasks):
     """The merge inserts unordered and without vacuum; a connection handed in keeps its own settings."""

@@ -19,28 +19,27 @@ DIGEST_TABLES = ("tenants", "agents", "sessions", "messages", "provider_call_eve
                  "idempotency_records")
 
 
-TableSums = dict[str, tuple[int, int, int]]  # table -> (rows, sum of row MD5 lower halves, sum of upper halves)
+TableSums = dict[str, tuple[int, int]]  # table -> (rows, sum of the rows' 64-bit hashes)
 
 
 def table_sums(gw: Gateway, tables: tuple[str, ...] = DIGEST_TABLES) -> TableSums:
-    """Per table: the row count and the sums of each row's MD5 (its two 64-bit halves).
+    """Per table: the row count and the exact sum of each row's 64-bit hash.
 
     The sums add up: the sums of a database that received the rows of
     several others are the sums of its own rows plus theirs. So gateway
     instances sum their own tables, in parallel, before their rows are merged.
+    A row's hash is DuckDB's ``hash`` of its values in column order, taken
+    on the values themselves: formatting every row as text for MD5 cost six
+    times as much (1.64 s against 0.25 s on one thread for a database of
+    181,000 messages), and an instance sums its tables after its last reply,
+    so the end of a run waits for it. The digest compares runs made with one
+    DuckDB; it is not meant to be kept across DuckDB versions.
     """
     sums: TableSums = {}
     for table in tables:
-        # One MD5 per row, split in SQL: md5_number_lower/upper would hash each row twice.
-        # (md5_number's high 64 bits are what md5_number_lower returns.) The row's text is its
-        # values in column order, without the column names a struct's text repeats on every
-        # row: a third less to format and hash.
-        n, lo, hi = gw.store.query_rows(f"SELECT count(*), "
-                                        f"coalesce(sum((h >> 64)::HUGEINT), 0)::VARCHAR, "
-                                        f"coalesce(sum((h & {2**64 - 1})::HUGEINT), 0)::VARCHAR "
-                                        f"FROM (SELECT md5_number(CAST(row(*COLUMNS(*)) AS VARCHAR)) AS h "
-                                        f"FROM {table})")[0]
-        sums[table] = (int(n), int(lo), int(hi))
+        n, total = gw.store.query_rows(f"SELECT count(*), coalesce(sum(hash(row(*COLUMNS(*)))), 0)::VARCHAR "
+                                       f"FROM {table}")[0]
+        sums[table] = (int(n), int(total))
     return sums
 
 
@@ -49,27 +48,27 @@ def add_sums(*parts: TableSums) -> TableSums:
     total: dict[str, list[int]] = {}
     for part in parts:
         for table, values in part.items():
-            acc = total.setdefault(table, [0, 0, 0])
+            acc = total.setdefault(table, [0, 0])
             for i, value in enumerate(values):
                 acc[i] += value
-    return {table: (n, lo, hi) for table, (n, lo, hi) in total.items()}
+    return {table: (n, hashes) for table, (n, hashes) in total.items()}
 
 
 def digest_of(sums: TableSums) -> str:
     """SHA-256 over the tables' sums, in ``DIGEST_TABLES`` order."""
     digest = hashlib.sha256()
     for table in DIGEST_TABLES:
-        n, lo, hi = sums.get(table, (0, 0, 0))
-        digest.update(f"{table}:{n}:{lo}:{hi}\n".encode())
+        n, hashes = sums.get(table, (0, 0))
+        digest.update(f"{table}:{n}:{hashes}\n".encode())
     return digest.hexdigest()
 
 
 def table_digest(gw: Gateway) -> str:
     """SHA-256 over every row of the data tables.
 
-    Each row's values, as text in column order, are hashed (MD5, stable
-    across DuckDB versions) and the hashes are summed per table: the sum
-    does not depend on row order and streams in constant memory, where
-    sorting and concatenating a month of rows would cost gigabytes.
+    Each row's values, in column order, are hashed and the hashes are
+    summed per table: the sum does not depend on row order and streams in
+    constant memory, where sorting and concatenating a month of rows would
+    cost gigabytes.
     """
     return digest_of(table_sums(gw))
