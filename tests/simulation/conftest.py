@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -30,6 +31,12 @@ def small_scenario(**changes: Any) -> Scenario:
 @pytest.fixture(scope="session")
 def scenario() -> Scenario:
     return small_scenario()
+
+
+@pytest.fixture(scope="session")
+def make_scenario() -> Callable[..., Scenario]:
+    """``small_scenario`` for tests that change it (``from conftest import`` picks whichever conftest came first)."""
+    return small_scenario
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from conftest import small_scenario
 
 from vbgateway.simulation import simulate
 
@@ -39,14 +38,14 @@ def test_database_timestamps_are_simulated_not_wall_clock(tmp_path, scenario):
     assert span.hi[0] <= scenario.stop + (scenario.duration / 6)  # sessions begun late may run a little over
 
 
-def test_rows_hold_one_line_per_generated_message(scenario, first):
+def test_rows_hold_one_line_per_generated_message(scenario, first, make_scenario):
     rows = first.rows
     assert list(rows.message) == list(range(len(rows)))
     assert set(rows.outcome) <= {"ok", "failed"}
     assert (rows.attempts >= 1).all()
     ok = rows[rows.outcome == "ok"]
     assert (ok.cost_units > 0).all() and ok.vendor_used.notna().all()
-    assert small_scenario().traffic == scenario.traffic
+    assert make_scenario().traffic == scenario.traffic
 
 
 WALL_FIGURES = {"wall_s", "sim_msgs_per_wall_s", "virtual_s_per_wall_s"}
