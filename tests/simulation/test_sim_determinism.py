@@ -130,15 +130,14 @@ def test_the_database_digest_sees_one_changed_value_and_comes_back_when_it_is_un
     from vbgateway import Gateway
     from vbgateway.simulation.digest import table_digest
 
-    db = tmp_path / "one.duckdb"
+    db, table = tmp_path / "one.duckdb", change.split()[1]
     result = simulate(scenario, db)
     con = duckdb.connect(str(db))
-    con.execute("CREATE TABLE saved AS SELECT * FROM " + change.split()[1])
+    con.execute(f"CREATE TABLE saved AS SELECT * FROM {table}")
     con.execute(change)
     con.close()
     with Gateway.open_reader(db) as gw:
         assert table_digest(gw) != result.database_digest
-    table = change.split()[1]
     con = duckdb.connect(str(db))
     con.execute(f"DELETE FROM {table}")
     con.execute(f"INSERT INTO {table} SELECT * FROM saved")

@@ -29,10 +29,10 @@ def table_sums(gw: Gateway, tables: tuple[str, ...] = DIGEST_TABLES) -> TableSum
     several others are the sums of its own rows plus theirs. So gateway
     instances sum their own tables, in parallel, before their rows are merged.
     A row's hash is DuckDB's ``hash`` of its values in column order, taken
-    on the values themselves: formatting every row as text for MD5 cost six
-    times as much (1.64 s against 0.25 s on one thread for a database of
-    181,000 messages), and an instance sums its tables after its last reply,
-    so the end of a run waits for it. The digest compares runs made with one
+    on the values themselves: formatting every row as text for MD5 cost
+    fifteen times as much (3.7 s against 0.25 s on one thread for one
+    instance of the benchmark month, 500,000 messages), and an instance sums
+    its tables after its last reply, so the end of a run waits for it. The digest compares runs made with one
     DuckDB; it is not meant to be kept across DuckDB versions.
     """
     sums: TableSums = {}
