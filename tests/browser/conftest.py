@@ -168,3 +168,21 @@ def screenshots():
     folder = REPO / "reports" / "screenshots"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+DOCS_IMG = REPO / "docs" / "img"
+
+
+@pytest.fixture
+def publish():
+    """Copy a screenshot over the README's image of it, only when ``VB_UPDATE_DOCS_IMG=1`` asks.
+
+    A test run leaves the checkout as it found it; refreshing the pictures is a
+    decision (``VB_UPDATE_DOCS_IMG=1 make test``), and the diff shows what changed.
+    """
+    def copy(screenshot: Path) -> None:
+        if os.environ.get("VB_UPDATE_DOCS_IMG") == "1":
+            DOCS_IMG.mkdir(parents=True, exist_ok=True)
+            shutil.copy(screenshot, DOCS_IMG / screenshot.name)
+
+    return copy

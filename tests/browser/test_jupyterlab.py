@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 from vbgateway import Gateway
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def open_and_run_all(page, lab, name: str) -> None:
@@ -27,7 +22,7 @@ def panel(page, title: str):
     return page.locator(".vb-panel").filter(has=page.locator(".vb-title", has_text=title)).first
 
 
-def test_try_it_sends_a_message_and_shows_the_reply_with_its_metadata(page, lab, screenshots):
+def test_try_it_sends_a_message_and_shows_the_reply_with_its_metadata(page, lab, screenshots, publish):
     open_and_run_all(page, lab, "03_try_it.ipynb")
     chat = panel(page, "Try it")
     chat.locator(".vb-bubble.assistant").first.wait_for()  # the notebook's own awaited send
@@ -41,8 +36,7 @@ def test_try_it_sends_a_message_and_shows_the_reply_with_its_metadata(page, lab,
     assert "What are your opening hours" in chat.locator(".vb-bubble.user").last.inner_text()
     chat.scroll_into_view_if_needed()
     chat.screenshot(path=str(screenshots / "try_it.png"))
-    (REPO / "docs" / "img").mkdir(parents=True, exist_ok=True)
-    shutil.copy(screenshots / "try_it.png", REPO / "docs" / "img" / "try_it.png")
+    publish(screenshots / "try_it.png")
 
 
 def test_saving_an_agent_in_the_editor_updates_the_list_and_the_database(page, lab, screenshots):
@@ -61,7 +55,7 @@ def test_saving_an_agent_in_the_editor_updates_the_list_and_the_database(page, l
     assert list(saved.system_prompt) == ["You answer from the browser test.\nKeep it short."]
 
 
-def test_usage_dashboard_draws_tiles_and_the_monthly_chart_offline(page, lab, screenshots):
+def test_usage_dashboard_draws_tiles_and_the_monthly_chart_offline(page, lab, screenshots, publish):
     open_and_run_all(page, lab, "04_usage.ipynb")
     usage = panel(page, "Usage")
     usage.locator(".vb-chart svg").wait_for()
@@ -71,4 +65,4 @@ def test_usage_dashboard_draws_tiles_and_the_monthly_chart_offline(page, lab, sc
     page.set_viewport_size({"width": 1360, "height": 2000})  # the whole dashboard, not the scrolled part
     usage.scroll_into_view_if_needed()
     usage.screenshot(path=str(screenshots / "usage.png"))
-    shutil.copy(screenshots / "usage.png", REPO / "docs" / "img" / "usage.png")
+    publish(screenshots / "usage.png")
