@@ -32,8 +32,9 @@ def table_sums(gw: Gateway, tables: tuple[str, ...] = DIGEST_TABLES) -> TableSum
     on the values themselves: formatting every row as text for MD5 cost
     fifteen times as much (3.7 s against 0.25 s on one thread for one
     instance of the benchmark month, 500,000 messages), and an instance sums
-    its tables after its last reply, so the end of a run waits for it. The digest compares runs made with one
-    DuckDB; it is not meant to be kept across DuckDB versions.
+    its tables after its last reply, so the end of a run waits for it. The
+    digest compares runs made with one DuckDB; it is not meant to be kept
+    across DuckDB versions.
     """
     sums: TableSums = {}
     for table in tables:

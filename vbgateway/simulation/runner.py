@@ -32,7 +32,7 @@ from ..providers import Provider, ProviderRequest, ProviderResponse, VendorA, Ve
 from ..providers.simulated import SimulatedVendor
 from ..reliability import RetryPolicy
 from ..store.schema import migrate
-from ..store.settings import temporarily
+from ..store.settings import apply_settings, temporarily
 from ..tenant import TenantClient
 from .digest import DIGEST_TABLES, TableSums, add_sums, digest_of, table_sums
 from .instances import (CONTROL_TABLES, DATA_TABLES, InstanceResult, InstanceSpec, append_tables,
@@ -545,8 +545,7 @@ def _connect(db: str | Path | duckdb.DuckDBPyConnection | None) -> duckdb.DuckDB
     except duckdb.Error as exc:
         raise DatabaseError(f"cannot open {path}: {exc}", details={"path": str(path)}) from exc
     # A month is written, not analysed: DuckDB's default cache (80% of RAM) would keep most of it in memory.
-    con.execute(f"SET memory_limit = '{SIM_DUCKDB_MEMORY}'")
-    for name, value in NO_VACUUM.items():  # our own connection: nothing to restore
-        con.execute(f"SET {name} = {value}")
+    # Our own connection: nothing to restore afterwards.
+    apply_settings(con, memory_limit=SIM_DUCKDB_MEMORY, **NO_VACUUM)
     return con
 

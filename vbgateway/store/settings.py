@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import duckdb
 
-__all__ = ["temporarily"]
+__all__ = ["apply_settings", "temporarily"]
 
 
 def _sql_value(value: bool | int | str) -> str:
@@ -22,6 +22,12 @@ def _sql_value(value: bool | int | str) -> str:
     if isinstance(value, int):
         return str(value)
     return "'" + str(value).replace("'", "''") + "'"
+
+
+def apply_settings(con: duckdb.DuckDBPyConnection, **settings: bool | int | str) -> None:
+    """``SET name = value`` for each setting, for good (a connection we opened ourselves)."""
+    for name, value in settings.items():
+        con.execute(f"SET {name} = {_sql_value(value)}")
 
 
 @contextmanager
@@ -33,10 +39,8 @@ def temporarily(con: duckdb.DuckDBPyConnection, **settings: bool | int | str) ->
     """
     names = list(settings)
     before = con.execute(f"SELECT {', '.join('current_setting(?)' for _ in names)}", names).fetchall()[0]
-    for name, value in settings.items():
-        con.execute(f"SET {name} = {_sql_value(value)}")
+    apply_settings(con, **settings)
     try:
         yield
     finally:
-        for name, value in zip(names, before):
-            con.execute(f"SET {name} = {_sql_value(value)}")
+        apply_settings(con, **dict(zip(names, before)))
