@@ -36,3 +36,12 @@ def test_an_unknown_setting_is_refused_before_anything_changes():
         with temporarily(con, threads=1, no_such_setting=3):
             pass
     assert con.execute(_READ).fetchall()[0] == before
+
+
+def test_a_value_refused_halfway_puts_back_the_settings_already_changed():
+    con = duckdb.connect(":memory:")
+    before = con.execute(_READ).fetchall()[0]
+    with pytest.raises(duckdb.Error):
+        with temporarily(con, threads=1, preserve_insertion_order=not before[1], memory_limit="not a size"):
+            pass
+    assert con.execute(_READ).fetchall()[0] == before

@@ -39,8 +39,8 @@ def temporarily(con: duckdb.DuckDBPyConnection, **settings: bool | int | str) ->
     """
     names = list(settings)
     before = con.execute(f"SELECT {', '.join('current_setting(?)' for _ in names)}", names).fetchall()[0]
-    apply_settings(con, **settings)
     try:
+        apply_settings(con, **settings)  # inside: a value refused halfway puts back the ones already set
         yield
     finally:
         apply_settings(con, **dict(zip(names, before)))
