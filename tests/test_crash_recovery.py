@@ -1,4 +1,4 @@
-"""Exactly-once billing when the process is killed mid-request (README, "Exactly once").
+"""Exactly-once billing when the process is killed mid-request (docs/gateway.md, "Exactly once").
 
 A real child process (``tests/scripts/crash_child.py``) sends messages through
 a file-backed gateway on the SystemClock, printing every reply it got back.

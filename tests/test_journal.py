@@ -1,4 +1,4 @@
-"""Specification of the write-ahead journal (README, "Exactly once").
+"""Specification of the write-ahead journal (docs/gateway.md, "Exactly once").
 
 A reply is committed by ONE checksummed, fsync'ed journal line; DuckDB gets
 the rows later in batches, each batch recording ``journal_state.applied_seq``.
