@@ -16,7 +16,9 @@ _SUFFIXES = (".yaml", ".yml", ".json")
 
 
 def example_names() -> list[str]:
-    """Names of the shipped example scenarios, sorted."""
+    """Names of the shipped example scenarios, sorted (none if the folder is missing: the CLI still starts)."""
+    if not EXAMPLES_DIR.is_dir():
+        return []
     return sorted(p.stem for p in EXAMPLES_DIR.iterdir() if p.suffix in _SUFFIXES)
 
 
