@@ -31,9 +31,19 @@ REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
 
+PROBE = """
+import json, vbgateway
+from jupyter_client.kernelspec import KernelSpecManager
+from vbgateway.reports import default_notebook_dir
+from vbgateway.simulation.examples import EXAMPLES_DIR, example_names
+print(json.dumps({"module": vbgateway.__file__, "notebooks": sorted(p.name for p in default_notebook_dir().iterdir()),
+                  "examples": str(EXAMPLES_DIR), "names": example_names(),
+                  "kernel": KernelSpecManager().get_kernel_spec("python3").argv[0]}))
+"""
+
 
 def run(argv: list[str], cwd: Path, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     assert result.returncode == 0, f"{argv} exited {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result
 
@@ -72,14 +82,7 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]
 
 def test_the_installed_package_and_its_kernel_come_from_the_wheel(venv, tmp_path):
     env_dir, env = venv
-    probe = run([str(env_dir / "bin" / "python"), "-c",
-                 "import json, vbgateway\n"
-                 "from vbgateway.reports import default_notebook_dir\n"
-                 "from vbgateway.simulation.examples import EXAMPLES_DIR, example_names\n"
-                 "from jupyter_client.kernelspec import KernelSpecManager\n"
-                 "print(json.dumps({'module': vbgateway.__file__, 'notebooks': sorted(p.name for p in "
-                 "default_notebook_dir().iterdir()), 'examples': str(EXAMPLES_DIR), 'names': example_names(), "
-                 "'kernel': KernelSpecManager().get_kernel_spec('python3').argv[0]}))"], tmp_path, env)
+    probe = run([str(env_dir / "bin" / "python"), "-c", PROBE], tmp_path, env)
     found = json.loads(probe.stdout)
 
     assert Path(found["module"]).is_relative_to(env_dir) and Path(found["examples"]).is_relative_to(env_dir)

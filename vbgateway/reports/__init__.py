@@ -15,7 +15,17 @@ ship inside this package and use the names re-exported here
 from __future__ import annotations
 
 from ..errors import ReportError
-from .data import CENT, ReportData, demo_database, invoice_data, month_is_over, open_db, round_to_cents, save_tables, usage_data
+from .data import (
+    CENT,
+    ReportData,
+    demo_database,
+    invoice_data,
+    month_is_over,
+    open_db,
+    round_to_cents,
+    save_tables,
+    usage_data,
+)
 from .fragments import (
     ROUNDING_RULE,
     empty_notice_html,
@@ -24,7 +34,17 @@ from .fragments import (
     invoice_lines_table,
     invoice_total_html,
 )
-from .runner import LOCK_NAME, NOTEBOOKS, ReportJob, default_notebook_dir, output_lock, plan, run_job, run_reports, to_html
+from .runner import (
+    LOCK_NAME,
+    NOTEBOOKS,
+    ReportJob,
+    default_notebook_dir,
+    output_lock,
+    plan,
+    run_job,
+    run_reports,
+    to_html,
+)
 
 __all__ = [
     "CENT",
