@@ -7,7 +7,8 @@
 2. Thirty days of simulated traffic for the demo tenants (with a vendorA
    outage) through the real gateway code on virtual time, once per database.
 3. The usage report of the last 30 days for all tenants, and each tenant's
-   invoice for the current month, rendered by the report notebooks.
+   invoices, rendered by the report notebooks: last month's as a final
+   statement, this month's as month to date (not final).
 """
 
 from __future__ import annotations
@@ -104,14 +105,16 @@ def simulate_history(db: str | Path, say: Callable[[str], None] = print, *, days
 
 
 def render_reports(db: str | Path, reports_dir: str | Path, say: Callable[[str], None] = print) -> list[Path]:
-    """Usage report of the last 30 days (all tenants) and this month's invoices."""
+    """Usage report of the last 30 days (all tenants); last month's invoices (final) and this month's (to date)."""
     from .reports import plan, run_reports
 
     with Gateway.open_reader(db) as reader:
         today = reader.clock.now().date()
     start = (today - timedelta(days=30)).isoformat()
+    last_month = (today.replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
     jobs = plan(db, "usage", ["all"], start=start, end=today.isoformat())
-    jobs += plan(db, "invoice", None, month=today.strftime("%Y-%m"))
+    for month in (last_month, today.strftime("%Y-%m")):
+        jobs += plan(db, "invoice", None, month=month)
     say(f"\n== Rendering {len(jobs)} reports into {reports_dir}/ ==")
     written = run_reports(jobs, db, reports_dir)
     for path in written:

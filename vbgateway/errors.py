@@ -18,9 +18,12 @@ Hierarchy::
     ├── AllProvidersFailedError       ALL_PROVIDERS_FAILED   502
     ├── DatabaseError                 DATABASE_ERROR         500  (cannot open/create/read the file)
     │   └── DatabaseBusyError         DATABASE_BUSY          503  (another gateway holds it)
+    ├── ReportError                   REPORT_FAILED          500  (a report notebook failed)
+    │                                 REPORT_BUSY                 (another run writes to the output folder)
+    │                                 REPORT_UNAVAILABLE          (notebook tooling or a report notebook missing)
     └── InternalError                 INTERNAL_ERROR         500
 
-The last three never reach an HTTP client as such: the API answers them as
+The database, report and internal errors never reach an HTTP client as such: the API answers them as
 INTERNAL_ERROR; they exist so that the CLI and notebooks can say what is wrong.
 
 Foreign exceptions (pydantic, DuckDB, audio parsing) are translated at the
@@ -44,6 +47,7 @@ __all__ = [
     "InvalidAudioError",
     "NotFoundError",
     "PayloadTooLargeError",
+    "ReportError",
     "SessionNotFoundError",
     "ValidationError",
 ]
@@ -139,6 +143,13 @@ class DatabaseBusyError(DatabaseError):
 
     default_code = "DATABASE_BUSY"
     default_status = 503
+
+
+class ReportError(GatewayError):
+    """A report could not be produced; the message names the job and, when it was code, the cell."""
+
+    default_code = "REPORT_FAILED"
+    default_status = 500
 
 
 class InternalError(GatewayError):

@@ -13,6 +13,7 @@ import nbformat
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from invoice_support import printed_lines, printed_total
 
 from vbgateway import analytics
 from vbgateway.charts import usd
@@ -97,15 +98,19 @@ def test_usage_report_of_an_empty_tenant_renders_zeros_and_says_so(runs, fixture
     assert float(totals.cost_usd[0]) == 0 and int(totals.replies[0]) == 0
 
 
-def test_invoice_total_and_lines_reconcile_to_the_cent(runs, fixture_db, reader):
+def test_invoice_lines_add_up_to_the_printed_total_and_the_csv_keeps_the_exact_figures(runs, fixture_db, reader):
     out, _, _ = runs
     where = folder(out, "invoice", fixture_db.bulk, "2025-06")
     page = (where / "invoice.html").read_text()
     lines = pd.read_csv(where / "data" / "lines.csv", dtype=str)
     total = exact_sum(reader, fixture_db.bulk, *JUNE)
+    printed = printed_lines(page)
 
-    assert f"Total due: {usd(total)}" in page
+    assert printed_total(page) == ("Total due", sum(printed, Decimal(0)))  # June 2025 is over
+    assert printed == [Decimal(v) for v in lines.amount_rounded_usd] and "rounded to the cent" in page
+    assert abs(sum(printed, Decimal(0)) - total) <= Decimal("0.005") * len(printed)
     assert sum(Decimal(v) for v in lines.amount_usd) == total
+    assert Decimal(re.search(r"Exact total: ([\d.]+) USD", page).group(1)) == total
     assert len(lines) == 4 and set(lines.provider) == {"vendorA", "vendorB"}
 
 

@@ -44,3 +44,15 @@ def test_a_bad_scenario_is_one_line_with_its_code_and_a_nonzero_exit(tmp_path, c
     err = capsys.readouterr().err
     assert code == 2
     assert "VALIDATION_ERROR" in err and "sessions_per_hour" in err and "Traceback" not in err
+
+
+def test_an_example_runs_by_name_and_an_unknown_name_lists_the_known_ones(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the examples ship with the package, not with the working directory
+    code = main(["simulate", "vendor_a_outage", "--db", str(tmp_path / "sim.duckdb"), "--json", "--quiet"])
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and summary["scenario"] == "vendor_a_outage" and summary["replies"] > 1000
+
+    code = main(["simulate", "vendor_b_outage", "--db", str(tmp_path / "other.duckdb"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "SCENARIO_NOT_FOUND" in err and "vendor_a_outage" in err and "normal_week" in err
+    assert not (tmp_path / "other.duckdb").exists()

@@ -10,9 +10,11 @@ import pytest
 
 from vbgateway.errors import ValidationError
 from vbgateway.simulation import Scenario, ScenarioError, load_scenario
+from vbgateway.simulation.examples import example_names, example_path
 from vbgateway.simulation.workload import Workload
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "data" / "scenarios"
+EXAMPLES = Path(__file__).resolve().parents[2] / "vbgateway" / "simulation" / "scenarios"
+EXAMPLES_NAMES = ["normal_week", "rate_limit_storm", "vendor_a_outage"]
 
 
 @pytest.mark.parametrize("name", ["normal_week", "vendor_a_outage", "rate_limit_storm"])
@@ -28,6 +30,32 @@ def test_the_examples_say_what_they_are_about():
     assert [(i.vendor, i.kind) for i in outage] == [("vendorA", "outage")]
     storm = load_scenario(EXAMPLES / "rate_limit_storm.yaml").incidents
     assert [(i.vendor, i.kind) for i in storm] == [("vendorB", "rate_limit_storm"), ("vendorB", "latency")]
+
+
+@pytest.mark.parametrize("name", ["normal_week", "vendor_a_outage", "rate_limit_storm"])
+def test_an_example_loads_by_its_name_from_any_working_directory(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_scenario(name) == load_scenario(EXAMPLES / f"{name}.yaml")
+    assert example_path(name).parent == EXAMPLES and example_names() == sorted(EXAMPLES_NAMES)
+
+
+def test_a_file_in_the_working_directory_wins_over_an_example_of_the_same_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "normal_week").write_text("name: mine\nduration: 1h\ntenants: 1\n")
+    assert load_scenario("normal_week").name == "mine"
+
+
+def test_an_unknown_name_is_refused_with_a_code_and_the_known_names(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ScenarioError) as info:
+        load_scenario("normal_weak")
+    assert info.value.code == "SCENARIO_NOT_FOUND" and info.value.details["known"] == sorted(EXAMPLES_NAMES)
+    assert all(name in info.value.message for name in EXAMPLES_NAMES)
+
+
+def test_a_missing_file_path_is_still_a_read_error_not_a_name(tmp_path):
+    with pytest.raises(ScenarioError, match="cannot read scenario"):
+        load_scenario(str(tmp_path / "normal_week.yaml"))
 
 
 def test_json_scenarios_load_too(tmp_path):

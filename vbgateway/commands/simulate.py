@@ -1,4 +1,7 @@
-"""``vbgateway simulate SCENARIO --db data/sim.duckdb``: run a scenario file, print its summary.
+"""``vbgateway simulate SCENARIO --db data/sim.duckdb``: run a scenario, print its summary.
+
+SCENARIO is a YAML/JSON file or the name of an example shipped with the
+package (``vbgateway simulate normal_week``).
 
 A tqdm bar follows simulated time (and counts messages) so a month-long run
 shows where it is; the per-message rows and the summary can be written next
@@ -74,7 +77,9 @@ def _simulate(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser("simulate", help="run a simulation scenario (YAML/JSON) through the gateway on virtual time")
-    parser.add_argument("scenario", help="scenario file, e.g. data/scenarios/vendor_a_outage.yaml")
+    from ..simulation.examples import example_names
+
+    parser.add_argument("scenario", help=f"a scenario file (YAML/JSON) or an example's name: {', '.join(example_names())}")
     parser.add_argument("--db", default=DEFAULT_SIM_DB, help=f"database to write (default {DEFAULT_SIM_DB})")
     parser.add_argument("--fresh", action="store_true", help="delete the database first")
     parser.add_argument("--seed", type=int, default=None, help="override the scenario's seed")

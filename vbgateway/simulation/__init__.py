@@ -1,6 +1,6 @@
 """The simulation workbench: seeded traffic and vendor incidents through the real gateway on virtual time.
 
-``simulate(load_scenario("data/scenarios/vendor_a_outage.yaml"), db="data/sim.duckdb")``
+``simulate(load_scenario("vendor_a_outage"), db="data/sim.duckdb")`` (an example by name, or a file path)
 returns a ``SimulationResult``; ``compare_policies`` replays one scenario under
 several retry policies; ``reprice`` answers "what if the prices were these".
 

@@ -1,6 +1,6 @@
 """What a simulation runs: one validated, self-contained ``Scenario`` value.
 
-A scenario is data (YAML or JSON under ``data/scenarios/``) so that the
+A scenario is data (YAML or JSON; examples in ``vbgateway/simulation/scenarios/``) so that the
 platform team can review a proposed incident drill or retry policy like any
 other change. Every field has a safe default: a scenario file only states
 what it is about (an outage window, a storm, a policy). The gateway policy is
@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from ..errors import ValidationError
 from ..providers import VendorA, VendorB, VendorProfile
 from ..reliability import RetryPolicy
+from .examples import example_path, looks_like_name
 
 __all__ = [
     "KNOWN_VENDORS",
@@ -342,12 +343,12 @@ class Scenario(_Model):
 
 
 def load_scenario(source: str | Path | dict[str, Any] | Scenario) -> Scenario:
-    """A Scenario from a YAML or JSON file, a mapping, or a Scenario (returned as is)."""
+    """A Scenario from a YAML or JSON file, an example's name (``"normal_week"``), a mapping, or a Scenario."""
     if isinstance(source, Scenario):
         return source
     if isinstance(source, dict):
         return Scenario.parse(source)
-    path = Path(source)
+    path = example_path(source) if isinstance(source, str) and looks_like_name(source) else Path(source)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
