@@ -286,6 +286,17 @@ def test_jittered_backoff_stays_between_half_and_all_of_the_exponential_delay(ma
     assert timedelta(milliseconds=200) <= second <= timedelta(milliseconds=400)
 
 
+def test_a_deadline_stops_retrying_a_provider_once_that_much_virtual_time_has_passed(make) -> None:
+    policy = RetryPolicy(attempts=10, jitter=0.0, deadline_s=0.5)
+    s = make({"vendorA": VendorA(seed=1, **ALWAYS_500, **INSTANT), "vendorB": VendorB(seed=2, **HEALTHY, **INSTANT)},
+             retry=policy)
+    reply = s.send()
+    # tries at 0 s and 0.2 s fail before the deadline; the try at 0.6 s fails after it, so vendorB answers
+    assert [(a.provider, a.retries) for a in reply.metadata.attempts] == [
+        ("vendorA", 0), ("vendorA", 1), ("vendorA", 2), ("vendorB", 0)]
+    assert s.start_gaps() == [timedelta(milliseconds=200), timedelta(milliseconds=400), timedelta(0)]
+
+
 # --- timeouts -------------------------------------------------------------------------------
 
 
