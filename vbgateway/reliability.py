@@ -35,7 +35,8 @@ class RetryPolicy(BaseModel):
     """How hard to try each provider, and whether to fall back.
 
     Defaults are the contract's: 2 s per attempt, 3 attempts per provider,
-    exponential backoff from 200 ms with jitter, ``retryAfterMs`` honoured.
+    exponential backoff of 200 ms, 400 ms, 800 ms... each within +-10%,
+    ``retryAfterMs`` honoured.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -43,7 +44,8 @@ class RetryPolicy(BaseModel):
     attempts: int = Field(default=3, ge=1, le=10)
     backoff_base_s: float = Field(default=0.2, ge=0.0, le=60.0)
     backoff_cap_s: float = Field(default=5.0, ge=0.0, le=600.0)
-    jitter: float = Field(default=0.5, ge=0.0, le=1.0, description="share of each backoff that is randomised")
+    jitter: float = Field(default=0.1, ge=0.0, le=1.0,
+                          description="each backoff is drawn uniformly within its delay x (1 +- jitter)")
     timeout_s: float = Field(default=2.0, gt=0.0, le=600.0)
     fallback: bool = True
     honour_retry_after: bool = True
@@ -71,9 +73,13 @@ class RetryPolicy(BaseModel):
         return self.backoff_s(failed_attempts, rng)
 
     def backoff_s(self, failed_attempts: int, rng: random.Random) -> float:
-        """Delay after the n-th failure: base x 2^(n-1), capped, part of it random."""
+        """Delay after the n-th failure: base x 2^(n-1) within +-jitter, never above the cap.
+
+        The spread is symmetric so that the default waits are centred on
+        200, 400 and 800 ms, as clients of the original service expect.
+        """
         delay = min(self.backoff_cap_s, self.backoff_base_s * (2 ** (failed_attempts - 1)))
-        return delay * (1.0 - self.jitter) + delay * self.jitter * rng.random()
+        return min(self.backoff_cap_s, delay * (1.0 + self.jitter * (2.0 * rng.random() - 1.0)))
 
 
 @dataclass(slots=True)
