@@ -162,7 +162,7 @@ class VirtualClock(Clock):
         elapsed, value = self._now
         if elapsed != self._elapsed:
             elapsed = self._elapsed
-            value = self.start + _MICROSECOND * round(elapsed * 1_000_000)  # half the cost of timedelta(microseconds=)
+            value = self.start + _MICROSECOND * round(elapsed * 1_000_000)  # cheaper than timedelta(microseconds=)
             self._now = (elapsed, value)
         return value
 

@@ -48,11 +48,11 @@ class _JumpingSelector(selectors.BaseSelector):
         """Real I/O first; otherwise jump virtual time to the next timer.
 
         A simulation does no real I/O: the only thing that can arrive is a
-        worker thread waking the loop. Asking the kernel on every turn of the
-        loop was a twentieth of a simulation's time, so between blocking
-        waits the kernel is asked only every ``_POLL_EVERY`` turns; a thread's
-        result is then seen a few turns later, which virtual time never made
-        punctual anyway (time jumps whenever the loop is idle).
+        worker thread waking the loop. A system call on every turn would be a
+        large share of a turn's cost, so between blocking waits the kernel is
+        asked only every ``_POLL_EVERY`` turns; a thread's result is then seen
+        a few turns later, which virtual time never made punctual anyway (time
+        jumps whenever the loop is idle).
         """
         if timeout is None:  # no timer at all: only real I/O can wake us
             return self._real.select(None)
