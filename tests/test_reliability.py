@@ -3,6 +3,7 @@ and fallback, observed through the real Gateway and send_message."""
 
 from __future__ import annotations
 
+import random
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -278,12 +279,26 @@ def test_backoff_gaps_exclude_the_latency_of_the_failed_attempt(make) -> None:
     assert s.start_gaps()[:2] == [timedelta(milliseconds=300), timedelta(milliseconds=500)]
 
 
-def test_jittered_backoff_stays_between_half_and_all_of_the_exponential_delay(make) -> None:
-    s = make({"vendorA": VendorA(seed=1, **ALWAYS_500, **INSTANT), "vendorB": VendorB(seed=2, **HEALTHY)})
+def test_default_backoff_waits_200_400_and_800_ms_each_within_ten_percent(make) -> None:
+    s = make({"vendorA": VendorA(seed=1, **ALWAYS_500, **INSTANT), "vendorB": VendorB(seed=2, **HEALTHY)},
+             retry=RetryPolicy(attempts=4))
     s.send()
-    first, second = s.start_gaps()[:2]
-    assert timedelta(milliseconds=100) <= first <= timedelta(milliseconds=200)
-    assert timedelta(milliseconds=200) <= second <= timedelta(milliseconds=400)
+    for gap, nominal_ms in zip(s.start_gaps()[:3], [200, 400, 800], strict=True):
+        assert timedelta(milliseconds=nominal_ms * 0.9) <= gap <= timedelta(milliseconds=nominal_ms * 1.1)
+
+
+def test_default_jitter_spreads_backoff_on_both_sides_of_the_nominal_delay() -> None:
+    policy, rng = RetryPolicy(), random.Random(3)
+    for failed, nominal in [(1, 0.2), (2, 0.4), (3, 0.8)]:
+        waits = [policy.backoff_s(failed, rng) for _ in range(2000)]
+        assert nominal * 0.9 <= min(waits) < nominal * 0.92
+        assert nominal * 1.08 < max(waits) <= nominal * 1.1
+
+
+def test_jitter_never_lifts_a_backoff_above_the_cap() -> None:
+    policy, rng = RetryPolicy(backoff_base_s=0.2, backoff_cap_s=0.5, jitter=0.5), random.Random(3)
+    waits = [policy.backoff_s(failed, rng) for failed in (3, 4, 5) for _ in range(500)]
+    assert max(waits) == 0.5 and min(waits) >= 0.25
 
 
 # --- timeouts -------------------------------------------------------------------------------
@@ -376,7 +391,7 @@ def test_default_policy_follows_the_contract() -> None:
     policy = RetryPolicy()
     assert (policy.attempts, policy.timeout_s, policy.backoff_base_s, policy.fallback, policy.honour_retry_after) == (
         3, 2.0, 0.2, True, True)
-    assert policy.jitter > 0
+    assert policy.jitter == 0.1
 
 
 @pytest.mark.parametrize("fields", [

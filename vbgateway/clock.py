@@ -162,7 +162,7 @@ class VirtualClock(Clock):
         elapsed, value = self._now
         if elapsed != self._elapsed:
             elapsed = self._elapsed
-            value = self.start + _MICROSECOND * round(elapsed * 1_000_000)  # half the cost of timedelta(microseconds=)
+            value = self.start + _MICROSECOND * round(elapsed * 1_000_000)  # cheaper than timedelta(microseconds=)
             self._now = (elapsed, value)
         return value
 
@@ -203,6 +203,12 @@ class VirtualClock(Clock):
             await asyncio.sleep(0)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on a ``VirtualLoop`` of this clock.
+
+        Raises ``UnsupportedPythonError`` (code ``UNSUPPORTED_PYTHON``) on a
+        Python whose asyncio internals the loop was not verified on (see
+        ``asyncio_internals``); nothing has run and the clock has not moved.
+        """
         loop = VirtualLoop(self)
         try:
             return loop.run_until_complete(coro)

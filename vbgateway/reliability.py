@@ -1,17 +1,19 @@
 """Retries, backoff, timeouts and fallback: how one reply is obtained.
 
 ``RetryPolicy`` is a small value (it is also what the simulation workbench
-varies). ``call_chain`` tries the agent's primary provider with tenacity
-under that policy, then the fallback provider with the same policy, and logs
-every attempt, successful or not, with its latency on the injected clock.
+varies) that answers the three questions of a retry loop: is this error
+worth another try, has the provider had enough (attempts, ``deadline_s``),
+and how long to wait first (``retryAfterMs`` of a 429, else exponential
+backoff). ``call_chain`` runs that loop for the agent's primary provider,
+then for the fallback provider with the same policy, and logs every attempt,
+successful or not, with its latency on the injected clock.
 
-Tenacity's strategies (retry on which errors, stop after how many attempts or
-how long, wait how long) decide every step, but tenacity reads
-``time.monotonic`` for its bookkeeping; so the attempt loop is ours and feeds
-those strategies timestamps from the injected clock, sleeps through the clock
-and times out each attempt with the clock's deadline. Everything therefore
-follows a ``VirtualClock``. Jitter comes from a
-seeded generator handed in by the gateway, never from the global ``random``.
+The loop is written out here rather than delegated to a retry library so
+that every timestamp, sleep and per-attempt deadline comes from the injected
+clock (a ``VirtualClock`` in the simulation, where the deadline must follow
+virtual time), and so that a send that succeeds at once pays for nothing but
+its attempt. Jitter comes from a seeded generator handed in by the gateway,
+never from the global ``random``.
 """
 
 from __future__ import annotations
@@ -22,9 +24,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from tenacity import RetryCallState, retry_if_exception, stop_after_attempt, stop_after_delay
-from tenacity.stop import stop_base
-from tenacity.wait import wait_base
 
 from .clock import Clock
 from .providers.base import Provider, ProviderError, ProviderRequest, ProviderResponse
@@ -36,7 +35,8 @@ class RetryPolicy(BaseModel):
     """How hard to try each provider, and whether to fall back.
 
     Defaults are the contract's: 2 s per attempt, 3 attempts per provider,
-    exponential backoff from 200 ms with jitter, ``retryAfterMs`` honoured.
+    exponential backoff of 200 ms, 400 ms, 800 ms... each within +-10%,
+    ``retryAfterMs`` honoured.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -44,7 +44,8 @@ class RetryPolicy(BaseModel):
     attempts: int = Field(default=3, ge=1, le=10)
     backoff_base_s: float = Field(default=0.2, ge=0.0, le=60.0)
     backoff_cap_s: float = Field(default=5.0, ge=0.0, le=600.0)
-    jitter: float = Field(default=0.5, ge=0.0, le=1.0, description="share of each backoff that is randomised")
+    jitter: float = Field(default=0.1, ge=0.0, le=1.0,
+                          description="each backoff is drawn uniformly within its delay x (1 +- jitter)")
     timeout_s: float = Field(default=2.0, gt=0.0, le=600.0)
     fallback: bool = True
     honour_retry_after: bool = True
@@ -58,17 +59,27 @@ class RetryPolicy(BaseModel):
             raise ValueError("backoff_cap_s must be >= backoff_base_s")
         return self
 
-    def stop_strategy(self) -> stop_base:
-        """Tenacity's stop condition for this policy (timestamps come from our clock)."""
-        strategy: stop_base = stop_after_attempt(self.attempts)
-        if self.deadline_s is not None:
-            strategy = strategy | stop_after_delay(self.deadline_s)
-        return strategy
+    def gives_up(self, failed_attempts: int, elapsed_s: float) -> bool:
+        """Whether a provider that just failed ``failed_attempts`` times, ``elapsed_s`` after
+        its first try began, gets no further attempt."""
+        if failed_attempts >= self.attempts:
+            return True
+        return self.deadline_s is not None and elapsed_s >= self.deadline_s
+
+    def wait_s(self, failed_attempts: int, error: ProviderError, rng: random.Random) -> float:
+        """The wait before the next attempt: a 429's ``retryAfterMs`` (capped) if honoured, else backoff."""
+        if self.honour_retry_after and error.retry_after_ms is not None:
+            return min(max(error.retry_after_ms, 0) / 1000.0, self.retry_after_cap_s)
+        return self.backoff_s(failed_attempts, rng)
 
     def backoff_s(self, failed_attempts: int, rng: random.Random) -> float:
-        """Delay after the n-th failure: base x 2^(n-1), capped, part of it random."""
+        """Delay after the n-th failure: base x 2^(n-1) within +-jitter, never above the cap.
+
+        The spread is symmetric so that the default waits are centred on
+        200, 400 and 800 ms, as clients of the original service expect.
+        """
         delay = min(self.backoff_cap_s, self.backoff_base_s * (2 ** (failed_attempts - 1)))
-        return delay * (1.0 - self.jitter) + delay * self.jitter * rng.random()
+        return min(self.backoff_cap_s, delay * (1.0 + self.jitter * (2.0 * rng.random() - 1.0)))
 
 
 @dataclass(slots=True)
@@ -97,53 +108,6 @@ class ChainResult:
         return self.provider_used is not None and self.provider_used != self.primary
 
 
-class _PolicyWait(wait_base):
-    """Backoff that honours a 429's retryAfterMs and draws jitter from our rng."""
-
-    def __init__(self, policy: RetryPolicy, rng: random.Random) -> None:
-        self.policy = policy
-        self.rng = rng
-
-    def __call__(self, retry_state: RetryCallState) -> float:
-        error = retry_state.outcome.exception() if retry_state.outcome else None
-        if (
-            self.policy.honour_retry_after
-            and isinstance(error, ProviderError)
-            and error.retry_after_ms is not None
-        ):
-            return min(max(error.retry_after_ms, 0) / 1000.0, self.policy.retry_after_cap_s)
-        return self.policy.backoff_s(retry_state.attempt_number, self.rng)
-
-
-class _Failed:
-    """The outcome of a failed attempt, as tenacity's strategies read it.
-
-    Tenacity's own outcome is a ``concurrent.futures.Future`` with a lock and
-    a condition variable; the strategies only ask ``failed``,
-    ``exception()`` and ``result()``, so a plain object answers them at a
-    fraction of the cost on the hot path.
-    """
-
-    __slots__ = ("_error",)
-    failed = True
-
-    def __init__(self, error: BaseException) -> None:
-        self._error = error
-
-    def exception(self) -> BaseException:
-        return self._error
-
-    def result(self) -> None:
-        raise self._error
-
-
-def _is_retryable(error: BaseException) -> bool:
-    return isinstance(error, ProviderError) and error.retryable
-
-
-_STRATEGY_RETRY = retry_if_exception(_is_retryable)
-
-
 async def _one_attempt(provider: Provider, name: str, request: ProviderRequest, policy: RetryPolicy,
                        clock: Clock, log: list[AttemptLog], index: int) -> ProviderResponse:
     started_at, t0 = clock.now(), clock.monotonic()
@@ -168,33 +132,17 @@ async def _one_attempt(provider: Provider, name: str, request: ProviderRequest, 
 
 async def _try_provider(provider: Provider, name: str, request: ProviderRequest, policy: RetryPolicy,
                         clock: Clock, rng: random.Random, log: list[AttemptLog]) -> ProviderResponse | None:
-    """Try one provider until it answers, the error is not retryable, or the policy stops.
-
-    Tenacity's strategies decide (retry?, stop?, how long to wait?) on a
-    ``RetryCallState`` whose timestamps we set from our clock, so even
-    ``stop_after_delay`` follows virtual time. We drive the loop ourselves:
-    tenacity's own loop re-inspects every callback on every attempt, which
-    costs more than the rest of a send put together.
-    """
+    """Try one provider until it answers, the error is not retryable, or the policy gives up."""
     started = clock.monotonic()
-    state: RetryCallState | None = None  # built at the first failure: most calls succeed at once
-    for index in range(policy.attempts):
+    failed = 0
+    while True:
         try:
-            return await _one_attempt(provider, name, request, policy, clock, log, index)
+            return await _one_attempt(provider, name, request, policy, clock, log, failed)
         except ProviderError as error:
-            if state is None:
-                retry, stop, wait = _STRATEGY_RETRY, policy.stop_strategy(), _PolicyWait(policy, rng)
-                state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
-                state.start_time = started
-            state.outcome = _Failed(error)
-            state.outcome_timestamp = clock.monotonic()
-            if not retry(state) or stop(state):
+            failed += 1
+            if not error.retryable or policy.gives_up(failed, clock.monotonic() - started):
                 return None
-            delay = wait(state)
-            state.idle_for += delay
-            await clock.sleep(delay)
-            state.prepare_for_next_attempt()
-    return None
+            await clock.sleep(policy.wait_s(failed, error, rng))
 
 
 async def call_chain(providers: Sequence[tuple[str, Provider]], request: ProviderRequest, policy: RetryPolicy,
