@@ -24,10 +24,10 @@ from pathlib import Path
 import duckdb
 import httpx
 import pytest
-from test_crash_recovery import Child, crash_db, run_until_acks  # noqa: F401 (crash_db is a fixture)
+from test_crash_recovery import Child, run_until_acks
 from test_reader_handoff import Writer
 
-from vbgateway import Gateway, GatewayError
+from vbgateway import Gateway, GatewayError, VirtualClock
 from vbgateway.store.handoff import ReaderLease, WriterLease
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -204,11 +204,15 @@ def test_a_notebook_kernel_shut_down_or_restarted_leaves_a_complete_file(tmp_pat
     kernel = manager.client()
     kernel.start_channels()
     output: list[str] = []
+
+    def keep_printed(msg: dict) -> None:
+        if msg["msg_type"] == "stream":
+            output.append(msg["content"]["text"])
+
     try:
         kernel.wait_for_ready(timeout=60)
-        reply = kernel.execute_interactive(
-            KERNEL_CELL.format(db=str(db), providers=FAST_PROVIDERS), timeout=60,
-            output_hook=lambda msg: output.append(msg["content"].get("text", "")) if msg["msg_type"] == "stream" else None)
+        reply = kernel.execute_interactive(KERNEL_CELL.format(db=str(db), providers=FAST_PROVIDERS), timeout=60,
+                                           output_hook=keep_printed)
         assert reply["content"]["status"] == "ok", reply["content"]
         assert side_files(db)  # the gateway is open, its replies in the journal
         if ending == "restart":  # what JupyterLab's "Restart Kernel" asks of the kernel manager
@@ -221,7 +225,12 @@ def test_a_notebook_kernel_shut_down_or_restarted_leaves_a_complete_file(tmp_pat
 
 
 # ---------------------------------------------------------------------------------------------- kill -9
-def test_after_kill_9_nothing_is_lost_the_next_open_applies_the_journal_and_removes_it(crash_db: Path) -> None:
+def test_after_kill_9_nothing_is_lost_the_next_open_applies_the_journal_and_removes_it(tmp_path: Path) -> None:
+    crash_db = tmp_path / "crash.duckdb"
+    with Gateway.open(crash_db, clock=VirtualClock()) as gw:  # what tests/scripts/crash_child.py expects
+        tenant, _ = gw.create_tenant("Crash Test")
+        gw.as_tenant(tenant.id).create_agent(name="Support", primary_provider="vendorA", fallback_provider="vendorB",
+                                             system_prompt="You are helpful.")
     lines = run_until_acks(Child(crash_db), 150)  # SIGKILL after 150 replies
     acknowledged = [line[1] for line in lines if line[0] == "ACK"]
     assert (crash_db.parent / f"{crash_db.name}.journal").stat().st_size > 0  # replies DuckDB does not hold yet
