@@ -84,7 +84,12 @@ class Gateway:
         return cls(store, providers=providers, clock=clock, prices=prices)
 
     def close(self) -> None:
-        """Apply everything pending and release the database."""
+        """Apply everything pending, checkpoint and release the database: the file alone then holds it all.
+
+        Closing again does nothing. A gateway still open when the interpreter
+        exits (a script's end, a notebook kernel shut down or restarted) is
+        closed then, by its store.
+        """
         self.store.close()
 
     def __enter__(self) -> "Gateway":

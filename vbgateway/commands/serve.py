@@ -7,13 +7,24 @@ would print query strings).
 
 ``run_app`` is how the server runs an app; ``benchmarks/bench_api.py`` calls
 it too, so what is measured is what is deployed.
+
+SIGTERM and SIGINT stop it: uvicorn finishes the requests in flight, then
+the gateway closes (every reply applied to DuckDB, checkpointed, side files
+removed) and the process exits with status 0. uvicorn hands the signal back
+once it has shut down; ``_exit_on_stop_signals`` makes that a normal exit, so
+the ``with`` around the gateway closes it (the default SIGTERM action would
+end the process on the spot).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 from typing import Any
 
 from ..gateway import Gateway
@@ -31,6 +42,27 @@ def run_app(app: Any, *, host: str, port: int, log_level: str) -> None:
                 loop="auto", http="auto", server_header=False)
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    """A stop signal: unwind to ``serve`` (closing the gateway on the way); later ones wait for that close."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    raise SystemExit(0)
+
+
+@contextmanager
+def _exit_on_stop_signals() -> Iterator[None]:
+    """SIGTERM and SIGINT end the process by a normal exit, before, during (through uvicorn) and after serving."""
+    previous = {sig: signal.signal(sig, _stop) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
@@ -45,7 +77,7 @@ def serve(args: argparse.Namespace) -> int:
     from ..api import create_app
 
     _configure_logging(args.log_level)
-    with Gateway.open(args.db) as gw:
+    with _exit_on_stop_signals(), Gateway.open(args.db) as gw:
         app = create_app(gw)
         print(f"vbgateway: serving {args.db} on http://{args.host}:{args.port} (docs: /docs)", file=sys.stderr)
         run_app(app, host=args.host, port=args.port, log_level=args.log_level)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -74,6 +75,17 @@ def _keys(record: JournalRecord) -> tuple[tuple[str, ...], tuple[tuple[tuple[str
     return tuple(set(sessions)), entries
 
 
+def _close_if_open(store_ref: weakref.ref[Store]) -> None:
+    """Close a store still open when the interpreter exits (a script's end, a notebook kernel shut down).
+
+    Registered per store through ``weakref.finalize``, so it keeps no store
+    alive and does nothing for a store closed before (``close`` detaches it).
+    """
+    store = store_ref()
+    if store is not None:
+        store.close()
+
+
 def _not_durable(cause: BaseException) -> InternalError:
     """What a caller whose record could not be committed is told (the cause stays attached)."""
     error = InternalError("could not make the reply durable")
@@ -115,6 +127,8 @@ class Store(RecordQueries):
         self._watch_stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self._seq, self.open_count = 0, 0
+        self._closed = False
+        self._at_exit: weakref.finalize | None = None
         try:
             if read_only:
                 self._open_reader()
@@ -123,6 +137,7 @@ class Store(RecordQueries):
         except BaseException:
             self._release_all()
             raise
+        self._at_exit = weakref.finalize(self, _close_if_open, weakref.ref(self))
 
     def _open_writer(self, target: str | Path | duckdb.DuckDBPyConnection, now: Any) -> None:
         self._journal = self._open_journal()
@@ -169,22 +184,33 @@ class Store(RecordQueries):
             raise DatabaseError("the database schema is not current; open it once with a gateway to migrate it",
                                 details={"path": str(self.path)})
 
-    def _release_all(self) -> None:
+    def _release_all(self, *, clean: bool = False) -> None:
+        """Let go of everything; ``clean`` (DuckDB holds every committed record) also removes the side files."""
         self._stop_applier()
         if self._writer_pool is not None:
             self._writer_pool.shutdown(wait=True)
             self._writer_pool = None
-        self._watch_stop.set()
-        if self._watcher is not None and self._watcher is not threading.current_thread():
-            self._watcher.join()
+        self._stop_watcher()
         self._close_side()
-        self._journal.close()
+        with self._journal_lock:  # a commit racing the close is refused, never appended to a removed journal
+            self._closed = True
+            self._journal.close(delete=clean and not self._pending and not self._applying)
         if self._owns_connection and self._con is not None:
             self._con.close()
         self._con = None
-        if self._lease is not None:
+        if isinstance(self._lease, WriterLease):
+            self._lease.close(remove_files=clean)
+        elif self._lease is not None:
             self._lease.close()
-            self._lease = None
+        self._lease = None
+        if self._at_exit is not None:
+            self._at_exit.detach()
+
+    def _stop_watcher(self) -> None:
+        """Stop lending to new readers; call without holding _lock (the watcher may be waiting for it)."""
+        self._watch_stop.set()
+        if self._watcher is not None and self._watcher is not threading.current_thread():
+            self._watcher.join()
 
     # ----------------------------------------------------------------- lending to readers
     def _watch_for_readers(self) -> None:
@@ -278,15 +304,37 @@ class Store(RecordQueries):
             return schema_version(self._connection())
 
     def close(self) -> None:
+        """Apply everything committed, checkpoint, and let go: the file alone then holds the database.
+
+        The journal, ``<db>.readers`` and ``<db>.handoff/`` are removed, so any
+        DuckDB client can open the file. Closing again does nothing. A store
+        still open when the interpreter exits is closed then (``_close_if_open``).
+        If the records cannot be applied (DuckDB failing, a reader keeping
+        the lent file), the journal stays and the next open applies it.
+        """
         self._stop_applier()  # outside _lock: a background apply may be waiting for it
+        self._stop_watcher()
         with self._lock:
-            if self._con is None and not self._lent:
+            if self._closed:
                 return
+            clean = False
             try:
                 if not self.read_only:
                     self.flush()
+                    self._checkpoint()
+                clean = True
             finally:
-                self._release_all()
+                self._release_all(clean=clean)
+
+    def _checkpoint(self) -> None:
+        """Write DuckDB's WAL into the file (caller holds _lock), so a read-only client needs nothing beside it."""
+        if self._con is None:  # lent: DuckDB checkpointed as it closed, and nothing was committed since
+            return
+        self._close_side()
+        try:
+            self._con.execute("CHECKPOINT")
+        except duckdb.Error:  # the WAL holds it all the same; DuckDB checkpoints it as it closes
+            _log.warning("checkpoint at close failed", exc_info=True)
 
     def _journal_state(self) -> tuple[int, int]:
         """(last journal sequence applied, how many times the database was opened)."""
@@ -387,6 +435,8 @@ class Store(RecordQueries):
     def _append(self, records: list[JournalRecord]) -> None:
         """Number, append and fsync ``records`` (all or nothing), then index them as pending."""
         with self._journal_lock:
+            if self._closed:
+                raise DatabaseError("the database is closed")
             entries = [(self._seq + i + 1, record) for i, record in enumerate(records)]
             payloads = self._journal.append(entries) or [payload_of(record) for record in records]
             self._seq += len(entries)

@@ -19,6 +19,13 @@ serving traffic, so the writing store lends the file on request:
    asks, and accepts the file only once DuckDB has applied at least that far;
    a writer that lent the file and has committed since takes it back, applies
    and lends it again when a new request arrives.
+6. Whoever closes last removes ``<db>.readers`` and ``<db>.handoff/``, so a
+   database nobody holds is the plain DuckDB file: the writer when it closes
+   holding its exclusive lock, a reader when it can take that lock as it
+   leaves. ``<db>.readers`` is unlinked only under an exclusive lock, and
+   whoever gets a lock checks that the path still names the file it locked
+   (or opens the new one and locks again), so no two processes ever hold
+   locks on different files; the request folder goes only when it is empty.
 
 All waits here are in real time: they coordinate processes, not gateway time.
 """
@@ -41,6 +48,29 @@ def _paths(db_path: Path) -> tuple[Path, Path]:
     return Path(str(db_path) + ".readers"), Path(str(db_path) + ".handoff")
 
 
+def _open_lock_file(lock_path: Path) -> int:
+    return os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+
+
+def _is_current(fd: int, lock_path: Path) -> bool:
+    """True when ``lock_path`` still names the file open as ``fd`` (a closing holder may have unlinked it)."""
+    try:
+        return os.fstat(fd).st_ino == os.stat(lock_path).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _remove_files(lock_path: Path, requests: Path) -> None:
+    """Remove the request folder if no one is asking, then the lock file (caller holds it exclusively)."""
+    try:
+        requests.rmdir()
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return  # a reader is asking: it goes on with the lock file (any one) and removes both as it leaves
+    lock_path.unlink(missing_ok=True)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -57,7 +87,7 @@ class WriterLease:
     def __init__(self, db_path: Path, wait_s: float) -> None:
         self._lock_path, self._requests = _paths(db_path)
         self._requests.mkdir(exist_ok=True)
-        self._fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._fd = _open_lock_file(self._lock_path)
         self.held = False
         self.acquire(wait_s, ignore_requests=True)
 
@@ -81,13 +111,8 @@ class WriterLease:
         """Take the exclusive lock once readers are done; DatabaseBusyError after ``wait_s``."""
         deadline = real_deadline(wait_s)
         while True:
-            if ignore_requests or not self.requested():
-                try:
-                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    self.held = True
-                    return
-                except BlockingIOError:
-                    pass
+            if (ignore_requests or not self.requested()) and self.try_acquire():
+                return
             if real_time_left(deadline) <= 0:
                 raise DatabaseBusyError("the database is lent to a reader (a report?) that has not finished",
                                         details={"waitedSeconds": wait_s})
@@ -95,32 +120,46 @@ class WriterLease:
 
     def try_acquire(self) -> bool:
         """Take the exclusive lock now if no reader holds the file."""
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        self.held = True
-        return True
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            if _is_current(self._fd, self._lock_path):
+                self.held = True
+                return True
+            os.close(self._fd)  # a reader that left last removed it: lock the file now at that path
+            self._fd = _open_lock_file(self._lock_path)
 
     def release(self) -> None:
         if self.held:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             self.held = False
 
-    def close(self) -> None:
-        self.release()
-        os.close(self._fd)
+    def close(self, *, remove_files: bool = False) -> None:
+        """Let go; with ``remove_files`` (a clean close, lock held) also remove the lock file and request folder."""
+        try:
+            if remove_files and self.held:
+                _remove_files(self._lock_path, self._requests)
+        finally:
+            self.release()
+            os.close(self._fd)
 
 
 class ReaderLease:
     """The reader's side: ask, then hold a shared lock while reading."""
 
     def __init__(self, db_path: Path, wait_s: float) -> None:
-        lock_path, requests = _paths(db_path)
-        requests.mkdir(exist_ok=True)
-        self._request = requests / f"{os.getpid()}.{id(self)}"
-        self._request.touch()
-        self._fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._lock_path, self._requests = _paths(db_path)
+        self._request = self._requests / f"{os.getpid()}.{id(self)}"
+        while True:  # the folder may vanish in between: its last user removes it as it leaves
+            self._requests.mkdir(exist_ok=True)
+            try:
+                self._request.touch()
+                break
+            except FileNotFoundError:
+                continue
+        self._fd = _open_lock_file(self._lock_path)
         self._db_path = db_path
         self._deadline = real_deadline(wait_s)
         self._wait_s = wait_s
@@ -134,7 +173,10 @@ class ReaderLease:
         while True:
             try:
                 fcntl.flock(self._fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                return
+                if _is_current(self._fd, self._lock_path):
+                    return
+                os.close(self._fd)  # the writer removed it as it closed: lock the file now at that path
+                self._fd = _open_lock_file(self._lock_path)
             except BlockingIOError:
                 if real_time_left(self._deadline) <= 0:
                     raise DatabaseBusyError(
@@ -149,8 +191,15 @@ class ReaderLease:
         self._lock_shared()
 
     def close(self) -> None:
+        """Withdraw the request; the last one out (no writer holding, no other reader) removes the side files."""
         self._request.unlink(missing_ok=True)
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pass  # someone else holds the file: they remove them
+            else:
+                if _is_current(self._fd, self._lock_path):
+                    _remove_files(self._lock_path, self._requests)
         finally:
-            os.close(self._fd)
+            os.close(self._fd)  # closing the descriptor drops whichever lock it held

@@ -272,7 +272,14 @@ class Journal:
     def size(self) -> int:
         return os.fstat(self._fd).st_size if self._fd is not None else 0
 
-    def close(self) -> None:
+    def close(self, *, delete: bool = False) -> None:
+        """Let go of the file; with ``delete`` (DuckDB holds every line) remove it first.
+
+        It is removed while still locked: a store opening it meanwhile finds
+        its lock on a file no longer at the path, and opens a fresh one.
+        """
         if self._fd is not None:
+            if delete and self.path is not None:
+                self.path.unlink(missing_ok=True)
             os.close(self._fd)
             self._fd = None
