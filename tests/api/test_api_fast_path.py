@@ -133,7 +133,7 @@ def test_a_chunked_body_gets_the_same_answer(pair):
         yield b'"Hello in parts"}'
 
     fast, plain = _both(pair, content=chunks, headers=JSON)
-    assert fast == plain and fast["status"] == 200
+    assert fast == plain and fast["status"] == 201
 
 
 def test_a_chunked_body_over_the_limit_is_refused_the_same(pair):
