@@ -28,8 +28,12 @@ def build_router(gw: Gateway) -> APIRouter:
     @router.get("/health", response_model=HealthResponse, responses={
         400: {"model": ErrorResponse, "description": "VALIDATION_ERROR: a bad X-Correlation-Id"},
         503: {"model": ErrorResponse, "description": "SERVICE_UNAVAILABLE: the database does not answer"}})
-    async def health(request: Request) -> Response:
-        """``{"status": "ok"}`` and the database's state; 503 when the database does not answer."""
+    def health(request: Request) -> Response:
+        """``{"status": "ok"}`` and the database's state; 503 when the database does not answer.
+
+        A plain ``def``: FastAPI runs it in its thread pool, so a database lent to a reader (a report
+        holding the file) makes this check wait, as every read does, without holding up the event loop.
+        """
         try:
             version = gw.store.schema_version
             pending = gw.store.pending_records
