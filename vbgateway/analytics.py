@@ -46,8 +46,8 @@ __all__ = [
     "rollup",
 ]
 
-MAX_RANGE_DAYS = 3660
-TOP_AGENTS = 5
+MAX_RANGE_DAYS = 3660  # for series with one row per day; totals and event pages take any range
+TOP_AGENTS = 10
 ZERO = Decimal("0")
 _US_PER_DAY = 86_400_000_000
 _EPOCH_DAY = date(1970, 1, 1)
@@ -67,15 +67,20 @@ def parse_day(value: object, field: str) -> date:
     raise ValidationError(f"{field} must be a date as YYYY-MM-DD", details={"field": field, "value": str(value)[:40]})
 
 
-def day_range(start: object, end: object) -> tuple[datetime, datetime]:
-    """[start 00:00, end+1 00:00) in UTC; ``start`` after ``end`` is a VALIDATION_ERROR."""
+def day_range(start: object, end: object, *, max_days: int | None = MAX_RANGE_DAYS) -> tuple[datetime, datetime]:
+    """[start 00:00, end+1 00:00) in UTC; ``start`` after ``end`` is a VALIDATION_ERROR.
+
+    ``max_days=None`` for queries whose cost does not grow with the number of
+    days (a filtered scan), so that "all time" can be asked as 2020-01-01..2099-12-31.
+    """
     first, last = parse_day(start, "from"), parse_day(end, "to")
     if first > last:
         raise ValidationError("'from' must not be after 'to'", details={"from": str(first), "to": str(last)})
-    if (last - first).days > MAX_RANGE_DAYS:
-        raise ValidationError(f"a range spans at most {MAX_RANGE_DAYS} days", details={"from": str(first), "to": str(last)})
+    if max_days is not None and (last - first).days > max_days:
+        raise ValidationError(f"a range spans at most {max_days} days", details={"from": str(first), "to": str(last)})
     lower = datetime(first.year, first.month, first.day, tzinfo=timezone.utc)
-    upper = datetime(last.year, last.month, last.day, tzinfo=timezone.utc) + timedelta(days=1)
+    upper = (datetime(last.year, last.month, last.day, tzinfo=timezone.utc) + timedelta(days=1) if last < date.max
+             else datetime.max.replace(tzinfo=timezone.utc))  # 9999-12-31 has no next day
     return lower, upper
 
 
@@ -105,7 +110,7 @@ def rollup(gw: Gateway, tenant_id: str | None, start: object, end: object, *, to
     """
     if isinstance(top, bool) or not isinstance(top, int) or top < 0:
         raise ValidationError("top is a whole number >= 0", details={"field": "top"})
-    lower, upper = day_range(start, end)
+    lower, upper = day_range(start, end, max_days=None)
     where, params = _scope(tenant_id)
     window = params + [lower, upper]
     rows = gw.sql(f"""
@@ -137,14 +142,14 @@ def rollup(gw: Gateway, tenant_id: str | None, start: object, end: object, *, to
     by_provider = rows.iloc[:providers][["provider", "sessions", "tokens_in", "tokens_out", "tokens_total", "cost_usd"]]
     top_agents = rows.iloc[providers:providers + min(top, agents)][["agent_id", "agent_name", "sessions",
                                                                      "tokens_total", "cost_usd"]]
-    return Rollup(lower.date(), (upper - timedelta(days=1)).date(), summary, by_provider,
+    return Rollup(lower.date(), (upper - timedelta(microseconds=1)).date(), summary, by_provider,
                   top_agents.reset_index(drop=True))
 
 
 def events(gw: Gateway, tenant_id: str | None, start: object, end: object, *,
            limit: object = DEFAULT_EVENTS_LIMIT, offset: object = 0) -> pd.DataFrame:
     """Usage events of the period, newest first, one page of ``limit`` from ``offset``."""
-    lower, upper = day_range(start, end)
+    lower, upper = day_range(start, end, max_days=None)
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_EVENTS_LIMIT:
         raise ValidationError(f"limit is a whole number from 1 to {MAX_EVENTS_LIMIT}", details={"field": "limit"})
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:

@@ -140,7 +140,7 @@ class _AgentFields(BaseModel):
         if len(value) > MAX_TOOLS:
             raise ValueError(f"at most {MAX_TOOLS} tools")
         for name in value:
-            if not _TOOL_NAME.match(name):
+            if not _TOOL_NAME.fullmatch(name):  # not match: "$" also matches before a final newline
                 raise ValueError(f"tool names are 1-64 letters, digits, '_', '.', '-' starting with a letter: {name[:80]!r}")
         if len(set(value)) != len(value):
             raise ValueError("tool names must be unique")

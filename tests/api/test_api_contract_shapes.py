@@ -75,7 +75,7 @@ def test_send_message_answers_the_reply_and_how_it_was_obtained(acme):
     session = acme.session()
     response = acme.post(f"/v1/sessions/{session['id']}/messages", json={"role": "user", "content": "Hello"},
                          headers={"Idempotency-Key": "first"})
-    assert response.status_code == 200, response.text
+    assert response.status_code == 201, response.text  # a new reply was created
     body = response.json()
     assert set(body) == {"message", "metadata"}
     assert set(body["message"]) == {"id", "sessionId", "role", "content", "createdAt"}
@@ -92,15 +92,15 @@ def test_send_message_answers_the_reply_and_how_it_was_obtained(acme):
 
 def test_a_message_without_role_is_a_user_message(acme):
     session = acme.session()
-    assert acme.post(f"/v1/sessions/{session['id']}/messages", json={"content": "Hi"}).status_code == 200
+    assert acme.post(f"/v1/sessions/{session['id']}/messages", json={"content": "Hi"}).status_code == 201
 
 
-def test_repeating_an_idempotency_key_replays_the_first_reply(acme):
+def test_repeating_an_idempotency_key_replays_the_first_reply_with_200(acme):
     session = acme.session()
-    first = acme.post(f"/v1/sessions/{session['id']}/messages", json={"content": "Hi"},
-                      headers={"Idempotency-Key": "k-1"}).json()
-    again = acme.post(f"/v1/sessions/{session['id']}/messages", json={"content": "Hi"},
-                      headers={"Idempotency-Key": "k-1"}).json()
+    responses = [acme.post(f"/v1/sessions/{session['id']}/messages", json={"content": "Hi"},
+                           headers={"Idempotency-Key": "k-1"}) for _ in range(2)]
+    assert [r.status_code for r in responses] == [201, 200]  # created, then the stored reply
+    first, again = (r.json() for r in responses)
     assert again["metadata"]["idempotency"] == {"key": "k-1", "replayed": True}
     assert again["message"] == first["message"]
     assert again["metadata"]["usage"] == first["metadata"]["usage"]
@@ -126,7 +126,7 @@ def test_voice_upload_answers_transcript_reply_and_audio(acme):
     session = acme.session()
     response = acme.post(f"/v1/sessions/{session['id']}/voice", files={"audio": ("hello.wav", make_wav(1000), "audio/wav")},
                          data={"audioDurationMs": "5000"}, headers={"Idempotency-Key": "voice-1"})
-    assert response.status_code == 200, response.text
+    assert response.status_code == 201, response.text
     body = response.json()
     assert set(body) == {"sessionId", "transcriptText", "assistant", "audio", "metadata"}
     assert body["sessionId"] == session["id"] and body["transcriptText"]
@@ -139,11 +139,13 @@ def test_voice_upload_answers_transcript_reply_and_audio(acme):
     assert body["metadata"]["idempotency"] == {"key": "voice-1", "replayed": False}
 
 
-def test_voice_replay_with_the_same_key_is_marked_replayed(acme):
+def test_voice_replay_with_the_same_key_is_marked_replayed_and_answers_200(acme):
     session = acme.session()
     files = {"audio": ("a.wav", make_wav(500), "audio/wav")}
-    first = acme.post(f"/v1/sessions/{session['id']}/voice", files=files, headers={"Idempotency-Key": "v"}).json()
-    again = acme.post(f"/v1/sessions/{session['id']}/voice", files=files, headers={"Idempotency-Key": "v"}).json()
+    responses = [acme.post(f"/v1/sessions/{session['id']}/voice", files=files, headers={"Idempotency-Key": "v"})
+                 for _ in range(2)]
+    assert [r.status_code for r in responses] == [201, 200]
+    first, again = (r.json() for r in responses)
     assert again["metadata"]["idempotency"]["replayed"] is True
     assert again["assistant"] == first["assistant"] and again["audio"] == first["audio"]
 
@@ -151,7 +153,7 @@ def test_voice_replay_with_the_same_key_is_marked_replayed(acme):
 def _usage_tenant(acme):
     session = acme.session()
     for text in ("one", "two", "three"):
-        assert acme.post(f"/v1/sessions/{session['id']}/messages", json={"content": text}).status_code == 200
+        assert acme.post(f"/v1/sessions/{session['id']}/messages", json={"content": text}).status_code == 201
     return session
 
 
@@ -202,7 +204,7 @@ def test_usage_monthly_has_twelve_months_oldest_first_with_a_column_per_provider
 
 def test_openapi_and_docs_are_served_and_describe_the_real_shapes(http):
     spec = http.get("/openapi.json").json()
-    assert set(spec["paths"]) == {"/v1/me", "/v1/agents", "/v1/agents/{agentId}", "/v1/sessions",
+    assert set(spec["paths"]) == {"/health", "/v1/me", "/v1/agents", "/v1/agents/{agentId}", "/v1/sessions",
                                   "/v1/sessions/{sessionId}/messages", "/v1/sessions/{sessionId}/transcript",
                                   "/v1/sessions/{sessionId}/voice", "/v1/usage/rollup", "/v1/usage/events",
                                   "/v1/usage/monthly"}
@@ -220,5 +222,5 @@ def test_openapi_and_docs_are_served_and_describe_the_real_shapes(http):
 def test_a_reply_names_the_http_request_that_produced_it(acme):
     session = acme.session()
     response = acme.post(f"/v1/sessions/{session['id']}/messages", json={"content": "Which request?"})
-    assert response.status_code == 200
+    assert response.status_code == 201
     assert response.json()["metadata"]["requestId"] == response.headers["X-Request-Id"]

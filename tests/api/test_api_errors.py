@@ -90,17 +90,22 @@ def test_unknown_routes_are_not_found(http, path):
     assert_error(http.get(path), 404, "NOT_FOUND")
 
 
-def test_a_wrong_method_is_a_validation_error_that_names_the_allowed_ones(acme):
-    response = acme.http.delete("/v1/agents", headers=acme.headers)
-    error = assert_error(response, 400, "VALIDATION_ERROR")
-    assert error["details"]["allowed"] == ["GET", "POST"]
-    assert response.headers["allow"] == "GET, POST"
+@pytest.mark.parametrize("method, path, allowed", [
+    ("DELETE", "/v1/agents", ["GET", "POST"]), ("TRACE", "/v1/usage/rollup", ["GET"]),
+    ("PATCH", "/v1/agents/agt_x", ["GET", "PUT"]), ("GET", "/v1/sessions/ses_x/messages", ["POST"]),
+    ("HEAD", "/v1/me", ["GET"]), ("POST", "/health", ["GET"])])
+def test_an_undeclared_method_is_405_in_the_envelope_with_an_allow_header(acme, method, path, allowed):
+    response = acme.http.request(method, path, headers=acme.headers)
+    assert response.status_code == 405 and response.headers["allow"] == ", ".join(allowed)
+    if method != "HEAD":
+        error = assert_error(response, 405, "METHOD_NOT_ALLOWED")
+        assert error["details"] == {"method": method, "allowed": allowed}
 
 
 def test_same_key_different_body_is_idempotency_conflict(acme):
     session = acme.session()
     url = f"/v1/sessions/{session['id']}/messages"
-    assert acme.post(url, json={"content": "a"}, headers={"Idempotency-Key": "dup"}).status_code == 200
+    assert acme.post(url, json={"content": "a"}, headers={"Idempotency-Key": "dup"}).status_code == 201
     assert_error(acme.post(url, json={"content": "b"}, headers={"Idempotency-Key": "dup"}), 409,
                  "IDEMPOTENCY_CONFLICT")
 

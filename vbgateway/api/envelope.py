@@ -38,7 +38,7 @@ __all__ = [
 _log = logging.getLogger("vbgateway.api.errors")
 # Codes the API answers with as they are; anything else 5xx is hidden behind INTERNAL_ERROR.
 _PUBLIC_5XX = {"ALL_PROVIDERS_FAILED"}
-_STATUS_CODES = {400: "VALIDATION_ERROR", 401: "INVALID_API_KEY", 404: "NOT_FOUND", 405: "VALIDATION_ERROR",
+_STATUS_CODES = {400: "VALIDATION_ERROR", 401: "INVALID_API_KEY", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
                  409: "IDEMPOTENCY_CONFLICT", 413: "PAYLOAD_TOO_LARGE", 415: "VALIDATION_ERROR",
                  422: "VALIDATION_ERROR"}
 _MAX_ECHO = 200  # characters of client input (paths, methods) repeated in details
@@ -101,18 +101,22 @@ def validation_error_response(request_id: str, exc: RequestValidationError, cont
                "message": str(e.get("msg", "invalid"))} for e in exc.errors()]
     if any(e.get("type") == "json_invalid" for e in exc.errors()):
         message = "the request body is not valid JSON"
-    elif content_type and "json" not in content_type and any(tuple(e.get("loc", ())) == ("body",) for e in exc.errors()):
-        message = f"expected a JSON object with Content-Type: application/json, got {content_type[:60]!r}"
+    elif "json" not in content_type and any(tuple(e.get("loc", ())) == ("body",) for e in exc.errors()):
+        got = repr(content_type[:60]) if content_type else "none"
+        message = f"expected a JSON object with Content-Type: application/json, got {got}"
     else:
         message = "invalid input (" + "; ".join(f"{e['field']}: {e['message']}" for e in errors[:3]) + ")"
     return error_response(request_id, 400, "VALIDATION_ERROR", message, {"errors": errors[:50]})
 
 
 def _allowed_methods(request: Request) -> list[str]:
-    """Every method some route takes on this path (Starlette names only the first route's)."""
+    """Every method some route takes on this path (Starlette names only the first route's).
+
+    HEAD only where a route answers it (FastAPI's routes do not; the static docs assets do).
+    """
     routes = getattr(getattr(request.app, "router", None), "routes", ())
     allowed = []
-    for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"):
         scope = {**request.scope, "method": method}
         if any(route.matches(scope)[0] is Match.FULL for route in routes):
             allowed.append(method)
@@ -131,7 +135,7 @@ def http_error_response(request: Request, exc: HTTPException) -> Response:
         return error_response(request_id, 404, "NOT_FOUND", f"no route {method} {path}", {"path": path})
     if status == 405:
         allowed = _allowed_methods(request)
-        return error_response(request_id, 400, "VALIDATION_ERROR", f"method {method} is not allowed on {path}",
+        return error_response(request_id, 405, "METHOD_NOT_ALLOWED", f"method {method} is not allowed on {path}",
                               {"method": method, "allowed": allowed}, headers={"Allow": ", ".join(allowed)})
     if status >= 500:
         return internal_error_response(request_id)

@@ -4,11 +4,13 @@ Written as plain ASGI rather than Starlette's ``BaseHTTPMiddleware``: it wraps
 every request, and plain ASGI costs a few microseconds where the latter costs
 a task and a memory stream per request.
 
-- Every response, preflights and refusals included, carries ``X-Request-Id``.
+- Every response, preflights and refusals included, carries ``X-Request-Id``;
+  a client's ``X-Correlation-Id`` is repeated in the answer and the log line
+  (1-200 printable ASCII characters, else 400: it ends up in a header and a log).
 - Bodies are limited per route (1 MB of JSON, 10 MB of audio plus multipart
   framing): a declared ``Content-Length`` over the limit is refused before a
   byte of the body is read; a chunked body is counted as it arrives.
-- One JSON log line per request: id, tenant, route template, status, latency.
+- One JSON log line per request: ids, tenant, route template, status, latency.
   Never the API key, a query string or a body: they may hold secrets or
   customers' words.
 """
@@ -16,6 +18,7 @@ a task and a memory stream per request.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -23,12 +26,14 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import GatewayError, PayloadTooLargeError
+from .constraints import CORRELATION_ID, CORRELATION_ID_MAX
 from .envelope import error_response, gateway_error_response, internal_error_response, new_request_id
 
 __all__ = ["ACCESS_LOGGER", "RequestContextMiddleware"]
 
 ACCESS_LOGGER = "vbgateway.api.access"
 _log = logging.getLogger("vbgateway.api.errors")
+_CORRELATION_ID = re.compile(CORRELATION_ID.encode("ascii"))
 
 
 class RequestContextMiddleware:
@@ -49,30 +54,40 @@ class RequestContextMiddleware:
         request_id = new_request_id()
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
-        rid_header = (b"x-request-id", request_id.encode("ascii"))
+        declared_length, correlation_id = _context_headers(scope)
+        added = [(b"x-request-id", request_id.encode("ascii"))]
+        refusal: ASGIApp | None = None
+        if correlation_id is not None:
+            if _CORRELATION_ID.fullmatch(correlation_id):
+                added.append((b"x-correlation-id", correlation_id))
+                state["correlation_id"] = correlation_id.decode("ascii")
+            else:
+                refusal = error_response(request_id, 400, "VALIDATION_ERROR",
+                                         f"X-Correlation-Id is 1-{CORRELATION_ID_MAX} printable ASCII characters",
+                                         {"field": "X-Correlation-Id"})
         status = 0
 
-        async def send_with_id(message: Message) -> None:
+        async def send_with_ids(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message = {**message, "headers": [*message.get("headers", ()), rid_header]}
+                message = {**message, "headers": [*message.get("headers", ()), *added]}
             await send(message)
 
         limit = self.voice_limit if scope["path"].endswith("/voice") else self.body_limit
         try:
-            refusal = _check_declared_length(scope, limit, request_id)
+            refusal = refusal or _check_declared_length(declared_length, limit, request_id)
             if refusal is not None:
-                await refusal(scope, receive, send_with_id)
+                await refusal(scope, receive, send_with_ids)
             else:
-                await self.app(scope, _counting(receive, limit), send_with_id)
+                await self.app(scope, _counting(receive, limit), send_with_ids)
         except GatewayError as exc:  # e.g. the body limit, tripped outside a route's own handling
             if status == 0:
-                await gateway_error_response(request_id, exc)(scope, receive, send_with_id)
+                await gateway_error_response(request_id, exc)(scope, receive, send_with_ids)
         except Exception as exc:  # a bug below us: answer 500 in the envelope if we still can
             _log.error("unhandled error on request %s", request_id, exc_info=exc)
             if status == 0:
-                await internal_error_response(request_id)(scope, receive, send_with_id)
+                await internal_error_response(request_id)(scope, receive, send_with_ids)
         finally:
             self._log(scope, state, request_id, status, started)
 
@@ -85,6 +100,7 @@ class RequestContextMiddleware:
         line = orjson.dumps({
             "event": "http_request",
             "requestId": request_id,
+            "correlationId": state.get("correlation_id"),
             "tenantId": getattr(tenant, "id", None),
             "method": scope.get("method"),
             "route": getattr(route, "path", None),
@@ -95,21 +111,30 @@ class RequestContextMiddleware:
         access.handle(access.makeRecord(access.name, logging.INFO, __file__, 0, line, None, None, "_log"))
 
 
-def _check_declared_length(scope: Scope, limit: int, request_id: str) -> ASGIApp | None:
-    """A refusal to send at once when the declared body length is unusable, else None."""
+def _context_headers(scope: Scope) -> tuple[bytes | None, bytes | None]:
+    """The first Content-Length and X-Correlation-Id of the request, as sent (one pass over the headers)."""
+    length = correlation = None
     for name, value in scope.get("headers", ()):
-        if name == b"content-length":
-            try:
-                length = int(value)
-            except ValueError:
-                length = -1
-            if length < 0:
-                return error_response(request_id, 400, "VALIDATION_ERROR", "invalid Content-Length header")
-            if length > limit:
-                return error_response(request_id, 413, "PAYLOAD_TOO_LARGE",
-                                      f"request bodies here are limited to {limit} bytes",
-                                      {"limitBytes": limit, "sizeBytes": length}, headers={"Connection": "close"})
-            return None
+        if name == b"content-length" and length is None:
+            length = value
+        elif name == b"x-correlation-id" and correlation is None:
+            correlation = value
+    return length, correlation
+
+
+def _check_declared_length(declared: bytes | None, limit: int, request_id: str) -> ASGIApp | None:
+    """A refusal to send at once when the declared body length is unusable, else None."""
+    if declared is None:
+        return None
+    try:
+        length = int(declared)
+    except ValueError:
+        length = -1
+    if length < 0:
+        return error_response(request_id, 400, "VALIDATION_ERROR", "invalid Content-Length header")
+    if length > limit:
+        return error_response(request_id, 413, "PAYLOAD_TOO_LARGE", f"request bodies here are limited to {limit} bytes",
+                              {"limitBytes": limit, "sizeBytes": length}, headers={"Connection": "close"})
     return None
 
 

@@ -10,18 +10,24 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Header, Path, Request, UploadFile
 from fastapi.routing import APIRoute
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from ..gateway import Gateway
 from ..models import Reply, Transcript
 from .envelope import json_response, request_id_of
+from .messages import MESSAGES_PATH, answer_message, body_lost_response, reply_status
 from .routing import CurrentTenant, error_responses
 from .schemas import MessageBody, SessionBody, SessionEnvelope, VoiceResponse
 from .wire import model_response, voice_payload
 
 __all__ = ["MESSAGES_PATH", "build_router"]
 
-MESSAGES_PATH = "/v1/sessions/{sessionId}/messages"  # also answered by fastpath.MessagesFastPath
+REPLAYED = "The stored reply of an earlier request with this Idempotency-Key; nothing is billed again."
+# The route reads its body itself (messages.answer_message, shared with the fast path), so FastAPI
+# cannot see the body's model: it is declared here.
+MESSAGE_REQUEST_BODY = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": MessageBody.model_json_schema(by_alias=True)}}}}
 
 SessionId = Annotated[str, Path(alias="sessionId")]
 IdempotencyKey = Annotated[str | None, Header(
@@ -37,14 +43,20 @@ def build_router(gw: Gateway, route_class: type[APIRoute]) -> APIRouter:
         session = await tenant.create_session_async(body.agent_id, body.customer_id, body.metadata)
         return model_response(SessionEnvelope(session=session), 201)
 
-    @router.post(MESSAGES_PATH, response_model=Reply,
-                 responses=error_responses(400, 404, 409, 502))
-    async def send_message(request: Request, session_id: SessionId, body: MessageBody, tenant: CurrentTenant,
+    @router.post(MESSAGES_PATH, status_code=201, response_model=Reply, openapi_extra=MESSAGE_REQUEST_BODY,
+                 responses={200: {"model": Reply, "description": REPLAYED}, **error_responses(400, 404, 409, 502)})
+    async def send_message(request: Request, session_id: SessionId, tenant: CurrentTenant,
                            idempotency_key: IdempotencyKey = None) -> Response:
-        """Send a user message; the assistant's reply is billed exactly once."""
-        reply = await tenant.send_message(session_id, body.content, idempotency_key=idempotency_key,
-                                          request_id=request_id_of(request))
-        return model_response(reply)
+        """Send a user message; the assistant's reply is billed exactly once.
+
+        201 with a new reply; 200 with the stored reply when the idempotency key was seen before.
+        """
+        try:
+            body = await request.body()
+        except ClientDisconnect:
+            return body_lost_response(request_id_of(request))
+        return await answer_message(tenant, session_id, request.headers.get("content-type"), body, idempotency_key,
+                                    request_id_of(request))
 
     @router.get("/v1/sessions/{sessionId}/transcript", response_model=Transcript, responses=error_responses(404))
     async def transcript(session_id: SessionId, tenant: CurrentTenant) -> Response:
@@ -52,8 +64,9 @@ def build_router(gw: Gateway, route_class: type[APIRoute]) -> APIRouter:
         result: Transcript = tenant.transcript(session_id)
         return model_response(result)
 
-    @router.post("/v1/sessions/{sessionId}/voice", response_model=VoiceResponse,
-                 responses=error_responses(400, 404, 409, 502))
+    @router.post("/v1/sessions/{sessionId}/voice", status_code=201, response_model=VoiceResponse,
+                 responses={200: {"model": VoiceResponse, "description": REPLAYED},
+                            **error_responses(400, 404, 409, 502)})
     async def send_voice(
         request: Request,
         session_id: SessionId,
@@ -62,10 +75,13 @@ def build_router(gw: Gateway, route_class: type[APIRoute]) -> APIRouter:
         audio_duration_ms: Annotated[int | None, Form(alias="audioDurationMs")] = None,
         idempotency_key: IdempotencyKey = None,
     ) -> Response:
-        """Recorded speech in, the reply as text and as WAV (base64) out."""
+        """Recorded speech in, the reply as text and as WAV (base64) out.
+
+        201 with a new reply; 200 with the stored reply when the idempotency key was seen before.
+        """
         data = await audio.read()
         voice = await tenant.send_voice(session_id, data, audio_duration_ms, idempotency_key=idempotency_key,
                                         request_id=request_id_of(request))
-        return json_response(voice_payload(voice))
+        return json_response(voice_payload(voice), reply_status(voice.reply.metadata.idempotency.replayed))
 
     return router

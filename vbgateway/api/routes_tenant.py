@@ -30,7 +30,8 @@ def build_router(gw: Gateway, route_class: type[APIRoute]) -> APIRouter:
 
     @router.get("/v1/agents", response_model=AgentList, responses=error_responses())
     async def list_agents(tenant: CurrentTenant) -> Response:
-        return model_response(AgentList(agents=tenant.list_agents()))
+        """The tenant's agents, newest first."""
+        return model_response(AgentList(agents=tenant.list_agents()[::-1]))  # the store lists them oldest first
 
     @router.post("/v1/agents", status_code=201, response_model=AgentEnvelope, responses=error_responses(400))
     async def create_agent(body: AgentSpec, tenant: CurrentTenant) -> Response:

@@ -16,13 +16,17 @@ from .routing import CurrentTenant, error_responses
 from .schemas import MonthlyResponse, RollupResponse, UsageEventsResponse
 from .wire import monthly_payload, rollup_payload, usage_events_payload
 
-__all__ = ["DEFAULT_RANGE_DAYS", "build_router"]
+__all__ = ["DAY_PATTERN", "DEFAULT_RANGE_DAYS", "build_router"]
 
 DEFAULT_RANGE_DAYS = 30
-_DAY = r"^\d{4}-\d{2}-\d{2}$"
-From = Annotated[str | None, Query(alias="from", pattern=_DAY,
-                                   description=f"first UTC day, inclusive (default: {DEFAULT_RANGE_DAYS - 1} days before `to`)")]
-To = Annotated[str | None, Query(alias="to", pattern=_DAY, description="last UTC day, inclusive (default: today)")]
+DAY_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"  # date.fromisoformat alone also reads 20260131 and 2026-W05-6
+_AS_DATE = {"format": "date"}
+From = Annotated[str | None, Query(
+    alias="from", pattern=DAY_PATTERN, json_schema_extra=_AS_DATE,
+    description=f"First UTC day, inclusive; not after `to` (default: {DEFAULT_RANGE_DAYS - 1} days before `to`). "
+                "Any range is allowed: all time is 0001-01-01..9999-12-31.")]
+To = Annotated[str | None, Query(alias="to", pattern=DAY_PATTERN, json_schema_extra=_AS_DATE,
+                                 description="Last UTC day, inclusive (default: today).")]
 Limit = Annotated[int, Query(ge=1, le=MAX_EVENTS_LIMIT, description=f"at most {MAX_EVENTS_LIMIT}")]
 
 
@@ -32,11 +36,14 @@ def build_router(gw: Gateway, route_class: type[APIRoute]) -> APIRouter:
     def days(start: str | None, end: str | None) -> tuple[str | date, date]:
         """The range asked for; missing ends mean the last 30 days up to today (UTC)."""
         last = parse_day(end, "to") if end is not None else gw.clock.now().date()
-        return (start if start is not None else last - timedelta(days=DEFAULT_RANGE_DAYS - 1)), last
+        if start is not None:
+            return start, last
+        span = timedelta(days=DEFAULT_RANGE_DAYS - 1)
+        return (last - span if last - date.min >= span else date.min), last  # 0001-01-05 has no 29 days before
 
     @router.get("/v1/usage/rollup", response_model=RollupResponse, responses=error_responses(400))
     async def rollup(tenant: CurrentTenant, start: From = None, end: To = None) -> Response:
-        """Totals, per provider and the costliest agents for UTC days ``from``..``to`` (both inclusive)."""
+        """Totals, per provider and the (up to 10) costliest agents for UTC days ``from``..``to``, both inclusive."""
         return json_response(rollup_payload(tenant.usage_rollup(*days(start, end))))
 
     @router.get("/v1/usage/events", response_model=UsageEventsResponse, responses=error_responses(400))

@@ -68,7 +68,7 @@ def gateway_route_class(gateway: Gateway) -> type[APIRoute]:
     return GatewayRoute
 
 
-_MEANING = {400: "VALIDATION_ERROR (also malformed JSON, wrong method) or INVALID_AUDIO",
+_MEANING = {400: "VALIDATION_ERROR (also malformed JSON or a bad X-Correlation-Id) or INVALID_AUDIO",
             401: "INVALID_API_KEY: missing, unknown or revoked key",
             404: "AGENT_NOT_FOUND / SESSION_NOT_FOUND (also another tenant's ids) or NOT_FOUND",
             409: "IDEMPOTENCY_CONFLICT: the key was used with a different request",
@@ -77,6 +77,6 @@ _MEANING = {400: "VALIDATION_ERROR (also malformed JSON, wrong method) or INVALI
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for the error envelope (401, 413 and 500 can happen on every route)."""
-    wanted = sorted({*statuses, 401, 413, 500})
+    """OpenAPI ``responses`` for the error envelope (400, 401, 413 and 500 can happen on every route)."""
+    wanted = sorted({*statuses, 400, 401, 413, 500})
     return {status: {"model": ErrorResponse, "description": _MEANING[status]} for status in wanted}

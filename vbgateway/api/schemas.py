@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from ..models import Agent, ReplyMetadata, Session, Tenant
+from ..tenant import MAX_CUSTOMER_ID_CHARS, MAX_METADATA_BYTES
+from .constraints import MAX_CONTENT_CHARS, NON_BLANK_TEXT, TEXT
 
 __all__ = [
     "AgentEnvelope",
@@ -23,6 +25,8 @@ __all__ = [
     "AssistantMessage",
     "ErrorBody",
     "ErrorResponse",
+    "HealthDatabase",
+    "HealthResponse",
     "MeResponse",
     "MessageBody",
     "MonthCost",
@@ -48,18 +52,24 @@ class _Wire(BaseModel):
 
 # ---------------------------------------------------------------------- requests
 class SessionBody(_Wire):
-    """POST /v1/sessions. The core checks the agent, customer id and metadata further."""
+    """POST /v1/sessions. The core checks the customer id and metadata; the schema states its rules."""
 
     agent_id: str = Field(min_length=1, max_length=100)
-    customer_id: str | None = None
-    metadata: dict[str, Any] | None = None
+    customer_id: str | None = Field(default=None, json_schema_extra={
+        "minLength": 1, "maxLength": MAX_CUSTOMER_ID_CHARS, "pattern": TEXT})
+    metadata: dict[str, Any] | None = Field(
+        default=None, description=f"Any JSON object, at most {MAX_METADATA_BYTES} bytes as UTF-8 JSON.")
 
 
 class MessageBody(_Wire):
-    """POST /v1/sessions/{sessionId}/messages: a user turn (``role`` may be omitted)."""
+    """POST /v1/sessions/{sessionId}/messages: a user turn (``role`` may be omitted).
+
+    ``content`` is checked by the core (``messaging.validate_content``); the schema states its rules.
+    """
 
     role: Literal["user"] = "user"
-    content: str
+    content: str = Field(json_schema_extra={"minLength": 1, "maxLength": MAX_CONTENT_CHARS, "pattern": NON_BLANK_TEXT},
+                         description="The user's words: not blank, no NUL character.")
 
 
 # ---------------------------------------------------------------------- responses
@@ -74,6 +84,17 @@ class ErrorResponse(_Wire):
     """The envelope of every non-2xx answer."""
 
     error: ErrorBody
+
+
+class HealthDatabase(_Wire):
+    status: Literal["ok"]
+    schema_version: int
+    pending_records: int = Field(description="Committed records (safe in the journal) not yet applied to DuckDB.")
+
+
+class HealthResponse(_Wire):
+    status: Literal["ok"]
+    database: HealthDatabase
 
 
 class ProviderPrice(_Wire):

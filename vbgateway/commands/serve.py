@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import signal
 import sys
 from collections.abc import Iterator
@@ -31,7 +32,7 @@ from ..gateway import Gateway
 from ..gc_tuning import SERVING_GC, tune_gc
 from .basics import DEFAULT_DB
 
-__all__ = ["register", "run_app", "serve"]
+__all__ = ["cors_origin", "register", "run_app", "serve"]
 
 def run_app(app: Any, *, host: str, port: int, log_level: str) -> None:
     """Serve ``app`` with uvicorn (uvloop and httptools when installed) until interrupted."""
@@ -78,10 +79,18 @@ def serve(args: argparse.Namespace) -> int:
 
     _configure_logging(args.log_level)
     with _exit_on_stop_signals(), Gateway.open(args.db) as gw:
-        app = create_app(gw)
+        app = create_app(gw, cors_origins=args.cors_origin)
         print(f"vbgateway: serving {args.db} on http://{args.host}:{args.port} (docs: /docs)", file=sys.stderr)
         run_app(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
+
+
+def cors_origin(value: str) -> str:
+    """An origin as a browser sends it: ``scheme://host[:port]``, nothing after (a trailing ``/`` is dropped)."""
+    origin = value.strip().removesuffix("/").lower()  # browsers send scheme and host in lower case
+    if not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+", origin):
+        raise argparse.ArgumentTypeError(f"{value!r} is not an origin like https://ops.example.com or http://host:8080")
+    return origin
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -91,4 +100,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.add_argument("--port", type=int, default=3000, help="port (default 3000)")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                         help="level of the JSON request log on stderr (default info)")
+    parser.add_argument("--cors-origin", action="append", default=[], type=cors_origin, metavar="URL",
+                        help="also let browser pages from this origin call the API, e.g. https://ops.example.com "
+                             "(repeatable; any http(s)://localhost port is always allowed)")
     parser.set_defaults(func=serve)

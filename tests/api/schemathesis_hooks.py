@@ -1,0 +1,84 @@
+"""Schemathesis hooks for ``test_api_schemathesis.py``: the rules JSON Schema cannot write down.
+
+Loaded by the ``schemathesis`` command through ``SCHEMATHESIS_HOOKS``. The
+OpenAPI document states every rule on a single value; three rules relate a
+value to another one or to content, and the document can only describe them
+in words. For requests generated as valid (positive mode), these hooks make
+the generated values obey them, so that "valid per the document" means
+"valid per the server":
+
+- ``from`` is not after ``to`` (``to`` defaults to today, ``from`` to 29 days before ``to``);
+- an agent's fallback provider differs from its primary (on PUT, from the stored one too);
+- a voice upload is a real recording (here a short WAV).
+
+Requests generated as invalid are left alone: the server must refuse them.
+Each hook changes a value to another valid one, so nothing is filtered away.
+"""
+
+from __future__ import annotations
+
+import io
+import wave
+from datetime import date, datetime, timezone
+from typing import Any
+
+import schemathesis
+
+PROVIDERS = ("vendorA", "vendorB")
+
+
+def _wav(ms: int = 400, rate: int = 8000) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(b"\x10\x00\xf0\xff" * (rate * ms // 2000))
+    return buffer.getvalue()
+
+
+WAV = _wav()
+
+
+def _day(value: object) -> date | None:
+    try:
+        return date.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _ordered_range(query: dict[str, Any]) -> None:
+    first, last = _day(query.get("from")), _day(query.get("to"))
+    last = last or datetime.now(timezone.utc).date()
+    if first is not None and first > last:
+        query["from"], query["to"] = last.isoformat(), first.isoformat()
+
+
+def _other(provider: str) -> str:
+    return next(p for p in PROVIDERS if p != provider)
+
+
+def _distinct_providers(body: dict[str, Any], partial: bool) -> None:
+    primary, fallback = body.get("primaryProvider"), body.get("fallbackProvider")
+    named_fallback = fallback in PROVIDERS
+    if primary in PROVIDERS and named_fallback and fallback == primary:
+        body["fallbackProvider"] = _other(primary)
+    elif partial and primary in PROVIDERS and "fallbackProvider" not in body:
+        body["fallbackProvider"] = _other(primary)  # the stored fallback may be this very provider
+    elif partial and named_fallback and "primaryProvider" not in body:
+        body["primaryProvider"] = _other(fallback)  # the stored primary may be this very provider
+
+
+@schemathesis.hook
+def map_case(context: Any, case: Any) -> Any:
+    meta = case.meta
+    if meta is None or not meta.generation.mode.is_positive:
+        return case
+    path, method = case.operation.path, case.operation.method.upper()
+    if path.startswith("/v1/usage/") and isinstance(case.query, dict):
+        _ordered_range(case.query)
+    elif path.startswith("/v1/agents") and isinstance(case.body, dict):
+        _distinct_providers(case.body, partial=method == "PUT")
+    elif path.endswith("/voice") and isinstance(case.body, dict) and "audio" in case.body:
+        case.body["audio"] = WAV
+    return case

@@ -1,0 +1,144 @@
+"""``/openapi.json``: FastAPI's document, completed until it states every rule the server enforces.
+
+Generated clients and validators trust the document, so a request it calls
+valid must not be refused and one it calls invalid must not be served.
+FastAPI writes what it can see in the route signatures; this module adds what
+it cannot:
+
+- the X-API-Key scheme on every /v1 operation (authentication runs in the
+  route class, not in a FastAPI dependency);
+- the provider names as an enum (they are the gateway's, known at run time);
+- the core's rules for agent fields (``models.AgentSpec`` / ``AgentPatch``):
+  text that is not blank and has no NUL, the tool-name pattern, at most 32
+  unique tools, and which fields may be null;
+- the voice form's ``audioDurationMs`` as an integer from 1 to an hour;
+- query and header parameters that are absent or a string, never ``null``;
+- ``X-Correlation-Id`` (accepted everywhere) and ``X-Request-Id`` (on every
+  answer); no 422 answers (this API answers 400).
+
+Rules between two values (``from`` not after ``to``, a fallback different
+from the primary) cannot be written in JSON Schema; the field descriptions
+say them.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from ..models import MAX_CONTENT_CHARS, MAX_TOOLS
+from ..voice import MAX_AUDIO_DURATION_MS
+from .constraints import (
+    CORRELATION_ID,
+    CORRELATION_ID_MAX,
+    IDEMPOTENCY_KEY,
+    MAX_IDEMPOTENCY_KEY_CHARS,
+    NON_BLANK_TEXT,
+    TOOL_NAME,
+)
+from .routing import API_KEY_SCHEME
+
+__all__ = ["NO_FALLBACK", "build_document"]
+
+NO_FALLBACK = ("none", "")  # besides null, what the core reads as "no fallback provider"
+_REQUEST_ID_HEADER = {"description": "The id of this request (also in error bodies and the server log).",
+                      "required": True, "schema": {"type": "string", "pattern": "^req_[0-9a-z]{20}$"}}
+_CORRELATION_HEADER = {"description": "The request's X-Correlation-Id, repeated.",
+                       "schema": {"type": "string", "pattern": CORRELATION_ID}}
+_CORRELATION_PARAMETER = {
+    "name": "X-Correlation-Id", "in": "header", "required": False,
+    "description": "A client's own id for the request: repeated in the answer and written to the request log.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": CORRELATION_ID_MAX, "pattern": CORRELATION_ID}}
+
+
+def build_document(app: FastAPI, providers: Iterable[str]) -> dict[str, Any]:
+    document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    document["components"].setdefault("securitySchemes", {})["APIKeyHeader"] = API_KEY_SCHEME
+    for path, item in document.get("paths", {}).items():
+        for operation in item.values():
+            _complete_operation(path, operation)
+    names = sorted(providers)
+    for name, nullable in (("AgentSpec", ("fallbackProvider",)), ("AgentPatch", ("fallbackProvider",))):
+        if name in schemas:
+            schemas[name]["properties"] = _agent_fields(names, schemas[name]["properties"], nullable)
+    _voice_form(document, schemas)
+    return document
+
+
+def _complete_operation(path: str, operation: dict[str, Any]) -> None:
+    responses = operation.setdefault("responses", {})
+    responses.pop("422", None)
+    for response in responses.values():
+        response.setdefault("headers", {}).update({"X-Request-Id": _REQUEST_ID_HEADER,
+                                                   "X-Correlation-Id": _CORRELATION_HEADER})
+    if path.startswith("/v1/"):
+        operation["security"] = [{"APIKeyHeader": []}]
+    parameters = operation.setdefault("parameters", [])
+    for parameter in parameters:
+        parameter["schema"] = _without_null(parameter["schema"])
+        if parameter["in"] == "header" and parameter["name"] == "Idempotency-Key":
+            parameter["schema"].update({"minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY_CHARS,
+                                        "pattern": IDEMPOTENCY_KEY})
+    parameters.append(copy.deepcopy(_CORRELATION_PARAMETER))
+
+
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """``anyOf: [X, null]`` as X (a parameter is absent or a string on the wire; it is never null)."""
+    options = schema.get("anyOf")
+    if not options:
+        return schema
+    kept = [option for option in options if option.get("type") != "null"]
+    rest = {key: value for key, value in schema.items() if key != "anyOf"}
+    return {**kept[0], **rest} if len(kept) == 1 else {**rest, "anyOf": kept}
+
+
+def _agent_fields(providers: list[str], generated: dict[str, Any], nullable: tuple[str, ...]) -> dict[str, Any]:
+    def text(limit: int, what: str) -> dict[str, Any]:
+        return {"type": "string", "minLength": 1, "maxLength": limit, "pattern": NON_BLANK_TEXT,
+                "description": f"{what}: not blank, no NUL character."}
+
+    fields: dict[str, dict[str, Any]] = {
+        "name": text(200, "1-200 characters"),
+        "primaryProvider": {"type": "string", "enum": providers, "description": "A provider of this gateway."},
+        "fallbackProvider": {"type": "string", "enum": [*providers, *NO_FALLBACK],
+                             "description": 'Tried when the primary fails; must differ from the primary. '
+                                            '"none", "" and null mean no fallback.'},
+        "systemPrompt": text(MAX_CONTENT_CHARS, f"1-{MAX_CONTENT_CHARS} characters"),
+        "enabledTools": {"type": "array", "maxItems": MAX_TOOLS, "uniqueItems": True,
+                         "items": {"type": "string", "pattern": TOOL_NAME},
+                         "description": f"At most {MAX_TOOLS} distinct names: a letter, then up to 63 letters, "
+                                        "digits, '_', '.' or '-'."},
+    }
+    completed = {}
+    for name, schema in generated.items():
+        field = {**fields.get(name, schema), "title": schema.get("title", name)}
+        if "default" in schema:
+            field["default"] = schema["default"]
+        completed[name] = {"anyOf": [field, {"type": "null"}]} if name in nullable else field
+    return completed
+
+
+def _voice_form(document: dict[str, Any], schemas: dict[str, Any]) -> None:
+    """The voice upload's form under a readable name, with ``audioDurationMs`` as the integer the core takes."""
+    generated = next((name for name in schemas if name.startswith("Body_send_voice")), None)
+    if generated is None:
+        return
+    form = schemas.pop(generated)
+    form["title"] = "VoiceForm"
+    form["properties"]["audioDurationMs"] = {
+        "type": "integer", "minimum": 1, "maximum": MAX_AUDIO_DURATION_MS, "title": "Audiodurationms",
+        "description": "The recording's length, when the audio's own header does not say it (WebM, Ogg, MP3)."}
+    schemas["VoiceForm"] = form
+    old, new = f"#/components/schemas/{generated}", "#/components/schemas/VoiceForm"
+    for item in document.get("paths", {}).values():
+        for operation in item.values():
+            for content in operation.get("requestBody", {}).get("content", {}).values():
+                if content.get("schema", {}).get("$ref") == old:
+                    content["schema"]["$ref"] = new
