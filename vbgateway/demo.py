@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .gateway import Gateway
 from .models import Reply
-from .providers import VendorA, VendorB
+from .providers import Provider, VendorA, VendorB
 from .seed import seed_demo
 
 __all__ = ["SCRIPT", "run_demo"]
@@ -131,7 +131,7 @@ def run_chat_demo(db: str | Path, say: Callable[[str], None] = print) -> None:
             say("Seeded the demo tenants (keys: `vbgateway seed` prints them only when it creates them).")
         say("\n== Chat through both simulated vendors ==")
         gw.clock.run(_chat(gw, say, SCRIPT, "demo"))
-    failing = {"vendorA": VendorA(failure_rate=1.0), "vendorB": VendorB(rate_limit_rate=0.0)}
+    failing: dict[str, Provider] = {"vendorA": VendorA(failure_rate=1.0), "vendorB": VendorB(rate_limit_rate=0.0)}
     with Gateway.open(db, providers=failing) as gw:
         say("\n== vendorA down: the Support Assistant falls back to vendorB ==")
         gw.clock.run(_chat(gw, say, SCRIPT[:1], "demo-outage"))

@@ -108,7 +108,7 @@ class RequestContextMiddleware:
             "latencyMs": round((self.monotonic() - started) * 1000, 2),
         }).decode()
         # What ``access.info(line)`` does, minus the stack walk that finds the caller (always _log, here).
-        access.handle(access.makeRecord(access.name, logging.INFO, __file__, 0, line, None, None, "_log"))
+        access.handle(access.makeRecord(access.name, logging.INFO, __file__, 0, line, (), None, "_log"))
 
 
 def _context_headers(scope: Scope) -> tuple[bytes | None, bytes | None]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from ..clock import Clock, SystemClock
 from .base import ProviderRequest, estimate_tokens
@@ -83,7 +83,7 @@ class SimulatedVendor:
         self.clock: Clock = clock or SystemClock()
         self.calls = 0
 
-    def bind(self, clock: Clock) -> "SimulatedVendor":
+    def bind(self, clock: Clock) -> Self:
         self.clock = clock
         return self
 

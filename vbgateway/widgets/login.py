@@ -26,7 +26,7 @@ class LoginPanel(Panel):
         super().__init__("Log in", "Paste a tenant API key (sk_…); it is checked against its stored hash.")
         self.gateway = gateway
         self.client: TenantClient | None = None
-        self._listeners: list[Callable[[TenantClient | None], None]] = []
+        self._listeners: list[Callable[[TenantClient | None], object]] = []
         self.key = widgets.Password(placeholder="sk_…", description="API key",
                                     layout=widgets.Layout(width="420px"))
         self.login_button = widgets.Button(description="Log in", button_style="primary", icon="sign-in")
@@ -40,7 +40,7 @@ class LoginPanel(Panel):
             self.key.value = api_key
             self.login()
 
-    def on_change(self, callback: Callable[[TenantClient | None], None]) -> None:
+    def on_change(self, callback: Callable[[TenantClient | None], object]) -> None:
         """Call ``callback(client or None)`` after every login and logout."""
         self._listeners.append(callback)
 

@@ -119,7 +119,7 @@ def fmt_usd(value: Decimal | float | int | None) -> str:
     return f"${amount:.6f}"
 
 
-def fmt_int(value: int) -> str:
+def fmt_int(value: int | Decimal) -> str:
     return f"{int(value):,}"
 
 
