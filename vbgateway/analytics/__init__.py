@@ -24,7 +24,16 @@ from .billing import billed_events_digest, invoice_lines
 from .kpis import KPIS, compare
 from .periods import MAX_RANGE_DAYS, day_range, month_range, parse_day, previous_period
 from .series import by_channel, daily, monthly
-from .totals import DEFAULT_EVENTS_LIMIT, MAX_EVENTS_LIMIT, TOP_AGENTS, ZERO, Rollup, by_tenant, events, rollup
+from .totals import (
+    DEFAULT_EVENTS_LIMIT,
+    MAX_EVENTS_LIMIT,
+    TOP_AGENTS,
+    ZERO,
+    Rollup,
+    by_tenant,
+    events,
+    rollup,
+)
 
 __all__ = [
     "DEFAULT_EVENTS_LIMIT",

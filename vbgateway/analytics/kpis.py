@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["KPIS", "compare"]
 
-_ZERO = Decimal("0")
+_ZERO = Decimal(0)
 
 KPIS: tuple[tuple[str, str, str, str], ...] = (
     # key, label, unit, which direction is good

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["by_channel", "daily", "monthly"]
 
-_ZERO = Decimal("0")
+_ZERO = Decimal(0)
 _US_PER_DAY = 86_400_000_000
 _EPOCH_DAY = date(1970, 1, 1)
 

@@ -25,7 +25,7 @@ __all__ = ["DEFAULT_EVENTS_LIMIT", "MAX_EVENTS_LIMIT", "TOP_AGENTS", "ZERO", "Ro
            "rollup"]
 
 TOP_AGENTS = 10
-ZERO = Decimal("0")
+ZERO = Decimal(0)
 
 
 @dataclass(frozen=True)

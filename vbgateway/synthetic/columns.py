@@ -24,7 +24,7 @@ def decimal_array(units: np.ndarray, precision: int, scale: int) -> pa.Array:
     return pa.Array.from_buffers(pa.decimal128(precision, scale), len(units), [None, pa.py_buffer(raw)])
 
 
-def dictionary_labels(indices: np.ndarray, names: Sequence[str]) -> pa.Array:
+def dictionary_labels(indices: np.ndarray, names: Sequence[str] | np.ndarray) -> pa.Array:
     """A dictionary-encoded string column: no Python string per row, and DuckDB reads it natively."""
     return pa.DictionaryArray.from_arrays(pa.array(indices.astype(np.int32)), pa.array(list(names), pa.string()))
 
