@@ -15,8 +15,9 @@ import pytest
 
 from vbgateway import Gateway, GatewayError, VirtualClock, analytics
 from vbgateway.export import export_usage
-from vbgateway.synthetic import (ROW_GROUP_ROWS, SyntheticSpec, _bin_counts, _ids, create_tenants, generate,
-                                 month_batches, populate)
+from vbgateway.synthetic import ROW_GROUP_ROWS, SyntheticSpec, create_tenants, generate, month_batches, populate
+from vbgateway.synthetic.columns import prefixed_ids
+from vbgateway.synthetic.generator import _bin_counts
 
 PRICES = {"vendorA": Decimal("0.002"), "vendorB": Decimal("0.0031234")}
 
@@ -26,7 +27,7 @@ PRICES = {"vendorA": Decimal("0.002"), "vendorB": Decimal("0.0031234")}
 def test_ids_are_prefix_and_decimal_number(numbers):
     expected = [[f"{prefix}{n}" for n in numbers] for prefix in ("evt_x", "m")]
 
-    assert [a.to_pylist() for a in _ids(["evt_x", "m"], np.array(numbers))] == expected
+    assert [a.to_pylist() for a in prefixed_ids(["evt_x", "m"], np.array(numbers))] == expected
 
 
 def _rows(table: pa.Table) -> pa.Table:

@@ -1,0 +1,62 @@
+"""Usage analytics: the numbers behind /v1/usage, the dashboard and the reports.
+
+Every function reads the store through the gateway (so pending journal
+records are applied first), takes a scope (one tenant id, or ``None`` for all
+tenants, which only operators get) and a range of UTC calendar days with both
+ends inclusive. Results are pandas DataFrames whose money columns stay exact
+(Arrow-backed ``decimal128``), or small dataclasses of them.
+
+Callers use the names below as ``analytics.rollup`` and so on; each lives in
+the module of the question it answers:
+
+- ``periods``: days, months and the tenant scope, checked once for every query;
+- ``totals``: the rollup, event pages and the operators' tenant list (``usage_events``);
+- ``series``: a row per month, day or channel, zeros included, for charts;
+- ``attempts``: latency and reliability from every try (``provider_call_events``);
+- ``kpis``: a period against the one before it;
+- ``billing``: one tenant's month for an invoice.
+"""
+
+from __future__ import annotations
+
+from .attempts import Reliability, latency, reliability
+from .billing import billed_events_digest, invoice_lines
+from .kpis import KPIS, compare
+from .periods import MAX_RANGE_DAYS, day_range, month_range, parse_day, previous_period
+from .series import by_channel, daily, monthly
+from .totals import (
+    DEFAULT_EVENTS_LIMIT,
+    MAX_EVENTS_LIMIT,
+    TOP_AGENTS,
+    ZERO,
+    Rollup,
+    by_tenant,
+    events,
+    rollup,
+)
+
+__all__ = [
+    "DEFAULT_EVENTS_LIMIT",
+    "KPIS",
+    "MAX_EVENTS_LIMIT",
+    "MAX_RANGE_DAYS",
+    "TOP_AGENTS",
+    "ZERO",
+    "Reliability",
+    "Rollup",
+    "billed_events_digest",
+    "by_channel",
+    "by_tenant",
+    "compare",
+    "daily",
+    "day_range",
+    "events",
+    "invoice_lines",
+    "latency",
+    "month_range",
+    "monthly",
+    "parse_day",
+    "previous_period",
+    "reliability",
+    "rollup",
+]
