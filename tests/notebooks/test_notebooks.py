@@ -33,7 +33,7 @@ def test_committed_without_outputs_and_with_a_parameters_cell(name):
 
 
 def test_every_notebook_runs_top_to_bottom_under_nbval_on_a_fresh_checkout(tmp_path):
-    shutil.copytree(NOTEBOOKS, tmp_path / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints", "reports"))
+    shutil.copytree(NOTEBOOKS, tmp_path / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     for name in NAMES:  # only ours: other notebooks in the folder belong to other test modules
         assert (tmp_path / "notebooks" / name).exists()
     paths = [f"notebooks/{name}" for name in NAMES]
