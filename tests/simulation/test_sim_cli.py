@@ -43,4 +43,4 @@ def test_a_bad_scenario_is_one_line_with_its_code_and_a_nonzero_exit(tmp_path, c
     code = main(["simulate", str(bad), "--db", str(tmp_path / "sim.duckdb"), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2
-    assert "VALIDATION_ERROR" in err and "sessions_per_hour" in err and "Traceback" not in err
+    assert "INVALID_SCENARIO" in err and "sessions_per_hour" in err and "Traceback" not in err
