@@ -73,7 +73,7 @@ def one_instance(days: float, workdir: Path) -> dict[str, float]:
     from vbgateway.simulation.instances import InstanceSpec
 
     scenario = month(1_000_000).model_copy(update={"duration": timedelta(days=days)})
-    target = runner._connect(workdir / "target.duckdb")
+    target = runner.open_target(workdir / "target.duckdb", scenario.start)
     run_number, _, control = runner.prepare_target(target, scenario)
     target.close()
     spec = InstanceSpec(scenario, 0, run_number, str(workdir / "gateway-0.duckdb"), control,

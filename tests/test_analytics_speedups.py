@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from vbgateway import Gateway, GatewayError, VirtualClock, analytics
+from vbgateway.errors import RowsRejectedError
 from vbgateway.export import export_usage
 from vbgateway.synthetic import ROW_GROUP_ROWS, SyntheticSpec, create_tenants, generate, month_batches, populate
 from vbgateway.synthetic.columns import prefixed_ids
@@ -170,8 +171,9 @@ def test_bulk_insert_many_lands_nothing_when_one_table_fails(one_month):
     gw, usage, attempts = one_month
     broken = attempts.drop_columns(["latency_ms"])  # NOT NULL in provider_call_events: its insert fails
 
-    with pytest.raises(duckdb.ConstraintException):
+    with pytest.raises(RowsRejectedError) as info:
         gw.store.bulk_insert_many({"usage_events": usage, "provider_call_events": broken})
+    assert info.value.code == "ROWS_REJECTED" and "latency_ms" in str(info.value)
 
     assert _store_counts(gw) == (0, 0)  # the usage rows, inserted fine, were rolled back too
     gw.store.bulk_insert_many({"usage_events": usage, "provider_call_events": attempts})  # still usable
@@ -202,8 +204,9 @@ def test_bulk_insert_many_refuses_a_read_only_store(one_month, tmp_path):
 def test_a_failed_bulk_insert_raises_its_own_error_and_leaves_the_store_usable(one_month):
     gw, usage, attempts = one_month
 
-    with pytest.raises(duckdb.ConstraintException):  # not "transaction aborted" from cleaning up after it
+    with pytest.raises(RowsRejectedError) as info:  # not "transaction aborted" from cleaning up after it
         gw.store.bulk_insert("provider_call_events", attempts.drop_columns(["latency_ms"]))
+    assert "latency_ms" in str(info.value) and isinstance(info.value.__cause__, duckdb.ConstraintException)
 
     assert gw.store.bulk_insert("usage_events", usage) == usage.num_rows
     assert _store_counts(gw) == (usage.num_rows, 0)

@@ -29,6 +29,7 @@ from vbgateway.store import database
 from vbgateway.store import journal as journal_module
 from vbgateway.store.database import Store
 from vbgateway.store.journal import Journal
+from vbgateway.store.tables import MessageRow
 
 SCRIPT = Path(__file__).parent / "scripts" / "crash_child.py"
 ROOT = Path(__file__).resolve().parents[1]
@@ -192,9 +193,9 @@ def test_resending_every_idempotency_key_after_sigkill_bills_each_key_exactly_on
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
-def message_record(n: int) -> dict:
-    return {"messages": [[f"msg_{n}", "tnt_1", "ses_1", n, "user", f"hello {n}", "chat", f"req_{n}",
-                          START + timedelta(seconds=n)]]}
+def message_record(n: int) -> list[MessageRow]:
+    return [MessageRow(f"msg_{n}", "tnt_1", "ses_1", n, "user", f"hello {n}", "chat", f"req_{n}",
+                       START + timedelta(seconds=n))]
 
 
 async def commit_all(store: Store, numbers: range) -> None:

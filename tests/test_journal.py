@@ -21,11 +21,12 @@ import duckdb
 import pytest
 
 from vbgateway import Gateway, VirtualClock
-from vbgateway.errors import InternalError
+from vbgateway.errors import DatabaseBusyError, InternalError
 from vbgateway.store import database
 from vbgateway.store import journal as journal_module
 from vbgateway.store.database import Store
-from vbgateway.store.journal import Journal, JournalLockedError
+from vbgateway.store.journal import Journal
+from vbgateway.store.tables import MessageRow, SessionRow
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -53,6 +54,12 @@ def record(n: int) -> dict:
     """A journal record shaped like the gateway's: table name -> rows."""
     return {"messages": [[f"msg_{n}", "tnt_1", "ses_1", n, "user", f"hello {n}", "chat", f"req_{n}",
                           START + timedelta(seconds=n)]]}
+
+
+def rows(n: int) -> list[MessageRow]:
+    """What a commit hands the store: typed rows (here one user message)."""
+    return [MessageRow(f"msg_{n}", "tnt_1", "ses_1", n, "user", f"hello {n}", "chat", f"req_{n}",
+                       START + timedelta(seconds=n))]
 
 
 # --------------------------------------------------------------------------- the Journal class
@@ -226,7 +233,7 @@ def test_discard_through_keeps_the_journal_locked(tmp_path: Path) -> None:
     journal.append([(1, record(1)), (2, record(2))])
     journal.discard_through(1)
 
-    with pytest.raises(JournalLockedError):
+    with pytest.raises(DatabaseBusyError):
         Journal(path)
     journal.close()
     Journal(path).close()  # released with the journal, not before
@@ -571,7 +578,7 @@ def message_ids(db: Path) -> list[str]:
 
 
 async def commit_all(store: Store, numbers: range) -> None:
-    await asyncio.gather(*(store.commit_async(record(n)) for n in numbers))
+    await asyncio.gather(*(store.commit_async(rows(n)) for n in numbers))
 
 
 def test_commits_go_on_while_a_full_batch_is_applied_and_a_reader_then_sees_them_all(
@@ -584,7 +591,7 @@ def test_commits_go_on_while_a_full_batch_is_applied_and_a_reader_then_sees_them
             await commit_all(store, range(1, 11))  # a full batch: the applier thread takes it
             assert await asyncio.to_thread(blocking.entered.wait, 10)
             for n in range(11, 31):  # DuckDB is stuck on the batch; commits must not be
-                await asyncio.wait_for(store.commit_async(record(n)), 5)
+                await asyncio.wait_for(store.commit_async(rows(n)), 5)
 
         asyncio.run(main())
         assert store.pending_records == 30
@@ -665,8 +672,7 @@ def test_a_failed_background_apply_loses_nothing_and_a_later_flush_applies_every
 def test_reads_that_need_no_pending_rows_do_not_wait_for_a_batch_being_applied(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = Store(tmp_path / "s.duckdb", now=START, flush_records=10)
-    session = ["ses_2", "tnt_1", "agt_1", None, "active", "{}", START, START]
-    store.commit({"sessions": [session]})
+    store.commit([SessionRow("ses_2", "tnt_1", "agt_1", None, "active", "{}", START, START)])
     store.flush()  # ses_2 is in DuckDB; ses_1's messages below will be pending
     blocking = BlockingApply(monkeypatch)
     try:
@@ -706,7 +712,7 @@ def test_on_virtual_time_a_store_without_a_journal_takes_a_commit_at_once() -> N
         async def main() -> list[tuple[float, int]]:
             seen = []
             for n in (1, 2, 3):
-                await store.commit_async(record(n))
+                await store.commit_async(rows(n))
                 seen.append((clock.monotonic(), store.pending_records))
             return seen
 
@@ -722,7 +728,7 @@ def test_on_virtual_time_a_store_with_a_journal_groups_concurrent_commits_in_one
     store = Store(db, now=START)
     try:
         async def main() -> float:
-            await asyncio.gather(*(store.commit_async(record(n)) for n in (1, 2, 3)))
+            await asyncio.gather(*(store.commit_async(rows(n)) for n in (1, 2, 3)))
             return clock.monotonic()
 
         assert clock.run(main()) == pytest.approx(0.05)  # they waited for the window, once, together
@@ -737,7 +743,7 @@ def test_on_virtual_time_a_record_that_cannot_be_committed_is_an_internal_error_
     store = Store(":memory:", now=START)
     try:
         with pytest.raises(InternalError):
-            clock.run(store.commit_async({"no_such_table": [["x"]]}))
+            clock.run(store.commit_async([("not", "a", "row")]))  # type: ignore[list-item]
         assert store.pending_records == 0
     finally:
         store.close()

@@ -1,18 +1,54 @@
-"""The DuckDB schema: exactly the documented tables, migrated once, in step with the journal's columns."""
+"""The DuckDB schema: exactly the documented tables, migrated once, derived from one definition per table."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 import subprocess
 import sys
+from datetime import datetime, timezone
+from typing import Annotated, NamedTuple
 
 import duckdb
 import pytest
 
 from vbgateway import Gateway, VirtualClock
+from vbgateway.errors import DatabaseError
 from vbgateway.store.batch import JOURNALED_COLUMNS
 from vbgateway.store.schema import MIGRATIONS
+from vbgateway.store import tables as definitions
+from vbgateway.store.tables import Since, Sql, Stamp, Table, Text
+
+# Migration 1 exactly as databases made before the tables were defined in one place were created.
+# They must open, and a fresh database must get the very same tables.
+FROZEN_MIGRATION_1 = """
+    CREATE TABLE tenants (id VARCHAR PRIMARY KEY, name VARCHAR NOT NULL, created_at TIMESTAMPTZ NOT NULL);
+    CREATE TABLE api_keys (id VARCHAR PRIMARY KEY, tenant_id VARCHAR NOT NULL, key_hash VARCHAR NOT NULL UNIQUE,
+        key_prefix VARCHAR NOT NULL, created_at TIMESTAMPTZ NOT NULL, revoked_at TIMESTAMPTZ);
+    CREATE TABLE agents (id VARCHAR PRIMARY KEY, tenant_id VARCHAR NOT NULL, name VARCHAR NOT NULL,
+        primary_provider VARCHAR NOT NULL, fallback_provider VARCHAR, system_prompt VARCHAR NOT NULL,
+        enabled_tools VARCHAR[] NOT NULL, created_at TIMESTAMPTZ NOT NULL, updated_at TIMESTAMPTZ NOT NULL);
+    CREATE TABLE sessions (id VARCHAR NOT NULL, tenant_id VARCHAR NOT NULL, agent_id VARCHAR NOT NULL,
+        customer_id VARCHAR, status VARCHAR NOT NULL, metadata JSON NOT NULL, created_at TIMESTAMPTZ NOT NULL,
+        last_activity_at TIMESTAMPTZ NOT NULL);
+    CREATE TABLE messages (id VARCHAR NOT NULL, tenant_id VARCHAR NOT NULL, session_id VARCHAR NOT NULL,
+        position INTEGER NOT NULL, role VARCHAR NOT NULL, content VARCHAR NOT NULL, channel VARCHAR NOT NULL,
+        request_id VARCHAR NOT NULL, created_at TIMESTAMPTZ NOT NULL);
+    CREATE TABLE provider_call_events (id VARCHAR NOT NULL, tenant_id VARCHAR NOT NULL, session_id VARCHAR NOT NULL,
+        agent_id VARCHAR NOT NULL, request_id VARCHAR NOT NULL, provider VARCHAR NOT NULL, status VARCHAR NOT NULL,
+        http_status INTEGER, latency_ms INTEGER NOT NULL, retries INTEGER NOT NULL, error_code VARCHAR,
+        created_at TIMESTAMPTZ NOT NULL);
+    CREATE TABLE usage_events (id VARCHAR NOT NULL, tenant_id VARCHAR NOT NULL, session_id VARCHAR NOT NULL,
+        agent_id VARCHAR NOT NULL, message_id VARCHAR NOT NULL, request_id VARCHAR NOT NULL,
+        provider VARCHAR NOT NULL, channel VARCHAR NOT NULL, tokens_in INTEGER NOT NULL, tokens_out INTEGER NOT NULL,
+        usd_per_1k_tokens DECIMAL(18, 7) NOT NULL, cost_usd DECIMAL(24, 10) NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL);
+    CREATE TABLE idempotency_records (tenant_id VARCHAR NOT NULL, key VARCHAR NOT NULL,
+        request_hash VARCHAR NOT NULL, message_id VARCHAR NOT NULL, response JSON NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (tenant_id, key));
+    CREATE TABLE journal_state (id INTEGER PRIMARY KEY, applied_seq BIGINT NOT NULL, open_count BIGINT NOT NULL);
+    INSERT INTO journal_state VALUES (1, 0, 0);
+    CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL);
+    INSERT INTO schema_migrations VALUES (1, 'create_core_tables', '2025-06-01 00:00:00+00');
+"""
 
 TABLES = {"tenants", "api_keys", "agents", "sessions", "messages", "provider_call_events", "usage_events",
           "idempotency_records", "schema_migrations", "journal_state"}
@@ -67,9 +103,9 @@ def test_a_database_newer_than_the_code_is_refused(gw, db_path, clock):
     con = duckdb.connect(str(db_path))
     con.execute("INSERT INTO schema_migrations VALUES (?, 'from_the_future', now())", [newer])
     con.close()
-    with pytest.raises(Exception, match="newer") as info:
+    with pytest.raises(DatabaseError, match="newer") as info:
         Gateway.open(db_path, clock=clock)
-    assert str(newer) in str(info.value)
+    assert str(newer) in str(info.value) and info.value.code == "DATABASE_TOO_NEW"
 
 
 def test_a_refused_newer_database_is_left_untouched(gw, db_path, clock):
@@ -98,3 +134,80 @@ def test_a_refused_newer_database_is_released_at_once(gw, db_path, clock):
                             str(db_path)], capture_output=True, text=True, timeout=60)
     assert probe.returncode == 0, probe.stderr[-500:]
     assert info.value is not None
+
+
+def catalog(con: duckdb.DuckDBPyConnection) -> tuple[list[tuple], set[tuple]]:
+    """Every column (name, position, type, nullability) and every constraint of the main schema."""
+    columns = con.execute("""SELECT table_name, column_name, column_index, data_type, is_nullable, column_default
+                             FROM duckdb_columns() WHERE schema_name = 'main' ORDER BY ALL""").fetchall()
+    constraints = con.execute("""SELECT table_name, constraint_type, constraint_text, constraint_column_names
+                                 FROM duckdb_constraints() WHERE schema_name = 'main'""").fetchall()
+    return columns, {(t, kind, text, tuple(names)) for t, kind, text, names in constraints}
+
+
+def test_a_database_made_before_the_tables_were_defined_in_one_place_opens_with_the_same_tables(tmp_path, clock):
+    old = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(old))
+    con.execute(FROZEN_MIGRATION_1)
+    con.execute("INSERT INTO tenants VALUES ('tnt_old', 'Old Corp', '2025-06-01 00:00:00+00')")
+    before = catalog(con)
+    con.close()
+
+    with Gateway.open(old, clock=clock) as gw:
+        assert [t.name for t in gw.list_tenants()] == ["Old Corp"]
+        tenant, _ = gw.create_tenant("New Corp")  # written with the derived INSERT into the old table
+        assert gw.get_tenant(tenant.id).name == "New Corp"
+    with Gateway.open(tmp_path / "fresh.duckdb", clock=clock):
+        pass
+    with duckdb.connect(str(old), read_only=True) as con:
+        assert catalog(con) == before
+    with duckdb.connect(str(tmp_path / "fresh.duckdb"), read_only=True) as con:
+        assert catalog(con) == before  # the derived migration creates exactly the tables it always did
+
+
+def test_a_column_added_by_a_later_migration_is_one_annotated_field():
+    class Widget(NamedTuple):
+        id: Text
+        created_at: Stamp
+        colour: Annotated[str | None, Sql("VARCHAR"), Since(2)] = None
+
+    widgets = Table("widgets", Widget, primary_key=("id",))
+    assert "colour" not in widgets.create_sql(1) and "colour VARCHAR" in widgets.create_sql(2)
+    assert widgets.add_columns_sql(2) == "ALTER TABLE widgets ADD COLUMN colour VARCHAR;"
+    assert widgets.add_columns_sql(1) == ""
+    con = duckdb.connect(":memory:")
+    con.execute(widgets.create_sql(1))
+    con.execute(widgets.add_columns_sql(2))
+    con.execute(widgets.insert_sql(), Widget("w1", datetime(2026, 1, 1, tzinfo=timezone.utc), "blue"))
+    assert con.execute("SELECT id, colour FROM widgets").fetchall() == [("w1", "blue")]
+
+
+def test_a_column_added_later_must_be_nullable_and_go_last():
+    class Required(NamedTuple):
+        id: Text
+        size: Annotated[int, Sql("INTEGER"), Since(2)]
+
+    class Misplaced(NamedTuple):
+        id: Text
+        colour: Annotated[str | None, Sql("VARCHAR"), Since(2)]
+        created_at: Stamp
+
+    with pytest.raises(TypeError, match="nullable"):
+        Table("required", Required)
+    with pytest.raises(TypeError, match="at the end"):
+        Table("misplaced", Misplaced)
+
+
+def test_every_table_has_one_definition_and_the_live_schema_follows_it(gw):
+    for table in (*definitions.TABLES, definitions.SCHEMA_MIGRATIONS):
+        assert columns(gw, table.name) == list(table.column_names)
+    assert {t.name for t in definitions.TABLES} | {"schema_migrations"} == TABLES
+
+
+def test_a_duckdb_file_with_a_foreign_table_of_the_same_name_is_a_database_error(tmp_path, clock):
+    path = tmp_path / "foreign.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE tenants (something_else INTEGER)")
+    with pytest.raises(DatabaseError) as info:
+        Gateway.open(path, clock=clock)
+    assert info.value.code == "DATABASE_ERROR" and isinstance(info.value.__cause__, duckdb.Error)

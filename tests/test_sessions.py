@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from vbgateway import Gateway, GatewayError
+from vbgateway.store.journal import Journal
 
 ISO_MS_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
@@ -180,12 +182,14 @@ def test_last_activity_reaches_sessions_created_many_batches_before_beside_newer
     assert stored[newer[0].id].to_pydatetime() == newer[0].created_at  # untouched
 
 
-def test_activity_journaled_without_the_sessions_creation_time_is_still_applied(gw, acme, agent, clock):
+def test_activity_journaled_without_the_sessions_creation_time_is_still_applied(gw, acme, agent, clock, db_path):
     """Journal lines from before the creation time was recorded carry two values; recovery must apply them."""
     session = acme.create_session(agent.id)
-    gw.store.flush()
+    gw.close()
     later = clock.now() + timedelta(minutes=5)
-    gw.store.commit({"session_activity": [[session.id, later]]})
-    gw.store.flush()
-    stored = gw.sql("SELECT last_activity_at FROM sessions WHERE id = ?", [session.id])["last_activity_at"][0]
+    journal = Journal(Path(str(db_path) + ".journal"))  # a line an older gateway left at a crash (seq > applied)
+    journal.append([(1000, {"session_activity": [[session.id, {"$ts": later.isoformat()}]]})])
+    journal.close()
+    with Gateway.open(db_path, clock=clock) as again:
+        stored = again.sql("SELECT last_activity_at FROM sessions WHERE id = ?", [session.id])["last_activity_at"][0]
     assert stored.to_pydatetime() == later

@@ -5,6 +5,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
+from vbgateway.errors import ValidationError
 from vbgateway.store.settings import temporarily
 
 _READ = "SELECT current_setting('threads'), current_setting('preserve_insertion_order'), current_setting('TimeZone')"
@@ -32,16 +33,18 @@ def test_settings_are_restored_when_the_block_fails():
 def test_an_unknown_setting_is_refused_before_anything_changes():
     con = duckdb.connect(":memory:")
     before = con.execute(_READ).fetchall()[0]
-    with pytest.raises(duckdb.Error):
+    with pytest.raises(ValidationError) as info:
         with temporarily(con, threads=1, no_such_setting=3):
             pass
+    assert "no_such_setting" in str(info.value)
     assert con.execute(_READ).fetchall()[0] == before
 
 
 def test_a_value_refused_halfway_puts_back_the_settings_already_changed():
     con = duckdb.connect(":memory:")
     before = con.execute(_READ).fetchall()[0]
-    with pytest.raises(duckdb.Error):
+    with pytest.raises(ValidationError) as info:
         with temporarily(con, threads=1, preserve_insertion_order=not before[1], memory_limit="not a size"):
             pass
+    assert info.value.details["setting"] == "memory_limit"
     assert con.execute(_READ).fetchall()[0] == before

@@ -9,15 +9,18 @@ Hierarchy::
     GatewayError                      (code, message, details, http_status)
     ├── AuthenticationError           INVALID_API_KEY        401
     ├── ValidationError               VALIDATION_ERROR       400
-    │   └── InvalidAudioError         INVALID_AUDIO          400
+    │   ├── InvalidAudioError         INVALID_AUDIO          400
+    │   ├── ScenarioError             INVALID_SCENARIO       400  (a simulation scenario that cannot run)
+    │   └── RowsRejectedError         ROWS_REJECTED          400  (rows a table's constraints refuse)
     ├── NotFoundError                 NOT_FOUND              404
     │   ├── AgentNotFoundError        AGENT_NOT_FOUND        404
     │   └── SessionNotFoundError      SESSION_NOT_FOUND      404
     ├── IdempotencyConflictError      IDEMPOTENCY_CONFLICT   409
     ├── PayloadTooLargeError          PAYLOAD_TOO_LARGE      413
     ├── AllProvidersFailedError       ALL_PROVIDERS_FAILED   502
-    ├── DatabaseError                 DATABASE_ERROR         500  (cannot open/create/read the file)
-    │   └── DatabaseBusyError         DATABASE_BUSY          503  (another gateway holds it)
+    ├── DatabaseError                 DATABASE_ERROR         500  (cannot open/create/read/write the file)
+    │   ├── DatabaseBusyError         DATABASE_BUSY          503  (another gateway holds it or its journal)
+    │   └── DatabaseTooNewError       DATABASE_TOO_NEW       500  (written by a newer vbgateway)
     ├── ReportError                   REPORT_FAILED          500  (a report notebook failed)
     │                                 REPORT_BUSY                 (another run writes to the output folder)
     │                                 REPORT_UNAVAILABLE          (notebook tooling or a report notebook missing)
@@ -28,7 +31,7 @@ INTERNAL_ERROR; they exist so that the CLI and notebooks can say what is wrong.
 
 Foreign exceptions (pydantic, DuckDB, audio parsing) are translated at the
 boundary with ``raise ... from exc`` so the cause stays in the traceback but
-never in what a client is shown.
+never in what a client is shown: no ``duckdb`` exception leaves the store.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ __all__ = [
     "AuthenticationError",
     "DatabaseBusyError",
     "DatabaseError",
+    "DatabaseTooNewError",
     "GatewayError",
     "IdempotencyConflictError",
     "InternalError",
@@ -48,6 +52,8 @@ __all__ = [
     "NotFoundError",
     "PayloadTooLargeError",
     "ReportError",
+    "RowsRejectedError",
+    "ScenarioError",
     "SessionNotFoundError",
     "ValidationError",
 ]
@@ -101,6 +107,18 @@ class InvalidAudioError(ValidationError):
     default_status = 400
 
 
+class ScenarioError(ValidationError):
+    """A scenario that cannot be run; the message names the field and what is wrong."""
+
+    default_code = "INVALID_SCENARIO"
+
+
+class RowsRejectedError(ValidationError):
+    """Rows a table refuses (a missing value, a duplicate key, a value of the wrong type); none was written."""
+
+    default_code = "ROWS_REJECTED"
+
+
 class NotFoundError(GatewayError):
     default_code = "NOT_FOUND"
     default_status = 404
@@ -143,6 +161,12 @@ class DatabaseBusyError(DatabaseError):
 
     default_code = "DATABASE_BUSY"
     default_status = 503
+
+
+class DatabaseTooNewError(DatabaseError):
+    """The database was migrated by a newer vbgateway: this code does not know its schema."""
+
+    default_code = "DATABASE_TOO_NEW"
 
 
 class ReportError(GatewayError):

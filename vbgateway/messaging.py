@@ -45,6 +45,8 @@ from .models import (
 )
 from .providers.base import ChatTurn, ProviderRequest
 from .reliability import AttemptLog, ChainResult, call_chain
+from .store.tables import (IdempotencyRow, JournalRow, MessageRow, ProviderCallRow, SessionActivityRow,
+                           UsageEventRow)
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -148,9 +150,9 @@ class MessageSender:
             session = self._gw.store.get_session(tenant_id, session_id)
             if session is None:
                 raise SessionNotFoundError("session not found", details={"sessionId": session_id[:100]})
-            rows = self._gw.store.messages(session_id)
-            state = SessionState(session, [ChatTurn(r[1], r[2]) for r in rows],
-                                 (rows[-1][4] + 1) if rows else 0, session.last_activity_at)
+            stored = self._gw.store.messages(session_id)
+            state = SessionState(session, [ChatTurn(m.role, m.content) for m in stored],
+                                 (stored[-1].position + 1) if stored else 0, session.last_activity_at)
             self.remember(state)
         if state.session.tenant_id != tenant_id:
             raise SessionNotFoundError("session not found", details={"sessionId": session_id[:100]})
@@ -235,37 +237,37 @@ class MessageSender:
         result = await call_chain(chain, request, gw.retry, gw.clock, self._rng)
         events = self._event_rows(tenant_id, session, request_id, result.attempts)
         if result.response is None:
-            await gw.store.commit_async({"provider_call_events": events})
+            await gw.store.commit_async(events)
             attempts = [Attempt.model_validate(a).model_dump(by_alias=True, mode="json")
                         for a in _attempt_dicts(result.attempts)]
             raise AllProvidersFailedError("every provider failed to answer",
                                           details={"requestId": request_id, "attempts": attempts})
         reply = self._build_reply(result, agent.id, session.id, request_id, channel, key)
-        record: dict[str, list[list[Any]]] = {
-            "messages": [
-                [IdFactory.derived("msg", request_id, USER_MESSAGE_INDEX), tenant_id, session.id, position, "user",
-                 content, channel, request_id, received_at],
-                [reply.message.id, tenant_id, session.id, position + 1, "assistant", reply.message.content, channel,
-                 request_id, reply.message.created_at],
-            ],
-            "provider_call_events": events,
-            "usage_events": [[IdFactory.derived("evt", request_id, USAGE_EVENT_INDEX), tenant_id, session.id, agent.id, reply.message.id, request_id,
-                              reply.metadata.provider_used, channel, reply.metadata.usage.tokens_in,
-                              reply.metadata.usage.tokens_out, reply.metadata.usage.pricing.usd_per_1k_tokens,
-                              reply.metadata.usage.cost_usd, reply.message.created_at]],
-            "session_activity": [[session.id, reply.message.created_at, session.created_at]],
-        }
+        message, usage = reply.message, reply.metadata.usage
+        rows: list[JournalRow] = [
+            MessageRow(IdFactory.derived("msg", request_id, USER_MESSAGE_INDEX), tenant_id, session.id, position,
+                       "user", content, channel, request_id, received_at),
+            MessageRow(message.id, tenant_id, session.id, position + 1, "assistant", message.content, channel,
+                       request_id, message.created_at),
+            *events,
+            UsageEventRow(IdFactory.derived("evt", request_id, USAGE_EVENT_INDEX), tenant_id, session.id, agent.id,
+                          message.id, request_id, reply.metadata.provider_used, channel, usage.tokens_in,
+                          usage.tokens_out, usage.pricing.usd_per_1k_tokens, usage.cost_usd, message.created_at),
+            SessionActivityRow(session.id, message.created_at, session.created_at),
+        ]
         if key is not None:
-            record["idempotency_records"] = [[tenant_id, key, fingerprint, reply.message.id,
-                                              reply_to_record(reply), reply.message.created_at]]
-        await gw.store.commit_async(record)
+            rows.append(IdempotencyRow(tenant_id, key, fingerprint, message.id, reply_to_record(reply),
+                                       message.created_at))
+        await gw.store.commit_async(rows)
         state.history.extend((ChatTurn("user", content), ChatTurn("assistant", reply.message.content)))
         state.last_activity_at = reply.message.created_at
         return reply
 
-    def _event_rows(self, tenant_id: str, session: Session, request_id: str, log: list[AttemptLog]) -> list[list[Any]]:
-        return [[IdFactory.derived("evt", request_id, index), tenant_id, session.id, session.agent_id, request_id,
-                 a.provider, a.status, a.http_status, a.latency_ms, a.retries, a.error_code, a.started_at]
+    def _event_rows(self, tenant_id: str, session: Session, request_id: str,
+                    log: list[AttemptLog]) -> list[ProviderCallRow]:
+        return [ProviderCallRow(IdFactory.derived("evt", request_id, index), tenant_id, session.id, session.agent_id,
+                                request_id, a.provider, a.status, a.http_status, a.latency_ms, a.retries,
+                                a.error_code, a.started_at)
                 for index, a in enumerate(log)]
 
     def _build_reply(self, result: ChainResult, agent_id: str, session_id: str, request_id: str, channel: str,

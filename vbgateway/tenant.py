@@ -16,6 +16,7 @@ from .errors import AgentNotFoundError, ValidationError
 from .messaging import SessionState, request_fingerprint, validate_content, validate_idempotency_key
 from .models import Agent, AgentPatch, AgentSpec, Reply, Session, Tenant, Transcript, TranscriptMessage, VoiceReply
 from .models import DEFAULT_EVENTS_LIMIT, ProviderCallEvent, clean_text
+from .store.tables import SessionRow
 from .voice import send_voice
 
 if TYPE_CHECKING:
@@ -116,7 +117,7 @@ class TenantClient:
                        metadata: Mapping[str, Any] | None = None) -> Session:
         """Open a conversation of one customer with one agent (durable when it returns)."""
         session, row = self._new_session(agent_id, customer_id, metadata)
-        self._gw.store.commit({"sessions": [row]})
+        self._gw.store.commit([row])
         self._gw.sender.remember(SessionState(session, [], 0, session.created_at))
         return session
 
@@ -124,12 +125,12 @@ class TenantClient:
                                    metadata: Mapping[str, Any] | None = None) -> Session:
         """``create_session`` whose commit is grouped with concurrent ones (for heavy traffic)."""
         session, row = self._new_session(agent_id, customer_id, metadata)
-        await self._gw.store.commit_async({"sessions": [row]})
+        await self._gw.store.commit_async([row])
         self._gw.sender.remember(SessionState(session, [], 0, session.created_at))
         return session
 
     def _new_session(self, agent_id: str, customer_id: str | None,
-                     metadata: Mapping[str, Any] | None) -> tuple[Session, list[Any]]:
+                     metadata: Mapping[str, Any] | None) -> tuple[Session, SessionRow]:
         agent = self.get_agent(agent_id)
         if customer_id is not None:
             if not isinstance(customer_id, str) or not 1 <= len(customer_id) <= MAX_CUSTOMER_ID_CHARS:
@@ -143,7 +144,7 @@ class TenantClient:
         now = self._gw.clock.now()
         session = Session(id=self._gw.ids.new("ses"), tenant_id=self.id, agent_id=agent.id, customer_id=customer_id,
                           status="active", metadata=json.loads(metadata_json), created_at=now, last_activity_at=now)
-        return session, [session.id, self.id, agent.id, customer_id, "active", metadata_json, now, now]
+        return session, SessionRow(session.id, self.id, agent.id, customer_id, "active", metadata_json, now, now)
 
     @staticmethod
     def _metadata_json(metadata: object) -> str:

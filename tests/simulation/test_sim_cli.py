@@ -43,7 +43,7 @@ def test_a_bad_scenario_is_one_line_with_its_code_and_a_nonzero_exit(tmp_path, c
     code = main(["simulate", str(bad), "--db", str(tmp_path / "sim.duckdb"), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2
-    assert "VALIDATION_ERROR" in err and "sessions_per_hour" in err and "Traceback" not in err
+    assert "INVALID_SCENARIO" in err and "sessions_per_hour" in err and "Traceback" not in err
 
 
 def test_an_example_runs_by_name_and_an_unknown_name_lists_the_known_ones(tmp_path, capsys, monkeypatch):

@@ -171,9 +171,9 @@ def test_an_instance_process_serves_its_share_without_loading_pandas_or_pyarrow(
     from vbgateway.simulation import runner
     from vbgateway.simulation.instances import InstanceSpec
 
-    con = runner._connect(tmp_path / "target.duckdb")
-    run_number, _, control = runner.prepare_target(con, scenario)
-    con.close()
+    target = runner.open_target(tmp_path / "target.duckdb", scenario.start)
+    run_number, _, control = runner.prepare_target(target, scenario)
+    target.close()
     spec = InstanceSpec(scenario, 0, run_number, str(tmp_path / "gateway-0.duckdb"), control, 0.01, 1000, False)
     spec_path = tmp_path / "gateway-0.spec"
     spec_path.write_bytes(pickle.dumps(spec))
@@ -197,19 +197,19 @@ def test_a_run_whose_last_instance_fails_leaves_none_of_its_instances_rows_in_th
     from vbgateway.simulation import runner
     from vbgateway.simulation.instances import InstanceSpec
 
-    con = runner._connect(tmp_path / "target.duckdb")
-    run_number, _, control = runner.prepare_target(con, scenario)
+    target = runner.open_target(tmp_path / "target.duckdb", scenario.start)
+    run_number, _, control = runner.prepare_target(target, scenario)
     (tmp_path / "gateway-1.duckdb").write_bytes(b"not a database file")
     specs = [InstanceSpec(scenario, k, run_number, str(tmp_path / f"gateway-{k}.duckdb"), control, 0.01, 1000, False)
              for k in (0, 1)]
     seen: list[int] = []
     with pytest.raises(DatabaseError):  # one at a time: instance 0 ends (and is merged) before 1 starts
         if where == "processes":
-            runner._run_in_processes_and_merge(specs, 1, tmp_path, lambda _, done: seen.append(done), con)
+            runner._run_in_processes_and_merge(specs, 1, tmp_path, lambda _, done: seen.append(done), target)
         else:
-            runner._run_here_and_merge(specs, lambda _, done: seen.append(done), con)
+            runner._run_here_and_merge(specs, lambda _, done: seen.append(done), target)
     assert max(seen) > 100  # instance 0 served its share
-    assert [con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+    assert [target.query_rows(f"SELECT count(*) FROM {table}")[0][0]
             for table in ("sessions", "messages", "usage_events")] == [0, 0, 0]
-    assert con.execute("SELECT count(*) FROM agents").fetchall()[0][0] > 0  # the set-up before the run stays
-    con.close()
+    assert target.query_rows("SELECT count(*) FROM agents")[0][0] > 0  # the set-up before the run stays
+    target.close()

@@ -81,7 +81,7 @@ def test_json_scenarios_load_too(tmp_path):
 def test_invalid_scenarios_are_refused_with_a_message_naming_the_problem(changes, words):
     with pytest.raises(ScenarioError) as caught:
         Scenario.parse({"duration": "1d", **changes})
-    assert isinstance(caught.value, ValidationError) and caught.value.code == "VALIDATION_ERROR"
+    assert isinstance(caught.value, ValidationError) and caught.value.code == "INVALID_SCENARIO"
     for word in words:
         assert word in str(caught.value), str(caught.value)
     assert caught.value.details["errors"]

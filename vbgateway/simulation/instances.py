@@ -25,18 +25,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from ..errors import DatabaseError
-from .recorder import RowRecorder
+from ..store import tables
+from ..store.merge import MERGED_TABLES
 from .digest import TableSums
+from .recorder import RowRecorder
 from .scenario import Scenario
 
-__all__ = ["CONTROL_TABLES", "DATA_TABLES", "InstanceSpec", "InstanceResult", "append_tables", "insert_rows",
-           "read_rows", "run_in_processes", "workers_for"]
+__all__ = ["CONTROL_TABLES", "DATA_TABLES", "InstanceSpec", "InstanceResult", "run_in_processes", "workers_for"]
 
-CONTROL_TABLES = ("tenants", "api_keys", "agents")
-DATA_TABLES = ("sessions", "messages", "provider_call_events", "usage_events", "idempotency_records")
+CONTROL_TABLES = tuple(t.name for t in tables.CONTROL_TABLES)  # set up once, copied to every instance
+DATA_TABLES = tuple(t.name for t in MERGED_TABLES)  # what the instances write, merged into the target
 _CHILD = "import sys; from vbgateway.simulation.instances import _child; sys.exit(_child(sys.argv[1]))"
 PARALLEL_FROM_MESSAGES = 60_000  # below this a second process costs more (its start-up) than it saves
 Progress = Callable[[float, int], None]
@@ -50,7 +49,7 @@ class InstanceSpec:
     index: int
     run: int  # how many times the target database had been opened: keeps keys of repeated runs apart
     db: str | None  # the instance's own database file; None: in memory
-    control: dict[str, list[tuple[Any, ...]]]  # tenants, keys and agents (``read_rows``): every instance shares them
+    control: dict[str, list[tuple[Any, ...]]]  # tenants, keys and agents (``Store.table_rows``): every instance shares them
     commit_window_s: float
     flush_records: int
     journal: bool
@@ -73,42 +72,6 @@ def workers_for(scenario: Scenario, requested: int | None) -> int:
         return 1
     return max(1, min(scenario.gateways, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                       else os.cpu_count() or 1))
-
-
-def read_rows(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...]) -> dict[str, list[tuple[Any, ...]]]:
-    """A few small tables as plain rows, for another process (which then needs no pyarrow to read them)."""
-    return {table: con.execute(f"SELECT * FROM {table}").fetchall() for table in tables}
-
-
-def insert_rows(con: duckdb.DuckDBPyConnection, tables: dict[str, list[tuple[Any, ...]]]) -> None:
-    """Insert ``read_rows``' rows into tables of the same schema, in one transaction."""
-    con.execute("BEGIN TRANSACTION")
-    try:
-        for table, rows in tables.items():
-            if rows:
-                con.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(rows[0]))})", rows)
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
-
-
-def append_tables(source: duckdb.DuckDBPyConnection, target: duckdb.DuckDBPyConnection,
-                  tables: tuple[str, ...], *, schema: str | None = None) -> None:
-    """Append every row of ``tables`` from ``source`` to ``target``, streaming, in the caller's transaction.
-
-    With ``schema`` the source is a database attached to ``target`` under that name.
-    """
-    for table in tables:
-        if schema is not None:
-            target.execute(f"INSERT INTO {table} SELECT * FROM {schema}.{table}")
-            continue
-        rows = source.sql(f"SELECT * FROM {table}").to_arrow_reader(200_000)
-        target.register("_vb_copy", rows)
-        try:
-            target.execute(f"INSERT INTO {table} SELECT * FROM _vb_copy")
-        finally:
-            target.unregister("_vb_copy")
 
 
 def _child(spec_path: str) -> int:

@@ -48,7 +48,6 @@ class SimulationResult:
     virtual_s: float
     gateway: Gateway | None = None
     database_digest: str | None = None
-    connection: Any = None  # the DuckDB connection behind ``gateway`` when the simulation opened it
     worker_peak_rss_mb: float = 0.0  # sum of the peak memory of the processes that ran gateway instances (0: none)
     _summary: dict[str, Any] | None = field(default=None, repr=False)
 
@@ -57,9 +56,6 @@ class SimulationResult:
             self.database_digest = table_digest(self.gateway)
             self.gateway.close()
             self.gateway = None
-        if self.connection is not None:
-            self.connection.close()
-            self.connection = None
 
     # ------------------------------------------------------------------ summaries
     def summary(self) -> dict[str, Any]:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,19 +24,18 @@ import duckdb
 
 from ..audio import synthesize
 from ..clock import SystemClock, VirtualClock
-from ..errors import AllProvidersFailedError, DatabaseError
+from ..errors import AllProvidersFailedError
 from ..gateway import Gateway
 from ..gc_tuning import lean_gc
 from ..models import Reply
 from ..providers import Provider, ProviderRequest, ProviderResponse, VendorA, VendorB
 from ..providers.simulated import SimulatedVendor
 from ..reliability import RetryPolicy
-from ..store.schema import migrate
-from ..store.settings import apply_settings, temporarily
+from ..store import Store
+from ..store.merge import NO_VACUUM, Merge
 from ..tenant import TenantClient
 from .digest import DIGEST_TABLES, TableSums, add_sums, digest_of, table_sums
-from .instances import (CONTROL_TABLES, DATA_TABLES, InstanceResult, InstanceSpec, append_tables,
-                        insert_rows, read_rows, run_in_processes, workers_for)
+from .instances import CONTROL_TABLES, DATA_TABLES, InstanceResult, InstanceSpec, run_in_processes, workers_for
 from .recorder import RowRecorder
 from .scenario import KNOWN_VENDORS, Scenario, load_scenario
 from .workload import _CORPUS, HOUR_S, SessionPlan, Workload
@@ -44,19 +43,14 @@ from .workload import _CORPUS, HOUR_S, SessionPlan, Workload
 if TYPE_CHECKING:
     from .results import SimulationResult
 
-__all__ = ["DEFAULT_COMMIT_WINDOW_S", "DEFAULT_FLUSH_RECORDS", "Progress", "simulate"]
+__all__ = ["DEFAULT_COMMIT_WINDOW_S", "DEFAULT_FLUSH_RECORDS", "Progress", "open_target", "prepare_target",
+           "run_instance", "simulate"]
 
 DEFAULT_COMMIT_WINDOW_S = 0.01  # virtual seconds replies wait to share one fsync (journal=True; else no wait)
 SIM_DUCKDB_MEMORY = "100MB"  # DuckDB's cache for each database file a simulation writes (more is not faster)
-# No vacuum on the databases a simulation writes. DuckDB's checkpoints compact (vacuum) partly
-# filled row groups; every batch leaves some, and the same ones were rewritten again and again,
-# more of them as a file grew. One instance of the benchmark month spent 22 s in checkpoints
-# (0.3 s each early in the month, 2.7 s at its end; 6 s in all without vacuum). The target's
-# last checkpoint rewrote the partly filled row groups of the parallel merge and left 12% of a
-# month's file as freed blocks (291 MB instead of 254). Nothing here deletes rows, so there is
-# nothing else for vacuum to reclaim. A connection handed to ``simulate`` keeps its own setting
-# outside the merge.
-NO_VACUUM = {"max_vacuum_tasks": 0}
+# A month is written, not analysed: DuckDB's default cache (80% of RAM) would keep most of it in memory.
+# No vacuum: see ``NO_VACUUM``.
+SIM_FILE_SETTINGS: dict[str, bool | int | str] = {"memory_limit": SIM_DUCKDB_MEMORY, **NO_VACUUM}
 DEFAULT_FLUSH_RECORDS = 20_000  # replies applied to DuckDB per batch: a pending reply is its JSON (~1 KB)
 Progress = Callable[[float, int], None]  # (simulated seconds done, messages done)
 _VENDOR_CLASSES: dict[str, type[SimulatedVendor]] = {"vendorA": VendorA, "vendorB": VendorB}
@@ -300,9 +294,9 @@ def simulate(scenario: Scenario | str | Path | dict[str, Any], db: str | Path | 
     if policy is not None:
         scenario = scenario.with_policy(policy)
     started = SystemClock().monotonic()
-    con = _connect(db)
+    target = open_target(db, scenario.start)
     try:
-        run_number, before, control = prepare_target(con, scenario)
+        run_number, before, control = prepare_target(target, scenario)
         count = workers_for(scenario, workers)
         folder = Path(db).parent if isinstance(db, (str, Path)) and str(db) != ":memory:" else None
         with tempfile.TemporaryDirectory(prefix=".vbgateway-sim-", dir=folder) as tmp:
@@ -310,18 +304,33 @@ def simulate(scenario: Scenario | str | Path | dict[str, Any], db: str | Path | 
                                   str(Path(tmp) / f"gateway-{k}.duckdb"), control, commit_window_s, flush_records,
                                   journal) for k in range(scenario.gateways)]
             if count > 1:
-                parts = _run_in_processes_and_merge(specs, count, Path(tmp), progress, con)
+                parts = _run_in_processes_and_merge(specs, count, Path(tmp), progress, target)
             else:
-                parts = _run_here_and_merge(specs, progress, con)
-        return _result(scenario, db, con, parts, before, started, keep_open)
+                parts = _run_here_and_merge(specs, progress, target)
+        return _result(scenario, db, target, parts, before, started, keep_open)
     except BaseException:
-        if not isinstance(db, duckdb.DuckDBPyConnection):
-            con.close()
+        target.close()
         raise
 
 
-def prepare_target(con: duckdb.DuckDBPyConnection, scenario: Scenario
-                   ) -> tuple[int, TableSums, dict[str, list[tuple[Any, ...]]]]:
+def open_target(db: str | Path | duckdb.DuckDBPyConnection | None, start: datetime) -> Store:
+    """The store a run's rows end up in: a file, ``None``/``":memory:"``, or the caller's connection.
+
+    No journal: it makes each acknowledged reply durable before DuckDB holds
+    it, at one fsync per group commit, and simulated traffic is sparse in
+    virtual time, so nearly every reply would pay its own fsync (about 370
+    replies a second instead of thousands). A simulation that crashes is
+    simply run again. The same holds for the instances' own databases unless
+    ``journal=True`` asks for the production write path, fsyncs included.
+    """
+    if isinstance(db, duckdb.DuckDBPyConnection):
+        return Store(db, now=start, journal=False)  # the caller's connection keeps the caller's settings
+    if db is None or str(db) == ":memory:":
+        return Store(":memory:", now=start, journal=False)
+    return Store(db, now=start, journal=False, settings=SIM_FILE_SETTINGS)
+
+
+def prepare_target(target: Store, scenario: Scenario) -> tuple[int, TableSums, dict[str, list[tuple[Any, ...]]]]:
     """Create (or find by name) the scenario's tenants and agents in the target database.
 
     Returns what the instances start from: the run's number (how many times
@@ -329,12 +338,11 @@ def prepare_target(con: duckdb.DuckDBPyConnection, scenario: Scenario
     sums of the rows earlier runs left (the instances add theirs), and the
     tenants, keys and agents as plain rows for every instance to copy.
     """
-    with Gateway.open(con, clock=VirtualClock(start=scenario.start), prices=scenario.prices,
-                      providers=_quiet_vendors(), seed=f"{scenario.seed}/setup") as setup:
-        _setup_tenants(setup, scenario)
-        run_number = setup.store.open_count
-        before = table_sums(setup, DATA_TABLES)
-    return run_number, before, read_rows(con, CONTROL_TABLES)
+    setup = Gateway(target, clock=VirtualClock(start=scenario.start), prices=scenario.prices,
+                    providers=_quiet_vendors(), seed=f"{scenario.seed}/setup")
+    _setup_tenants(setup, scenario)
+    target.flush()
+    return target.open_count, table_sums(setup, DATA_TABLES), target.table_rows(CONTROL_TABLES)
 
 
 def _quiet_vendors() -> dict[str, Provider]:
@@ -354,95 +362,77 @@ def _one_of(progress: Progress | None, k: int, scenario: Scenario, done_before: 
     return update
 
 
-@contextmanager
-def _all_or_nothing(target: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """One transaction on ``target`` for every instance's rows: a run that fails leaves none of them behind.
-
-    Rows go in unordered, so that DuckDB appends them on all its threads
-    (which halves a month's merge), and the checkpoint that writes them out
-    runs here, without vacuum (``NO_VACUUM``). The caller's own settings come
-    back afterwards.
-    """
-    with temporarily(target, preserve_insertion_order=False, **NO_VACUUM):
-        target.execute("BEGIN TRANSACTION")
-        try:
-            yield
-            target.execute("COMMIT")
-        except BaseException:
-            target.execute("ROLLBACK")
-            raise
-        target.execute("CHECKPOINT")
-
-
 def _run_in_processes_and_merge(specs: list[InstanceSpec], workers: int, tmp: Path, progress: Progress | None,
-                                target: duckdb.DuckDBPyConnection) -> list[InstanceResult]:
+                                target: Store) -> list[InstanceResult]:
     """Run the instances in processes; append each one's rows to ``target`` as soon as it ends.
 
     Instances rarely end together (the cores of a shared machine do not run
     at the same speed), so the first merge runs while the last instance
-    still works. Merges run one at a time on a helper thread, the only user
-    of ``target`` until they are done.
+    still works. Merges run one at a time on a helper thread, in the one
+    transaction of ``target.merging()``: a run that fails leaves none of
+    its instances' rows behind.
     """
     merges: list[Future[None]] = []
-    with _all_or_nothing(target):
+    with target.merging() as merge:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vbgateway-merge") as merger:  # waits for them
             parts = run_in_processes(specs, workers, tmp, progress,
-                                     lambda spec: merges.append(merger.submit(_append_instance, spec, target)))
-        for merge in merges:
-            merge.result()  # a failed merge fails the run
+                                     lambda spec: merges.append(merger.submit(merge.add_file, str(spec.db))))
+        for done in merges:
+            done.result()  # a failed merge fails the run
     return parts
 
 
-def _run_here_and_merge(specs: list[InstanceSpec], progress: Progress | None,
-                        target: duckdb.DuckDBPyConnection) -> list[InstanceResult]:
+def _run_here_and_merge(specs: list[InstanceSpec], progress: Progress | None, target: Store) -> list[InstanceResult]:
     """Run the instances one after another in this process, appending each one's rows as it ends."""
     parts: list[InstanceResult] = []
-    with _all_or_nothing(target):
+    with target.merging() as merge:
         for spec in specs:
             done = sum(len(part.recorder) for part in parts)
-            parts.append(_run_and_append(spec, target, _one_of(progress, spec.index, spec.scenario, done)))
+            parts.append(_run_and_append(spec, merge, _one_of(progress, spec.index, spec.scenario, done)))
     return parts
 
 
-def _run_and_append(spec: InstanceSpec, target: duckdb.DuckDBPyConnection,
-                    progress: Progress | None) -> InstanceResult:
-    """One instance, on an in-memory database unless it has a file, then its rows appended to ``target``."""
-    memory = duckdb.connect(":memory:") if spec.db is None else None
+def _run_and_append(spec: InstanceSpec, merge: Merge, progress: Progress | None) -> InstanceResult:
+    """One instance, on an in-memory database unless it has a file, then its rows appended to the target."""
+    if spec.db is not None:
+        result = run_instance(spec, progress)
+        merge.add_file(spec.db)
+        return result
+    store = open_instance_store(spec)
     try:
-        result = run_instance(spec, progress, memory)
-        if memory is not None:
-            append_tables(memory, target, DATA_TABLES)
-        else:
-            _append_instance(spec, target)
+        result = run_instance(spec, progress, store)
+        merge.add_store(store)
     finally:
-        if memory is not None:
-            memory.close()
+        store.close()
     return result
 
 
-def _append_instance(spec: InstanceSpec, target: duckdb.DuckDBPyConnection) -> None:
-    """Append an instance's file's rows to the target, inside the caller's transaction."""
-    with _attached(spec, target) as schema:
-        append_tables(target, target, DATA_TABLES, schema=schema)
-
-
-@contextmanager
-def _attached(spec: InstanceSpec, target: duckdb.DuckDBPyConnection) -> Iterator[str]:
-    """The instance's database file, attached read-only to ``target``; yields its schema name."""
-    target.execute("ATTACH ? AS vb_instance (READ_ONLY)", [str(spec.db)])
-    try:
-        yield "vb_instance"
-    finally:
-        target.execute("DETACH vb_instance")
-
-
-def run_instance(spec: InstanceSpec, progress: Progress | None = None,
-                 connection: duckdb.DuckDBPyConnection | None = None, *, duckdb_threads: int | None = None
-                 ) -> InstanceResult:
-    """Serve instance ``spec.index``'s share of the traffic through a gateway on its own database.
+def open_instance_store(spec: InstanceSpec, duckdb_threads: int | None = None) -> Store:
+    """The instance's own database (its file, else in memory), holding the tenants, keys and agents of the run.
 
     ``duckdb_threads``: instances running side by side, one per core, gain
     nothing from DuckDB's own threads but contention.
+    """
+    settings = dict(SIM_FILE_SETTINGS) if spec.db is not None else {}
+    if duckdb_threads is not None:
+        settings["threads"] = int(duckdb_threads)
+    store = Store(spec.db if spec.db is not None else ":memory:", now=spec.scenario.start,
+                  flush_records=spec.flush_records, journal=spec.journal and spec.db is not None, settings=settings)
+    try:
+        store.insert_rows(spec.control)
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def run_instance(spec: InstanceSpec, progress: Progress | None = None, store: Store | None = None, *,
+                 duckdb_threads: int | None = None) -> InstanceResult:
+    """Serve instance ``spec.index``'s share of the traffic through a gateway on its own database.
+
+    ``store``: the instance's database, opened by ``open_instance_store`` and
+    left open for the caller; by default one is opened (with
+    ``duckdb_threads``) and closed here.
     """
     scenario, k = spec.scenario, spec.index
     clock = VirtualClock(start=scenario.start, commit_window_s=spec.commit_window_s)
@@ -451,18 +441,12 @@ def run_instance(spec: InstanceSpec, progress: Progress | None = None,
                for name in KNOWN_VENDORS}
     ends: dict[str, float] = {}
     providers: dict[str, Provider] = {name: _Timed(v, ends) for name, v in vendors.items()}  # type: ignore[misc]
-    con = connection if connection is not None else _connect(spec.db)
-    if duckdb_threads is not None:
-        con.execute(f"SET threads = {int(duckdb_threads)}")
-    migrate(con, scenario.start)  # then the tenants and agents every instance shares
-    insert_rows(con, spec.control)
-    if spec.journal and connection is None:  # the production write path: the store opens the file itself
-        con.close()
-        con = None
-    gw = Gateway.open(con if con is not None else str(spec.db), providers=providers, clock=clock,
-                      retry=scenario.policy, prices=scenario.prices, seed=f"{scenario.seed}/{spec.run}/gateway-{k}",
-                      flush_records=spec.flush_records)
+    own = store is None
+    if store is None:
+        store = open_instance_store(spec, duckdb_threads)
     try:
+        gw = Gateway(store, providers=providers, clock=clock, retry=scenario.policy, prices=scenario.prices,
+                     seed=f"{scenario.seed}/{spec.run}/gateway-{k}")
         tenants, tenant_names, agent_names = _setup_tenants(gw, scenario)
         vendor_names = list(KNOWN_VENDORS)
         recorder = RowRecorder(tenant_names, agent_names, vendor_names)
@@ -472,12 +456,11 @@ def run_instance(spec: InstanceSpec, progress: Progress | None = None,
         workload = Workload(scenario, voice_clips=len(run.clips), share=(k, scenario.gateways))
         with lean_gc():
             _run_here_or_in_a_thread(clock, lambda: _drive(run, workload, progress))
-            gw.store.flush()
+            store.flush()
         sums = table_sums(gw, DATA_TABLES)  # here, in parallel with the other instances, not after the merge
     finally:
-        gw.close()
-        if connection is None and con is not None:
-            con.close()
+        if own:
+            store.close()
     return InstanceResult(recorder, clock.monotonic(), workload.digest, sums)
 
 
@@ -490,12 +473,12 @@ def _all_rows(parts: list[InstanceResult]) -> RowRecorder:
     return merged
 
 
-def _result(scenario: Scenario, db: str | Path | duckdb.DuckDBPyConnection, con: duckdb.DuckDBPyConnection,
+def _result(scenario: Scenario, db: str | Path | duckdb.DuckDBPyConnection, target: Store,
             parts: list[InstanceResult], before: TableSums, started: float, keep_open: bool) -> SimulationResult:
     from .results import SimulationResult  # pandas: the parent's side only, never an instance's process
 
     rows = _all_rows(parts).frame(scenario.start, release=True)
-    gw = Gateway.open(con, prices=scenario.prices, providers=_quiet_vendors())
+    gw = Gateway(target, prices=scenario.prices, providers=_quiet_vendors())
     try:
         tenants, tenant_names, agent_names = _setup_tenants(gw, scenario)
         result = SimulationResult(scenario=scenario, rows=rows,
@@ -512,40 +495,8 @@ def _result(scenario: Scenario, db: str | Path | duckdb.DuckDBPyConnection, con:
         gw.close()
         raise
     if keep_open:
-        result.connection = None if isinstance(db, duckdb.DuckDBPyConnection) else con
         return result
     shared = tuple(table for table in DIGEST_TABLES if table not in DATA_TABLES)  # tenants and agents
     result.database_digest = digest_of(add_sums(before, *(part.table_sums for part in parts), table_sums(gw, shared)))
     gw.close()
-    if not isinstance(db, duckdb.DuckDBPyConnection):
-        con.close()
     return result
-
-
-def _connect(db: str | Path | duckdb.DuckDBPyConnection | None) -> duckdb.DuckDBPyConnection:
-    """An open connection to the database (a file, or ``None``/``":memory:"``), so that the store skips its journal.
-
-    The journal makes each acknowledged reply durable before DuckDB holds it,
-    at one fsync per group commit; simulated traffic is sparse in virtual
-    time, so nearly every reply would pay its own fsync (about 370 replies a
-    second instead of thousands). A simulation that crashes is simply run
-    again, so by default each gateway instance writes straight to DuckDB in
-    batches of ``flush_records`` replies, one transaction each.
-    ``journal=True`` keeps the production write path, fsyncs included, for
-    the instances' own databases.
-    """
-    if isinstance(db, duckdb.DuckDBPyConnection):
-        return db
-    if db is None or str(db) == ":memory:":
-        return duckdb.connect(":memory:")
-    path = Path(db)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        con = duckdb.connect(str(path))
-    except duckdb.Error as exc:
-        raise DatabaseError(f"cannot open {path}: {exc}", details={"path": str(path)}) from exc
-    # A month is written, not analysed: DuckDB's default cache (80% of RAM) would keep most of it in memory.
-    # Our own connection: nothing to restore afterwards.
-    apply_settings(con, memory_limit=SIM_DUCKDB_MEMORY, **NO_VACUUM)
-    return con
-

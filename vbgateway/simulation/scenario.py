@@ -20,7 +20,7 @@ from typing import Any, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..errors import ValidationError
+from ..errors import ScenarioError
 from ..providers import VendorA, VendorB, VendorProfile
 from ..reliability import RetryPolicy
 from .examples import example_path, looks_like_name
@@ -44,10 +44,6 @@ KNOWN_VENDORS: dict[str, VendorProfile] = {"vendorA": VendorA.default_profile, "
 _DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:w|d|h|min|m|s))+$")
 _PART = re.compile(r"(\d+(?:\.\d+)?)(w|d|h|min|m|s)")
 _UNITS = {"w": 604800.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "min": 60.0, "s": 1.0}
-
-
-class ScenarioError(ValidationError):
-    """A scenario that cannot be run; the message names the field and what is wrong."""
 
 
 def parse_duration(value: Any) -> Any:

@@ -11,9 +11,8 @@ Python objects holds the GIL for tens of milliseconds per batch, which the
 event loop serving replies feels as a stall. DuckDB parses with the GIL
 released, on its own threads.
 
-``JOURNALED_COLUMNS`` is the column order (and SQL type) of each journaled
-table; a test checks the names against the live schema so the two cannot
-drift apart.
+The columns, their order and their types come from the table definitions
+(``tables.py``), as the DDL does: the two cannot drift apart.
 """
 
 from __future__ import annotations
@@ -22,87 +21,30 @@ import json
 import os
 import sys
 import threading
-from datetime import datetime, timedelta, timezone
 
 import duckdb
-import orjson
 
-from .journal import JournalRecord
+from .tables import JOURNALED_TABLES, SESSION_ACTIVITY, Table
 
-__all__ = ["APPLY_NICE", "JOURNALED_COLUMNS", "SESSION_ACTIVITY", "apply_batch", "lower_thread_priority", "make_plain",
-           "payload_of"]
+__all__ = ["APPLY_NICE", "JOURNALED_COLUMNS", "apply_batch", "lower_thread_priority"]
 
 _TS = "TIMESTAMPTZ"
-_STR = "VARCHAR"
-_I32 = "INTEGER"
-
-JOURNALED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
-    "sessions": (("id", _STR), ("tenant_id", _STR), ("agent_id", _STR), ("customer_id", _STR), ("status", _STR),
-                 ("metadata", _STR), ("created_at", _TS), ("last_activity_at", _TS)),
-    "messages": (("id", _STR), ("tenant_id", _STR), ("session_id", _STR), ("position", _I32), ("role", _STR),
-                 ("content", _STR), ("channel", _STR), ("request_id", _STR), ("created_at", _TS)),
-    "provider_call_events": (("id", _STR), ("tenant_id", _STR), ("session_id", _STR), ("agent_id", _STR),
-                             ("request_id", _STR), ("provider", _STR), ("status", _STR), ("http_status", _I32),
-                             ("latency_ms", _I32), ("retries", _I32), ("error_code", _STR), ("created_at", _TS)),
-    "usage_events": (("id", _STR), ("tenant_id", _STR), ("session_id", _STR), ("agent_id", _STR),
-                     ("message_id", _STR), ("request_id", _STR), ("provider", _STR), ("channel", _STR),
-                     ("tokens_in", _I32), ("tokens_out", _I32), ("usd_per_1k_tokens", "DECIMAL(18, 7)"),
-                     ("cost_usd", "DECIMAL(24, 10)"), ("created_at", _TS)),
-    "idempotency_records": (("tenant_id", _STR), ("key", _STR), ("request_hash", _STR), ("message_id", _STR),
-                            ("response", _STR), ("created_at", _TS)),
-}
-# Not a table: (session_id, last_activity_at, session created_at) folded into sessions at flush time.
-# The session's created_at lets the UPDATE skip the row groups of older sessions (their zone maps)
-# instead of joining the whole table; journal lines written before it was added have only two values.
-SESSION_ACTIVITY = "session_activity"
-_ACTIVITY_COLUMNS = (("id", _STR), ("last_activity_at", _TS), ("created_at", _TS))
-_INSERT_ORDER = ("sessions", "messages", "provider_call_events", "usage_events", "idempotency_records")
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MICROSECOND = timedelta(microseconds=1)
+def _journal_type(sql_type: str) -> str:
+    """How a column's value is read back from a journal line (JSON text is taken as it was written)."""
+    return "VARCHAR" if sql_type == "JSON" else sql_type
 
 
-def _plain_positions(columns: tuple[tuple[str, str], ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    stamps = tuple(i for i, (_, kind) in enumerate(columns) if kind == _TS)
-    money = tuple(i for i, (_, kind) in enumerate(columns) if kind.startswith("DECIMAL"))
-    return stamps, money
+def _journal_columns(table: Table) -> tuple[tuple[str, str], ...]:
+    return tuple((c.name, _journal_type(c.sql_type)) for c in table.columns)
 
 
-_PLAIN_POSITIONS = {table: _plain_positions(cols) for table, cols in JOURNALED_COLUMNS.items()}
-_PLAIN_POSITIONS[SESSION_ACTIVITY] = _plain_positions(_ACTIVITY_COLUMNS)
-
-
-def make_plain(record: JournalRecord) -> JournalRecord:
-    """Turn datetimes into epoch microseconds and Decimals into strings, in place.
-
-    The journal then encodes a record with the C JSON encoder alone (no
-    per-value Python hook), and DuckDB reads both forms back exactly. A row
-    may be shorter than its columns (a journal line from before a column was
-    added): the missing values read as NULL.
-    """
-    for table, rows in record.items():
-        stamps, money = _PLAIN_POSITIONS[table]
-        for row in rows:
-            for i in stamps:
-                if i >= len(row):
-                    break
-                value = row[i]
-                if isinstance(value, datetime):
-                    row[i] = (value - _EPOCH) // _MICROSECOND
-            for i in money:
-                if row[i] is not None:
-                    row[i] = str(row[i])
-    return record
-
-
-def payload_of(record: JournalRecord) -> str:
-    """A plain record's JSON, as the journal writes it (for records that have no journal line).
-
-    orjson encodes a record in about a microsecond, where ``json.dumps`` took
-    sixteen: on a simulation's write path that was a twentieth of the time.
-    """
-    return orjson.dumps(record).decode()
+JOURNALED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {t.name: _journal_columns(t) for t in JOURNALED_TABLES}
+_INSERT_ORDER = tuple(t.name for t in JOURNALED_TABLES)
+_ACTIVITY = SESSION_ACTIVITY.name
+_ID, _LAST_ACTIVITY, _CREATED = (SESSION_ACTIVITY.column_names.index(name)
+                                 for name in ("id", "last_activity_at", "created_at"))
 
 
 def _value(kind: str, i: int) -> str:
@@ -110,7 +52,7 @@ def _value(kind: str, i: int) -> str:
     text = f"r[{i + 1}]"
     if kind == _TS:  # epoch microseconds; exact, and independent of the session's TimeZone
         return f"to_timestamp(0) + to_microseconds(CAST({text} AS BIGINT))"
-    if kind == _STR:
+    if kind == "VARCHAR":
         return text
     return f"CAST({text} AS {kind})"
 
@@ -119,16 +61,19 @@ def _rows(table: str) -> str:
     return f"(SELECT unnest(record.{table}) AS r FROM _vb_rows)"
 
 
-_SCHEMA = json.dumps({table: [["VARCHAR"]] for table in (*_INSERT_ORDER, SESSION_ACTIVITY)})
+_SCHEMA = json.dumps({table: [["VARCHAR"]] for table in (*_INSERT_ORDER, _ACTIVITY)})
 _STATEMENTS = (
     f"CREATE TEMP TABLE _vb_rows AS SELECT from_json(line, '{_SCHEMA}') AS record FROM (SELECT unnest(?) AS line)",
-    *(f"{'INSERT OR IGNORE' if table == 'idempotency_records' else 'INSERT'} INTO {table} "
-      f"SELECT {', '.join(_value(kind, i) for i, (_, kind) in enumerate(JOURNALED_COLUMNS[table]))} FROM {_rows(table)}"
-      for table in _INSERT_ORDER),
+    *(f"{'INSERT OR IGNORE' if t.primary_key else 'INSERT'} INTO {t.name} ({', '.join(t.column_names)}) "
+      f"SELECT {', '.join(_value(kind, i) for i, (_, kind) in enumerate(JOURNALED_COLUMNS[t.name]))} FROM {_rows(t.name)}"
+      for t in JOURNALED_TABLES),
 )
-_ACTIVITY_SPAN = f"SELECT count(*), count(r[3]), min({_value(_TS, 2)}) FROM {_rows(SESSION_ACTIVITY)}"
+# Journal lines written before the session's created_at was added to session_activity lack it.
+_ACTIVITY_SPAN = (f"SELECT count(*), count(r[{_CREATED + 1}]), min({_value(_TS, _CREATED)}) "
+                  f"FROM {_rows(_ACTIVITY)}")
 _UPDATE_ACTIVITY = f"""UPDATE sessions SET last_activity_at = a.last_activity_at
-    FROM (SELECT r[1] AS id, max({_value(_TS, 1)}) AS last_activity_at FROM {_rows(SESSION_ACTIVITY)} GROUP BY 1) a
+    FROM (SELECT r[{_ID + 1}] AS id, max({_value(_TS, _LAST_ACTIVITY)}) AS last_activity_at
+          FROM {_rows(_ACTIVITY)} GROUP BY 1) a
     WHERE sessions.id = a.id AND a.last_activity_at > sessions.last_activity_at"""
 _UPDATE_RECENT_ACTIVITY = _UPDATE_ACTIVITY + " AND sessions.created_at >= ?"
 

@@ -27,21 +27,26 @@ import asyncio
 import logging
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import duckdb
 
-from ..errors import DatabaseBusyError, DatabaseError, InternalError, ValidationError
-from .batch import apply_batch, lower_thread_priority, make_plain, payload_of
+from ..errors import DatabaseBusyError, DatabaseError, GatewayError, InternalError, ValidationError
+from .batch import apply_batch, lower_thread_priority
+from .connection import connect, database_error, transaction, translated
 from .handoff import ReaderLease, WriterLease
 from .keyfilter import KEY_HASH_SQL, KeyFilter
-from .journal import Journal, JournalLockedError, JournalRecord, last_committed_seq
+from .journal import Journal, last_committed_seq
+from .merge import Merge, merge_settings
 from .queries import RecordQueries
+from .records import IdempotencyEntry, PlainRecord, make_plain, payload_of, plain_record
 from .schema import MIGRATIONS, migrate, schema_version
 from .settings import temporarily
+from .tables import BULK_TABLES, CONTROL_TABLES, JournalRow, table_named
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -57,22 +62,13 @@ _log = logging.getLogger("vbgateway.store")
 
 # A committed record not yet in DuckDB: (seq, its JSON, the sessions it touches, its idempotency
 # entries). The JSON is what DuckDB applies; the record itself is let go (fewer objects for the GC).
-_Pending = tuple[int, str, tuple[str, ...], tuple[tuple[tuple[str, str], tuple[str, str]], ...]]
+_Pending = tuple[int, str, tuple[str, ...], tuple[IdempotencyEntry, ...]]
+_BULK = {t.name for t in BULK_TABLES}
+_COPYABLE = {t.name for t in (*CONTROL_TABLES, *BULK_TABLES)}
 
 DEFAULT_FLUSH_ROWS = 5000
 LEND_WAIT_S = 60.0  # how long either side waits for the other to hand the file over
 WATCH_S = 0.05  # how often a writer looks for readers asking for the file
-
-
-def _keys(record: JournalRecord) -> tuple[tuple[str, ...], tuple[tuple[tuple[str, str], tuple[str, str]], ...]]:
-    """The sessions a record touches and the idempotency entries it adds: what reads must know is pending."""
-    get = record.get  # once per committed record: list comprehensions, no generators
-    sessions = [row[0] for row in get("sessions", ())]
-    sessions += [row[2] for row in get("messages", ())]
-    sessions += [row[2] for row in get("provider_call_events", ())]
-    idempotency = get("idempotency_records")
-    entries = tuple([((row[0], row[1]), (row[2], row[4])) for row in idempotency]) if idempotency else ()
-    return tuple(set(sessions)), entries
 
 
 def _close_if_open(store_ref: weakref.ref[Store]) -> None:
@@ -86,19 +82,32 @@ def _close_if_open(store_ref: weakref.ref[Store]) -> None:
         store.close()
 
 
-def _not_durable(cause: BaseException) -> InternalError:
-    """What a caller whose record could not be committed is told (the cause stays attached)."""
+def _not_durable(cause: BaseException) -> GatewayError:
+    """What a caller whose record could not be committed is told (the cause stays attached).
+
+    The store's own database errors (a closed or unwritable store) already say
+    what is wrong and pass through; anything else becomes INTERNAL_ERROR.
+    """
+    if isinstance(cause, DatabaseError):
+        return cause
     error = InternalError("could not make the reply durable")
     error.__cause__ = cause
     return error
 
 
 class Store(RecordQueries):
-    """One DuckDB database (a file, ``:memory:`` or an open connection) plus its journal."""
+    """One DuckDB database (a file, ``:memory:`` or an open connection) plus its journal.
+
+    ``journal=False`` (a simulation's own databases): replies go to DuckDB
+    in batches without a journal, so they are durable only once applied, and
+    the file is not lent to readers. ``settings`` are DuckDB settings for the
+    store's own connections (e.g. ``memory_limit``).
+    """
 
     def __init__(self, target: str | Path | duckdb.DuckDBPyConnection = ":memory:", *, now: Any = None,
                  flush_records: int = DEFAULT_FLUSH_ROWS, read_only: bool = False,
-                 wait_s: float = LEND_WAIT_S) -> None:
+                 wait_s: float = LEND_WAIT_S, journal: bool = True,
+                 settings: Mapping[str, bool | int | str] | None = None) -> None:
         self._lock = threading.RLock()
         self._journal_lock = threading.Lock()
         self._state = threading.Lock()
@@ -110,12 +119,15 @@ class Store(RecordQueries):
         self._pending_idempotency: dict[tuple[str, str], tuple[str, str]] = {}
         self._stored_keys: KeyFilter | None = None  # a writer's filter of the keys DuckDB holds
         self._pending_sessions: set[str] = set()  # sessions with rows not yet in DuckDB
-        self._queue: list[tuple[JournalRecord, asyncio.Future[None]]] = []
+        self._queue: list[tuple[PlainRecord, asyncio.Future[None]]] = []
         self._drain_scheduled = False
         self._writer_pool: ThreadPoolExecutor | None = None
         self._apply_pool: ThreadPoolExecutor | None = None
         self._apply_scheduled = False
         self._closing = False
+        self._in_transaction = False  # a caller's transaction() is open: batches wait until it ends
+        self._journaled = journal
+        self._settings = dict(settings or {})
         self._owns_connection = not isinstance(target, duckdb.DuckDBPyConnection)
         self.path = None if isinstance(target, duckdb.DuckDBPyConnection) or str(target) == ":memory:" else Path(target)
         self._journal = Journal(None)
@@ -140,18 +152,21 @@ class Store(RecordQueries):
         self._at_exit = weakref.finalize(self, _close_if_open, weakref.ref(self))
 
     def _open_writer(self, target: str | Path | duckdb.DuckDBPyConnection, now: Any) -> None:
-        self._journal = self._open_journal()
-        if self.path is not None:
-            self._lease = WriterLease(self.path, self.wait_s)
+        if self._journaled:
+            self._journal = self._open_journal()
+            if self.path is not None:
+                self._lease = WriterLease(self.path, self.wait_s)
         self._con = target if isinstance(target, duckdb.DuckDBPyConnection) else self._connect()
-        self._con.execute("SET TimeZone = 'UTC'")  # also for a connection we were handed
-        migrate(self._con, now)
-        self._con.execute("UPDATE journal_state SET open_count = open_count + 1 WHERE id = 1").fetchall()
-        applied, self.open_count = self._journal_state()
+        with translated(f"cannot prepare {self.path or 'the database'}", self.path):
+            self._con.execute("SET TimeZone = 'UTC'")  # also for a connection we were handed
+            migrate(self._con, now)
+            self._con.execute("UPDATE journal_state SET open_count = open_count + 1 WHERE id = 1").fetchall()
+            applied, self.open_count = self._journal_state()
         self._seq = max(applied, self._journal.last_seq())
         self._recover(applied)
-        self._load_stored_keys()
-        self._open_side()
+        with translated("cannot read the idempotency keys", self.path):
+            self._load_stored_keys()
+            self._open_side()
         if isinstance(self._lease, WriterLease):
             self._watcher = threading.Thread(target=self._watch_for_readers, name="vbgateway-lender", daemon=True)
             self._watcher.start()
@@ -170,7 +185,11 @@ class Store(RecordQueries):
         lease = self._lease = ReaderLease(self.path, self.wait_s)
         while True:  # accept the file once it holds everything committed before we asked
             self._con = self._connect(read_only=True)
-            applied = self._con.execute("SELECT applied_seq FROM journal_state WHERE id = 1").fetchone()
+            try:
+                applied = self._con.execute("SELECT applied_seq FROM journal_state WHERE id = 1").fetchone()
+            except duckdb.Error as exc:
+                raise DatabaseError("the database is not a vbgateway database, or not current; open it once "
+                                    "with a gateway to migrate it", details={"path": str(self.path)}) from exc
             if applied is not None and applied[0] >= needed:
                 break
             self._con.close()
@@ -252,8 +271,9 @@ class Store(RecordQueries):
     def _open_side(self) -> None:
         """A second cursor on the writer's database (caller holds _lock): see _fetchall."""
         assert self._con is not None
-        side = self._con.cursor()
-        side.execute("SET TimeZone = 'UTC'")
+        with translated("cannot open a second cursor", self.path):
+            side = self._con.cursor()
+            side.execute("SET TimeZone = 'UTC'")
         with self._side_lock:
             self._side = side
 
@@ -270,35 +290,19 @@ class Store(RecordQueries):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             return Journal(Path(str(self.path) + ".journal"))
-        except JournalLockedError as exc:
+        except DatabaseBusyError as exc:  # the journal's lock: another store holds it
             raise DatabaseBusyError(f"{self.path} is already open in another gateway; close that one first",
                                     details={"path": str(self.path)}) from exc
         except OSError as exc:
             raise DatabaseError(f"cannot use {self.path}: {exc.strerror or exc}", details={"path": str(self.path)}) from exc
 
     def _connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-        con = self._open_duckdb(read_only)
-        con.execute("SET TimeZone = 'UTC'")
-        return con
-
-    def _open_duckdb(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        if self.path is None:
-            return duckdb.connect(":memory:")
-        try:
-            return duckdb.connect(str(self.path), read_only=read_only)
-        except duckdb.IOException as exc:
-            if "lock" in str(exc).lower():
-                raise DatabaseBusyError(f"{self.path} is locked by another process",
-                                        details={"path": str(self.path)}) from exc
-            raise DatabaseError(f"cannot open {self.path}: not a readable DuckDB database",
-                                details={"path": str(self.path)}) from exc
-        except duckdb.Error as exc:
-            raise DatabaseError(f"cannot open {self.path}: {exc}", details={"path": str(self.path)}) from exc
+        return connect(self.path, read_only=read_only, settings=self._settings)
 
     # ----------------------------------------------------------------- lifecycle
     @property
     def schema_version(self) -> int:
-        with self._lock:
+        with self._lock, translated("cannot read the schema version", self.path):
             if self.read_only:
                 return int(self._connection().execute("SELECT max(version) FROM schema_migrations").fetchone()[0])  # type: ignore[index]
             return schema_version(self._connection())
@@ -339,7 +343,10 @@ class Store(RecordQueries):
     def _journal_state(self) -> tuple[int, int]:
         """(last journal sequence applied, how many times the database was opened)."""
         row = self._con.execute("SELECT applied_seq, open_count FROM journal_state WHERE id = 1").fetchone()
-        return (int(row[0]), int(row[1])) if row else (0, 0)
+        if row is None:
+            return 0, 0
+        applied, opened = row
+        return int(applied), int(opened)
 
     def _recover(self, applied: int) -> None:
         """Apply journal lines a crash left behind, exactly once."""
@@ -349,13 +356,16 @@ class Store(RecordQueries):
         self._journal.truncate()
 
     # ----------------------------------------------------------------- data-plane writes
-    def commit(self, record: JournalRecord) -> None:
-        """Make ``record`` durable now (one fsync), then queue it for DuckDB."""
+    def commit(self, rows: Sequence[JournalRow]) -> None:
+        """Make one record of ``rows`` (of the journaled tables) durable now (one fsync), then queue it for DuckDB."""
         self._refuse_if_read_only()
-        self._append([make_plain(record)])
+        try:
+            self._append([plain_record(rows)])
+        except Exception as exc:
+            raise _not_durable(exc)  # noqa: B904 (the cause is attached)
         self._maybe_flush()
 
-    async def commit_async(self, record: JournalRecord) -> None:
+    async def commit_async(self, rows: Sequence[JournalRow]) -> None:
         """Like ``commit``, but commits of concurrent callers share one fsync.
 
         Each caller returns only after its own record is durable. On a
@@ -369,17 +379,21 @@ class Store(RecordQueries):
         self._refuse_if_read_only()
         loop = asyncio.get_running_loop()
         group_commit = getattr(loop, "group_commit", None)
+        try:
+            record = plain_record(rows)
+        except Exception as exc:
+            raise _not_durable(exc)  # noqa: B904 (the cause is attached)
         if group_commit is not None and not self._journal.durable:
             # Virtual time and no journal (a simulation's own database): there is no fsync to
             # share, so the record is taken at once, without a window, a timer or a future
             # (a third of a simulated reply's event-loop turns).
             try:
-                self._write_group([make_plain(record)])
+                self._write_group([record])
             except Exception as exc:
-                raise _not_durable(exc) from exc
+                raise _not_durable(exc)  # noqa: B904 (the cause is attached)
             return
         future: asyncio.Future[None] = loop.create_future()
-        self._queue.append((make_plain(record), future))
+        self._queue.append((record, future))
         if not self._drain_scheduled:
             self._drain_scheduled = True
             if group_commit is not None:  # virtual time: a short window of virtual time
@@ -388,7 +402,7 @@ class Store(RecordQueries):
                 loop.call_soon(self._drain_in_thread, loop)
         await future
 
-    def _take_queue(self) -> list[tuple[JournalRecord, asyncio.Future[None]]]:
+    def _take_queue(self) -> list[tuple[PlainRecord, asyncio.Future[None]]]:
         queue, self._queue = self._queue, []
         return queue
 
@@ -421,33 +435,34 @@ class Store(RecordQueries):
 
         done.add_done_callback(written)
 
-    def _write_group(self, records: list[JournalRecord]) -> None:
+    def _write_group(self, records: list[PlainRecord]) -> None:
         """Append and fsync a group of records, then apply a full batch here and now."""
         self._append(records)
         self._maybe_flush()
 
-    def _write_group_in_thread(self, records: list[JournalRecord]) -> None:
+    def _write_group_in_thread(self, records: list[PlainRecord]) -> None:
         """The journal thread's group: a full batch goes to the applier thread, never in the way."""
         self._append(records)
         if self.pending_records >= self.flush_records:
             self._schedule_apply()
 
-    def _append(self, records: list[JournalRecord]) -> None:
+    def _append(self, records: list[PlainRecord]) -> None:
         """Number, append and fsync ``records`` (all or nothing), then index them as pending."""
         with self._journal_lock:
             if self._closed:
                 raise DatabaseError("the database is closed")
-            entries = [(self._seq + i + 1, record) for i, record in enumerate(records)]
-            payloads = self._journal.append(entries) or [payload_of(record) for record in records]
+            entries = [(self._seq + i + 1, plain.record) for i, plain in enumerate(records)]
+            payloads = self._journal.append(entries) or [payload_of(record) for _, record in entries]
             self._seq += len(entries)
-            pending = [(seq, payload, *_keys(record)) for (seq, record), payload in zip(entries, payloads)]
+            pending = [(seq, payload, plain.sessions, plain.idempotency)
+                       for (seq, _), payload, plain in zip(entries, payloads, records)]
             with self._state:  # still under the journal lock: _pending stays in sequence order
                 self._pending.extend(pending)
                 for entry in pending:
                     self._index(entry)
 
     @staticmethod
-    def _settle(queue: list[tuple[JournalRecord, asyncio.Future[None]]], failure: BaseException | None) -> None:
+    def _settle(queue: list[tuple[PlainRecord, asyncio.Future[None]]], failure: BaseException | None) -> None:
         if failure is not None:
             error = _not_durable(failure)
         for _, future in queue:
@@ -456,8 +471,9 @@ class Store(RecordQueries):
 
     def _index(self, entry: _Pending) -> None:
         """Note which sessions and idempotency keys have rows not yet in DuckDB (caller holds _state)."""
-        self._pending_sessions.update(entry[2])
-        self._pending_idempotency.update(entry[3])
+        _, _, sessions, idempotency = entry
+        self._pending_sessions.update(sessions)
+        self._pending_idempotency.update(idempotency)
 
     def _maybe_flush(self) -> None:
         """Apply pending records once there are enough of them, in the calling thread.
@@ -522,7 +538,7 @@ class Store(RecordQueries):
             raise DatabaseError("this is a read-only view of the database", details={"path": str(self.path)})
 
     def flush(self) -> None:
-        """Apply everything committed so far to DuckDB in one transaction."""
+        """Apply everything committed so far to DuckDB in one transaction (after a caller's ``transaction``)."""
         with self._lock:
             self._apply_pending()
 
@@ -533,6 +549,8 @@ class Store(RecordQueries):
         pending list. The batch stays in the indexes until DuckDB has it, and
         goes back in front of the pending list if the transaction fails.
         """
+        if self._in_transaction:  # the caller's transaction on this thread: applied once it ends
+            return
         with self._state:
             batch, self._pending = self._pending, []
             self._applying = batch
@@ -540,7 +558,7 @@ class Store(RecordQueries):
             return
         up_to = batch[-1][0]
         try:
-            self._write_batch([entry[1] for entry in batch], up_to)
+            self._write_batch([payload for _, payload, _, _ in batch], up_to)
         except BaseException:
             with self._state:
                 self._pending[:0] = batch
@@ -549,8 +567,8 @@ class Store(RecordQueries):
         with self._state:
             self._applying = []
             if self._stored_keys is not None:  # the keys move from the pending index to the filter at once
-                for entry in batch:
-                    for (tenant_id, key), _ in entry[3]:
+                for _, _, _, idempotency in batch:
+                    for (tenant_id, key), _ in idempotency:
                         self._stored_keys.add(tenant_id, key)
             self._pending_sessions = set()
             self._pending_idempotency = {}
@@ -564,14 +582,33 @@ class Store(RecordQueries):
     def _write_batch(self, payloads: list[str], up_to_seq: int) -> None:
         """One DuckDB transaction: the records' rows (given as their JSON), and ``applied_seq`` that says so."""
         con = self._connection()
-        con.execute("BEGIN TRANSACTION")
         try:
-            apply_batch(con, payloads)
-            con.execute("UPDATE journal_state SET applied_seq = ? WHERE id = 1", [up_to_seq]).fetchall()
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
+            with transaction(con):
+                apply_batch(con, payloads)
+                con.execute("UPDATE journal_state SET applied_seq = ? WHERE id = 1", [up_to_seq]).fetchall()
+        except duckdb.Error as exc:
+            raise database_error(exc, f"cannot apply {len(payloads)} journal records", self.path) from exc
+
+    # ----------------------------------------------------------------- transactions and bulk writes
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """The store operations of the block land together, or none does (one DuckDB transaction).
+
+        Operations in the block join it; records committed meanwhile are
+        journaled as ever and applied once it ends. Other threads wait.
+        """
+        self._refuse_if_read_only()
+        with self._lock:
+            if self._in_transaction:
+                yield
+                return
+            con = self._connection()
+            self._in_transaction = True
+            try:
+                with translated("the transaction failed", self.path), transaction(con):
+                    yield
+            finally:
+                self._in_transaction = False
 
     def bulk_insert(self, table: str, rows: pa.Table) -> int:
         """Append an Arrow table to a data-plane table in one transaction (synthetic data, imports).
@@ -579,22 +616,16 @@ class Store(RecordQueries):
         Columns are matched by name; the journal is bypassed because the rows
         are not replies anyone was promised: they land whole or not at all.
         """
-        allowed = {"sessions", "messages", "provider_call_events", "usage_events"}
-        if table not in allowed:
-            raise ValidationError(f"bulk_insert takes one of {sorted(allowed)}", details={"table": table})
+        if table not in _BULK:
+            raise ValidationError(f"bulk_insert takes one of {sorted(_BULK)}", details={"table": table})
         self._refuse_if_read_only()
         with self._lock:
             self.flush()
             con = self._connection()
             con.register("_vb_bulk", rows)  # outside the transaction: a failed one refuses to unregister it
             try:
-                con.execute("BEGIN TRANSACTION")
-                try:
+                with self.transaction(), translated(f"cannot insert {rows.num_rows} rows into {table}", self.path):
                     con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _vb_bulk").fetchall()
-                    con.execute("COMMIT")
-                except Exception:
-                    con.execute("ROLLBACK")
-                    raise
             finally:
                 con.unregister("_vb_bulk")
         return rows.num_rows
@@ -611,35 +642,85 @@ class Store(RecordQueries):
         otherwise; only a failing COMMIT itself (a disk failure, which invalidates the
         database) could split them.
         """
-        allowed = {"sessions", "messages", "provider_call_events", "usage_events"}
-        if not tables or not set(tables) <= allowed:
-            raise ValidationError(f"bulk_insert_many takes tables among {sorted(allowed)}",
+        if not tables or not set(tables) <= _BULK:
+            raise ValidationError(f"bulk_insert_many takes tables among {sorted(_BULK)}",
                                   details={"tables": sorted(tables)})
         self._refuse_if_read_only()
 
         def insert(cursor: duckdb.DuckDBPyConnection, table: str) -> None:
             cursor.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _vb_bulk").fetchall()
 
-        with self._lock:
+        with self._lock, translated(f"cannot insert rows into {', '.join(tables)}", self.path), ExitStack() as stack:
             self.flush()
             con = self._connection()
             cursors = [con.cursor() for _ in tables]
-            try:
-                for cursor, rows in zip(cursors, tables.values()):
-                    cursor.execute("SET TimeZone = 'UTC'")
-                    cursor.register("_vb_bulk", rows)  # the cursor's own name: it goes when the cursor closes
-                    cursor.execute("BEGIN TRANSACTION")
-                with ThreadPoolExecutor(max_workers=len(tables), thread_name_prefix="vbgateway-bulk") as pool:
-                    done = [pool.submit(insert, cursor, table) for cursor, table in zip(cursors, tables)]
-                failures = [error for error in (f.exception() for f in done) if error is not None]
-                for cursor in cursors:
-                    cursor.execute("ROLLBACK" if failures else "COMMIT")
-                if failures:
-                    raise failures[0]
-            finally:
-                for cursor in cursors:
-                    cursor.close()
+            for cursor in cursors:
+                stack.callback(cursor.close)  # after every transaction below has ended
+            for cursor, rows in zip(cursors, tables.values()):
+                cursor.execute("SET TimeZone = 'UTC'")
+                cursor.register("_vb_bulk", rows)  # the cursor's own name: it goes when the cursor closes
+                stack.enter_context(transaction(cursor))  # all commit as the block ends, or all roll back
+            with ThreadPoolExecutor(max_workers=len(tables), thread_name_prefix="vbgateway-bulk") as pool:
+                done = [pool.submit(insert, cursor, table) for cursor, table in zip(cursors, tables)]
+            failures = [error for error in (f.exception() for f in done) if error is not None]
+            if failures:
+                raise failures[0]
         return {table: rows.num_rows for table, rows in tables.items()}
+
+    def table_rows(self, tables: Iterable[str]) -> dict[str, list[tuple[Any, ...]]]:
+        """Every row of a few small tables (tenants, keys, agents), as plain tuples in column order.
+
+        Plain data that another process can be sent and ``insert_rows`` takes.
+        """
+        out = {}
+        for name in tables:
+            table = self._copyable(name)
+            out[name] = self._fetchall(f"SELECT {', '.join(table.column_names)} FROM {name}")
+        return out
+
+    def insert_rows(self, tables: Mapping[str, Sequence[Sequence[Any]]]) -> None:
+        """Insert rows given in column order (as ``table_rows`` gives them) straight into DuckDB, all or none."""
+        self._refuse_if_read_only()
+        statements = [(self._copyable(name).insert_sql(), rows) for name, rows in tables.items() if rows]
+        with self._lock, self.transaction(), translated("cannot insert the rows", self.path):
+            con = self._connection()
+            for sql, rows in statements:
+                con.executemany(sql, [list(row) for row in rows])
+
+    @staticmethod
+    def _copyable(name: str) -> Any:
+        if name not in _COPYABLE:
+            raise ValidationError(f"rows can be copied for tables among {sorted(_COPYABLE)}", details={"table": name})
+        return table_named(name)
+
+    @contextmanager
+    def merging(self) -> Iterator[Merge]:
+        """One transaction that appends other databases' data rows to this one (a simulation's instances).
+
+        ``Merge.add_file`` and ``Merge.add_store`` may be called from another
+        thread, one call at a time, while the block runs: the block owns the
+        connection meanwhile. Rows go in unordered (DuckDB then appends on
+        all its threads) and without vacuum (``merge_settings``); the
+        checkpoint that writes them out runs here; the connection's own
+        settings come back afterwards. A failure anywhere leaves none of the
+        merged rows behind.
+        """
+        self._refuse_if_read_only()
+        with self._lock:
+            self.flush()
+            con = self._connection()
+            with temporarily(con, **merge_settings()):
+                with self.transaction():
+                    yield Merge(con)
+                with translated("cannot checkpoint the merged rows", self.path):
+                    con.execute("CHECKPOINT")
+
+    def _arrow_reader(self, sql: str, batch_rows: int) -> pa.RecordBatchReader:
+        """A query's rows as a stream of Arrow batches (to copy them into another store)."""
+        with self._lock:
+            self.flush()
+            with translated("cannot read the rows to copy", self.path):
+                return self._connection().sql(sql).to_arrow_reader(batch_rows)
 
     @property
     def pending_records(self) -> int:
@@ -656,30 +737,28 @@ class Store(RecordQueries):
         committed state through the second cursor. Its answer is the same,
         since a batch leaves the pending index only once DuckDB committed it.
         """
-        if not (flush_for is not None and flush_for in self._pending_sessions):
-            if self._lock.acquire(blocking=False):
-                self._lock.release()  # free: the ordinary path below takes it again (cheap, re-entrant)
-            else:
-                with self._side_lock:
-                    if self._side is not None:
-                        return self._side.execute(sql, params or []).fetchall()
-        with self._lock:
-            if flush_for is not None and flush_for in self._pending_sessions:
-                self._apply_pending()
-            return self._connection().execute(sql, params or []).fetchall()
+        try:
+            if not (flush_for is not None and flush_for in self._pending_sessions):
+                if self._lock.acquire(blocking=False):
+                    self._lock.release()  # free: the ordinary path below takes it again (cheap, re-entrant)
+                else:
+                    with self._side_lock:
+                        if self._side is not None:
+                            return self._side.execute(sql, params or []).fetchall()
+            with self._lock:
+                if flush_for is not None and flush_for in self._pending_sessions:
+                    self._apply_pending()
+                return self._connection().execute(sql, params or []).fetchall()
+        except duckdb.Error as exc:
+            raise database_error(exc, "cannot read the database", self.path) from exc
 
-    def _execute(self, statements: list[tuple[str, list[Any]]]) -> None:
+    def _execute(self, statements: list[tuple[str, Sequence[Any]]]) -> None:
+        """Control-plane writes, in one transaction."""
         self._refuse_if_read_only()
-        with self._lock:
+        with self._lock, self.transaction(), translated("cannot write to the database", self.path):
             con = self._connection()
-            con.execute("BEGIN TRANSACTION")
-            try:
-                for sql, params in statements:
-                    con.execute(sql, params).fetchall()
-                con.execute("COMMIT")
-            except Exception:
-                con.execute("ROLLBACK")
-                raise
+            for sql, params in statements:
+                con.execute(sql, params).fetchall()
 
     def _load_stored_keys(self) -> None:
         """Hash every stored key when the writer opens; from then on each applied batch adds its own.
@@ -711,7 +790,10 @@ class Store(RecordQueries):
                     return None  # certainly not in DuckDB: no 1-2 ms query for a new key
         rows = self._fetchall("SELECT request_hash, response FROM idempotency_records WHERE tenant_id = ? AND key = ?",
                               [tenant_id, key])
-        return (rows[0][0], rows[0][1]) if rows else None
+        if not rows:
+            return None
+        [(request_hash, response)] = rows
+        return request_hash, response
 
     def query(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
         """Run one read-only query for analysis, after applying everything pending.
@@ -745,7 +827,8 @@ class Store(RecordQueries):
             raise ValidationError("gw.sql runs exactly one read-only statement (SELECT, EXPLAIN)")
         with self._lock:
             self.flush()
-            cursor = self._connection().cursor()
+            with translated("cannot read the database", self.path):
+                cursor = self._connection().cursor()
             try:
                 return fetch(cursor.sql(sql, params=params or None))
             except duckdb.Error as exc:

@@ -37,13 +37,11 @@ from typing import Any
 
 import orjson
 
-__all__ = ["Journal", "JournalLockedError", "JournalRecord", "last_committed_seq"]
+from ..errors import DatabaseBusyError
+
+__all__ = ["Journal", "JournalRecord", "last_committed_seq"]
 
 JournalRecord = dict[str, list[list[Any]]]  # table name -> rows (lists in column order)
-
-
-class JournalLockedError(RuntimeError):
-    """The journal (and so its database) is in use by another Store, here or elsewhere."""
 
 
 def _encode_value(value: Any) -> Any:
@@ -93,13 +91,13 @@ def last_committed_seq(path: Path) -> int:
 
 
 def _open_locked(path: Path, flags: int = 0) -> int:
-    """Open ``path`` for appending under an exclusive lock, or raise JournalLockedError."""
+    """Open ``path`` for appending under an exclusive lock; DatabaseBusyError while another store holds it."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | flags, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise JournalLockedError(f"{path} is held by another open gateway") from None
+        raise DatabaseBusyError(f"{path} is held by another open gateway", details={"path": str(path)}) from None
     return fd
 
 

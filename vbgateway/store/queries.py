@@ -7,12 +7,42 @@ apart so that the store's own module is about durability and lending only.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from ..models import Agent, ApiKeyInfo, Session, Tenant
+from .tables import AGENTS, API_KEYS, SESSIONS, TENANTS, AgentRow, ApiKeyRow, SessionRow, TenantRow
 
-__all__ = ["RecordQueries"]
+__all__ = ["RecordQueries", "StoredCall", "StoredMessage"]
+
+
+class StoredMessage(NamedTuple):
+    id: str
+    role: str
+    content: str
+    created_at: datetime
+    position: int
+
+
+class StoredCall(NamedTuple):
+    id: str
+    provider: str
+    status: str
+    latency_ms: int
+    created_at: datetime
+
+
+def _key_row(key: ApiKeyInfo, key_hash: str) -> ApiKeyRow:
+    return ApiKeyRow(key.id, key.tenant_id, key_hash, key.prefix, key.created_at, None)
+
+
+def _tenant(values: Sequence[Any]) -> Tenant:
+    row = TenantRow(*values)
+    return Tenant(id=row.id, name=row.name, created_at=row.created_at)
+
+
+_TENANT_COLUMNS = ", ".join(TENANTS.column_names)
 
 
 class RecordQueries:
@@ -20,18 +50,14 @@ class RecordQueries:
 
     # Provided by Store: run a read (applying pending rows of ``flush_for`` first), run writes atomically.
     _fetchall: Callable[..., list[tuple[Any, ...]]]
-    _execute: Callable[[list[tuple[str, list[Any]]]], None]
+    _execute: Callable[[list[tuple[str, Sequence[Any]]]], None]
 
     def insert_tenant(self, tenant: Tenant, key: ApiKeyInfo, key_hash: str) -> None:
-        self._execute([
-            ("INSERT INTO tenants VALUES (?, ?, ?)", [tenant.id, tenant.name, tenant.created_at]),
-            ("INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, NULL)",
-             [key.id, key.tenant_id, key_hash, key.prefix, key.created_at]),
-        ])
+        self._execute([(TENANTS.insert_sql(), TenantRow(tenant.id, tenant.name, tenant.created_at)),
+                       (API_KEYS.insert_sql(), _key_row(key, key_hash))])
 
     def insert_api_key(self, key: ApiKeyInfo, key_hash: str) -> None:
-        self._execute([("INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, NULL)",
-                        [key.id, key.tenant_id, key_hash, key.prefix, key.created_at])])
+        self._execute([(API_KEYS.insert_sql(), _key_row(key, key_hash))])
 
     def revoke_api_key(self, key_id: str, at: Any) -> bool:
         with self._lock:
@@ -41,36 +67,40 @@ class RecordQueries:
             return bool(rows)
 
     def tenant_for_key(self, key_hash: str) -> Tenant | None:
-        rows = self._fetchall("""
-            SELECT t.id, t.name, t.created_at FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+        rows = self._fetchall(f"""
+            SELECT {', '.join('t.' + name for name in TENANTS.column_names)}
+            FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
             WHERE k.key_hash = ? AND k.revoked_at IS NULL""", [key_hash])
-        return Tenant(id=rows[0][0], name=rows[0][1], created_at=rows[0][2]) if rows else None
+        return _tenant(rows[0]) if rows else None
 
     def get_tenant(self, tenant_id: str) -> Tenant | None:
-        rows = self._fetchall("SELECT id, name, created_at FROM tenants WHERE id = ?", [tenant_id])
-        return Tenant(id=rows[0][0], name=rows[0][1], created_at=rows[0][2]) if rows else None
+        rows = self._fetchall(f"SELECT {_TENANT_COLUMNS} FROM tenants WHERE id = ?", [tenant_id])
+        return _tenant(rows[0]) if rows else None
 
     def list_tenants(self) -> list[Tenant]:
-        rows = self._fetchall("SELECT id, name, created_at FROM tenants ORDER BY created_at, rowid")
-        return [Tenant(id=r[0], name=r[1], created_at=r[2]) for r in rows]
+        rows = self._fetchall(f"SELECT {_TENANT_COLUMNS} FROM tenants ORDER BY created_at, rowid")
+        return [_tenant(r) for r in rows]
 
     def list_api_keys(self, tenant_id: str) -> list[ApiKeyInfo]:
-        rows = self._fetchall("""SELECT id, tenant_id, key_prefix, created_at, revoked_at FROM api_keys
-                                 WHERE tenant_id = ? ORDER BY created_at, rowid""", [tenant_id])
-        return [ApiKeyInfo(id=r[0], tenant_id=r[1], prefix=r[2], created_at=r[3], revoked_at=r[4]) for r in rows]
+        rows = self._fetchall(f"""SELECT {', '.join(API_KEYS.column_names)} FROM api_keys
+                                  WHERE tenant_id = ? ORDER BY created_at, rowid""", [tenant_id])
+        keys = [ApiKeyRow(*r) for r in rows]
+        return [ApiKeyInfo(id=k.id, tenant_id=k.tenant_id, prefix=k.key_prefix, created_at=k.created_at,
+                           revoked_at=k.revoked_at) for k in keys]
 
-    _AGENT_COLUMNS = ("id, tenant_id, name, primary_provider, fallback_provider, system_prompt, enabled_tools, "
-                      "created_at, updated_at")
+    _AGENT_COLUMNS = ", ".join(AGENTS.column_names)
 
     @staticmethod
-    def _agent(row: tuple[Any, ...]) -> Agent:
-        return Agent(id=row[0], tenant_id=row[1], name=row[2], primary_provider=row[3], fallback_provider=row[4],
-                     system_prompt=row[5], enabled_tools=list(row[6]), created_at=row[7], updated_at=row[8])
+    def _agent(values: tuple[Any, ...]) -> Agent:
+        row = AgentRow(*values)
+        return Agent(id=row.id, tenant_id=row.tenant_id, name=row.name, primary_provider=row.primary_provider,
+                     fallback_provider=row.fallback_provider, system_prompt=row.system_prompt,
+                     enabled_tools=list(row.enabled_tools), created_at=row.created_at, updated_at=row.updated_at)
 
     def insert_agent(self, agent: Agent) -> None:
-        values = [agent.id, agent.tenant_id, agent.name, agent.primary_provider, agent.fallback_provider,
-                  agent.system_prompt, agent.enabled_tools, agent.created_at, agent.updated_at]
-        self._execute([(f"INSERT INTO agents ({self._AGENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values)])
+        row = AgentRow(agent.id, agent.tenant_id, agent.name, agent.primary_provider, agent.fallback_provider,
+                       agent.system_prompt, agent.enabled_tools, agent.created_at, agent.updated_at)
+        self._execute([(AGENTS.insert_sql(), row)])
 
     def update_agent(self, agent: Agent) -> None:
         """Update in place (the row keeps its place in creation order)."""
@@ -92,23 +122,24 @@ class RecordQueries:
 
     # ----------------------------------------------------------------- data-plane reads
     def get_session(self, tenant_id: str, session_id: str) -> Session | None:
-        rows = self._fetchall("""
-            SELECT id, tenant_id, agent_id, customer_id, status, metadata, created_at, last_activity_at
+        rows = self._fetchall(f"""
+            SELECT {', '.join(SESSIONS.column_names)}
             FROM sessions WHERE tenant_id = ? AND id = ?""", [tenant_id, session_id], flush_for=session_id)
         if not rows:
             return None
-        r = rows[0]
-        return Session(id=r[0], tenant_id=r[1], agent_id=r[2], customer_id=r[3], status=r[4],
-                       metadata=json.loads(r[5]), created_at=r[6], last_activity_at=r[7])
+        row = SessionRow(*rows[0])
+        return Session(id=row.id, tenant_id=row.tenant_id, agent_id=row.agent_id, customer_id=row.customer_id,
+                       status=row.status, metadata=json.loads(row.metadata), created_at=row.created_at,
+                       last_activity_at=row.last_activity_at)
 
-    def messages(self, session_id: str) -> list[tuple[str, str, str, Any, int]]:
-        """(id, role, content, created_at, position) of a session, oldest first."""
-        return [tuple(r) for r in self._fetchall("""
-            SELECT id, role, content, created_at, position FROM messages
+    def messages(self, session_id: str) -> list[StoredMessage]:
+        """A session's messages, oldest first."""
+        return [StoredMessage(*r) for r in self._fetchall(f"""
+            SELECT {', '.join(StoredMessage._fields)} FROM messages
             WHERE session_id = ? ORDER BY position""", [session_id], flush_for=session_id)]
 
-    def provider_calls(self, session_id: str) -> list[tuple[str, str, str, int, Any]]:
-        """(id, provider, status, latency_ms, created_at) of a session, oldest first."""
-        return [tuple(r) for r in self._fetchall("""
-            SELECT id, provider, status, latency_ms, created_at FROM provider_call_events
+    def provider_calls(self, session_id: str) -> list[StoredCall]:
+        """A session's provider calls, oldest first."""
+        return [StoredCall(*r) for r in self._fetchall(f"""
+            SELECT {', '.join(StoredCall._fields)} FROM provider_call_events
             WHERE session_id = ? ORDER BY created_at, request_id, id""", [session_id], flush_for=session_id)]

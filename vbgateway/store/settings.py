@@ -3,7 +3,8 @@
 DuckDB's settings belong to the whole database, not to a cursor, and a
 connection may be the caller's own (a notebook's, a test's): whatever we
 change for a merge or a background apply must be restored afterwards, even
-when the work fails.
+when the work fails. A setting DuckDB does not know, or a value it refuses,
+is a VALIDATION_ERROR naming the setting.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import duckdb
+
+from ..errors import ValidationError
 
 __all__ = ["apply_settings", "temporarily"]
 
@@ -27,7 +30,11 @@ def _sql_value(value: bool | int | str) -> str:
 def apply_settings(con: duckdb.DuckDBPyConnection, **settings: bool | int | str) -> None:
     """``SET name = value`` for each setting, for good (a connection we opened ourselves)."""
     for name, value in settings.items():
-        con.execute(f"SET {name} = {_sql_value(value)}")
+        try:
+            con.execute(f"SET {name} = {_sql_value(value)}")
+        except duckdb.Error as exc:
+            raise ValidationError(f"DuckDB refuses the setting {name} = {value!r}: {exc}",
+                                  details={"setting": name, "value": str(value)}) from exc
 
 
 @contextmanager
@@ -38,7 +45,11 @@ def temporarily(con: duckdb.DuckDBPyConnection, **settings: bool | int | str) ->
     names; a memory size only to the precision DuckDB shows it with.
     """
     names = list(settings)
-    before = con.execute(f"SELECT {', '.join('current_setting(?)' for _ in names)}", names).fetchall()[0]
+    try:
+        before = con.execute(f"SELECT {', '.join('current_setting(?)' for _ in names)}", names).fetchall()[0]
+    except duckdb.Error as exc:
+        raise ValidationError(f"DuckDB does not know one of the settings {', '.join(names)}: {exc}",
+                              details={"settings": names}) from exc
     try:
         apply_settings(con, **settings)  # inside: a value refused halfway puts back the ones already set
         yield

@@ -1,0 +1,80 @@
+"""Appending the data rows of other databases to a store, in the store's transaction (``Store.merging``).
+
+A simulation's gateway instances each write a database of their own; once
+an instance is done its rows are appended to the target database. The
+tables and their column lists come from the table definitions, so a merge
+names every column and cannot mix them up.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import duckdb
+
+from .connection import database_error
+from .tables import JOURNALED_TABLES
+
+if TYPE_CHECKING:
+    from .database import Store
+
+__all__ = ["COPY_BATCH_ROWS", "MERGED_TABLES", "NO_VACUUM", "Merge", "merge_settings"]
+
+MERGED_TABLES = JOURNALED_TABLES  # what a gateway instance adds; the tenants, keys and agents it shares are there
+COPY_BATCH_ROWS = 200_000  # rows per Arrow batch when copying from an open store (bounded memory)
+# No vacuum on the databases a simulation writes. DuckDB's checkpoints compact (vacuum) partly
+# filled row groups; every batch leaves some, and the same ones were rewritten again and again,
+# more of them as a file grew. One instance of the benchmark month spent 22 s in checkpoints
+# (0.3 s each early in the month, 2.7 s at its end; 6 s in all without vacuum). The target's
+# last checkpoint rewrote the partly filled row groups of the parallel merge and left 12% of a
+# month's file as freed blocks (291 MB instead of 254). Nothing here deletes rows, so there is
+# nothing else for vacuum to reclaim. A connection handed to ``simulate`` keeps its own setting
+# outside the merge.
+NO_VACUUM: dict[str, bool | int | str] = {"max_vacuum_tasks": 0}
+_ATTACHED = "vb_instance"
+_COPY = "_vb_copy"
+
+
+def merge_settings() -> dict[str, bool | int | str]:
+    """DuckDB settings while merging: rows unordered (appended on all of DuckDB's threads, which
+    halves a month's merge) and no vacuum (``NO_VACUUM``)."""
+    return {"preserve_insertion_order": False, **NO_VACUUM}
+
+
+class Merge:
+    """Adds databases' rows to the target inside ``Store.merging``'s transaction, one call at a time."""
+
+    def __init__(self, target: duckdb.DuckDBPyConnection) -> None:
+        self._target = target
+
+    def add_file(self, path: str | Path) -> None:
+        """Append every data row of the database file ``path`` (attached read-only meanwhile)."""
+        con = self._target
+        try:
+            con.execute(f"ATTACH ? AS {_ATTACHED} (READ_ONLY)", [str(path)])
+        except duckdb.Error as exc:
+            raise database_error(exc, f"cannot read {path}", Path(path)) from exc
+        try:
+            for table in MERGED_TABLES:
+                con.execute(table.copy_sql(f"{_ATTACHED}.{table.name}"))
+        except duckdb.Error as exc:
+            raise database_error(exc, f"cannot merge the rows of {path}", Path(path)) from exc
+        finally:
+            try:
+                con.execute(f"DETACH {_ATTACHED}")
+            except duckdb.Error:
+                pass  # the transaction failed: detached when it rolls back
+
+    def add_store(self, source: Store) -> None:
+        """Append every data row of another open store (an in-memory one), streamed in bounded batches."""
+        con = self._target
+        for table in MERGED_TABLES:
+            rows = source._arrow_reader(f"SELECT {', '.join(table.column_names)} FROM {table.name}", COPY_BATCH_ROWS)
+            con.register(_COPY, rows)
+            try:
+                con.execute(table.copy_sql(_COPY))
+            except duckdb.Error as exc:
+                raise database_error(exc, f"cannot merge the rows of {table.name}") from exc
+            finally:
+                con.unregister(_COPY)

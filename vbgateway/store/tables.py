@@ -1,0 +1,303 @@
+"""Every table of the database, defined once: name, columns, SQL types and keys.
+
+A table is a row class (a ``NamedTuple`` whose fields are the columns, in
+order, each annotated with its SQL type) plus its keys. Everything else is
+derived from it: the DDL of the migrations (``schema.py``), the journal's
+columns and the bulk apply (``batch.py``), the INSERT statements of the
+control plane and of the simulation's merge, and the typed rows the send
+path hands the store (``MessageRow(...)`` rather than a positional list).
+
+Adding a column is one line: a field at the end of its row class, annotated
+with ``Since(n)``, the migration that adds it (``ALTER TABLE ... ADD COLUMN``
+puts it last, so field order and column order stay the same). Rows of that
+class built by older code, or journal lines written before it, lack the
+value: the journal reads it as NULL, so an added column is nullable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, NamedTuple, Union, get_args, get_origin, get_type_hints
+
+__all__ = [
+    "AGENTS", "API_KEYS", "BULK_TABLES", "CONTROL_TABLES", "IDEMPOTENCY_RECORDS", "JOURNAL_ENTRIES", "JOURNAL_STATE",
+    "JOURNALED_TABLES", "MESSAGES", "PROVIDER_CALL_EVENTS", "SCHEMA_MIGRATIONS", "SESSIONS", "SESSION_ACTIVITY",
+    "TABLES", "USAGE_EVENTS", "AgentRow", "ApiKeyRow", "Column", "IdempotencyRow", "JournalRow", "JournalStateRow",
+    "MessageRow", "MigrationRow", "ProviderCallRow", "SessionActivityRow", "SessionRow", "Since", "Sql", "Table",
+    "TenantRow", "UsageEventRow", "table_named",
+]
+
+
+@dataclass(frozen=True)
+class Sql:
+    """A column's SQL type, as written in the DDL."""
+
+    type: str
+
+
+@dataclass(frozen=True)
+class Since:
+    """The migration that added a column (columns without it came with their table)."""
+
+    version: int
+
+
+Text = Annotated[str, Sql("VARCHAR")]
+MaybeText = Annotated[Union[str, None], Sql("VARCHAR")]
+Json = Annotated[str, Sql("JSON")]  # JSON text, as the caller wrote it
+Int = Annotated[int, Sql("INTEGER")]
+MaybeInt = Annotated[Union[int, None], Sql("INTEGER")]
+BigInt = Annotated[int, Sql("BIGINT")]
+Stamp = Annotated[datetime, Sql("TIMESTAMPTZ")]
+MaybeStamp = Annotated[Union[datetime, None], Sql("TIMESTAMPTZ")]
+Price = Annotated[Decimal, Sql("DECIMAL(18, 7)")]  # USD per 1,000 tokens: at most 7 places
+Money = Annotated[Decimal, Sql("DECIMAL(24, 10)")]
+TextList = Annotated[list[str], Sql("VARCHAR[]")]
+
+
+# ----------------------------------------------------------------- control plane
+class TenantRow(NamedTuple):
+    id: Text
+    name: Text
+    created_at: Stamp
+
+
+class ApiKeyRow(NamedTuple):
+    id: Text
+    tenant_id: Text
+    key_hash: Text  # SHA-256 of the key: the key itself is shown once and never stored
+    key_prefix: Text
+    created_at: Stamp
+    revoked_at: MaybeStamp
+
+
+class AgentRow(NamedTuple):
+    id: Text
+    tenant_id: Text
+    name: Text
+    primary_provider: Text
+    fallback_provider: MaybeText
+    system_prompt: Text
+    enabled_tools: TextList
+    created_at: Stamp
+    updated_at: Stamp
+
+
+# ----------------------------------------------------------------- data plane (through the journal)
+class SessionRow(NamedTuple):
+    id: Text
+    tenant_id: Text
+    agent_id: Text
+    customer_id: MaybeText
+    status: Text
+    metadata: Json
+    created_at: Stamp
+    last_activity_at: Stamp
+
+
+class MessageRow(NamedTuple):
+    id: Text
+    tenant_id: Text
+    session_id: Text
+    position: Int
+    role: Text
+    content: Text
+    channel: Text
+    request_id: Text
+    created_at: Stamp
+
+
+class ProviderCallRow(NamedTuple):
+    id: Text
+    tenant_id: Text
+    session_id: Text
+    agent_id: Text
+    request_id: Text
+    provider: Text
+    status: Text
+    http_status: MaybeInt
+    latency_ms: Int
+    retries: Int
+    error_code: MaybeText
+    created_at: Stamp
+
+
+class UsageEventRow(NamedTuple):
+    id: Text
+    tenant_id: Text
+    session_id: Text
+    agent_id: Text
+    message_id: Text
+    request_id: Text
+    provider: Text
+    channel: Text
+    tokens_in: Int
+    tokens_out: Int
+    usd_per_1k_tokens: Price
+    cost_usd: Money
+    created_at: Stamp
+
+
+class IdempotencyRow(NamedTuple):
+    tenant_id: Text
+    key: Text
+    request_hash: Text
+    message_id: Text
+    response: Json  # the reply as first answered, replayed for a repeated key
+    created_at: Stamp
+
+
+class SessionActivityRow(NamedTuple):
+    """Not a table: a session's new ``last_activity_at``, folded into ``sessions`` when applied.
+
+    ``created_at`` (the session's) lets the UPDATE skip the row groups of
+    older sessions; journal lines written before it was added lack it.
+    """
+
+    id: Text
+    last_activity_at: Stamp
+    created_at: Stamp
+
+
+# ----------------------------------------------------------------- bookkeeping
+class JournalStateRow(NamedTuple):
+    id: Int
+    applied_seq: BigInt  # the last journal line DuckDB holds
+    open_count: BigInt  # how many times a writer opened the database (seeds ids of reopened runs)
+
+
+class MigrationRow(NamedTuple):
+    version: Int
+    name: Text
+    applied_at: Stamp
+
+
+JournalRow = Union[SessionRow, MessageRow, ProviderCallRow, UsageEventRow, IdempotencyRow, SessionActivityRow]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    sql_type: str
+    nullable: bool
+    since: int
+    python_type: Any
+
+
+def _columns(row: type[tuple[Any, ...]], table_since: int) -> tuple[Column, ...]:
+    hints = get_type_hints(row, include_extras=True)
+    columns = []
+    for name in row._fields:  # type: ignore[attr-defined]
+        hint = hints[name]
+        if get_origin(hint) is not Annotated:
+            raise TypeError(f"{row.__name__}.{name} needs an SQL type (Annotated[..., Sql(...)])")
+        python_type, *marks = get_args(hint)
+        sql = next(m.type for m in marks if isinstance(m, Sql))
+        since = next((m.version for m in marks if isinstance(m, Since)), table_since)
+        nullable = type(None) in get_args(python_type)
+        if since > table_since and not nullable:
+            raise TypeError(f"{row.__name__}.{name} was added later: journal lines from before lack it, so it "
+                            f"must be nullable")
+        columns.append(Column(name, sql, nullable, since, python_type))
+    versions = [c.since for c in columns]
+    if versions != sorted(versions):
+        raise TypeError(f"{row.__name__}: columns added later go at the end (ADD COLUMN appends)")
+    return tuple(columns)
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table: its row class and keys; ``in_duckdb=False`` for journal entries that are not tables."""
+
+    name: str
+    row: type[Any]
+    primary_key: tuple[str, ...] = ()
+    unique: tuple[str, ...] = ()  # columns unique on their own
+    journaled: bool = False  # data plane: committed to the journal, applied to DuckDB in batches
+    bulk: bool = False  # accepts ``Store.bulk_insert`` (synthetic history, imports)
+    session_column: str | None = None  # names the session a row belongs to: reads of it wait for pending rows
+    since: int = 1
+    in_duckdb: bool = True
+    columns: tuple[Column, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "columns", _columns(self.row, self.since))
+        names = {c.name for c in self.columns}
+        for name in (*self.primary_key, *self.unique, *([self.session_column] if self.session_column else [])):
+            if name not in names:
+                raise TypeError(f"{self.name}: no column {name!r}")
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def columns_at(self, version: int) -> tuple[Column, ...]:
+        """The columns the table had once migration ``version`` was applied."""
+        return tuple(c for c in self.columns if c.since <= version)
+
+    def _column_ddl(self, column: Column) -> str:
+        text = f"{column.name} {column.sql_type}"
+        if self.primary_key == (column.name,):
+            return text + " PRIMARY KEY"
+        if not column.nullable:
+            text += " NOT NULL"
+        return text + (" UNIQUE" if column.name in self.unique else "")
+
+    def create_sql(self, version: int, *, if_not_exists: bool = False) -> str:
+        """``CREATE TABLE`` as of migration ``version``."""
+        lines = [self._column_ddl(c) for c in self.columns_at(version)]
+        if len(self.primary_key) > 1:
+            lines.append(f"PRIMARY KEY ({', '.join(self.primary_key)})")
+        body = ",\n    ".join(lines)
+        return f"CREATE TABLE {'IF NOT EXISTS ' if if_not_exists else ''}{self.name} (\n    {body}\n);"
+
+    def add_columns_sql(self, version: int) -> str:
+        """``ALTER TABLE ... ADD COLUMN`` for the columns migration ``version`` adds to an older table."""
+        if self.since >= version:
+            return ""
+        return "\n".join(f"ALTER TABLE {self.name} ADD COLUMN {self._column_ddl(c)};"
+                         for c in self.columns if c.since == version)
+
+    def insert_sql(self, *, or_ignore: bool = False) -> str:
+        """A parameterised INSERT of one row, columns named (``?`` per column, in row order)."""
+        verb = "INSERT OR IGNORE" if or_ignore else "INSERT"
+        return (f"{verb} INTO {self.name} ({', '.join(self.column_names)}) "
+                f"VALUES ({', '.join('?' * len(self.columns))})")
+
+    def copy_sql(self, source: str) -> str:
+        """Append every row of ``source`` (a table of the same definition, e.g. ``attached.messages``)."""
+        names = ", ".join(self.column_names)
+        return f"INSERT INTO {self.name} ({names}) SELECT {names} FROM {source}"
+
+
+TENANTS = Table("tenants", TenantRow, primary_key=("id",))
+API_KEYS = Table("api_keys", ApiKeyRow, primary_key=("id",), unique=("key_hash",))
+AGENTS = Table("agents", AgentRow, primary_key=("id",))
+# High-volume tables carry no primary-key index: ids are generated unique, exactly-once is enforced by
+# the journal, and an ART index over tens of millions of rows would cost memory and insert speed for nothing.
+SESSIONS = Table("sessions", SessionRow, journaled=True, bulk=True, session_column="id")
+MESSAGES = Table("messages", MessageRow, journaled=True, bulk=True, session_column="session_id")
+PROVIDER_CALL_EVENTS = Table("provider_call_events", ProviderCallRow, journaled=True, bulk=True,
+                             session_column="session_id")
+USAGE_EVENTS = Table("usage_events", UsageEventRow, journaled=True, bulk=True)
+IDEMPOTENCY_RECORDS = Table("idempotency_records", IdempotencyRow, primary_key=("tenant_id", "key"), journaled=True)
+JOURNAL_STATE = Table("journal_state", JournalStateRow, primary_key=("id",))
+SCHEMA_MIGRATIONS = Table("schema_migrations", MigrationRow, primary_key=("version",))
+SESSION_ACTIVITY = Table("session_activity", SessionActivityRow, in_duckdb=False)
+
+# In the order migration 1 created them (and analysts see them listed).
+TABLES: tuple[Table, ...] = (TENANTS, API_KEYS, AGENTS, SESSIONS, MESSAGES, PROVIDER_CALL_EVENTS, USAGE_EVENTS,
+                             IDEMPOTENCY_RECORDS, JOURNAL_STATE)
+CONTROL_TABLES: tuple[Table, ...] = (TENANTS, API_KEYS, AGENTS)
+JOURNALED_TABLES: tuple[Table, ...] = tuple(t for t in TABLES if t.journaled)
+BULK_TABLES: tuple[Table, ...] = tuple(t for t in TABLES if t.bulk)
+JOURNAL_ENTRIES: tuple[Table, ...] = (*JOURNALED_TABLES, SESSION_ACTIVITY)  # what a journal line may hold
+
+_BY_NAME = {t.name: t for t in (*TABLES, SCHEMA_MIGRATIONS, SESSION_ACTIVITY)}
+
+
+def table_named(name: str) -> Table:
+    """The definition of table ``name`` (KeyError for a name that is not ours)."""
+    return _BY_NAME[name]
