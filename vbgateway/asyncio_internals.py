@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping
 from contextvars import Context, copy_context
 from typing import TYPE_CHECKING, Any, Self, TypeVarTuple
 
-from .errors import GatewayError
+from .errors import UnsupportedPythonError
 
 if TYPE_CHECKING:
     from .clock import VirtualClock
@@ -55,13 +55,6 @@ _HANDLE_SLOTS = ("_callback", "_args", "_cancelled", "_loop", "_source_traceback
 _TIMER_SLOTS = ("_when", "_scheduled")
 _LOOP_METHODS = ("_process_events", "_timer_handle_cancelled")
 _LOOP_ATTRIBUTES = ("_ready", "_closed", "_stopping", "_timer_cancelled_count", "_clock_resolution", "_selector")
-
-
-class UnsupportedPythonError(GatewayError):
-    """The virtual loop cannot vouch for this Python's asyncio internals."""
-
-    default_code = "UNSUPPORTED_PYTHON"
-    default_status = 500
 
 
 def _running_python() -> tuple[int, int]:

@@ -21,6 +21,7 @@ Hierarchy::
     ├── DatabaseError                 DATABASE_ERROR         500  (cannot open/create/read/write the file)
     │   ├── DatabaseBusyError         DATABASE_BUSY          503  (another gateway holds it or its journal)
     │   └── DatabaseTooNewError       DATABASE_TOO_NEW       500  (written by a newer vbgateway)
+    ├── UnsupportedPythonError        UNSUPPORTED_PYTHON     500  (the virtual loop is unverified on this Python)
     ├── ReportError                   REPORT_FAILED          500  (a report notebook failed)
     │                                 REPORT_BUSY                 (another run writes to the output folder)
     │                                 REPORT_UNAVAILABLE          (notebook tooling or a report notebook missing)
@@ -55,6 +56,7 @@ __all__ = [
     "RowsRejectedError",
     "ScenarioError",
     "SessionNotFoundError",
+    "UnsupportedPythonError",
     "ValidationError",
 ]
 
@@ -167,6 +169,13 @@ class DatabaseTooNewError(DatabaseError):
     """The database was migrated by a newer vbgateway: this code does not know its schema."""
 
     default_code = "DATABASE_TOO_NEW"
+
+
+class UnsupportedPythonError(GatewayError):
+    """The virtual loop cannot vouch for this Python's asyncio internals (``asyncio_internals``)."""
+
+    default_code = "UNSUPPORTED_PYTHON"
+    default_status = 500
 
 
 class ReportError(GatewayError):
