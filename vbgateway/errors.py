@@ -11,6 +11,7 @@ Hierarchy::
     ├── ValidationError               VALIDATION_ERROR       400
     │   ├── InvalidAudioError         INVALID_AUDIO          400
     │   ├── ScenarioError             INVALID_SCENARIO       400  (a simulation scenario that cannot run)
+    │   │                             SCENARIO_NOT_FOUND          (no example scenario of that name)
     │   └── RowsRejectedError         ROWS_REJECTED          400  (rows a table's constraints refuse)
     ├── NotFoundError                 NOT_FOUND              404
     │   ├── AgentNotFoundError        AGENT_NOT_FOUND        404
