@@ -9,6 +9,8 @@ import pytest
 
 from vbgateway import Gateway, GatewayError
 
+pytestmark = pytest.mark.tenant_clients
+
 ISO_MS_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 WIRE_KEYS = {"id", "name", "primaryProvider", "fallbackProvider", "systemPrompt", "enabledTools", "createdAt",
              "updatedAt"}

@@ -1,5 +1,10 @@
-"""VocalBridge Ops: a multi-tenant AI agent gateway, billed exactly once, on DuckDB."""
+"""VocalBridge Ops: a multi-tenant AI agent gateway, billed exactly once, on DuckDB.
 
+``Gateway.open(path)`` runs the gateway in this process; ``connect(url, api_key)``
+is the same tenant client for a gateway that another process serves.
+"""
+
+from .client import connect
 from .clock import Clock, SystemClock, VirtualClock
 from .errors import GatewayError
 from .gateway import Gateway
@@ -23,6 +28,7 @@ __all__ = [
     "VirtualClock",
     "VoiceReply",
     "__version__",
+    "connect",
 ]
 
 __version__ = "0.1.0"
