@@ -20,13 +20,18 @@ __all__ = ["GatewayHost", "LiveServer"]
 
 
 class LiveServer:
-    """uvicorn on 127.0.0.1, on a port the OS picked, in a daemon thread."""
+    """uvicorn on 127.0.0.1, on a port the OS picked (or on the Unix socket ``uds``), in a daemon thread."""
 
-    def __init__(self, app: object) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
+    def __init__(self, app: object, *, uds: str | None = None) -> None:
+        if uds is None:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind(("127.0.0.1", 0))
+            self.port = self.sock.getsockname()[1]
+        else:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.bind(uds)
+            self.port = 0
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", backlog=256)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
