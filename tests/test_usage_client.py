@@ -7,7 +7,7 @@ money are part of the behaviour.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -80,7 +80,7 @@ def test_days_are_taken_as_dates_datetimes_or_iso_strings(acme, traffic):
     as_text = acme.usage_rollup("2026-01-01", "2026-01-01").totals
     assert as_text["messages"] == 8
     assert acme.usage_rollup(date(2026, 1, 1), date(2026, 1, 1)).totals == as_text
-    noon = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+    noon = datetime(2026, 1, 1, 12, tzinfo=UTC)
     assert acme.usage_rollup(noon, noon).totals == as_text
     assert acme.usage_rollup("2026-01-02", "2026-01-02").totals["messages"] == 0
 
@@ -92,7 +92,8 @@ def test_usage_events_are_the_billed_replies_newest_first_with_their_channel(acm
     assert list(events.channel) == ["voice", "chat", "chat", "chat"]
     assert set(events.tenant_id) == {acme.id}
     assert [Decimal(c) for c in events.cost_usd] == [r.metadata.usage.cost_usd for r in reversed(traffic)]
-    assert [as_served(t.to_pydatetime()) for t in events.created_at] == [r.message.created_at for r in reversed(traffic)]
+    served = [as_served(t.to_pydatetime()) for t in events.created_at]
+    assert served == [r.message.created_at for r in reversed(traffic)]
 
 
 def test_usage_events_page_with_limit_and_offset(acme, traffic):

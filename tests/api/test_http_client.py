@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import httpx
@@ -151,9 +151,8 @@ def test_connect_with_a_bad_key_is_invalid_api_key(server, bad_key):
 
 
 def test_a_gateway_that_does_not_answer_is_service_unavailable_after_bounded_retries(clock):
-    with socket_without_server() as url:
-        with pytest.raises(GatewayError) as info:
-            vbgateway.connect(url, "sk_anything", clock=clock)
+    with socket_without_server() as url, pytest.raises(GatewayError) as info:
+        vbgateway.connect(url, "sk_anything", clock=clock)
     assert (info.value.code, info.value.http_status) == ("SERVICE_UNAVAILABLE", 503)
     assert clock.monotonic() == pytest.approx(0.25 + 0.5 + 1.0)  # four tries, waits doubling from 0.25 s
 
@@ -343,7 +342,7 @@ def test_a_gateway_on_a_unix_socket(gateway, http, tmp_path):
     ("0", 0.0), ("12", 12.0), (" 3 ", 3.0), ("Wed, 01 Jan 2026 00:00:09 GMT", 9.0),
     ("Tue, 31 Dec 2025 23:59:00 GMT", 0.0), ("soon", None), ("-1", None), ("1.5", None), (None, None)])
 def test_retry_after_is_read_as_seconds_or_an_http_date(header, seconds):
-    assert retry_after_seconds(header, datetime(2026, 1, 1, tzinfo=timezone.utc)) == seconds
+    assert retry_after_seconds(header, datetime(2026, 1, 1, tzinfo=UTC)) == seconds
 
 
 @pytest.mark.parametrize("fields", [{"attempts": 0}, {"backoff_s": -1}, {"max_wait_s": -0.5}, {"total_wait_s": -1}])

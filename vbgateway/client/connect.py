@@ -32,7 +32,8 @@ def connect(url: str, api_key: str, *, clock: Clock | None = None, retry: HttpRe
     synchronous methods wait. ``uds`` reaches a server on a Unix socket
     (``url`` then only names the host in the requests).
     """
-    if not isinstance(api_key, str) or not api_key or len(api_key) > MAX_API_KEY_CHARS:
+    if (not isinstance(api_key, str) or not 0 < len(api_key) <= MAX_API_KEY_CHARS or not api_key.isascii()
+            or not api_key.isprintable() or " " in api_key):  # it travels in a header: no key has such characters
         raise AuthenticationError("missing or invalid API key")
     transport = Transport(url, api_key, clock=clock or SystemClock(), retry=retry or HttpRetryPolicy(),
                           timeout=timeout, uds=uds, sleep=sleep)
