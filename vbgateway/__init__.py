@@ -4,7 +4,6 @@
 is the same tenant client for a gateway that another process serves.
 """
 
-from .client import connect
 from .clock import Clock, SystemClock, VirtualClock
 from .errors import GatewayError
 from .gateway import Gateway
@@ -32,3 +31,12 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    """``connect`` loads the HTTP client (and httpx) when first asked for: a gateway that only serves never needs it."""
+    if name == "connect":
+        from .client import connect
+
+        return connect
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -99,7 +99,7 @@ class _Connection:
         return Answer(status, headers, content), keep
 
     async def _chunks(self) -> bytes:
-        parts = []
+        parts: list[bytes] = []
         while True:
             size = int((await self.reader.readuntil(b"\r\n")).split(b";", 1)[0], 16)
             if size == 0:

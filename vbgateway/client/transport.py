@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 import httpx
 import orjson
 
+from .. import __version__
 from ..clock import Clock
 from .envelope import error_from_answer, unreachable
 from .retry import RETRY_STATUSES, HttpRetryPolicy, blocking_sleep, retry_after_seconds
@@ -37,8 +38,6 @@ class Transport:
     def __init__(self, base_url: str, api_key: str, *, clock: Clock, retry: HttpRetryPolicy,
                  timeout: float = DEFAULT_TIMEOUT_S, uds: str | None = None,
                  sleep: Callable[[float], None] | None = None) -> None:
-        from .. import __version__  # the package is still importing when this module is
-
         self.base_url = base_url.rstrip("/")
         self.clock = clock
         self.retry = retry
