@@ -41,10 +41,11 @@ class Healthy:
     """A gateway whose vendors always answer, so provider call counts are exact.
 
     ``connect`` and ``runner`` (the ``tenant_client`` and ``runner`` fixtures) make
-    its tenant client embedded or over HTTP, and run that client's coroutines.
+    its tenant client embedded or over HTTP, and run that client's coroutines;
+    without them it is embedded, on its clock.
     """
 
-    def __init__(self, path: Path, connect, runner, seed: int = 9) -> None:
+    def __init__(self, path: Path, connect=Gateway.connect, runner=lambda clock: clock.run, seed: int = 9) -> None:
         self.path = path
         self.clock = VirtualClock(start=START)
         self.vendor_a = VendorA(seed=1, **HEALTHY)
