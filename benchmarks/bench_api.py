@@ -6,8 +6,8 @@ Prints one line per figure and, last, one JSON object:
     p95_ms             95th percentile latency of those POSTs, client side        (target <= 60)
     p50_ms             median latency of those POSTs
     get_rollup_rps     GET /v1/usage/rollup at 50 concurrent clients (after the POSTs: a month of rows)
-    client_seq_msgs_per_s         the Python client (vbgateway.connect), one process, one send at a time  (target >= 400)
-    client_concurrent_msgs_per_s  the same client, 50 concurrent sends on one event loop               (target >= 1000)
+    client_seq_msgs_per_s         the Python client (vbgateway.connect), one send at a time  (target >= 400)
+    client_concurrent_msgs_per_s  the same client, 50 concurrent sends on one event loop  (target >= 1000)
 
 The server is ``vbgateway.api.create_app`` over a file database with
 zero-latency vendors, run by ``vbgateway.commands.serve.run_app`` exactly as
@@ -266,7 +266,8 @@ def main() -> None:
                       "p50_ms": round(post["p50_ms"], 2), "post_errors": post["errors"],
                       "get_rollup_rps": round(rollup["rps"], 1), "rollup_p95_ms": round(rollup["p95_ms"], 2),
                       "client_seq_msgs_per_s": round(seq["rps"], 1),
-                      "client_concurrent_msgs_per_s": round(many["rps"], 1), "client_errors": seq["errors"] + many["errors"],
+                      "client_concurrent_msgs_per_s": round(many["rps"], 1),
+                      "client_errors": seq["errors"] + many["errors"],
                       "clients": args.clients, "seconds": args.seconds}))
 
 

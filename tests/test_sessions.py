@@ -83,7 +83,7 @@ def test_metadata_just_under_the_limit_is_accepted(acme, agent):
     assert len(session.metadata["blob"]) == 16_000
 
 
-@pytest.mark.parametrize("session_id", ["ses_doesnotexist000000", "", None, 7])
+@pytest.mark.parametrize("session_id", ["ses_doesnotexist000000", "", None, 7, "..", "ses/x", "ses_x?y", "x" * 300])
 def test_get_session_of_an_unknown_id_is_session_not_found(acme, session_id):
     with pytest.raises(GatewayError) as info:
         acme.get_session(session_id)
