@@ -10,6 +10,7 @@ PYTHON ?= $(shell for p in /usr/bin/python3 python3; do \
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DB     ?= data/vbgateway.duckdb
+LAB_PORT ?= 8888
 
 .PHONY: setup browser demo test bench lab clean
 
@@ -43,5 +44,13 @@ bench: setup
 clean:
 	rm -rf $(VENV) data/*.duckdb data/*.duckdb.wal data/*.journal reports/*.html
 
+# JupyterLab on loopback for the notebooks, with this project's settings (jupyter_config/: no news or
+# update checks). Jupyter refuses root without --allow-root, so it is given to root only (a container).
+# The URL carries a fresh token; LAB_PORT picks the port (no silent move to another one).
 lab: setup
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	@token=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(24))'); \
+	as_root=$$([ "$$(id -u)" = 0 ] && echo --allow-root); \
+	echo "JupyterLab for VocalBridge Ops: http://127.0.0.1:$(LAB_PORT)/lab?token=$$token  (Ctrl-C stops it)"; \
+	JUPYTER_CONFIG_PATH="$(CURDIR)/jupyter_config" JUPYTER_TOKEN=$$token exec $(VENV)/bin/jupyter lab \
+	  --no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) --ServerApp.port_retries=0 \
+	  --ServerApp.root_dir="$(CURDIR)/notebooks" $$as_root

@@ -6,6 +6,8 @@ Prints one line per figure and, last, one JSON object:
     p95_ms             95th percentile latency of those POSTs, client side        (target <= 60)
     p50_ms             median latency of those POSTs
     get_rollup_rps     GET /v1/usage/rollup at 50 concurrent clients (after the POSTs: a month of rows)
+    client_seq_msgs_per_s         the Python client (vbgateway.connect), one send at a time  (target >= 400)
+    client_concurrent_msgs_per_s  the same client, 50 concurrent sends on one event loop  (target >= 1000)
 
 The server is ``vbgateway.api.create_app`` over a file database with
 zero-latency vendors, run by ``vbgateway.commands.serve.run_app`` exactly as
@@ -15,6 +17,11 @@ is a separate process: 50 keep-alive HTTP/1.1 connections on loopback, each
 sending its next request as soon as the last answer arrived (a closed loop),
 written on raw asyncio streams because an httpx client would itself need
 more than a core for this rate.
+
+The client figures are measured in a process of their own too, with
+``vbgateway.connect`` exactly as a notebook or script uses it: each send
+carries an idempotency key (the client makes one) and is answered as a
+``Reply`` model.
 
 Usage: python benchmarks/bench_api.py [--seconds 8] [--clients 50]
 """
@@ -139,6 +146,48 @@ def load(port: int, config: dict[str, object], kind: str, clients: int, seconds:
             "mean_ms": 1000 * statistics.fmean(latencies) if n else None}
 
 
+def client_load(port: int, config: dict[str, object], concurrency: int, seconds: float, warmup: float) -> dict:
+    """Sends through ``vbgateway.connect``'s client, ``concurrency`` at a time, each as soon as the last returned."""
+    import vbgateway
+    from vbgateway import GatewayError
+
+    sessions: list[str] = config["sessions"]  # type: ignore[assignment]
+    client = vbgateway.connect(f"http://127.0.0.1:{port}", str(config["key"]))
+    latencies: list[float] = []
+    errors: list[str] = []
+
+    async def sender(mine: list[str], stop_at: float, measure_from: float, record: bool) -> None:
+        i = 0
+        while True:
+            started = time.perf_counter()
+            if started >= stop_at:
+                return
+            try:
+                await client.send_message(mine[i % len(mine)], "How do I update my billing address?")
+            except GatewayError as exc:
+                errors.append(exc.code)
+            i += 1
+            if record and started >= measure_from:
+                latencies.append(time.perf_counter() - started)
+
+    async def main() -> None:
+        share = max(1, len(sessions) // concurrency)
+        shares = [sessions[c * share:(c + 1) * share] or sessions for c in range(concurrency)]
+        now = time.perf_counter()
+        await asyncio.gather(*(sender(part, now + warmup, now, False) for part in shares))
+        now = time.perf_counter()
+        await asyncio.gather(*(sender(part, now + seconds, now, True) for part in shares))
+        await client.aclose()
+
+    asyncio.run(main())
+    client.close()
+    latencies.sort()
+    n = len(latencies)
+    return {"rps": n / seconds, "requests": n, "errors": len(errors),
+            "p50_ms": 1000 * latencies[n // 2] if n else None,
+            "p95_ms": 1000 * latencies[min(n - 1, int(n * 0.95))] if n else None}
+
+
 # ---------------------------------------------------------------------- orchestration (parent process)
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -172,7 +221,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--serve", nargs=3, metavar=("DB", "PORT", "LOG"), help=argparse.SUPPRESS)
-    parser.add_argument("--load", choices=["message", "rollup"], help=argparse.SUPPRESS)
+    parser.add_argument("--load", choices=["message", "rollup", "client"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -181,7 +230,10 @@ def main() -> None:
         return
     if args.load:
         config = json.loads(Path(args.config).read_text())
-        print(json.dumps(load(args.port, config, args.load, args.clients, args.seconds, args.warmup)))
+        if args.load == "client":
+            print(json.dumps(client_load(args.port, config, args.clients, args.seconds, args.warmup)))
+        else:
+            print(json.dumps(load(args.port, config, args.load, args.clients, args.seconds, args.warmup)))
         return
     with tempfile.TemporaryDirectory(prefix="bench_api_") as tmp:
         work = Path(tmp)
@@ -198,6 +250,13 @@ def main() -> None:
             rollup = _run_load(port, config_file, "rollup", args.clients, max(3.0, args.seconds / 2), 1.0)
             print(f"get_rollup_rps    {rollup['rps']:8.0f}   p50 {rollup['p50_ms']:.1f} ms  p95 {rollup['p95_ms']:.1f} ms  "
                   f"({rollup['requests']} requests, {rollup['errors']} non-2xx)", flush=True)
+            client_seconds = max(3.0, args.seconds / 2)
+            seq = _run_load(port, config_file, "client", 1, client_seconds, 1.0)
+            print(f"client_seq_msgs_per_s         {seq['rps']:6.0f}   p50 {seq['p50_ms']:.2f} ms  "
+                  f"({seq['requests']} replies, {seq['errors']} errors)", flush=True)
+            many = _run_load(port, config_file, "client", args.clients, client_seconds, 1.0)
+            print(f"client_concurrent_msgs_per_s  {many['rps']:6.0f}   p50 {many['p50_ms']:.1f} ms  "
+                  f"p95 {many['p95_ms']:.1f} ms  ({many['requests']} replies, {many['errors']} errors)", flush=True)
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -206,6 +265,9 @@ def main() -> None:
     print(json.dumps({"post_message_rps": round(post["rps"], 1), "p95_ms": round(post["p95_ms"], 2),
                       "p50_ms": round(post["p50_ms"], 2), "post_errors": post["errors"],
                       "get_rollup_rps": round(rollup["rps"], 1), "rollup_p95_ms": round(rollup["p95_ms"], 2),
+                      "client_seq_msgs_per_s": round(seq["rps"], 1),
+                      "client_concurrent_msgs_per_s": round(many["rps"], 1),
+                      "client_errors": seq["errors"] + many["errors"],
                       "clients": args.clients, "seconds": args.seconds}))
 
 

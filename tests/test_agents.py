@@ -9,6 +9,8 @@ import pytest
 
 from vbgateway import Gateway, GatewayError
 
+pytestmark = pytest.mark.tenant_clients
+
 ISO_MS_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 WIRE_KEYS = {"id", "name", "primaryProvider", "fallbackProvider", "systemPrompt", "enabledTools", "createdAt",
              "updatedAt"}
@@ -155,7 +157,8 @@ def test_update_to_an_invalid_state_fails_and_changes_nothing(acme, agent, gw, c
     assert stored["updated_at"][0].to_pydatetime() == agent.updated_at
 
 
-@pytest.mark.parametrize("agent_id", ["agt_doesnotexist000000", "", "ses_x", None, 42])
+@pytest.mark.parametrize("agent_id", ["agt_doesnotexist000000", "", "ses_x", None, 42, "..", ".", "agt_a/b", "a?b#c",
+                                      "agt_%2F", "x" * 300])
 def test_get_agent_of_an_unknown_id_is_agent_not_found(acme, agent_id):
     with pytest.raises(GatewayError) as info:
         acme.get_agent(agent_id)

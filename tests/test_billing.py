@@ -17,6 +17,8 @@ from vbgateway import Gateway, GatewayError, PriceTable, VirtualClock
 from vbgateway.errors import AllProvidersFailedError, ValidationError
 from vbgateway.providers import VendorA, VendorB
 
+pytestmark = pytest.mark.tenant_clients
+
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 HEALTHY = {"failure_rate": 0.0, "rate_limit_rate": 0.0}
 PRICE = {"vendorA": Decimal("0.002"), "vendorB": Decimal("0.003")}
@@ -41,14 +43,14 @@ def expected_cost(provider: str, tokens_in: int, tokens_out: int) -> Decimal:
 
 
 @pytest.fixture
-def healthy(tmp_path):
-    """A gateway whose vendors always answer at once: one attempt per reply."""
+def healthy(tmp_path, tenant_client, runner):
+    """A gateway whose vendors always answer at once: one attempt per reply; yields (run, gateway, tenant client)."""
     clock = VirtualClock(start=START)
     gw = Gateway.open(tmp_path / "billing.duckdb", clock=clock,
                       providers={"vendorA": VendorA(seed=1, **HEALTHY), "vendorB": VendorB(seed=2, **HEALTHY)},
                       seed=3)
     _, key = gw.create_tenant("Billing GmbH")
-    yield clock, gw, gw.connect(key)
+    yield runner(clock), gw, tenant_client(gw, key)
     gw.close()
 
 
@@ -125,10 +127,10 @@ def test_a_gateway_refuses_a_provider_without_a_price(tmp_path) -> None:
 
 @pytest.mark.parametrize("provider", ["vendorA", "vendorB"])
 def test_reply_cost_and_usage_event_cost_agree_to_the_last_digit(healthy, provider: str) -> None:
-    clock, gw, tenant = healthy
+    run, gw, tenant = healthy
     agent = tenant.create_agent(name="P", primary_provider=provider, system_prompt="You are a billing test.")
     session = tenant.create_session(agent.id)
-    reply = clock.run(tenant.send_message(session.id, "How much does this cost?"))
+    reply = run(tenant.send_message(session.id, "How much does this cost?"))
     usage = reply.metadata.usage
     assert reply.metadata.provider_used == provider
     assert usage.pricing.usd_per_1k_tokens == PRICE[provider]
@@ -142,10 +144,10 @@ def test_reply_cost_and_usage_event_cost_agree_to_the_last_digit(healthy, provid
 
 
 def test_the_wire_usage_shows_tokens_cost_and_price_as_numbers(healthy) -> None:
-    clock, gw, tenant = healthy
+    run, gw, tenant = healthy
     agent = tenant.create_agent(name="P", primary_provider="vendorB", system_prompt="You are a billing test.")
     session = tenant.create_session(agent.id)
-    reply = clock.run(tenant.send_message(session.id, "Hello"))
+    reply = run(tenant.send_message(session.id, "Hello"))
     usage = reply.model_dump(by_alias=True, mode="json")["metadata"]["usage"]
     assert usage == {"tokensIn": reply.metadata.usage.tokens_in, "tokensOut": reply.metadata.usage.tokens_out,
                      "costUsd": float(reply.metadata.usage.cost_usd), "pricing": {"usdPer1kTokens": 0.003}}
@@ -311,10 +313,10 @@ def test_invalid_content_is_a_validation_error_and_nothing_is_written_or_billed(
 
 
 def test_content_of_exactly_32000_characters_is_accepted_and_billed(healthy) -> None:
-    clock, gw, tenant = healthy
+    run, gw, tenant = healthy
     agent = tenant.create_agent(name="P", primary_provider="vendorA", system_prompt="abcd")
     session = tenant.create_session(agent.id)
-    reply = clock.run(tenant.send_message(session.id, "y" * 32_000))
+    reply = run(tenant.send_message(session.id, "y" * 32_000))
     assert reply.metadata.usage.tokens_in == 1 + 8000
     assert len(tenant.transcript(session.id).messages[0].content) == 32_000
     assert count(gw, "usage_events") == 1

@@ -14,6 +14,8 @@ from vbgateway import Gateway, GatewayError, VirtualClock
 from vbgateway.errors import AllProvidersFailedError, IdempotencyConflictError
 from vbgateway.providers import VendorA, VendorB, VendorProfile
 
+pytestmark = pytest.mark.tenant_clients
+
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 HEALTHY = {"failure_rate": 0.0, "rate_limit_rate": 0.0}
 DATA_TABLES = ("messages", "usage_events", "provider_call_events", "idempotency_records")
@@ -36,9 +38,14 @@ def session(acme, agent):
 
 
 class Healthy:
-    """A gateway whose vendors always answer, so provider call counts are exact."""
+    """A gateway whose vendors always answer, so provider call counts are exact.
 
-    def __init__(self, path: Path, seed: int = 9) -> None:
+    ``connect`` and ``runner`` (the ``tenant_client`` and ``runner`` fixtures) make
+    its tenant client embedded or over HTTP, and run that client's coroutines;
+    without them it is embedded, on its clock.
+    """
+
+    def __init__(self, path: Path, connect=Gateway.connect, runner=lambda clock: clock.run, seed: int = 9) -> None:
         self.path = path
         self.clock = VirtualClock(start=START)
         self.vendor_a = VendorA(seed=1, **HEALTHY)
@@ -46,7 +53,8 @@ class Healthy:
         self.gw = Gateway.open(path, clock=self.clock, providers={"vendorA": self.vendor_a, "vendorB": self.vendor_b},
                                seed=seed)
         tenant, self.api_key = self.gw.create_tenant("Idem Ltd")
-        self.tenant = self.gw.connect(self.api_key)
+        self.tenant = connect(self.gw, self.api_key)
+        self.run = runner(self.clock)
         self.agent = self.tenant.create_agent(name="I", primary_provider="vendorA", fallback_provider="vendorB",
                                               system_prompt="You are helpful.")
         self.session = self.tenant.create_session(self.agent.id)
@@ -57,8 +65,8 @@ class Healthy:
 
 
 @pytest.fixture
-def healthy(tmp_path):
-    setup = Healthy(tmp_path / "healthy.duckdb")
+def healthy(tmp_path, tenant_client, runner):
+    setup = Healthy(tmp_path / "healthy.duckdb", tenant_client, runner)
     yield setup
     setup.gw.close()
 
@@ -105,9 +113,9 @@ def test_a_replay_writes_and_bills_nothing(gw, acme, session, run) -> None:
 
 
 def test_a_replay_calls_no_provider(healthy) -> None:
-    healthy.clock.run(healthy.tenant.send_message(healthy.session.id, "Hi", idempotency_key="k"))
+    healthy.run(healthy.tenant.send_message(healthy.session.id, "Hi", idempotency_key="k"))
     calls = healthy.calls
-    healthy.clock.run(healthy.tenant.send_message(healthy.session.id, "Hi", idempotency_key="k"))
+    healthy.run(healthy.tenant.send_message(healthy.session.id, "Hi", idempotency_key="k"))
     assert healthy.calls == calls == 1
 
 
@@ -172,31 +180,32 @@ def test_another_tenants_key_with_different_content_is_not_a_conflict(acme, glob
 
 
 @pytest.fixture
-def outage(tmp_path):
+def outage(tmp_path, tenant_client, runner):
+    """A gateway whose vendors always fail; yields (run, gateway, tenant client, session, vendors)."""
     clock = VirtualClock(start=START)
     vendor_a = VendorA(seed=1, failure_rate=1.0)
     vendor_b = VendorB(seed=2, failure_rate=1.0)
     gw = Gateway.open(tmp_path / "outage.duckdb", clock=clock, providers={"vendorA": vendor_a, "vendorB": vendor_b},
                       seed=5)
     _, key = gw.create_tenant("Outage Co")
-    tenant = gw.connect(key)
+    tenant = tenant_client(gw, key)
     agent = tenant.create_agent(name="O", primary_provider="vendorA", fallback_provider="vendorB",
                                 system_prompt="You are helpful.")
     session = tenant.create_session(agent.id)
-    yield clock, gw, tenant, session, (vendor_a, vendor_b)
+    yield runner(clock), gw, tenant, session, (vendor_a, vendor_b)
     gw.close()
 
 
 def test_a_failed_request_is_not_cached_and_its_key_runs_and_bills_once_after_recovery(outage) -> None:
-    clock, gw, tenant, session, vendors = outage
+    run, gw, tenant, session, vendors = outage
     with pytest.raises(AllProvidersFailedError):
-        clock.run(tenant.send_message(session.id, "Hello", idempotency_key="k-retry"))
+        run(tenant.send_message(session.id, "Hello", idempotency_key="k-retry"))
     assert counts(gw)["idempotency_records"] == 0
     for vendor in vendors:
         vendor.profile = VendorProfile(failure_rate=0.0)
-    reply = clock.run(tenant.send_message(session.id, "Hello", idempotency_key="k-retry"))
+    reply = run(tenant.send_message(session.id, "Hello", idempotency_key="k-retry"))
     assert reply.metadata.idempotency.replayed is False
-    replay = clock.run(tenant.send_message(session.id, "Hello", idempotency_key="k-retry"))
+    replay = run(tenant.send_message(session.id, "Hello", idempotency_key="k-retry"))
     assert replay.metadata.idempotency.replayed is True
     after = counts(gw)
     assert (after["usage_events"], after["messages"], after["idempotency_records"]) == (1, 2, 1)
@@ -238,7 +247,7 @@ def test_fifty_concurrent_sends_of_one_key_share_one_provider_call_and_one_usage
         return await asyncio.gather(*(s.tenant.send_message(s.session.id, "Hello", idempotency_key="burst")
                                       for _ in range(50)))
 
-    replies = s.clock.run(burst())
+    replies = s.run(burst())
     assert s.calls == 1
     assert counts(s.gw)["usage_events"] == 1
     assert counts(s.gw)["messages"] == 2
@@ -297,7 +306,7 @@ def test_concurrent_sends_of_one_key_with_different_content_get_conflicts(health
             *(s.tenant.send_message(s.session.id, f"Message {i}", idempotency_key="race") for i in range(5)),
             return_exceptions=True)
 
-    results = s.clock.run(burst())
+    results = s.run(burst())
     replies = [r for r in results if not isinstance(r, BaseException)]
     errors = [r for r in results if isinstance(r, BaseException)]
     assert len(replies) == 1 and replies[0].metadata.idempotency.replayed is False
@@ -308,13 +317,13 @@ def test_concurrent_sends_of_one_key_with_different_content_get_conflicts(health
 
 
 def test_concurrent_waiters_of_a_failing_request_all_see_the_failure_and_nothing_is_cached(outage) -> None:
-    clock, gw, tenant, session, _ = outage
+    run, gw, tenant, session, _ = outage
 
     async def burst():
         return await asyncio.gather(*(tenant.send_message(session.id, "Hello", idempotency_key="k")
                                       for _ in range(5)), return_exceptions=True)
 
-    results = clock.run(burst())
+    results = run(burst())
     assert all(isinstance(r, AllProvidersFailedError) for r in results)
     assert counts(gw)["provider_call_events"] == 6
     assert counts(gw)["idempotency_records"] == 0
@@ -323,9 +332,9 @@ def test_concurrent_waiters_of_a_failing_request_all_see_the_failure_and_nothing
 # --- durability -----------------------------------------------------------------------------
 
 
-def test_a_replay_survives_closing_and_reopening_the_database(tmp_path) -> None:
-    first = Healthy(tmp_path / "durable.duckdb")
-    original = first.clock.run(first.tenant.send_message(first.session.id, "Hello", idempotency_key="k-d"))
+def test_a_replay_survives_closing_and_reopening_the_database(tmp_path, tenant_client, runner) -> None:
+    first = Healthy(tmp_path / "durable.duckdb", tenant_client, runner)
+    original = first.run(first.tenant.send_message(first.session.id, "Hello", idempotency_key="k-d"))
     first.gw.close()
 
     reopened = Gateway.open(first.path, clock=first.clock, providers={"vendorA": VendorA(seed=11, **HEALTHY),
@@ -337,16 +346,16 @@ def test_a_replay_survives_closing_and_reopening_the_database(tmp_path) -> None:
                                                                              idempotency_key="k-d"))
         assert again.metadata.idempotency.replayed is True
         assert again.message.id == original.message.id
-        assert wire(again) == wire(original)
+        assert wire(again) == wire(original)  # the HTTP client's reply, as the embedded one (below) sees it
         assert counts(reopened) == before == {"messages": 2, "usage_events": 1, "provider_call_events": 1,
                                               "idempotency_records": 1}
     finally:
         reopened.close()
 
 
-def test_a_key_reused_with_different_content_after_reopen_is_still_a_conflict(tmp_path) -> None:
-    first = Healthy(tmp_path / "durable.duckdb")
-    first.clock.run(first.tenant.send_message(first.session.id, "Hello", idempotency_key="k-d"))
+def test_a_key_reused_with_different_content_after_reopen_is_still_a_conflict(tmp_path, tenant_client, runner) -> None:
+    first = Healthy(tmp_path / "durable.duckdb", tenant_client, runner)
+    first.run(first.tenant.send_message(first.session.id, "Hello", idempotency_key="k-d"))
     first.gw.close()
     reopened = Gateway.open(first.path, clock=first.clock, seed=99)
     try:

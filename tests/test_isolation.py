@@ -9,6 +9,8 @@ import pytest
 from vbgateway import Gateway, GatewayError
 from vbgateway.audio import synthesize
 
+pytestmark = pytest.mark.tenant_clients
+
 UNKNOWN = SimpleNamespace(agent="agt_" + "0" * 20, session="ses_" + "0" * 20)
 WAV = synthesize("hello there")
 

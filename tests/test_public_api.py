@@ -13,7 +13,7 @@ from vbgateway.errors import GatewayError
 
 PUBLIC_NAMES = {
     "Agent", "Clock", "Gateway", "GatewayError", "PriceTable", "Reply", "RetryPolicy", "Session", "SystemClock",
-    "Tenant", "TenantClient", "VirtualClock", "VoiceReply", "__version__",
+    "Tenant", "TenantClient", "VirtualClock", "VoiceReply", "__version__", "connect",
 }
 
 

@@ -16,6 +16,8 @@ from vbgateway.clock import Clock
 from vbgateway.errors import AllProvidersFailedError
 from vbgateway.providers import ProviderError, ProviderRequest, ProviderResponse, VendorA, VendorB
 
+pytestmark = pytest.mark.tenant_clients
+
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 PRICES = {"vendorA": "0.002", "vendorB": "0.003", "picky": "0.001", "broken": "0.001"}
 
@@ -57,22 +59,23 @@ class BrokenProvider:
 
 
 class Setup:
-    """A gateway on its own virtual clock and DuckDB file, one tenant, one session."""
+    """A gateway on its own virtual clock and DuckDB file, one tenant (embedded or over HTTP), one session."""
 
-    def __init__(self, tmp_path: Path, providers: dict, *, retry: RetryPolicy | None = None,
+    def __init__(self, tmp_path: Path, providers: dict, connect, runner, *, retry: RetryPolicy | None = None,
                  primary: str = "vendorA", fallback: str | None = "vendorB", seed: int = 7) -> None:
         self.clock = VirtualClock(start=START)
         self.providers = providers
         self.gw = Gateway.open(tmp_path / "x.duckdb", clock=self.clock, providers=providers, retry=retry,
                                prices={k: v for k, v in PRICES.items() if k in providers}, seed=seed)
         tenant, key = self.gw.create_tenant("Reliability Inc")
-        self.tenant = self.gw.connect(key)
+        self.tenant = connect(self.gw, key)
+        self.run = runner(self.clock)
         self.agent = self.tenant.create_agent(name="R", primary_provider=primary, fallback_provider=fallback,
                                               system_prompt="You are helpful.")
         self.session = self.tenant.create_session(self.agent.id, customer_id="c1")
 
     def send(self, content: str = "Hello there", **kwargs):
-        return self.clock.run(self.tenant.send_message(self.session.id, content, **kwargs))
+        return self.run(self.tenant.send_message(self.session.id, content, **kwargs))
 
     def fail(self, content: str = "Hello there") -> AllProvidersFailedError:
         with pytest.raises(AllProvidersFailedError) as info:
@@ -92,11 +95,11 @@ class Setup:
 
 
 @pytest.fixture
-def make(tmp_path):
+def make(tmp_path, tenant_client, runner):
     made: list[Setup] = []
 
     def factory(providers: dict, **kwargs) -> Setup:
-        setup = Setup(tmp_path / str(len(made)), providers, **kwargs)
+        setup = Setup(tmp_path / str(len(made)), providers, tenant_client, runner, **kwargs)
         made.append(setup)
         return setup
 
@@ -310,6 +313,7 @@ def primary_too_slow(make) -> Setup:
                  "vendorB": VendorB(seed=2, **HEALTHY)}, retry=RetryPolicy(timeout_s=2.0))
 
 
+@pytest.mark.embedded_only  # attempt deadlines jump with virtual time only on its own loop
 def test_a_vendor_slower_than_the_attempt_timeout_is_recorded_as_timeout_after_about_two_seconds(
         primary_too_slow) -> None:
     first = primary_too_slow.send().metadata.attempts[0]
@@ -318,6 +322,7 @@ def test_a_vendor_slower_than_the_attempt_timeout_is_recorded_as_timeout_after_a
     assert first.latency_ms == pytest.approx(2000, abs=5)
 
 
+@pytest.mark.embedded_only  # attempt deadlines jump with virtual time only on its own loop
 def test_timeouts_are_retried_then_the_fallback_answers(primary_too_slow) -> None:
     reply = primary_too_slow.send()
     assert [(a.provider, a.retries, a.error_code) for a in reply.metadata.attempts] == [
@@ -326,6 +331,7 @@ def test_timeouts_are_retried_then_the_fallback_answers(primary_too_slow) -> Non
     assert primary_too_slow.providers["vendorA"].calls == 3
 
 
+@pytest.mark.embedded_only  # attempt deadlines jump with virtual time only on its own loop
 def test_timed_out_attempts_are_logged_with_their_timeout_latency(primary_too_slow) -> None:
     primary_too_slow.send()
     events = primary_too_slow.call_events()

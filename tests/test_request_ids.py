@@ -5,6 +5,8 @@ import pytest
 from vbgateway import GatewayError
 from vbgateway.ids import IdFactory
 
+pytestmark = pytest.mark.tenant_clients
+
 
 def test_a_given_request_id_names_the_reply_the_attempts_and_the_usage_event(gw, acme, agent, run):
     session = acme.create_session(agent.id)

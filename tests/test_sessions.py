@@ -11,6 +11,8 @@ import pytest
 from vbgateway import Gateway, GatewayError
 from vbgateway.store.journal import Journal
 
+pytestmark = pytest.mark.tenant_clients
+
 ISO_MS_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
 
@@ -83,7 +85,7 @@ def test_metadata_just_under_the_limit_is_accepted(acme, agent):
     assert len(session.metadata["blob"]) == 16_000
 
 
-@pytest.mark.parametrize("session_id", ["ses_doesnotexist000000", "", None, 7])
+@pytest.mark.parametrize("session_id", ["ses_doesnotexist000000", "", None, 7, "..", "ses/x", "ses_x?y", "x" * 300])
 def test_get_session_of_an_unknown_id_is_session_not_found(acme, session_id):
     with pytest.raises(GatewayError) as info:
         acme.get_session(session_id)
@@ -102,12 +104,12 @@ def test_last_activity_moves_to_the_replys_time(acme, agent, clock, run):
     assert wire["lastActivityAt"] == reply.model_dump(by_alias=True, mode="json")["message"]["createdAt"]
 
 
-def test_last_activity_is_stored_in_the_database(gw, acme, agent, clock, run):
+def test_last_activity_is_stored_in_the_database(gw, acme, agent, clock, run, as_served):
     session = acme.create_session(agent.id)
     clock.advance(60)
     reply = run(acme.send_message(session.id, "Hello"))
     stored = gw.sql("SELECT last_activity_at FROM sessions WHERE id = ?", [session.id])["last_activity_at"][0]
-    assert stored.to_pydatetime() == reply.message.created_at
+    assert as_served(stored.to_pydatetime()) == reply.message.created_at
 
 
 def test_transcript_lists_messages_oldest_first_and_provider_calls(acme, agent, clock, run):
@@ -167,6 +169,7 @@ def test_messages_continue_after_reopening(gw, acme, agent, db_path, clock, run)
         assert client.get_session(session.id).last_activity_at == reply.message.created_at
 
 
+@pytest.mark.embedded_only
 def test_last_activity_reaches_sessions_created_many_batches_before_beside_newer_ones(gw, acme, agent, clock, run):
     """A flush updates only sessions created since the oldest one it touches; older and newer ones both land."""
     old = acme.create_session(agent.id)
@@ -182,6 +185,7 @@ def test_last_activity_reaches_sessions_created_many_batches_before_beside_newer
     assert stored[newer[0].id].to_pydatetime() == newer[0].created_at  # untouched
 
 
+@pytest.mark.embedded_only
 def test_activity_journaled_without_the_sessions_creation_time_is_still_applied(gw, acme, agent, clock, db_path):
     """Journal lines from before the creation time was recorded carry two values; recovery must apply them."""
     session = acme.create_session(agent.id)

@@ -19,6 +19,8 @@ from vbgateway import GatewayError
 from vbgateway.audio import synthesize, transcribe
 from vbgateway.voice import MAX_AUDIO_BYTES
 
+pytestmark = pytest.mark.tenant_clients
+
 SPEECH = synthesize("hello I would like to check my invoice please")  # 8 words: 3200 ms
 
 

@@ -1,4 +1,8 @@
-"""VocalBridge Ops: a multi-tenant AI agent gateway, billed exactly once, on DuckDB."""
+"""VocalBridge Ops: a multi-tenant AI agent gateway, billed exactly once, on DuckDB.
+
+``Gateway.open(path)`` runs the gateway in this process; ``connect(url, api_key)``
+is the same tenant client for a gateway that another process serves.
+"""
 
 from .clock import Clock, SystemClock, VirtualClock
 from .errors import GatewayError
@@ -23,6 +27,16 @@ __all__ = [
     "VirtualClock",
     "VoiceReply",
     "__version__",
+    "connect",
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    """``connect`` loads the HTTP client (and httpx) when first asked for: a gateway that only serves never needs it."""
+    if name == "connect":
+        from .client import connect
+
+        return connect
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

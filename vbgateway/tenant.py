@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from . import analytics
     from .gateway import Gateway
 
-__all__ = ["TenantClient", "validation_error"]
+__all__ = ["TenantClient", "check_session_input", "parse_input", "validation_error"]
 
 SpecT = TypeVar("SpecT", AgentSpec, AgentPatch)
 MAX_METADATA_BYTES = 16_384
@@ -39,7 +39,7 @@ def validation_error(exc: pydantic.ValidationError) -> ValidationError:
     return ValidationError(f"invalid input ({summary})", details={"errors": errors})
 
 
-def _parse(model: type[SpecT], given: object, fields: Mapping[str, Any]) -> SpecT:
+def parse_input(model: type[SpecT], given: object, fields: Mapping[str, Any]) -> SpecT:
     """A validated input model from a model, a mapping (camelCase or snake_case) and/or keywords."""
     if isinstance(given, model):
         return given
@@ -50,6 +50,33 @@ def _parse(model: type[SpecT], given: object, fields: Mapping[str, Any]) -> Spec
         return model.model_validate({**(given or {}), **fields})
     except pydantic.ValidationError as exc:
         raise validation_error(exc) from exc
+
+
+def check_session_input(customer_id: object, metadata: object) -> str:
+    """A new session's customer id checked and its metadata as canonical JSON, or VALIDATION_ERROR.
+
+    Shared with the HTTP client, which must refuse what cannot travel as JSON exactly as this client does.
+    """
+    if customer_id is not None:
+        if not isinstance(customer_id, str) or not 1 <= len(customer_id) <= MAX_CUSTOMER_ID_CHARS:
+            raise ValidationError(f"customerId is a string of 1-{MAX_CUSTOMER_ID_CHARS} characters",
+                                  details={"field": "customerId"})
+        try:
+            clean_text(customer_id)
+        except ValueError as exc:
+            raise ValidationError(str(exc), details={"field": "customerId"}) from exc
+    if metadata is None:
+        return "{}"
+    if not isinstance(metadata, Mapping):
+        raise ValidationError("metadata must be a JSON object", details={"field": "metadata"})
+    try:
+        text = json.dumps(dict(metadata), ensure_ascii=False, allow_nan=False, sort_keys=True)
+        clean_text(text)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"metadata must be plain JSON: {exc}", details={"field": "metadata"}) from exc
+    if len(text.encode("utf-8")) > MAX_METADATA_BYTES:
+        raise ValidationError(f"metadata is limited to {MAX_METADATA_BYTES} bytes", details={"field": "metadata"})
+    return text
 
 
 class TenantClient:
@@ -79,7 +106,7 @@ class TenantClient:
 
     def create_agent(self, spec: AgentSpec | Mapping[str, Any] | None = None, **fields: Any) -> Agent:
         """Create an agent from an ``AgentSpec``, a (camelCase or snake_case) mapping, or keywords."""
-        parsed = _parse(AgentSpec, spec, fields)
+        parsed = parse_input(AgentSpec, spec, fields)
         self._check_providers(parsed.primary_provider, parsed.fallback_provider)
         now = self._gw.clock.now()
         agent = Agent(id=self._gw.ids.new("agt"), tenant_id=self.id, created_at=now, updated_at=now,
@@ -91,7 +118,7 @@ class TenantClient:
     def update_agent(self, agent_id: str, patch: AgentPatch | Mapping[str, Any] | None = None, **fields: Any) -> Agent:
         """Change only the fields given; ``fallback_provider=None`` (or "none") removes the fallback."""
         current = self.get_agent(agent_id)
-        parsed = _parse(AgentPatch, patch, fields)
+        parsed = parse_input(AgentPatch, patch, fields)
         given = parsed.model_dump(exclude_unset=True)
         nulled = sorted(k for k, v in given.items() if v is None and k != "fallback_provider")
         if nulled:  # only the fallback can be removed; the other fields are required
@@ -132,34 +159,11 @@ class TenantClient:
     def _new_session(self, agent_id: str, customer_id: str | None,
                      metadata: Mapping[str, Any] | None) -> tuple[Session, SessionRow]:
         agent = self.get_agent(agent_id)
-        if customer_id is not None:
-            if not isinstance(customer_id, str) or not 1 <= len(customer_id) <= MAX_CUSTOMER_ID_CHARS:
-                raise ValidationError(f"customerId is a string of 1-{MAX_CUSTOMER_ID_CHARS} characters",
-                                      details={"field": "customerId"})
-            try:
-                clean_text(customer_id)
-            except ValueError as exc:
-                raise ValidationError(str(exc), details={"field": "customerId"}) from exc
-        metadata_json = self._metadata_json(metadata)
+        metadata_json = check_session_input(customer_id, metadata)
         now = self._gw.clock.now()
         session = Session(id=self._gw.ids.new("ses"), tenant_id=self.id, agent_id=agent.id, customer_id=customer_id,
                           status="active", metadata=json.loads(metadata_json), created_at=now, last_activity_at=now)
         return session, SessionRow(session.id, self.id, agent.id, customer_id, "active", metadata_json, now, now)
-
-    @staticmethod
-    def _metadata_json(metadata: object) -> str:
-        if metadata is None:
-            return "{}"
-        if not isinstance(metadata, Mapping):
-            raise ValidationError("metadata must be a JSON object", details={"field": "metadata"})
-        try:
-            text = json.dumps(dict(metadata), ensure_ascii=False, allow_nan=False, sort_keys=True)
-            clean_text(text)
-        except (TypeError, ValueError) as exc:
-            raise ValidationError(f"metadata must be plain JSON: {exc}", details={"field": "metadata"}) from exc
-        if len(text.encode("utf-8")) > MAX_METADATA_BYTES:
-            raise ValidationError(f"metadata is limited to {MAX_METADATA_BYTES} bytes", details={"field": "metadata"})
-        return text
 
     def get_session(self, session_id: str) -> Session:
         state = self._gw.sender.session_state(self.id, session_id)

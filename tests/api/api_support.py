@@ -7,51 +7,17 @@ from __future__ import annotations
 
 import io
 import logging
-import socket
-import threading
-import time
 import uuid
 import wave
 from dataclasses import dataclass
 
 import httpx
-import uvicorn
+from live_server import LiveServer
 
 from vbgateway import Gateway
 from vbgateway.providers import VendorA, VendorB
 
 ORIGIN = "http://localhost:5173"
-
-
-class LiveServer:
-    """uvicorn on 127.0.0.1, on a port the OS picked, in a daemon thread."""
-
-    def __init__(self, app: object) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", backlog=256)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> "LiveServer":
-        self.thread.start()
-        deadline = time.monotonic() + 15
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
-        self.sock.close()
 
 
 def fast_providers(*, failing: bool = False) -> dict[str, object]:

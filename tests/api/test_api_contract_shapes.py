@@ -186,8 +186,9 @@ def test_usage_events_newest_first_with_count_and_limit(acme):
     assert response.status_code == 200
     body = response.json()
     assert set(body) == {"events", "count", "limit"} and body["count"] == 2 and body["limit"] == 2
-    assert all(set(e) == {"id", "sessionId", "agentId", "provider", "tokensIn", "tokensOut", "costUsd", "createdAt",
-                          "requestId"} for e in body["events"])
+    assert all(set(e) == {"id", "sessionId", "agentId", "provider", "channel", "tokensIn", "tokensOut", "costUsd",
+                          "createdAt", "requestId"} for e in body["events"])  # channel: added for the Python client
+    assert {e["channel"] for e in body["events"]} == {"chat"}
     assert body["events"][0]["createdAt"] >= body["events"][1]["createdAt"]
     assert acme.get("/v1/usage/events").json()["limit"] == 200
 
@@ -205,7 +206,7 @@ def test_usage_monthly_has_twelve_months_oldest_first_with_a_column_per_provider
 def test_openapi_and_docs_are_served_and_describe_the_real_shapes(http):
     spec = http.get("/openapi.json").json()
     assert set(spec["paths"]) == {"/health", "/v1/me", "/v1/agents", "/v1/agents/{agentId}", "/v1/sessions",
-                                  "/v1/sessions/{sessionId}/messages", "/v1/sessions/{sessionId}/transcript",
+                                  "/v1/sessions/{sessionId}", "/v1/sessions/{sessionId}/messages", "/v1/sessions/{sessionId}/transcript",
                                   "/v1/sessions/{sessionId}/voice", "/v1/usage/rollup", "/v1/usage/events",
                                   "/v1/usage/monthly"}
     reply = spec["components"]["schemas"]["Reply"]

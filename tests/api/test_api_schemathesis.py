@@ -48,6 +48,6 @@ def test_schemathesis_finds_no_failure_with_all_checks(tmp_path):
     report = run.stdout + run.stderr
     assert run.returncode == 0, report[-6000:]
     assert "No issues found" in report, report[-6000:]
-    assert "Selected: 13/13" in report and "Tested: 13" in report  # every operation, /health included
+    assert "Selected: 14/14" in report and "Tested: 14" in report  # every operation, /health included
     tested_phases = [phase for phase in ("Coverage", "Fuzzing", "Stateful") if f"✅ {phase}" in report]
     assert tested_phases == ["Coverage", "Fuzzing", "Stateful"], report[-3000:]

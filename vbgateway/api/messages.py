@@ -31,7 +31,7 @@ from .envelope import error_response, gateway_error_response, internal_error_res
 from .schemas import MessageBody
 from .wire import model_response
 
-__all__ = ["MESSAGES_PATH", "answer_message", "body_lost_response", "reply_status"]
+__all__ = ["MESSAGES_PATH", "answer_message", "body_lost_response", "idempotency_key_text", "reply_status"]
 
 MESSAGES_PATH = "/v1/sessions/{sessionId}/messages"
 _log = logging.getLogger("vbgateway.api.errors")
@@ -40,6 +40,23 @@ _log = logging.getLogger("vbgateway.api.errors")
 def reply_status(replayed: bool) -> int:
     """201 for a reply made by this request, 200 for one replayed from an idempotency key."""
     return 200 if replayed else 201
+
+
+def idempotency_key_text(header: str | None) -> str | None:
+    """An Idempotency-Key header as the client wrote it: UTF-8 where its bytes are, else latin-1.
+
+    HTTP carries header bytes, which Starlette reads as latin-1; a key typed
+    in any language arrives as UTF-8 (the Python client sends it so), and
+    must be the same key as in the embedded client. A value that does not
+    decode to printable text is left as latin-1, as before.
+    """
+    if header is None or header.isascii():
+        return header
+    try:
+        text = header.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return header
+    return text if text.isprintable() else header
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -74,8 +91,8 @@ async def answer_message(tenant: TenantClient, session_id: str, content_type: st
     """The whole answer to one authenticated request: the reply, or the error envelope."""
     try:
         message = read_message(content_type, body)
-        reply = await tenant.send_message(session_id, message.content, idempotency_key=idempotency_key,
-                                          request_id=request_id)
+        reply = await tenant.send_message(session_id, message.content,
+                                          idempotency_key=idempotency_key_text(idempotency_key), request_id=request_id)
     except RequestValidationError as exc:
         return validation_error_response(request_id, exc, content_type or "")
     except GatewayError as exc:

@@ -4,7 +4,10 @@ Written as plain ASGI rather than Starlette's ``BaseHTTPMiddleware``: it wraps
 every request, and plain ASGI costs a few microseconds where the latter costs
 a task and a memory stream per request.
 
-- Every response, preflights and refusals included, carries ``X-Request-Id``;
+- Every response, preflights and refusals included, carries ``X-Request-Id``:
+  the client's own when it sent a well-formed one (``req_`` and 20 id
+  characters, as ``TenantClient.send_message(request_id=...)`` takes), else a
+  new one (ids of other formats, such as a proxy's UUIDs, are not adopted);
   a client's ``X-Correlation-Id`` is repeated in the answer and the log line
   (1-200 printable ASCII characters, else 400: it ends up in a header and a log).
 - Bodies are limited per route (1 MB of JSON, 10 MB of audio plus multipart
@@ -26,6 +29,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import GatewayError, PayloadTooLargeError
+from ..ids import is_id
 from .constraints import CORRELATION_ID, CORRELATION_ID_MAX
 from .envelope import error_response, gateway_error_response, internal_error_response, new_request_id
 
@@ -51,10 +55,10 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         started = self.monotonic()
-        request_id = new_request_id()
+        declared_length, correlation_id, given_id = _context_headers(scope)
+        request_id = given_id or new_request_id()
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
-        declared_length, correlation_id = _context_headers(scope)
         added = [(b"x-request-id", request_id.encode("ascii"))]
         refusal: ASGIApp | None = None
         if correlation_id is not None:
@@ -111,15 +115,18 @@ class RequestContextMiddleware:
         access.handle(access.makeRecord(access.name, logging.INFO, __file__, 0, line, (), None, "_log"))
 
 
-def _context_headers(scope: Scope) -> tuple[bytes | None, bytes | None]:
-    """The first Content-Length and X-Correlation-Id of the request, as sent (one pass over the headers)."""
-    length = correlation = None
+def _context_headers(scope: Scope) -> tuple[bytes | None, bytes | None, str | None]:
+    """The first Content-Length and X-Correlation-Id as sent, and a well-formed X-Request-Id (one pass)."""
+    length = correlation = given = None
     for name, value in scope.get("headers", ()):
         if name == b"content-length" and length is None:
             length = value
         elif name == b"x-correlation-id" and correlation is None:
             correlation = value
-    return length, correlation
+        elif name == b"x-request-id" and given is None:
+            given = value
+    request_id = given.decode("latin-1") if given is not None else None
+    return length, correlation, request_id if is_id(request_id, "req") else None
 
 
 def _check_declared_length(declared: bytes | None, limit: int, request_id: str) -> ASGIApp | None:

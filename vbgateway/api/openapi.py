@@ -13,8 +13,8 @@ it cannot:
   unique tools, and which fields may be null;
 - the voice form's ``audioDurationMs`` as an integer from 1 to an hour;
 - query and header parameters that are absent or a string, never ``null``;
-- ``X-Correlation-Id`` (accepted everywhere) and ``X-Request-Id`` (on every
-  answer); no 422 answers (this API answers 400).
+- ``X-Correlation-Id`` and ``X-Request-Id`` (accepted everywhere, the latter
+  also on every answer); no 422 answers (this API answers 400).
 
 Rules between two values (``from`` not after ``to``, a fallback different
 from the primary) cannot be written in JSON Schema; the field descriptions
@@ -53,6 +53,11 @@ _CORRELATION_PARAMETER = {
     "name": "X-Correlation-Id", "in": "header", "required": False,
     "description": "A client's own id for the request: repeated in the answer and written to the request log.",
     "schema": {"type": "string", "minLength": 1, "maxLength": CORRELATION_ID_MAX, "pattern": CORRELATION_ID}}
+_REQUEST_ID_PARAMETER = {
+    "name": "X-Request-Id", "in": "header", "required": False,
+    "description": "The client's own id for this request, adopted when it is `req_` and 20 id characters "
+                   "(it then names the reply and its usage event); any other value is ignored and a new id is made.",
+    "schema": {"type": "string"}}
 
 
 def build_document(app: FastAPI, providers: Iterable[str]) -> dict[str, Any]:
@@ -87,6 +92,7 @@ def _complete_operation(path: str, operation: dict[str, Any]) -> None:
             parameter["schema"].update({"minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY_CHARS,
                                         "pattern": IDEMPOTENCY_KEY})
     parameters.append(copy.deepcopy(_CORRELATION_PARAMETER))
+    parameters.append(copy.deepcopy(_REQUEST_ID_PARAMETER))
 
 
 def _without_null(schema: dict[str, Any]) -> dict[str, Any]:

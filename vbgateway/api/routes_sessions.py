@@ -16,7 +16,7 @@ from starlette.responses import Response
 from ..gateway import Gateway
 from ..models import Reply, Transcript
 from .envelope import json_response, request_id_of
-from .messages import MESSAGES_PATH, answer_message, body_lost_response, reply_status
+from .messages import MESSAGES_PATH, answer_message, body_lost_response, idempotency_key_text, reply_status
 from .routing import CurrentTenant, error_responses
 from .schemas import MessageBody, SessionBody, SessionEnvelope, VoiceResponse
 from .wire import model_response, voice_payload
@@ -58,6 +58,11 @@ def build_router(gw: Gateway, route_class: type[APIRoute]) -> APIRouter:
         return await answer_message(tenant, session_id, request.headers.get("content-type"), body, idempotency_key,
                                     request_id_of(request))
 
+    @router.get("/v1/sessions/{sessionId}", response_model=SessionEnvelope, responses=error_responses(404))
+    async def get_session(session_id: SessionId, tenant: CurrentTenant) -> Response:
+        """The session, with the time of its latest reply as ``lastActivityAt``."""
+        return model_response(SessionEnvelope(session=tenant.get_session(session_id)))
+
     @router.get("/v1/sessions/{sessionId}/transcript", response_model=Transcript, responses=error_responses(404))
     async def transcript(session_id: SessionId, tenant: CurrentTenant) -> Response:
         """The session, its messages oldest first, and every provider call made for it."""
@@ -80,7 +85,8 @@ def build_router(gw: Gateway, route_class: type[APIRoute]) -> APIRouter:
         201 with a new reply; 200 with the stored reply when the idempotency key was seen before.
         """
         data = await audio.read()
-        voice = await tenant.send_voice(session_id, data, audio_duration_ms, idempotency_key=idempotency_key,
+        voice = await tenant.send_voice(session_id, data, audio_duration_ms,
+                                        idempotency_key=idempotency_key_text(idempotency_key),
                                         request_id=request_id_of(request))
         return json_response(voice_payload(voice), reply_status(voice.reply.metadata.idempotency.replayed))
 

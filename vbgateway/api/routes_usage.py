@@ -16,7 +16,7 @@ from .routing import CurrentTenant, error_responses
 from .schemas import MonthlyResponse, RollupResponse, UsageEventsResponse
 from .wire import monthly_payload, rollup_payload, usage_events_payload
 
-__all__ = ["DAY_PATTERN", "DEFAULT_RANGE_DAYS", "build_router"]
+__all__ = ["DAY_PATTERN", "DEFAULT_RANGE_DAYS", "MAX_MONTHS", "MAX_OFFSET", "build_router"]
 
 DEFAULT_RANGE_DAYS = 30
 DAY_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"  # date.fromisoformat alone also reads 20260131 and 2026-W05-6
@@ -28,6 +28,10 @@ From = Annotated[str | None, Query(
 To = Annotated[str | None, Query(alias="to", pattern=DAY_PATTERN, json_schema_extra=_AS_DATE,
                                  description="Last UTC day, inclusive (default: today).")]
 Limit = Annotated[int, Query(ge=1, le=MAX_EVENTS_LIMIT, description=f"at most {MAX_EVENTS_LIMIT}")]
+MAX_OFFSET = 2**53 - 1  # any page a client can count to (JSON's exact integers), well within SQL's BIGINT
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Events to skip, newest first (for the next page).")]
+MAX_MONTHS = 120
+Months = Annotated[int, Query(ge=1, le=MAX_MONTHS, description="Calendar months, the current one included.")]
 
 
 def build_router(gw: Gateway, route_class: type[APIRoute]) -> APIRouter:
@@ -48,14 +52,15 @@ def build_router(gw: Gateway, route_class: type[APIRoute]) -> APIRouter:
 
     @router.get("/v1/usage/events", response_model=UsageEventsResponse, responses=error_responses(400))
     async def usage_events(tenant: CurrentTenant, start: From = None, end: To = None,
-                           limit: Limit = DEFAULT_EVENTS_LIMIT) -> Response:
-        """Billed replies of the period, newest first."""
-        return json_response(usage_events_payload(tenant.usage_events(*days(start, end), limit=limit), limit))
+                           limit: Limit = DEFAULT_EVENTS_LIMIT, offset: Offset = 0) -> Response:
+        """Billed replies of the period, newest first, ``limit`` of them after the first ``offset``."""
+        events = tenant.usage_events(*days(start, end), limit=limit, offset=offset)
+        return json_response(usage_events_payload(events, limit))
 
     @router.get("/v1/usage/monthly", response_model=MonthlyResponse, responses=error_responses())
-    async def monthly(tenant: CurrentTenant) -> Response:
-        """Cost per provider for the last 12 calendar months, oldest first, zeros included."""
-        return json_response(monthly_payload(tenant.usage_monthly()))
+    async def monthly(tenant: CurrentTenant, months: Months = 12) -> Response:
+        """Cost per provider for the last ``months`` (default 12) calendar months, oldest first, zeros included."""
+        return json_response(monthly_payload(tenant.usage_monthly(months)))
 
     return router
 

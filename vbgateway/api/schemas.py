@@ -188,6 +188,7 @@ class UsageEventRow(_Wire):
     session_id: str
     agent_id: str
     provider: str
+    channel: Literal["chat", "voice"]
     tokens_in: int
     tokens_out: int
     cost_usd: float

@@ -86,7 +86,8 @@ def _timestamp(value: object) -> str:
 
 def usage_events_payload(frame: pd.DataFrame, limit: int) -> dict[str, Any]:
     events = [{"id": str(r["id"]), "sessionId": str(r["session_id"]), "agentId": str(r["agent_id"]),
-               "provider": str(r["provider"]), "tokensIn": _int(r["tokens_in"]), "tokensOut": _int(r["tokens_out"]),
+               "provider": str(r["provider"]), "channel": str(r["channel"]), "tokensIn": _int(r["tokens_in"]),
+               "tokensOut": _int(r["tokens_out"]),
                "costUsd": _money(r["cost_usd"]), "createdAt": _timestamp(r["created_at"]),
                "requestId": str(r["request_id"])} for r in _rows(frame)]
     return {"events": events, "count": len(events), "limit": limit}
