@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from vbgateway.providers import VendorA, VendorB
 
 pytestmark = pytest.mark.tenant_clients
 
-START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+START = datetime(2026, 1, 1, tzinfo=UTC)
 HEALTHY = {"failure_rate": 0.0, "rate_limit_rate": 0.0}
 PRICE = {"vendorA": Decimal("0.002"), "vendorB": Decimal("0.003")}
 
@@ -144,7 +144,7 @@ def test_reply_cost_and_usage_event_cost_agree_to_the_last_digit(healthy, provid
 
 
 def test_the_wire_usage_shows_tokens_cost_and_price_as_numbers(healthy) -> None:
-    run, gw, tenant = healthy
+    run, _gw, tenant = healthy
     agent = tenant.create_agent(name="P", primary_provider="vendorB", system_prompt="You are a billing test.")
     session = tenant.create_session(agent.id)
     reply = run(tenant.send_message(session.id, "Hello"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,7 @@ import pytest
 import vbgateway
 from vbgateway.clock import SystemClock, VirtualClock, utc
 
-START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+START = datetime(2026, 1, 1, tzinfo=UTC)
 PACKAGE_DIR = Path(vbgateway.__file__).parent
 
 
@@ -167,7 +167,7 @@ def test_virtual_clock_now_is_timezone_aware_utc_even_from_another_zone() -> Non
 
 
 def test_virtual_clock_starts_where_it_is_told() -> None:
-    assert VirtualClock(start=utc(2026, 3, 15, 9, 30)).now() == datetime(2026, 3, 15, 9, 30, tzinfo=timezone.utc)
+    assert VirtualClock(start=utc(2026, 3, 15, 9, 30)).now() == datetime(2026, 3, 15, 9, 30, tzinfo=UTC)
 
 
 def test_virtual_clock_refuses_a_naive_start() -> None:

@@ -5,7 +5,7 @@ requests are not remembered, concurrent duplicates share one provider call."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ from vbgateway.providers import VendorA, VendorB, VendorProfile
 
 pytestmark = pytest.mark.tenant_clients
 
-START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+START = datetime(2026, 1, 1, tzinfo=UTC)
 HEALTHY = {"failure_rate": 0.0, "rate_limit_rate": 0.0}
 DATA_TABLES = ("messages", "usage_events", "provider_call_events", "idempotency_records")
 
@@ -52,7 +52,7 @@ class Healthy:
         self.vendor_b = VendorB(seed=2, **HEALTHY)
         self.gw = Gateway.open(path, clock=self.clock, providers={"vendorA": self.vendor_a, "vendorB": self.vendor_b},
                                seed=seed)
-        tenant, self.api_key = self.gw.create_tenant("Idem Ltd")
+        _tenant, self.api_key = self.gw.create_tenant("Idem Ltd")
         self.tenant = connect(self.gw, self.api_key)
         self.run = runner(self.clock)
         self.agent = self.tenant.create_agent(name="I", primary_provider="vendorA", fallback_provider="vendorB",
@@ -216,7 +216,7 @@ def test_a_failed_keyed_request_can_be_retried_on_a_recovered_gateway_over_the_s
     clock = VirtualClock(start=START)
     down = Gateway.open(path, clock=clock, providers={"vendorA": VendorA(seed=1, failure_rate=1.0),
                                                       "vendorB": VendorB(seed=2, failure_rate=1.0)}, seed=5)
-    tenant, key = down.create_tenant("Outage Co")
+    _tenant, key = down.create_tenant("Outage Co")
     client = down.connect(key)
     agent = client.create_agent(name="O", primary_provider="vendorA", fallback_provider="vendorB",
                                 system_prompt="You are helpful.")

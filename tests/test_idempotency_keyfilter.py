@@ -52,7 +52,8 @@ def test_keys_applied_before_and_after_the_filter_loaded_all_replay(tmp_path) ->
                             providers={"vendorA": VendorA(seed=1, **HEALTHY), "vendorB": VendorB(seed=2, **HEALTHY)})
     try:
         client = reopened.connect(setup.api_key)
-        assert setup.clock.run(client.send_message(setup.session.id, "two", idempotency_key="k-2")).metadata.idempotency.replayed
+        again = setup.clock.run(client.send_message(setup.session.id, "two", idempotency_key="k-2"))
+        assert again.metadata.idempotency.replayed
         billed = reopened.sql("SELECT count(*) AS n FROM usage_events").n[0]
     finally:
         reopened.close()

@@ -75,7 +75,7 @@ def test_isolation_holds_with_cold_caches_after_reopening(gw, acme, globex, acme
 
 def test_the_owner_still_sees_its_data_after_foreign_attempts(acme, globex, acme_ids, run):
     for operation in OPERATIONS.values():
-        refusal(lambda: operation(globex, acme_ids, run))
+        refusal(lambda operation=operation: operation(globex, acme_ids, run))
     assert acme.get_agent(acme_ids.agent).name == "Support"
     assert len(acme.transcript(acme_ids.session).messages) == 2
     assert globex.list_agents() == []

@@ -3,9 +3,10 @@ and fallback, observed through the real Gateway and send_message."""
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pydantic
@@ -18,7 +19,7 @@ from vbgateway.providers import ProviderError, ProviderRequest, ProviderResponse
 
 pytestmark = pytest.mark.tenant_clients
 
-START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+START = datetime(2026, 1, 1, tzinfo=UTC)
 PRICES = {"vendorA": "0.002", "vendorB": "0.003", "picky": "0.001", "broken": "0.001"}
 
 ALWAYS_500 = {"failure_rate": 1.0, "rate_limit_rate": 0.0}
@@ -34,7 +35,7 @@ class PickyProvider:
     def __init__(self) -> None:
         self.calls = 0
 
-    def bind(self, clock: Clock) -> "PickyProvider":
+    def bind(self, clock: Clock) -> PickyProvider:
         return self
 
     async def complete(self, request: ProviderRequest) -> ProviderResponse:
@@ -50,7 +51,7 @@ class BrokenProvider:
     def __init__(self) -> None:
         self.calls = 0
 
-    def bind(self, clock: Clock) -> "BrokenProvider":
+    def bind(self, clock: Clock) -> BrokenProvider:
         return self
 
     async def complete(self, request: ProviderRequest) -> ProviderResponse:
@@ -67,7 +68,7 @@ class Setup:
         self.providers = providers
         self.gw = Gateway.open(tmp_path / "x.duckdb", clock=self.clock, providers=providers, retry=retry,
                                prices={k: v for k, v in PRICES.items() if k in providers}, seed=seed)
-        tenant, key = self.gw.create_tenant("Reliability Inc")
+        _tenant, key = self.gw.create_tenant("Reliability Inc")
         self.tenant = connect(self.gw, key)
         self.run = runner(self.clock)
         self.agent = self.tenant.create_agent(name="R", primary_provider=primary, fallback_provider=fallback,
@@ -91,7 +92,7 @@ class Setup:
 
     def start_gaps(self) -> list[timedelta]:
         starts = list(self.gw.sql("SELECT created_at FROM provider_call_events ORDER BY created_at")["created_at"])
-        return [(b - a).to_pytimedelta() for a, b in zip(starts, starts[1:])]
+        return [(b - a).to_pytimedelta() for a, b in itertools.pairwise(starts)]
 
 
 @pytest.fixture

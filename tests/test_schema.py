@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, NamedTuple
 
 import duckdb
@@ -12,9 +12,9 @@ import pytest
 
 from vbgateway import Gateway, VirtualClock
 from vbgateway.errors import DatabaseError
+from vbgateway.store import tables as definitions
 from vbgateway.store.batch import JOURNALED_COLUMNS
 from vbgateway.store.schema import MIGRATIONS
-from vbgateway.store import tables as definitions
 from vbgateway.store.tables import Since, Sql, Stamp, Table, Text
 
 # Migration 1 exactly as databases made before the tables were defined in one place were created.
@@ -80,11 +80,11 @@ def test_schema_migrations_records_version_1(gw, clock):
 def test_reopening_a_database_applies_no_migration_twice(gw, db_path):
     gw.close()
     for hours in (1, 2):
-        later = VirtualClock(start=datetime(2026, 1, 1, hours, tzinfo=timezone.utc))
+        later = VirtualClock(start=datetime(2026, 1, 1, hours, tzinfo=UTC))
         with Gateway.open(db_path, clock=later) as again:
             frame = again.sql("SELECT version, applied_at FROM schema_migrations")
             assert list(frame["version"]) == [m.version for m in MIGRATIONS]
-            assert frame["applied_at"][0].to_pydatetime() == datetime(2026, 1, 1, tzinfo=timezone.utc)
+            assert frame["applied_at"][0].to_pydatetime() == datetime(2026, 1, 1, tzinfo=UTC)
             assert again.sql("SELECT count(*) AS n FROM journal_state")["n"][0] == 1
 
 
@@ -178,7 +178,7 @@ def test_a_column_added_by_a_later_migration_is_one_annotated_field():
     con = duckdb.connect(":memory:")
     con.execute(widgets.create_sql(1))
     con.execute(widgets.add_columns_sql(2))
-    con.execute(widgets.insert_sql(), Widget("w1", datetime(2026, 1, 1, tzinfo=timezone.utc), "blue"))
+    con.execute(widgets.insert_sql(), Widget("w1", datetime(2026, 1, 1, tzinfo=UTC), "blue"))
     assert con.execute("SELECT id, colour FROM widgets").fetchall() == [("w1", "blue")]
 
 

@@ -6,7 +6,7 @@ reach the caller as a ``GatewayError`` with its code, never as a DuckDB exceptio
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -17,7 +17,7 @@ from vbgateway.models import ApiKeyInfo, Tenant
 from vbgateway.store import Store
 from vbgateway.store.tables import MessageRow, SessionRow, TenantRow
 
-START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def tenant(n: int) -> tuple[Tenant, ApiKeyInfo]:
@@ -47,10 +47,9 @@ def test_writes_in_one_transaction_land_together_or_not_at_all(store: Store) -> 
         store.insert_tenant(*tenant(2), key_hash="h2")
     assert count(store, "tenants") == 2
 
-    with pytest.raises(RowsRejectedError) as info:
-        with store.transaction():
-            store.insert_tenant(*tenant(3), key_hash="h3")
-            store.insert_tenant(*tenant(1), key_hash="h4")  # tnt_1 exists: the primary key refuses it
+    with pytest.raises(RowsRejectedError) as info, store.transaction():
+        store.insert_tenant(*tenant(3), key_hash="h3")
+        store.insert_tenant(*tenant(1), key_hash="h4")  # tnt_1 exists: the primary key refuses it
     assert info.value.code == "ROWS_REJECTED" and isinstance(info.value.__cause__, duckdb.ConstraintException)
     assert [t.id for t in store.list_tenants()] == ["tnt_1", "tnt_2"]  # tnt_3 was rolled back with it
     store.insert_tenant(*tenant(3), key_hash="h3")  # and the store is usable after
@@ -58,10 +57,9 @@ def test_writes_in_one_transaction_land_together_or_not_at_all(store: Store) -> 
 
 
 def test_a_failure_of_the_callers_own_code_rolls_the_transaction_back(store: Store) -> None:
-    with pytest.raises(ZeroDivisionError):
-        with store.transaction():
-            store.insert_tenant(*tenant(1), key_hash="h1")
-            1 / 0
+    with pytest.raises(ZeroDivisionError), store.transaction():
+        store.insert_tenant(*tenant(1), key_hash="h1")
+        raise ZeroDivisionError
     assert count(store, "tenants") == 0
 
 
@@ -129,10 +127,9 @@ def test_merging_appends_files_and_open_stores_in_one_transaction(tmp_path: Path
 def test_a_merge_that_fails_leaves_none_of_the_merged_rows(tmp_path: Path, store: Store) -> None:
     _instance(tmp_path / "a.duckdb", ["ses_a1"]).close()
     (tmp_path / "broken.duckdb").write_bytes(b"not a database")
-    with pytest.raises(DatabaseError) as info:
-        with store.merging() as merge:
-            merge.add_file(tmp_path / "a.duckdb")
-            merge.add_file(tmp_path / "broken.duckdb")
+    with pytest.raises(DatabaseError) as info, store.merging() as merge:
+        merge.add_file(tmp_path / "a.duckdb")
+        merge.add_file(tmp_path / "broken.duckdb")
     assert isinstance(info.value.__cause__, duckdb.Error) and str(tmp_path / "broken.duckdb") in str(info.value)
     assert count(store, "sessions") == 0
     with store.merging() as merge:  # usable again

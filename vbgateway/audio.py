@@ -19,7 +19,7 @@ from array import array
 from dataclasses import dataclass
 from functools import lru_cache
 
-__all__ = ["AudioError", "AudioInfo", "inspect_audio", "transcribe", "synthesize", "wav_duration_ms"]
+__all__ = ["AudioError", "AudioInfo", "inspect_audio", "synthesize", "transcribe", "wav_duration_ms"]
 
 _MIME = {"wav": "audio/wav", "webm": "audio/webm", "ogg": "audio/ogg", "mp3": "audio/mpeg"}
 _MIN_WAV_BYTES = 44  # RIFF header (12) + fmt chunk (8 + 16) + data chunk header (8)

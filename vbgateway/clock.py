@@ -22,7 +22,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Coroutine
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from .virtual_loop import VirtualLoop, wake
@@ -36,7 +36,7 @@ T = TypeVar("T")
 
 def utc(year: int, month: int = 1, day: int = 1, hour: int = 0, minute: int = 0) -> datetime:
     """Shorthand for an aware UTC datetime, handy for ``VirtualClock(start=...)``."""
-    return datetime(year, month, day, hour, minute, tzinfo=timezone.utc)
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def real_deadline(seconds: float) -> float:
@@ -91,7 +91,7 @@ class _Deadline:
     cancelled the task too), without its rescheduling and state machine.
     """
 
-    __slots__ = ("_seconds", "_task", "_handle", "_cancelling", "_expired")
+    __slots__ = ("_cancelling", "_expired", "_handle", "_seconds", "_task")
 
     def __init__(self, seconds: float) -> None:
         self._seconds = seconds
@@ -119,7 +119,7 @@ class SystemClock(Clock):
     """Real time: what a deployed gateway uses."""
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
     def monotonic(self) -> float:
         return time.monotonic()
@@ -147,13 +147,13 @@ class VirtualClock(Clock):
     """
 
     def __init__(self, start: datetime | None = None, *, commit_window_s: float = 0.02) -> None:
-        start = start or datetime(2026, 1, 1, tzinfo=timezone.utc)
+        start = start or datetime(2026, 1, 1, tzinfo=UTC)
         if commit_window_s < 0:
             raise ValueError("commit_window_s must be >= 0")
         self.commit_window_s = commit_window_s
         if start.tzinfo is None:
             raise ValueError("VirtualClock start must be timezone-aware (UTC)")
-        self.start = start.astimezone(timezone.utc)
+        self.start = start.astimezone(UTC)
         self._elapsed = 0.0
         self._now: tuple[float, datetime] = (0.0, self.start)  # the last answer of now(), while time stands still
 

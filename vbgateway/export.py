@@ -13,13 +13,14 @@ else is refused rather than deleted.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
 import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import quote
@@ -36,7 +37,7 @@ from .errors import ValidationError
 from .gateway import Gateway
 from .reports import open_db
 
-__all__ = ["ExportResult", "MANIFEST", "export_usage", "month_table"]
+__all__ = ["MANIFEST", "ExportResult", "export_usage", "month_table"]
 
 MANIFEST = "_vbgateway_export.json"
 # Columns whose values repeat within a tenant's month. Dictionary-encoding the unique ones (ids, times,
@@ -88,7 +89,7 @@ def _by_tenant(table: pa.Table) -> list[tuple[str, pa.Table]]:
         table, codes = table.take(order), codes[order]
     bounds = [0, *(np.flatnonzero(codes[1:] != codes[:-1]) + 1).tolist(), len(codes)]
     body = table.drop_columns([c for c in ("tenant_id", "month") if c in table.column_names])
-    return [(encoded.dictionary[int(codes[lo])].as_py(), body.slice(lo, hi - lo)) for lo, hi in zip(bounds, bounds[1:])]
+    return [(encoded.dictionary[int(codes[lo])].as_py(), body.slice(lo, hi - lo)) for lo, hi in itertools.pairwise(bounds)]
 
 
 def _write(table: pa.Table, path: Path) -> None:
@@ -101,10 +102,10 @@ def _months(gw: Gateway) -> list[tuple[datetime, datetime]]:
     span = gw.sql("SELECT min(created_at) AS lo, max(created_at) AS hi FROM usage_events").iloc[0]
     if pd.isna(span.lo):
         return []
-    first = datetime(span.lo.year, span.lo.month, 1, tzinfo=timezone.utc)
+    first = datetime(span.lo.year, span.lo.month, 1, tzinfo=UTC)
     out = []
     while first <= span.hi:
-        nxt = datetime(first.year + first.month // 12, first.month % 12 + 1, 1, tzinfo=timezone.utc)
+        nxt = datetime(first.year + first.month // 12, first.month % 12 + 1, 1, tzinfo=UTC)
         out.append((first, nxt))
         first = nxt
     return out

@@ -25,7 +25,7 @@ ID_PREFIXES = ("tnt", "agt", "ses", "msg", "evt", "req", "key")
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32: no i, l, o, u
 _ID_LEN = 20
 _PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
-_ID_RE = re.compile(r"^(%s)_[0-9a-hjkmnp-tv-z]{%d}$" % ("|".join(ID_PREFIXES), _ID_LEN))
+_ID_RE = re.compile(rf"^({'|'.join(ID_PREFIXES)})_[0-9a-hjkmnp-tv-z]{{{_ID_LEN}}}$")
 
 
 class IdFactory:

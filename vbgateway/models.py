@@ -12,7 +12,7 @@ output models are built by the gateway from trusted rows.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -54,7 +54,7 @@ _FORBIDDEN_CHARS = re.compile(r"[\x00\ud800-\udfff]")
 
 def iso_timestamp(value: datetime) -> str:
     """``2026-01-31T12:00:00.000Z``: UTC with milliseconds, as the contract writes it."""
-    value = value.astimezone(timezone.utc)
+    value = value.astimezone(UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 

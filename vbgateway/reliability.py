@@ -54,7 +54,7 @@ class RetryPolicy(BaseModel):
                                      description="stop retrying a provider once this much time has passed")
 
     @model_validator(mode="after")
-    def _cap_not_below_base(self) -> "RetryPolicy":
+    def _cap_not_below_base(self) -> RetryPolicy:
         if self.backoff_cap_s < self.backoff_base_s:
             raise ValueError("backoff_cap_s must be >= backoff_base_s")
         return self

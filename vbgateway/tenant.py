@@ -14,8 +14,20 @@ import pydantic
 
 from .errors import AgentNotFoundError, ValidationError
 from .messaging import SessionState, request_fingerprint, validate_content, validate_idempotency_key
-from .models import Agent, AgentPatch, AgentSpec, Reply, Session, Tenant, Transcript, TranscriptMessage, VoiceReply
-from .models import DEFAULT_EVENTS_LIMIT, ProviderCallEvent, clean_text
+from .models import (
+    DEFAULT_EVENTS_LIMIT,
+    Agent,
+    AgentPatch,
+    AgentSpec,
+    ProviderCallEvent,
+    Reply,
+    Session,
+    Tenant,
+    Transcript,
+    TranscriptMessage,
+    VoiceReply,
+    clean_text,
+)
 from .store.tables import SessionRow
 from .voice import send_voice
 

@@ -7,7 +7,7 @@ only a few notebooks; everything else reads it directly.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -31,7 +31,7 @@ class Fixture:
 
 
 def build(path: Path) -> Fixture:
-    clock = VirtualClock(start=datetime(2026, 1, 5, 9, tzinfo=timezone.utc))
+    clock = VirtualClock(start=datetime(2026, 1, 5, 9, tzinfo=UTC))
     providers = {"vendorA": VendorA(failure_rate=0.6, seed=11), "vendorB": VendorB(seed=12)}
     with Gateway.open(path, clock=clock, providers=providers, seed=5) as gw:
         live, _ = gw.create_tenant("Acme Live")

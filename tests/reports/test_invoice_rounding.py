@@ -8,7 +8,7 @@ still in progress is printed as month to date, never as "Total due".
 from __future__ import annotations
 
 import itertools
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pandas as pd
@@ -102,22 +102,22 @@ def test_printed_lines_sum_to_the_printed_total(amounts, final):
 
 
 @pytest.mark.parametrize("now, final", [
-    (datetime(2025, 6, 30, 23, 59, 59, tzinfo=timezone.utc), False),
-    (datetime(2025, 7, 1, 0, 0, tzinfo=timezone.utc), True),
+    (datetime(2025, 6, 30, 23, 59, 59, tzinfo=UTC), False),
+    (datetime(2025, 7, 1, 0, 0, tzinfo=UTC), True),
     (datetime(2025, 7, 1, 1, 30, tzinfo=timezone(timedelta(hours=2))), False),  # still June 30 in UTC
-    (datetime(2025, 5, 20, tzinfo=timezone.utc), False),  # a month that has not begun is not final either
+    (datetime(2025, 5, 20, tzinfo=UTC), False),  # a month that has not begun is not final either
 ])
 def test_a_month_is_final_only_once_it_is_over_in_utc(now, final):
     assert month_is_over(date(2025, 6, 1), now) is final
 
 
 def test_december_ends_on_the_first_of_january():
-    assert not month_is_over(date(2025, 12, 1), datetime(2025, 12, 31, 23, 59, tzinfo=timezone.utc))
-    assert month_is_over(date(2025, 12, 1), datetime(2026, 1, 1, tzinfo=timezone.utc))
+    assert not month_is_over(date(2025, 12, 1), datetime(2025, 12, 31, 23, 59, tzinfo=UTC))
+    assert month_is_over(date(2025, 12, 1), datetime(2026, 1, 1, tzinfo=UTC))
 
 
 def test_an_invoice_for_the_month_in_progress_is_month_to_date(reader, fixture_db):
-    data = invoice_data(reader, fixture_db.bulk, "2025-06", now=datetime(2025, 6, 20, 8, tzinfo=timezone.utc))
+    data = invoice_data(reader, fixture_db.bulk, "2025-06", now=datetime(2025, 6, 20, 8, tzinfo=UTC))
     page = page_of(data)
 
     assert data.meta["final"] is False and data.meta["as_of"] == "2025-06-20 08:00:00 UTC"
@@ -126,14 +126,14 @@ def test_an_invoice_for_the_month_in_progress_is_month_to_date(reader, fixture_d
 
 
 def test_an_invoice_for_a_past_month_is_final(reader, fixture_db):
-    data = invoice_data(reader, fixture_db.bulk, "2025-06", now=datetime(2025, 7, 1, tzinfo=timezone.utc))
+    data = invoice_data(reader, fixture_db.bulk, "2025-06", now=datetime(2025, 7, 1, tzinfo=UTC))
 
     assert data.meta["final"] is True and printed_total(page_of(data))[0] == "Total due"
 
 
 @pytest.fixture(scope="module")
 def random_db(tmp_path_factory):
-    clock = VirtualClock(start=datetime(2025, 7, 2, tzinfo=timezone.utc))
+    clock = VirtualClock(start=datetime(2025, 7, 2, tzinfo=UTC))
     with Gateway.open(tmp_path_factory.mktemp("invoices") / "random.duckdb", clock=clock) as gw:
         yield gw
 

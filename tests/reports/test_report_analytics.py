@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pyarrow as pa
@@ -89,7 +89,7 @@ def tries_gw(tmp_path_factory):
                          "http_status": 200 if status == "ok" else int(status), "latency_ms": n * 10,
                          "retries": retries, "error_code": None if status == "ok" else
                          ("SERVER_ERROR" if status == "500" else "RATE_LIMITED"),
-                         "created_at": datetime(2026, 1, 2, 0, 0, n, tzinfo=timezone.utc)})
+                         "created_at": datetime(2026, 1, 2, 0, 0, n, tzinfo=UTC)})
     gw.store.bulk_insert("provider_call_events", pa.Table.from_pylist(rows))
     yield gw, tenant.id
     gw.close()
@@ -158,9 +158,9 @@ def test_events_page_newest_first_without_overlap(reader, fixture_db):
 
 
 def test_monthly_has_twelve_months_with_zeros(reader, fixture_db):
-    table = a.monthly(reader, fixture_db.bulk, now=datetime(2026, 1, 15, tzinfo=timezone.utc))
+    table = a.monthly(reader, fixture_db.bulk, now=datetime(2026, 1, 15, tzinfo=UTC))
 
-    assert list(table.month)[0] == "2025-02" and list(table.month)[-1] == "2026-01"
+    assert next(iter(table.month)) == "2025-02" and list(table.month)[-1] == "2026-01"
     assert table.loc[table.month == "2026-01", "vendorA"].iloc[0] == 0
 
 
@@ -171,7 +171,8 @@ def test_invoice_lines_add_up_and_the_digest_is_reproducible(reader, fixture_db)
                       "AND created_at < ? ORDER BY id", [fixture_db.bulk, *a.day_range("2025-06-01", "2025-06-30")])
     expected = hashlib.sha256("\n".join(f"{i}:{c}" for i, c in zip(rows.id, rows.cost_usd)).encode()).hexdigest()
 
-    assert sum(Decimal(v) for v in lines.amount_usd) == total == db_sum(reader, fixture_db.bulk, "2025-06-01", "2025-06-30")[1]
+    exact = db_sum(reader, fixture_db.bulk, "2025-06-01", "2025-06-30")[1]
+    assert sum(Decimal(v) for v in lines.amount_usd) == total == exact
     assert int(lines.replies.sum()) == count == len(rows)
     assert digest == expected
     assert len(lines) == 4  # 2 agents x 2 providers

@@ -30,7 +30,8 @@ def test_generator_totals_match_the_database_to_the_last_decimal(synthetic):
         per_tenant = gw.sql("SELECT tenant_id, count(*) AS n, sum(cost_usd) AS c FROM usage_events GROUP BY ALL")
 
     assert result.usage_rows == 20_000 == int(per_tenant.n.sum())
-    assert {t: (int(n), Decimal(c)) for t, n, c in zip(per_tenant.tenant_id, per_tenant.n, per_tenant.c)} == result.per_tenant
+    rows = zip(per_tenant.tenant_id, per_tenant.n, per_tenant.c, strict=True)
+    assert {t: (int(n), Decimal(c)) for t, n, c in rows} == result.per_tenant
     assert result.cost_usd == sum(Decimal(c) for c in per_tenant.c)
 
 

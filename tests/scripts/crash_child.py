@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from vbgateway import Gateway, GatewayError, RetryPolicy  # noqa: E402
-from vbgateway.clock import SystemClock  # noqa: E402
-from vbgateway.providers import VendorA, VendorB  # noqa: E402
+from vbgateway import Gateway, GatewayError, RetryPolicy
+from vbgateway.clock import SystemClock
+from vbgateway.providers import VendorA, VendorB
 
 
 def say(line: str) -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pickle
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from vbgateway.simulation.recorder import RowRecorder
 
-START = datetime(2026, 3, 1, tzinfo=timezone.utc)
+START = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 def _recorder(indexes: list[int]) -> RowRecorder:

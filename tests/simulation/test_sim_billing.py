@@ -10,7 +10,8 @@ from vbgateway.simulation.workload import Workload
 
 def test_usage_events_equal_distinct_successful_requests_under_client_retries(tmp_path, make_scenario):
     scenario = make_scenario(
-        traffic={"sessions_per_hour": 30, "daily_profile": {"hourly": [1.0] * 24}, "client_retry_share": 0.5, "idempotency_share": 0.3,
+        traffic={"sessions_per_hour": 30, "daily_profile": {"hourly": [1.0] * 24},
+                 "client_retry_share": 0.5, "idempotency_share": 0.3,
                  "client_retry_after_s": [0.05, 3.0], "voice_share": 0.2},
         vendors={"vendorA": {"failure_rate": 0.3}})
     result = simulate(scenario, tmp_path / "sim.duckdb", keep_open=True)

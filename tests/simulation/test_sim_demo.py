@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from vbgateway import Gateway
 from vbgateway.seed import DEMO_AGENTS
@@ -11,7 +11,7 @@ from vbgateway.simulation import simulate_demo_month
 
 def test_demo_history_lands_on_the_seeded_tenants_and_agents(tmp_path):
     db = tmp_path / "demo.duckdb"
-    start = datetime(2026, 2, 1, tzinfo=timezone.utc)
+    start = datetime(2026, 2, 1, tzinfo=UTC)
     result = simulate_demo_month(db, days=2, start=start, sessions_per_hour=4)
     assert result.summary()["replies"] > 50
     with Gateway.open(db) as gw:

@@ -109,7 +109,7 @@ def reliability(gw: Gateway, tenant_id: str | None, start: object, end: object) 
                coalesce(sum(latency_ms) FILTER (status = 'failed'), 0)::BIGINT AS failed_ms
         FROM provider_call_events WHERE {where} AND created_at >= ? AND created_at < ?
         GROUP BY provider ORDER BY provider""", window)
-    by_provider["failure_rate"] = [_rate(f, a) for f, a in zip(by_provider.failed, by_provider.attempts)]
+    by_provider["failure_rate"] = [_rate(f, a) for f, a in zip(by_provider.failed, by_provider.attempts, strict=True)]
     error_codes = gw.sql(f"""
         SELECT provider, coalesce(error_code, 'UNKNOWN') AS error_code, count(*) AS attempts,
                sum(latency_ms)::BIGINT AS latency_ms

@@ -9,7 +9,7 @@ tenant for operators) becomes one SQL condition the same way.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from ..errors import ValidationError
@@ -22,7 +22,7 @@ MAX_RANGE_DAYS = 3660  # for series with one row per day; totals and event pages
 def parse_day(value: object, field: str) -> date:
     """A UTC calendar day from a ``date`` or a ``YYYY-MM-DD`` string."""
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).date()
+        return value.astimezone(UTC).date()
     if isinstance(value, date):
         return value
     if isinstance(value, str):
@@ -44,9 +44,9 @@ def day_range(start: object, end: object, *, max_days: int | None = MAX_RANGE_DA
         raise ValidationError("'from' must not be after 'to'", details={"from": str(first), "to": str(last)})
     if max_days is not None and (last - first).days > max_days:
         raise ValidationError(f"a range spans at most {max_days} days", details={"from": str(first), "to": str(last)})
-    lower = datetime(first.year, first.month, first.day, tzinfo=timezone.utc)
-    upper = (datetime(last.year, last.month, last.day, tzinfo=timezone.utc) + timedelta(days=1) if last < date.max
-             else datetime.max.replace(tzinfo=timezone.utc))  # 9999-12-31 has no next day
+    lower = datetime(first.year, first.month, first.day, tzinfo=UTC)
+    upper = (datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1) if last < date.max
+             else datetime.max.replace(tzinfo=UTC))  # 9999-12-31 has no next day
     return lower, upper
 
 

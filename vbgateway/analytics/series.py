@@ -9,7 +9,7 @@ TIMESTAMPTZ go through ICU per row and cost several times more.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -36,9 +36,9 @@ def monthly(gw: Gateway, tenant_id: str | None, *, months: int = 12, now: dateti
     """
     if isinstance(months, bool) or not isinstance(months, int) or not 1 <= months <= 120:
         raise ValidationError("months is a whole number from 1 to 120", details={"field": "months"})
-    current = (now or gw.clock.now()).astimezone(timezone.utc)
+    current = (now or gw.clock.now()).astimezone(UTC)
     first_year, first_month = divmod(current.year * 12 + current.month - 1 - (months - 1), 12)
-    lower = datetime(first_year, first_month + 1, 1, tzinfo=timezone.utc)
+    lower = datetime(first_year, first_month + 1, 1, tzinfo=UTC)
     labels = []
     for i in range(months):
         year, month = divmod(first_year * 12 + first_month + i, 12)
@@ -54,7 +54,7 @@ def monthly(gw: Gateway, tenant_id: str | None, *, months: int = 12, now: dateti
     table = pd.DataFrame({"month": labels})
     for provider in providers:
         costs: dict[str, Decimal] = {}
-        for m, p, c in zip(data.month, data.provider, data.cost_usd):
+        for m, p, c in zip(data.month, data.provider, data.cost_usd, strict=True):
             if p == provider:
                 costs[m] = costs.get(m, _ZERO) + Decimal(c)
         table[provider] = [costs.get(m, _ZERO) for m in labels]

@@ -79,7 +79,7 @@ class ProviderError(Exception):
         self.retry_after_ms = retry_after_ms
 
     @classmethod
-    def from_http(cls, vendor: str, status: int, retry_after_ms: int | None = None) -> "ProviderError":
+    def from_http(cls, vendor: str, status: int, retry_after_ms: int | None = None) -> ProviderError:
         """Translate a non-2xx answer into the error the reliability layer understands."""
         if status == 429:
             return cls(f"{vendor} rate limited the call", error_code="RATE_LIMITED", http_status=429,
@@ -100,7 +100,7 @@ class Provider(Protocol):
 
     name: str
 
-    def bind(self, clock: Clock) -> "Provider":
+    def bind(self, clock: Clock) -> Provider:
         """Give the provider the gateway's clock (for latency it simulates or measures)."""
         ...
 

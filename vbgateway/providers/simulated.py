@@ -15,7 +15,7 @@ from typing import Any, Self
 from ..clock import Clock, SystemClock
 from .base import ProviderRequest, estimate_tokens
 
-__all__ = ["VendorProfile", "SimulatedVendor"]
+__all__ = ["SimulatedVendor", "VendorProfile"]
 
 _OPENERS = (
     "Thanks for reaching out.",

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -148,7 +148,7 @@ def round_to_cents(amounts: Iterable[object]) -> tuple[list[Decimal], Decimal]:
 def month_is_over(first: date, now: datetime) -> bool:
     """Whether the calendar month starting on ``first`` has ended at ``now`` (UTC): only then is its invoice final."""
     following = date(first.year + first.month // 12, first.month % 12 + 1, 1)
-    return now.astimezone(timezone.utc) >= datetime(following.year, following.month, 1, tzinfo=timezone.utc)
+    return now.astimezone(UTC) >= datetime(following.year, following.month, 1, tzinfo=UTC)
 
 
 def invoice_data(gw: Gateway, tenant_id: str, month: str, *, now: datetime | None = None) -> ReportData:
@@ -169,8 +169,8 @@ def invoice_data(gw: Gateway, tenant_id: str, month: str, *, now: datetime | Non
     rounded, total_due = round_to_cents(lines.amount_usd)
     lines["amount_rounded_usd"] = pd.Series(rounded, index=lines.index, dtype=pd.ArrowDtype(pa.decimal128(38, 2)))
     prices = {p: gw.prices.price_per_1k(p) for p in gw.prices.providers}
-    matches = all(prices.get(p) == Decimal(u) for p, u in zip(lines.provider, lines.unit_price_usd_per_1k))
-    as_of = (now or gw.clock.now()).astimezone(timezone.utc)
+    matches = all(prices.get(p) == Decimal(u) for p, u in zip(lines.provider, lines.unit_price_usd_per_1k, strict=True))
+    as_of = (now or gw.clock.now()).astimezone(UTC)
     meta = {
         "invoice_number": f"VB-{first:%Y%m}-{scope.removeprefix('tnt_')[:12].upper()}",
         "event_count": count, "total_usd": total, "total_due_usd": total_due, "rounding_usd": total_due - total,

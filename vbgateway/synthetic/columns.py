@@ -8,6 +8,7 @@ integer units, ids from digit characters, repeated names as dictionaries.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -53,7 +54,7 @@ def prefixed_ids(prefixes: Sequence[str], numbers: np.ndarray) -> list[pa.Array]
     bounds = [0, *(np.flatnonzero(np.diff(width)) + 1).tolist(), len(numbers)] if high > low else [0, len(numbers)]
     small = numbers.astype(np.uint32) if numbers.max() < 2**32 else numbers  # 32-bit division is faster
     runs = []  # per run of equal width: its digit characters, one contiguous row per position
-    for lo, hi in zip(bounds, bounds[1:]):
+    for lo, hi in itertools.pairwise(bounds):
         digits, rest = np.empty((len(str(int(numbers[lo]))), hi - lo), np.uint8), small[lo:hi]
         for k in range(len(digits) - 1, -1, -1):
             quotient = rest // 10

@@ -116,7 +116,7 @@ def month_batches(spec: SyntheticSpec, tenant_ids: Sequence[str], agent_ids: Seq
     providers = np.array(["vendorA", "vendorB"])
     flat_agents = [a for agents in agent_ids for a in agents]
     serial = 0
-    for (lo, hi), n in zip(months, per_month):
+    for (lo, hi), n in zip(months, per_month, strict=True):
         if n == 0:
             continue
         # rng.choice(tenants, n, p=weights) is searchsorted(cdf, rng.random(n)); only the counts matter
