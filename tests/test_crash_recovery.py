@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from vbgateway import Gateway, VirtualClock
-from vbgateway.store import database
+from vbgateway.store import handle as store_handle
 from vbgateway.store import journal as journal_module
 from vbgateway.store.database import Store
 from vbgateway.store.journal import Journal
@@ -215,8 +215,8 @@ def recovered_messages(db: Path) -> tuple[list[str], int]:
     """Open (and so recover) a copied database; its message ids and applied_seq."""
     store = Store(db, now=START)
     try:
-        ids = [r[0] for r in store._fetchall("SELECT id FROM messages ORDER BY id")]
-        applied = store._fetchall("SELECT applied_seq FROM journal_state")[0][0]
+        ids = [r[0] for r in store.query_rows("SELECT id FROM messages ORDER BY id")]
+        applied = store.query_rows("SELECT applied_seq FROM journal_state")[0][0]
     finally:
         store.close()
     return ids, applied
@@ -262,7 +262,7 @@ def run_commits_then_crash(tmp_path: Path, gate: Gate) -> Path:
 
 def test_a_crash_while_a_batch_is_in_duckdb_s_hands_recovers_every_commit_exactly_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    crashed = run_commits_then_crash(tmp_path, Gate(monkeypatch, database, "apply_batch"))
+    crashed = run_commits_then_crash(tmp_path, Gate(monkeypatch, store_handle, "apply_batch"))
 
     ids, applied = recovered_messages(crashed)
 
@@ -273,7 +273,7 @@ def test_a_crash_while_a_batch_is_in_duckdb_s_hands_recovers_every_commit_exactl
 def test_a_crash_after_the_batch_committed_but_before_its_lines_were_dropped_applies_the_rest_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Stopped once DuckDB committed 1..10, before their lines left the journal (which holds 1..15 then)."""
-    crashed = run_commits_then_crash(tmp_path, Gate(monkeypatch, Store, "_write_batch", after=True))
+    crashed = run_commits_then_crash(tmp_path, Gate(monkeypatch, store_handle.DuckHandle, "write_batch", after=True))
     assert [seq for seq, _ in Journal(None, read_path=Path(f"{crashed}.journal")).replay()] == list(range(1, 16))
 
     ids, applied = recovered_messages(crashed)
@@ -287,7 +287,7 @@ def test_a_compaction_that_fails_leaves_the_journal_whole_and_commits_going_on(
     def no_rename(*args: object) -> None:
         raise OSError(28, "No space left on device")
 
-    gate = Gate(monkeypatch, database, "apply_batch")
+    gate = Gate(monkeypatch, store_handle, "apply_batch")
     monkeypatch.setattr(journal_module.os, "rename", no_rename)
     db = tmp_path / "gw.duckdb"
     store = Store(db, now=START, flush_records=10)

@@ -22,7 +22,7 @@ import pytest
 
 from vbgateway import Gateway, VirtualClock
 from vbgateway.errors import DatabaseBusyError, InternalError
-from vbgateway.store import database
+from vbgateway.store import handle as store_handle
 from vbgateway.store import journal as journal_module
 from vbgateway.store.database import Store
 from vbgateway.store.journal import Journal
@@ -557,7 +557,7 @@ class BlockingApply:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.entered, self.release = threading.Event(), threading.Event()
         self.batches: list[int] = []
-        real = database.apply_batch
+        real = store_handle.apply_batch
 
         def apply(con: duckdb.DuckDBPyConnection, payloads: list[str]) -> None:
             self.batches.append(len(payloads))
@@ -566,7 +566,7 @@ class BlockingApply:
                 assert self.release.wait(30)
             real(con, payloads)
 
-        monkeypatch.setattr(database, "apply_batch", apply)
+        monkeypatch.setattr(store_handle, "apply_batch", apply)
 
 
 def message_ids(db: Path) -> list[str]:
@@ -641,7 +641,7 @@ def test_a_batch_applied_in_the_background_drops_only_its_own_journal_lines(
 
 def test_a_failed_background_apply_loses_nothing_and_a_later_flush_applies_everything_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    real = database.apply_batch
+    real = store_handle.apply_batch
     batches: list[int] = []
 
     def fails_once(con: duckdb.DuckDBPyConnection, payloads: list[str]) -> None:
@@ -650,7 +650,7 @@ def test_a_failed_background_apply_loses_nothing_and_a_later_flush_applies_every
             raise duckdb.IOException("disk full")
         real(con, payloads)
 
-    monkeypatch.setattr(database, "apply_batch", fails_once)
+    monkeypatch.setattr(store_handle, "apply_batch", fails_once)
     db = tmp_path / "s.duckdb"
     store = Store(db, now=START, flush_records=5)
     try:
@@ -707,7 +707,7 @@ def test_reads_that_need_no_pending_rows_do_not_wait_for_a_batch_being_applied(
 def test_on_virtual_time_a_store_without_a_journal_takes_a_commit_at_once() -> None:
     """No fsync to share: the record is pending as soon as commit_async returns, and no virtual time passes."""
     clock = VirtualClock(start=START, commit_window_s=0.05)
-    store = Store(":memory:", now=START, flush_records=2)
+    store = Store(":memory:", now=START, flush_records=2, commit_window_s=clock.commit_window_s)
     try:
         async def main() -> list[tuple[float, int]]:
             seen = []
@@ -725,7 +725,7 @@ def test_on_virtual_time_a_store_without_a_journal_takes_a_commit_at_once() -> N
 def test_on_virtual_time_a_store_with_a_journal_groups_concurrent_commits_in_one_window(tmp_path: Path) -> None:
     clock = VirtualClock(start=START, commit_window_s=0.05)
     db = tmp_path / "v.duckdb"
-    store = Store(db, now=START)
+    store = Store(db, now=START, commit_window_s=clock.commit_window_s)
     try:
         async def main() -> float:
             await asyncio.gather(*(store.commit_async(rows(n)) for n in (1, 2, 3)))
@@ -740,7 +740,7 @@ def test_on_virtual_time_a_store_with_a_journal_groups_concurrent_commits_in_one
 
 def test_on_virtual_time_a_record_that_cannot_be_committed_is_an_internal_error_and_leaves_nothing() -> None:
     clock = VirtualClock(start=START)
-    store = Store(":memory:", now=START)
+    store = Store(":memory:", now=START, commit_window_s=clock.commit_window_s)
     try:
         with pytest.raises(InternalError):
             clock.run(store.commit_async([("not", "a", "row")]))  # type: ignore[list-item]

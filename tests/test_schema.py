@@ -46,7 +46,8 @@ FROZEN_MIGRATION_1 = """
         created_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (tenant_id, key));
     CREATE TABLE journal_state (id INTEGER PRIMARY KEY, applied_seq BIGINT NOT NULL, open_count BIGINT NOT NULL);
     INSERT INTO journal_state VALUES (1, 0, 0);
-    CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL);
+    CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,
+        applied_at TIMESTAMPTZ NOT NULL);
     INSERT INTO schema_migrations VALUES (1, 'create_core_tables', '2025-06-01 00:00:00+00');
 """
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from .clock import Clock, SystemClock
+from .clock import Clock, SystemClock, VirtualClock
 from .errors import AuthenticationError, NotFoundError, ValidationError
 from .ids import IdFactory, hash_api_key, key_display_prefix, new_api_key
 from .messaging import MessageSender
@@ -66,7 +66,9 @@ class Gateway:
         """Open (creating or migrating) a database file, ``":memory:"`` or an open DuckDB connection."""
         clock = clock or SystemClock()
         kwargs = {"flush_records": flush_records} if flush_records else {}
-        store = Store(target, now=clock.now(), **kwargs)
+        # On virtual time concurrent commits share an fsync within the clock's window of virtual time.
+        window = clock.commit_window_s if isinstance(clock, VirtualClock) else None
+        store = Store(target, now=clock.now(), commit_window_s=window, **kwargs)
         return cls(store, providers=providers, clock=clock, retry=retry, prices=prices, seed=seed)
 
     @classmethod

@@ -244,12 +244,12 @@ class MessageSender:
                                           details={"requestId": request_id, "attempts": attempts})
         reply = self._build_reply(result, agent.id, session.id, request_id, channel, key)
         message, usage = reply.message, reply.metadata.usage
-        rows: list[JournalRow] = [
+        rows: list[JournalRow] = [  # in time order: the store converts an instant once for rows that repeat it
             MessageRow(IdFactory.derived("msg", request_id, USER_MESSAGE_INDEX), tenant_id, session.id, position,
                        "user", content, channel, request_id, received_at),
+            *events,
             MessageRow(message.id, tenant_id, session.id, position + 1, "assistant", message.content, channel,
                        request_id, message.created_at),
-            *events,
             UsageEventRow(IdFactory.derived("evt", request_id, USAGE_EVENT_INDEX), tenant_id, session.id, agent.id,
                           message.id, request_id, reply.metadata.provider_used, channel, usage.tokens_in,
                           usage.tokens_out, usage.pricing.usd_per_1k_tokens, usage.cost_usd, message.created_at),

@@ -49,7 +49,7 @@ class InstanceSpec:
     index: int
     run: int  # how many times the target database had been opened: keeps keys of repeated runs apart
     db: str | None  # the instance's own database file; None: in memory
-    control: dict[str, list[tuple[Any, ...]]]  # tenants, keys and agents (``Store.table_rows``): every instance shares them
+    control: dict[str, list[tuple[Any, ...]]]  # tenants, keys, agents (``Store.table_rows``): every instance's
     commit_window_s: float
     flush_records: int
     journal: bool

@@ -417,7 +417,8 @@ def open_instance_store(spec: InstanceSpec, duckdb_threads: int | None = None) -
     if duckdb_threads is not None:
         settings["threads"] = int(duckdb_threads)
     store = Store(spec.db if spec.db is not None else ":memory:", now=spec.scenario.start,
-                  flush_records=spec.flush_records, journal=spec.journal and spec.db is not None, settings=settings)
+                  flush_records=spec.flush_records, journal=spec.journal and spec.db is not None,
+                  commit_window_s=spec.commit_window_s, settings=settings)
     try:
         store.insert_rows(spec.control)
     except BaseException:

@@ -17,6 +17,7 @@ The columns, their order and their types come from the table definitions
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -65,7 +66,8 @@ _SCHEMA = json.dumps({table: [["VARCHAR"]] for table in (*_INSERT_ORDER, _ACTIVI
 _STATEMENTS = (
     f"CREATE TEMP TABLE _vb_rows AS SELECT from_json(line, '{_SCHEMA}') AS record FROM (SELECT unnest(?) AS line)",
     *(f"{'INSERT OR IGNORE' if t.primary_key else 'INSERT'} INTO {t.name} ({', '.join(t.column_names)}) "
-      f"SELECT {', '.join(_value(kind, i) for i, (_, kind) in enumerate(JOURNALED_COLUMNS[t.name]))} FROM {_rows(t.name)}"
+      f"SELECT {', '.join(_value(kind, i) for i, (_, kind) in enumerate(JOURNALED_COLUMNS[t.name]))} "
+      f"FROM {_rows(t.name)}"
       for t in JOURNALED_TABLES),
 )
 # Journal lines written before the session's created_at was added to session_activity lack it.
@@ -95,7 +97,7 @@ def apply_batch(con: duckdb.DuckDBPyConnection, payloads: list[str]) -> None:
     con.execute("DROP TABLE _vb_rows")
 
 
-# Background applies (``Store._apply_in_background``) run on one DuckDB thread at a low priority:
+# Background applies (``Applier._apply_in_background``) run on one DuckDB thread at a low priority:
 # otherwise DuckDB takes both cores for a few hundred milliseconds and every reply in flight
 # meanwhile takes twice as long.
 APPLY_NICE = 10
@@ -104,7 +106,5 @@ APPLY_NICE = 10
 def lower_thread_priority() -> None:
     """Let the calling thread yield the CPU to the others (Linux: threads have their own nice)."""
     if sys.platform.startswith("linux"):
-        try:
+        with contextlib.suppress(OSError):  # not allowed here: run at normal priority
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), APPLY_NICE)
-        except OSError:  # not allowed here: run at normal priority
-            pass

@@ -23,11 +23,16 @@ __all__ = ["connect", "database_error", "transaction", "translated"]
 _log = logging.getLogger("vbgateway.store")
 
 
-def database_error(exc: duckdb.Error, doing: str, path: Path | None = None) -> DatabaseError | RowsRejectedError:
-    """The error of our family that says what ``exc`` (raised while ``doing``) means to a caller."""
+def database_error(exc: duckdb.Error, doing: str, path: Path | None = None, *,
+                   callers_rows: bool = True) -> DatabaseError | RowsRejectedError:
+    """The error of our family that says what ``exc`` (raised while ``doing``) means to a caller.
+
+    ``callers_rows``: the rows were the caller's, so a constraint they break
+    is theirs to fix (ROWS_REJECTED); otherwise it is the database's problem.
+    """
     details = {"path": str(path)} if path is not None else {}
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if isinstance(exc, (duckdb.ConstraintException, duckdb.ConversionException)):
+    if callers_rows and isinstance(exc, (duckdb.ConstraintException, duckdb.ConversionException)):
         return RowsRejectedError(f"{doing}: {reason}", details=details)
     if isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower():
         return DatabaseBusyError(f"{doing}: {path or 'the database'} is locked by another process", details=details)

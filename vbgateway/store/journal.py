@@ -41,6 +41,8 @@ from ..errors import DatabaseBusyError
 
 __all__ = ["Journal", "JournalRecord", "last_committed_seq"]
 
+_NO_LOCK: AbstractContextManager[Any] = nullcontext()  # appends nobody else makes (nullcontext is reusable)
+
 JournalRecord = dict[str, list[list[Any]]]  # table name -> rows (lists in column order)
 
 
@@ -164,7 +166,7 @@ class Journal:
             raise
         self._durable = size_before + len(blob)
         offset = size_before
-        for (seq, _), line in zip(entries, lines):
+        for (seq, _), line in zip(entries, lines, strict=True):
             self._marks.append((seq, offset))
             offset += len(line)
         return payloads
@@ -200,7 +202,7 @@ class Journal:
             self._marks.clear()
             self._untracked = False
 
-    def discard_through(self, seq: int, appends: AbstractContextManager[Any] = nullcontext()) -> None:
+    def discard_through(self, seq: int, appends: AbstractContextManager[Any] = _NO_LOCK) -> None:
         """Forget the lines up to ``seq`` (DuckDB holds them), keeping every later line.
 
         The later lines are copied to ``<journal>.compact`` while appends go

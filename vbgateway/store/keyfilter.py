@@ -13,6 +13,7 @@ applies, so the filter always covers the whole table.
 from __future__ import annotations
 
 import hashlib
+
 import numpy as np
 
 __all__ = ["KEY_HASH_SQL", "KeyFilter", "key_hash"]

@@ -8,6 +8,7 @@ names every column and cannot mix them up.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -61,10 +62,8 @@ class Merge:
         except duckdb.Error as exc:
             raise database_error(exc, f"cannot merge the rows of {path}", Path(path)) from exc
         finally:
-            try:
+            with contextlib.suppress(duckdb.Error):  # the transaction failed: detached when it rolls back
                 con.execute(f"DETACH {_ATTACHED}")
-            except duckdb.Error:
-                pass  # the transaction failed: detached when it rolls back
 
     def add_store(self, source: Store) -> None:
         """Append every data row of another open store (an in-memory one), streamed in bounded batches."""

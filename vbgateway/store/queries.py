@@ -1,7 +1,7 @@
 """Reads and writes of individual records: tenants, keys, agents, sessions, messages.
 
 A mixin of ``Store`` (which provides ``_fetchall`` and ``_execute``), kept
-apart so that the store's own module is about durability and lending only.
+apart so that ``database.py`` only puts the store's parts together.
 """
 
 from __future__ import annotations

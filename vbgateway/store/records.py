@@ -11,9 +11,8 @@ the sessions the rows belong to and the idempotency entries they add.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta, timezone
-from operator import attrgetter
+from collections.abc import Callable, Collection, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import orjson
@@ -25,28 +24,28 @@ __all__ = ["IdempotencyEntry", "JournalRecord", "PlainRecord", "make_plain", "pa
 
 IdempotencyEntry = tuple[tuple[str, str], tuple[str, str]]  # (tenant_id, key) -> (request_hash, response)
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-# Recent instants in epoch microseconds: a reply's rows share a few (its message, usage event and
-# session activity one), and concurrent replies on virtual time share the clock's. A look-up costs a
-# third of the arithmetic; the cache is emptied when full, so it stays small.
-_RECENT_MICROS: dict[datetime, int] = {}
-_RECENT_LIMIT = 4096
+# The instant converted last, and its microseconds: a reply's rows repeat instants (its message's
+# time is also its usage event's and its session activity's), and on virtual time so do concurrent
+# replies. Converting costs several times this look-up. One tuple, replaced whole: thread-safe.
+_last_instant: tuple[datetime | None, int] = (None, 0)
 
 
 class PlainRecord(NamedTuple):
     record: JournalRecord
-    sessions: tuple[str, ...]  # sessions with rows in the record
-    idempotency: tuple[IdempotencyEntry, ...]
+    sessions: Collection[str]  # sessions with rows in the record
+    idempotency: Sequence[IdempotencyEntry]
 
 
 def _micros(value: datetime) -> int:
-    """An instant as epoch microseconds (exact, whatever its time zone)."""
-    micros = _RECENT_MICROS.get(value)
-    if micros is None:
-        if len(_RECENT_MICROS) >= _RECENT_LIMIT:
-            _RECENT_MICROS.clear()
-        micros = _RECENT_MICROS[value] = (value - _EPOCH) // _MICROSECOND
+    """An instant as epoch microseconds: exact, whatever its time zone."""
+    global _last_instant
+    last, micros = _last_instant
+    if value is last:
+        return micros
+    micros = (value - _EPOCH) // _MICROSECOND
+    _last_instant = (value, micros)
     return micros
 
 
@@ -78,15 +77,15 @@ class _Shape(NamedTuple):
 
     table: str
     plain: Callable[[Any], list[Any]]
-    session_of: Callable[[Any], str] | None
+    session: int  # position of the row's session (-1: none), from ``Table.session_column``
     stamps: tuple[int, ...]  # positions of times and money, for replayed records (``make_plain``)
     money: tuple[int, ...]
 
 
 def _shape(table: Table) -> _Shape:
     kinds = [c.sql_type for c in table.columns]
-    return _Shape(table.name, _plain_converter(table),
-                  attrgetter(table.session_column) if table.session_column else None,
+    session = table.column_names.index(table.session_column) if table.session_column else -1
+    return _Shape(table.name, _plain_converter(table), session,
                   tuple(i for i, kind in enumerate(kinds) if kind == "TIMESTAMPTZ"),
                   tuple(i for i, kind in enumerate(kinds) if kind.startswith("DECIMAL")))
 
@@ -109,10 +108,10 @@ def plain_record(rows: Iterable[Any]) -> PlainRecord:
         shape = _SHAPE_OF_ROW.get(type(row))
         if shape is None:
             raise TypeError(f"a commit takes rows of the journaled tables, not {type(row).__name__}")
-        table, plain, session_of, _, _ = shape
+        table, plain, session, _, _ = shape
         values = plain(row)
-        if session_of is not None:
-            sessions.add(session_of(row))
+        if session >= 0:
+            sessions.add(row[session])
         elif table == _IDEMPOTENCY:
             idempotency.append(((row.tenant_id, row.key), (row.request_hash, row.response)))
         bucket = record.get(table)
@@ -120,7 +119,7 @@ def plain_record(rows: Iterable[Any]) -> PlainRecord:
             record[table] = [values]
         else:
             bucket.append(values)
-    return PlainRecord(record, tuple(sessions), tuple(idempotency))
+    return PlainRecord(record, sessions, idempotency)
 
 
 def make_plain(record: JournalRecord) -> JournalRecord:

@@ -54,4 +54,4 @@ def temporarily(con: duckdb.DuckDBPyConnection, **settings: bool | int | str) ->
         apply_settings(con, **settings)  # inside: a value refused halfway puts back the ones already set
         yield
     finally:
-        apply_settings(con, **dict(zip(names, before)))
+        apply_settings(con, **dict(zip(names, before, strict=True)))

@@ -14,44 +14,41 @@ class built by older code, or journal lines written before it, lack the
 value: the journal reads it as NULL, so an added column is nullable.
 """
 
-from __future__ import annotations
-
-from dataclasses import dataclass, field
+# No ``from __future__ import annotations``: the row classes' annotations are read as objects when a
+# ``Table`` is defined, without evaluating strings (which cost each process ten milliseconds at start-up).
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, NamedTuple, Union, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, ForwardRef, NamedTuple, get_args, get_origin, get_type_hints
 
 __all__ = [
-    "AGENTS", "API_KEYS", "BULK_TABLES", "CONTROL_TABLES", "IDEMPOTENCY_RECORDS", "JOURNAL_ENTRIES", "JOURNAL_STATE",
-    "JOURNALED_TABLES", "MESSAGES", "PROVIDER_CALL_EVENTS", "SCHEMA_MIGRATIONS", "SESSIONS", "SESSION_ACTIVITY",
+    "AGENTS", "API_KEYS", "BULK_TABLES", "CONTROL_TABLES", "IDEMPOTENCY_RECORDS", "JOURNALED_TABLES", "JOURNAL_ENTRIES",
+    "JOURNAL_STATE", "MESSAGES", "PROVIDER_CALL_EVENTS", "SCHEMA_MIGRATIONS", "SESSIONS", "SESSION_ACTIVITY",
     "TABLES", "USAGE_EVENTS", "AgentRow", "ApiKeyRow", "Column", "IdempotencyRow", "JournalRow", "JournalStateRow",
     "MessageRow", "MigrationRow", "ProviderCallRow", "SessionActivityRow", "SessionRow", "Since", "Sql", "Table",
     "TenantRow", "UsageEventRow", "table_named",
 ]
 
 
-@dataclass(frozen=True)
-class Sql:
+class Sql(NamedTuple):
     """A column's SQL type, as written in the DDL."""
 
     type: str
 
 
-@dataclass(frozen=True)
-class Since:
+class Since(NamedTuple):
     """The migration that added a column (columns without it came with their table)."""
 
     version: int
 
 
 Text = Annotated[str, Sql("VARCHAR")]
-MaybeText = Annotated[Union[str, None], Sql("VARCHAR")]
+MaybeText = Annotated[str | None, Sql("VARCHAR")]
 Json = Annotated[str, Sql("JSON")]  # JSON text, as the caller wrote it
 Int = Annotated[int, Sql("INTEGER")]
-MaybeInt = Annotated[Union[int, None], Sql("INTEGER")]
+MaybeInt = Annotated[int | None, Sql("INTEGER")]
 BigInt = Annotated[int, Sql("BIGINT")]
 Stamp = Annotated[datetime, Sql("TIMESTAMPTZ")]
-MaybeStamp = Annotated[Union[datetime, None], Sql("TIMESTAMPTZ")]
+MaybeStamp = Annotated[datetime | None, Sql("TIMESTAMPTZ")]
 Price = Annotated[Decimal, Sql("DECIMAL(18, 7)")]  # USD per 1,000 tokens: at most 7 places
 Money = Annotated[Decimal, Sql("DECIMAL(24, 10)")]
 TextList = Annotated[list[str], Sql("VARCHAR[]")]
@@ -174,11 +171,10 @@ class MigrationRow(NamedTuple):
     applied_at: Stamp
 
 
-JournalRow = Union[SessionRow, MessageRow, ProviderCallRow, UsageEventRow, IdempotencyRow, SessionActivityRow]
+JournalRow = SessionRow | MessageRow | ProviderCallRow | UsageEventRow | IdempotencyRow | SessionActivityRow
 
 
-@dataclass(frozen=True)
-class Column:
+class Column(NamedTuple):
     name: str
     sql_type: str
     nullable: bool
@@ -187,7 +183,9 @@ class Column:
 
 
 def _columns(row: type[tuple[Any, ...]], table_since: int) -> tuple[Column, ...]:
-    hints = get_type_hints(row, include_extras=True)
+    hints = row.__annotations__
+    if any(isinstance(hint, (str, ForwardRef)) for hint in hints.values()):  # postponed annotations
+        hints = get_type_hints(row, include_extras=True)
     columns = []
     for name in row._fields:  # type: ignore[attr-defined]
         hint = hints[name]
@@ -207,27 +205,32 @@ def _columns(row: type[tuple[Any, ...]], table_since: int) -> tuple[Column, ...]
     return tuple(columns)
 
 
-@dataclass(frozen=True)
 class Table:
-    """One table: its row class and keys; ``in_duckdb=False`` for journal entries that are not tables."""
+    """One table (or journal entry): its name, row class and keys; the columns come from the row class.
 
-    name: str
-    row: type[Any]
-    primary_key: tuple[str, ...] = ()
-    unique: tuple[str, ...] = ()  # columns unique on their own
-    journaled: bool = False  # data plane: committed to the journal, applied to DuckDB in batches
-    bulk: bool = False  # accepts ``Store.bulk_insert`` (synthetic history, imports)
-    session_column: str | None = None  # names the session a row belongs to: reads of it wait for pending rows
-    since: int = 1
-    in_duckdb: bool = True
-    columns: tuple[Column, ...] = field(init=False)
+    ``journaled``: data plane, committed to the journal and applied to DuckDB
+    in batches. ``bulk``: takes ``Store.bulk_insert`` rows (synthetic
+    history, imports). ``session_column`` names the session a row belongs
+    to: reads of that session wait for its pending rows. ``since``: the
+    migration that created the table.
+    """
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "columns", _columns(self.row, self.since))
+    __slots__ = ("bulk", "columns", "journaled", "name", "primary_key", "row", "session_column", "since", "unique")
+
+    def __init__(self, name: str, row: type[Any], *, primary_key: tuple[str, ...] = (), unique: tuple[str, ...] = (),
+                 journaled: bool = False, bulk: bool = False, session_column: str | None = None,
+                 since: int = 1) -> None:
+        self.name, self.row, self.since = name, row, since
+        self.primary_key, self.unique = primary_key, unique  # ``unique``: columns unique on their own
+        self.journaled, self.bulk, self.session_column = journaled, bulk, session_column
+        self.columns = _columns(row, since)
         names = {c.name for c in self.columns}
         for name in (*self.primary_key, *self.unique, *([self.session_column] if self.session_column else [])):
             if name not in names:
                 raise TypeError(f"{self.name}: no column {name!r}")
+
+    def __repr__(self) -> str:
+        return f"Table({self.name!r}, {self.row.__name__})"
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -285,7 +288,7 @@ USAGE_EVENTS = Table("usage_events", UsageEventRow, journaled=True, bulk=True)
 IDEMPOTENCY_RECORDS = Table("idempotency_records", IdempotencyRow, primary_key=("tenant_id", "key"), journaled=True)
 JOURNAL_STATE = Table("journal_state", JournalStateRow, primary_key=("id",))
 SCHEMA_MIGRATIONS = Table("schema_migrations", MigrationRow, primary_key=("version",))
-SESSION_ACTIVITY = Table("session_activity", SessionActivityRow, in_duckdb=False)
+SESSION_ACTIVITY = Table("session_activity", SessionActivityRow)  # journal entries only: never a DuckDB table
 
 # In the order migration 1 created them (and analysts see them listed).
 TABLES: tuple[Table, ...] = (TENANTS, API_KEYS, AGENTS, SESSIONS, MESSAGES, PROVIDER_CALL_EVENTS, USAGE_EVENTS,
