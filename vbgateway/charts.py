@@ -85,11 +85,12 @@ def _colors(providers: Iterable[str]) -> alt.Scale:
 
 
 def _style(chart: alt.Chart, title: str, height: int = HEIGHT) -> alt.Chart:
-    return (chart.properties(title=title, width=WIDTH, height=height)
+    styled: alt.Chart = (chart.properties(title=title, width=WIDTH, height=height)
             .configure_view(strokeWidth=0)
             .configure_axis(labelFont="Helvetica", titleFont="Helvetica", gridColor="#e5e7eb", labelColor="#374151")
             .configure_title(font="Helvetica", fontSize=14, anchor="start", color="#111827")
             .configure_legend(labelFont="Helvetica", titleFont="Helvetica", orient="top"))
+    return styled
 
 
 # ---------------------------------------------------------------------------- charts

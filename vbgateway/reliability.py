@@ -79,7 +79,7 @@ class RetryPolicy(BaseModel):
         200, 400 and 800 ms, as clients of the original service expect.
         """
         delay = min(self.backoff_cap_s, self.backoff_base_s * (2 ** (failed_attempts - 1)))
-        return min(self.backoff_cap_s, delay * (1.0 + self.jitter * (2.0 * rng.random() - 1.0)))
+        return float(min(self.backoff_cap_s, delay * (1.0 + self.jitter * (2.0 * rng.random() - 1.0))))
 
 
 @dataclass(slots=True)

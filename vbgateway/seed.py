@@ -54,5 +54,5 @@ def seed_demo(gw: Gateway) -> SeedResult:
         client = gw.as_tenant(tenant.id)
         tenants.append(tenant)
         keys[name] = key
-        agents.extend(client.create_agent(**spec) for spec in specs)
+        agents.extend(client.create_agent(spec) for spec in specs)
     return SeedResult(True, tenants, agents, keys)

@@ -186,10 +186,11 @@ class TenantClient:
     def transcript(self, session_id: str) -> Transcript:
         """The session, its messages oldest first, and every provider call made for it."""
         session = self.get_session(session_id)
-        messages = [TranscriptMessage(id=r[0], role=r[1], content=r[2], created_at=r[3])
-                    for r in self._gw.store.messages(session.id)]
-        events = [ProviderCallEvent(id=r[0], provider=r[1], status=r[2], latency_ms=r[3], created_at=r[4])
-                  for r in self._gw.store.provider_calls(session.id)]
+        messages = [TranscriptMessage(id=m.id, role=m.role, content=m.content, created_at=m.created_at)
+                    for m in self._gw.store.messages(session.id)]
+        events = [ProviderCallEvent(id=c.id, provider=c.provider, status=c.status, latency_ms=c.latency_ms,
+                                    created_at=c.created_at)
+                  for c in self._gw.store.provider_calls(session.id)]
         return Transcript(session=session, messages=messages, events=events)
 
     # ------------------------------------------------------------------ usage

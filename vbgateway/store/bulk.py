@@ -50,7 +50,7 @@ def bulk_insert(handle: DuckHandle, flush: Flush, table: str, rows: pa.Table) ->
                 con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _vb_bulk").fetchall()
         finally:
             con.unregister("_vb_bulk")
-    return rows.num_rows
+    return int(rows.num_rows)
 
 
 def bulk_insert_many(handle: DuckHandle, flush: Flush, tables: dict[str, pa.Table]) -> dict[str, int]:

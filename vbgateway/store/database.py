@@ -89,7 +89,7 @@ class Store(RecordQueries):
         self._group = GroupCommit(self._applier.write_group, self._applier.write_group_in_thread,
                                   window_s=commit_window_s, fsync=self._journal.durable)
         self._lender: Lender | None = None
-        self._at_exit: weakref.finalize | None = None
+        self._at_exit: weakref.finalize[[weakref.ref[Store]], Store] | None = None
         self.open_count = 0
         try:
             if read_only:

@@ -7,9 +7,10 @@ apart so that ``database.py`` only puts the store's parts together.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from ..models import Agent, ApiKeyInfo, Session, Tenant
 from .tables import AGENTS, API_KEYS, SESSIONS, TENANTS, AgentRow, ApiKeyRow, SessionRow, TenantRow
@@ -19,7 +20,7 @@ __all__ = ["RecordQueries", "StoredCall", "StoredMessage"]
 
 class StoredMessage(NamedTuple):
     id: str
-    role: str
+    role: Literal["user", "assistant"]
     content: str
     created_at: datetime
     position: int
@@ -28,7 +29,7 @@ class StoredMessage(NamedTuple):
 class StoredCall(NamedTuple):
     id: str
     provider: str
-    status: str
+    status: Literal["ok", "failed"]
     latency_ms: int
     created_at: datetime
 
@@ -51,6 +52,7 @@ class RecordQueries:
     # Provided by Store: run a read (applying pending rows of ``flush_for`` first), run writes atomically.
     _fetchall: Callable[..., list[tuple[Any, ...]]]
     _execute: Callable[[list[tuple[str, Sequence[Any]]]], None]
+    _lock: threading.RLock  # the connection's lock: a read and the write it decides stay together
 
     def insert_tenant(self, tenant: Tenant, key: ApiKeyInfo, key_hash: str) -> None:
         self._execute([(TENANTS.insert_sql(), TenantRow(tenant.id, tenant.name, tenant.created_at)),
