@@ -54,7 +54,9 @@ class Gateway:
         # ids when it reopens one: the database's open count joins the seed.
         run_seed = None if seed is None else f"{seed}:{store.open_count}"
         self.ids = IdFactory(run_seed)
-        self.sender = MessageSender(self, random.Random(run_seed))
+        self.sender = MessageSender(store=store, providers=self.providers, retry=self.retry, clock=self.clock,
+                                    ids=self.ids, prices=self.prices, agents=self.agent_for,
+                                    rng=random.Random(run_seed))
         self._agents: dict[str, Agent] = {}
         self._keys: dict[str, Tenant] = {}
 

@@ -20,6 +20,7 @@ import hashlib
 import json
 import random
 from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -37,6 +38,7 @@ from .errors import (
 )
 from .models import (
     MAX_CONTENT_CHARS,
+    Agent,
     Attempt,
     Idempotency,
     Reply,
@@ -49,7 +51,11 @@ from .store.tables import (IdempotencyRow, JournalRow, MessageRow, ProviderCallR
                            UsageEventRow)
 
 if TYPE_CHECKING:
-    from .gateway import Gateway
+    from .clock import Clock
+    from .pricing import PriceTable
+    from .providers.base import Provider
+    from .reliability import RetryPolicy
+    from .store import Store
 
 __all__ = ["MAX_IDEMPOTENCY_KEY_CHARS", "MessageSender", "SessionState"]
 
@@ -122,10 +128,24 @@ def _attempt_dicts(log: list[AttemptLog]) -> list[dict[str, Any]]:
 
 
 class MessageSender:
-    """Owns the session cache, the in-flight idempotency map and the send path."""
+    """Owns the session cache, the in-flight idempotency map and the send path.
 
-    def __init__(self, gateway: Gateway, rng: random.Random) -> None:
-        self._gw = gateway
+    It is given what it uses, not the gateway: the store, the providers by
+    name, the retry policy, the clock, the id factory, the prices, a way to
+    find a tenant's agent (the gateway's cache) and the random generator of
+    retry jitter (seeded with the gateway).
+    """
+
+    def __init__(self, *, store: Store, providers: Mapping[str, Provider], retry: RetryPolicy, clock: Clock,
+                 ids: IdFactory, prices: PriceTable, agents: Callable[[str, str], Agent | None],
+                 rng: random.Random) -> None:
+        self._store = store
+        self._providers = providers
+        self._retry = retry
+        self._clock = clock
+        self._ids = ids
+        self._prices = prices
+        self._agent_for = agents
         self._rng = rng
         self._sessions: OrderedDict[str, SessionState] = OrderedDict()
         self._in_flight: dict[tuple[str, str], tuple[str, asyncio.Future[Reply]]] = {}
@@ -147,10 +167,10 @@ class MessageSender:
             raise SessionNotFoundError("session not found", details={"sessionId": str(session_id)[:100]})
         state = self._sessions.get(session_id)
         if state is None:
-            session = self._gw.store.get_session(tenant_id, session_id)
+            session = self._store.get_session(tenant_id, session_id)
             if session is None:
                 raise SessionNotFoundError("session not found", details={"sessionId": session_id[:100]})
-            stored = self._gw.store.messages(session_id)
+            stored = self._store.messages(session_id)
             state = SessionState(session, [ChatTurn(m.role, m.content) for m in stored],
                                  (stored[-1].position + 1) if stored else 0, session.last_activity_at)
             self.remember(state)
@@ -185,7 +205,7 @@ class MessageSender:
                 if in_flight[1].cancelled():  # the first caller gave up, not us: try ourselves
                     continue
                 raise
-        stored = self._gw.store.idempotency_record(tenant_id, idempotency_key)
+        stored = self._store.idempotency_record(tenant_id, idempotency_key)
         if stored is not None:
             if stored[0] != fingerprint:
                 raise self._conflict(idempotency_key)
@@ -220,24 +240,24 @@ class MessageSender:
 
     async def _send_once(self, tenant_id: str, state: SessionState, content: str, channel: str,
                          key: str | None, fingerprint: str, request_id: str | None) -> Reply:
-        gw = self._gw
+        store, providers = self._store, self._providers
         session = state.session
-        agent = gw.agent_for(tenant_id, session.agent_id)
+        agent = self._agent_for(tenant_id, session.agent_id)
         if agent is None:
             raise AgentNotFoundError("the session's agent no longer exists", details={"agentId": session.agent_id})
-        received_at = gw.clock.now()
-        request_id = request_id or gw.ids.new("req")
+        received_at = self._clock.now()
+        request_id = request_id or self._ids.new("req")
         position = state.next_position
         state.next_position += 2  # reserve both slots now: concurrent sends on one session never collide
-        chain = [(agent.primary_provider, gw.providers[agent.primary_provider])]
+        chain = [(agent.primary_provider, providers[agent.primary_provider])]
         if agent.fallback_provider:
-            chain.append((agent.fallback_provider, gw.providers[agent.fallback_provider]))
+            chain.append((agent.fallback_provider, providers[agent.fallback_provider]))
         request = ProviderRequest(agent.system_prompt, (*state.history, ChatTurn("user", content)),
                                   tuple(agent.enabled_tools), request_id)
-        result = await call_chain(chain, request, gw.retry, gw.clock, self._rng)
+        result = await call_chain(chain, request, self._retry, self._clock, self._rng)
         events = self._event_rows(tenant_id, session, request_id, result.attempts)
         if result.response is None:
-            await gw.store.commit_async(events)
+            await store.commit_async(events)
             attempts = [Attempt.model_validate(a).model_dump(by_alias=True, mode="json")
                         for a in _attempt_dicts(result.attempts)]
             raise AllProvidersFailedError("every provider failed to answer",
@@ -258,7 +278,7 @@ class MessageSender:
         if key is not None:
             rows.append(IdempotencyRow(tenant_id, key, fingerprint, message.id, reply_to_record(reply),
                                        message.created_at))
-        await gw.store.commit_async(rows)
+        await store.commit_async(rows)
         state.history.extend((ChatTurn("user", content), ChatTurn("assistant", reply.message.content)))
         state.last_activity_at = reply.message.created_at
         return reply
@@ -278,15 +298,15 @@ class MessageSender:
         then builds the nested models in its compiled core, about three times
         faster than constructing each model separately in Python.
         """
-        gw = self._gw
+        prices = self._prices
         response, provider = result.response, result.provider_used
         assert response is not None and provider is not None
         fallback = result.fallback
         attempted = fallback is not None and any(a.provider == fallback for a in result.attempts)
         fallback_attempted = fallback if attempted else None
         return Reply.model_validate({
-            "message": {"id": IdFactory.derived("msg", request_id, REPLY_MESSAGE_INDEX), "session_id": session_id, "role": "assistant",
-                        "content": response.text, "created_at": gw.clock.now()},
+            "message": {"id": IdFactory.derived("msg", request_id, REPLY_MESSAGE_INDEX), "session_id": session_id,
+                        "role": "assistant", "content": response.text, "created_at": self._clock.now()},
             "metadata": {
                 "agent_id": agent_id,
                 "provider_used": provider,
@@ -295,8 +315,8 @@ class MessageSender:
                 "fallback_used": result.fallback_used,
                 "attempts": _attempt_dicts(result.attempts),
                 "usage": {"tokens_in": response.tokens_in, "tokens_out": response.tokens_out,
-                          "cost_usd": gw.prices.cost(provider, response.tokens_in, response.tokens_out),
-                          "pricing": {"usd_per_1k_tokens": gw.prices.price_per_1k(provider)}},
+                          "cost_usd": prices.cost(provider, response.tokens_in, response.tokens_out),
+                          "pricing": {"usd_per_1k_tokens": prices.price_per_1k(provider)}},
                 "idempotency": {"key": key, "replayed": False},
                 "request_id": request_id,
                 "channel": channel,

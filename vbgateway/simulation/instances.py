@@ -26,19 +26,26 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DatabaseError
-from ..store import tables
-from ..store.merge import MERGED_TABLES
-from .digest import TableSums
+from ..gateway import Gateway
+from ..gc_tuning import lean_gc
+from ..store import Store, tables
+from ..store.merge import MERGED_TABLES, NO_VACUUM
+from .digest import TableSums, table_sums
 from .recorder import RowRecorder
 from .scenario import Scenario
+from .world import Progress, World
 
-__all__ = ["CONTROL_TABLES", "DATA_TABLES", "InstanceSpec", "InstanceResult", "run_in_processes", "workers_for"]
+__all__ = ["CONTROL_TABLES", "DATA_TABLES", "SIM_FILE_SETTINGS", "InstanceResult", "InstanceSpec",
+           "open_instance_store", "run_in_processes", "run_instance", "workers_for"]
 
 CONTROL_TABLES = tuple(t.name for t in tables.CONTROL_TABLES)  # set up once, copied to every instance
 DATA_TABLES = tuple(t.name for t in MERGED_TABLES)  # what the instances write, merged into the target
 _CHILD = "import sys; from vbgateway.simulation.instances import _child; sys.exit(_child(sys.argv[1]))"
 PARALLEL_FROM_MESSAGES = 60_000  # below this a second process costs more (its start-up) than it saves
-Progress = Callable[[float, int], None]
+SIM_DUCKDB_MEMORY = "100MB"  # DuckDB's cache for each database file a simulation writes (more is not faster)
+# A month is written, not analysed: DuckDB's default cache (80% of RAM) would keep most of it in memory.
+# No vacuum: see ``NO_VACUUM``.
+SIM_FILE_SETTINGS: dict[str, bool | int | str] = {"memory_limit": SIM_DUCKDB_MEMORY, **NO_VACUUM}
 
 
 @dataclass
@@ -74,10 +81,54 @@ def workers_for(scenario: Scenario, requested: int | None) -> int:
                       else os.cpu_count() or 1))
 
 
+def open_instance_store(spec: InstanceSpec, duckdb_threads: int | None = None) -> Store:
+    """The instance's own database (its file, else in memory), holding the tenants, keys and agents of the run.
+
+    ``duckdb_threads``: instances running side by side, one per core, gain
+    nothing from DuckDB's own threads but contention.
+    """
+    settings = dict(SIM_FILE_SETTINGS) if spec.db is not None else {}
+    if duckdb_threads is not None:
+        settings["threads"] = int(duckdb_threads)
+    store = Store(spec.db if spec.db is not None else ":memory:", now=spec.scenario.start,
+                  flush_records=spec.flush_records, journal=spec.journal and spec.db is not None,
+                  commit_window_s=spec.commit_window_s, settings=settings)
+    try:
+        store.insert_rows(spec.control)
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def run_instance(spec: InstanceSpec, progress: Progress | None = None, store: Store | None = None, *,
+                 duckdb_threads: int | None = None) -> InstanceResult:
+    """Serve instance ``spec.index``'s share of the traffic through a gateway on its own database.
+
+    ``store``: the instance's database, opened by ``open_instance_store`` and
+    left open for the caller; by default one is opened (with
+    ``duckdb_threads``) and closed here.
+    """
+    scenario, k = spec.scenario, spec.index
+    world = World(scenario, run=spec.run, index=k, commit_window_s=spec.commit_window_s)
+    own = store is None
+    if store is None:
+        store = open_instance_store(spec, duckdb_threads)
+    try:
+        gw = Gateway(store, providers=world.providers, clock=world.clock, retry=scenario.policy,
+                     prices=scenario.prices, seed=f"{scenario.seed}/{spec.run}/gateway-{k}")
+        with lean_gc():
+            recorder, traffic_digest = world.serve(gw, progress)
+            store.flush()
+        sums = table_sums(gw, DATA_TABLES)  # here, in parallel with the other instances, not after the merge
+    finally:
+        if own:
+            store.close()
+    return InstanceResult(recorder, world.clock.monotonic(), traffic_digest, sums)
+
+
 def _child(spec_path: str) -> int:
     """Entry of a child process: run one instance, print progress lines, leave the rows in a file."""
-    from .runner import run_instance
-
     with open(spec_path, "rb") as handle:
         spec: InstanceSpec = pickle.load(handle)
     last = [-3600.0]
