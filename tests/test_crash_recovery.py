@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -190,7 +190,7 @@ def test_resending_every_idempotency_key_after_sigkill_bills_each_key_exactly_on
 # The applier thread applies a full batch while commits go on; these stop it at each step, copy the files
 # aside as a crash would leave them, and recover the copy.
 
-START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def message_record(n: int) -> list[MessageRow]:

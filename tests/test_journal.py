@@ -13,7 +13,7 @@ import asyncio
 import shutil
 import threading
 import zlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from vbgateway.store.database import Store
 from vbgateway.store.journal import Journal
 from vbgateway.store.tables import MessageRow, SessionRow
 
-START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def journal_path(db: Path) -> Path:
@@ -67,7 +67,7 @@ def rows(n: int) -> list[MessageRow]:
 
 def test_append_then_replay_round_trips_datetimes_and_decimals_exactly(tmp_path: Path) -> None:
     moments = [
-        datetime(2026, 1, 31, 12, 0, 0, 123456, tzinfo=timezone.utc),
+        datetime(2026, 1, 31, 12, 0, 0, 123456, tzinfo=UTC),
         datetime(2026, 3, 29, 1, 59, 59, 999999, tzinfo=timezone(timedelta(hours=2))),
     ]
     amounts = [Decimal("0.0000123400"), Decimal("1E-10"), Decimal("123456789012.1234567890"), Decimal("-0.5")]
@@ -478,7 +478,7 @@ def test_recovered_replies_are_replayed_for_their_idempotency_keys(crashed: tupl
 
 def test_torn_last_line_of_a_gateway_journal_is_dropped_and_earlier_replies_survive(
         crashed: tuple[Path, list[str]]) -> None:
-    db, message_ids = crashed
+    db, _message_ids = crashed
     last_line = journal_path(db).read_bytes().splitlines(keepends=True)[-1]
     with open(journal_path(db), "ab") as handle:
         handle.write(last_line.replace(b"13 ", b"14 ", 1)[: len(last_line) // 2])

@@ -7,7 +7,7 @@ it can be assembled (and changed) without the rest of the facade.
 from __future__ import annotations
 
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -22,7 +22,7 @@ from vbgateway.providers import VendorA, VendorB
 from vbgateway.store import Store
 from vbgateway.store.tables import SessionRow
 
-START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+START = datetime(2026, 1, 1, tzinfo=UTC)
 AGENT = Agent(id="agt_1", tenant_id="tnt_1", name="Support", primary_provider="vendorA", fallback_provider="vendorB",
               system_prompt="You are helpful.", enabled_tools=[], created_at=START, updated_at=START)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,7 @@ from vbgateway.store.pending import PendingIndex
 from vbgateway.store.records import PlainRecord, payload_of, plain_record
 from vbgateway.store.tables import IdempotencyRow, MessageRow
 
-START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def entry(seq: int, session: str, key: str | None = None) -> tuple:
@@ -179,12 +179,11 @@ def test_reads_go_to_the_second_cursor_while_another_thread_holds_duckdb(duck: D
 
 def test_a_transaction_inside_another_joins_it_and_a_failure_undoes_both(duck: DuckHandle) -> None:
     insert = "INSERT INTO tenants VALUES (?, ?, ?)"
-    with pytest.raises(DatabaseError):
+    with pytest.raises(DatabaseError), duck.transaction():
+        duck.execute_all([(insert, ["tnt_1", "One", START])], "insert one")
         with duck.transaction():
-            duck.execute_all([(insert, ["tnt_1", "One", START])], "insert one")
-            with duck.transaction():
-                duck.execute_all([(insert, ["tnt_2", "Two", START])], "insert two")
-            duck.execute_all([("INSERT INTO no_such_table VALUES (1)", [])], "insert three")
+            duck.execute_all([(insert, ["tnt_2", "Two", START])], "insert two")
+        duck.execute_all([("INSERT INTO no_such_table VALUES (1)", [])], "insert three")
     assert duck.fetchall("SELECT count(*) FROM tenants") == [(0,)]
 
 

@@ -64,7 +64,7 @@ class Gateway:
     def open(cls, target: str | Path | duckdb.DuckDBPyConnection = "data/vbgateway.duckdb", *,
              providers: Mapping[str, Provider] | None = None, clock: Clock | None = None,
              retry: RetryPolicy | None = None, prices: PriceTable | Mapping[str, Any] | None = None,
-             seed: int | None = None, flush_records: int | None = None) -> "Gateway":
+             seed: int | None = None, flush_records: int | None = None) -> Gateway:
         """Open (creating or migrating) a database file, ``":memory:"`` or an open DuckDB connection."""
         clock = clock or SystemClock()
         kwargs = {"flush_records": flush_records} if flush_records else {}
@@ -75,7 +75,7 @@ class Gateway:
 
     @classmethod
     def open_reader(cls, path: str | Path, *, wait_s: float = 60.0, providers: Mapping[str, Provider] | None = None,
-                    prices: PriceTable | Mapping[str, Any] | None = None, clock: Clock | None = None) -> "Gateway":
+                    prices: PriceTable | Mapping[str, Any] | None = None, clock: Clock | None = None) -> Gateway:
         """A read-only gateway for reports and exports.
 
         Works while another process serves traffic on the same file: that
@@ -96,7 +96,7 @@ class Gateway:
         """
         self.store.close()
 
-    def __enter__(self) -> "Gateway":
+    def __enter__(self) -> Gateway:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

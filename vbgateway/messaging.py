@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .ids import IdFactory, is_id
 from .errors import (
     AgentNotFoundError,
     AllProvidersFailedError,
@@ -36,6 +35,7 @@ from .errors import (
     SessionNotFoundError,
     ValidationError,
 )
+from .ids import IdFactory, is_id
 from .models import (
     MAX_CONTENT_CHARS,
     Agent,
@@ -47,8 +47,7 @@ from .models import (
 )
 from .providers.base import ChatTurn, ProviderRequest
 from .reliability import AttemptLog, ChainResult, call_chain
-from .store.tables import (IdempotencyRow, JournalRow, MessageRow, ProviderCallRow, SessionActivityRow,
-                           UsageEventRow)
+from .store.tables import IdempotencyRow, JournalRow, MessageRow, ProviderCallRow, SessionActivityRow, UsageEventRow
 
 if TYPE_CHECKING:
     from .clock import Clock

@@ -8,7 +8,7 @@ the current UTC midnight, so the "last 30 days" of a report are populated.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ..clock import SystemClock
@@ -46,6 +46,6 @@ def simulate_demo_month(db_path: str | Path, *, days: int = 30, start: datetime 
     with Gateway.open(db_path) as gw:
         seed_demo(gw)
     if start is None:
-        today = SystemClock().now().astimezone(timezone.utc)
-        start = datetime(today.year, today.month, today.day, tzinfo=timezone.utc) - timedelta(days=days)
+        today = SystemClock().now().astimezone(UTC)
+        start = datetime(today.year, today.month, today.day, tzinfo=UTC) - timedelta(days=days)
     return simulate(demo_scenario(start, days, sessions_per_hour), db_path, progress=progress)

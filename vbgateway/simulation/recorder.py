@@ -63,7 +63,7 @@ class RowRecorder:
         state["_id_chunks"], state["request_ids"] = self._id_packs(), []
         return state
 
-    def extend(self, other: "RowRecorder") -> None:
+    def extend(self, other: RowRecorder) -> None:
         """Append another instance's rows (same tenant, agent and vendor tables); ``frame`` sorts them in."""
         if (other.tenants, other.agents, other.vendors) != (self.tenants, self.agents, self.vendors):
             raise ValueError("recorders of different scenarios cannot be merged")

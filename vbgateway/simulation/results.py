@@ -120,7 +120,7 @@ class SimulationResult:
         table["failed"] = table.messages - table.replies
         by_vendor = pd.crosstab(minute[ok], rows.vendor_used[ok].astype(str))
         for vendor in self.rows.vendor_used.cat.categories:
-            table[f"replies_{vendor}"] = by_vendor[vendor] if vendor in by_vendor else 0
+            table[f"replies_{vendor}"] = by_vendor.get(vendor, 0)
         table = table.fillna({c: 0 for c in table.columns if c.startswith("replies_")})
         return table.reset_index()
 

@@ -24,8 +24,17 @@ from ..reliability import RetryPolicy
 from ..store import Store
 from ..store.merge import Merge
 from .digest import DIGEST_TABLES, TableSums, add_sums, digest_of, table_sums
-from .instances import (CONTROL_TABLES, DATA_TABLES, SIM_FILE_SETTINGS, InstanceResult, InstanceSpec,
-                        open_instance_store, run_in_processes, run_instance, workers_for)
+from .instances import (
+    CONTROL_TABLES,
+    DATA_TABLES,
+    SIM_FILE_SETTINGS,
+    InstanceResult,
+    InstanceSpec,
+    open_instance_store,
+    run_in_processes,
+    run_instance,
+    workers_for,
+)
 from .recorder import RowRecorder
 from .scenario import Scenario, load_scenario
 from .world import Progress, agent_vendors, quiet_vendors, setup_tenants
@@ -188,7 +197,7 @@ def _result(scenario: Scenario, db: str | Path | duckdb.DuckDBPyConnection, targ
                                   db=None if isinstance(db, duckdb.DuckDBPyConnection) or str(db) == ":memory:"
                                   else str(db),
                                   traffic_digest=parts[0].traffic_digest,
-                                  tenant_ids={name: t.client.id for name, t in zip(tenant_names, tenants)},
+                                  tenant_ids={name: t.client.id for name, t in zip(tenant_names, tenants, strict=True)},
                                   agent_vendors=agent_vendors(gw, tenants, agent_names),
                                   wall_s=SystemClock().monotonic() - started,
                                   virtual_s=max(part.virtual_s for part in parts),

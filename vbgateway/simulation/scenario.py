@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -70,7 +70,7 @@ class Distribution(_Model):
     spread: float = Field(default=0.6, ge=0, le=3)
 
     @model_validator(mode="after")
-    def _ordered(self) -> "Distribution":
+    def _ordered(self) -> Distribution:
         if not self.min <= self.mean <= self.max:
             raise ValueError(f"need min <= mean <= max, got {self.min} / {self.mean} / {self.max}")
         return self
@@ -150,7 +150,7 @@ class AgentPlan(_Model):
     share: float = Field(default=1.0, gt=0, description="relative share of the tenant's sessions")
 
     @model_validator(mode="after")
-    def _vendors(self) -> "AgentPlan":
+    def _vendors(self) -> AgentPlan:
         for role, vendor in (("primary", self.primary), ("fallback", self.fallback)):
             if vendor is not None and vendor not in KNOWN_VENDORS:
                 raise ValueError(f"unknown vendor {vendor!r} as {role}; known: {', '.join(sorted(KNOWN_VENDORS))}")
@@ -215,7 +215,7 @@ class Incident(_Model):
 
     def window(self, scenario_start: datetime) -> tuple[datetime, datetime]:
         def at(value: datetime | timedelta) -> datetime:
-            return scenario_start + value if isinstance(value, timedelta) else value.astimezone(timezone.utc)
+            return scenario_start + value if isinstance(value, timedelta) else value.astimezone(UTC)
         return at(self.start), at(self.end)
 
     def apply(self, profile: VendorProfile) -> VendorProfile:
@@ -238,7 +238,7 @@ class Scenario(_Model):
 
     name: str = "scenario"
     description: str = ""
-    start: datetime = datetime(2026, 3, 2, tzinfo=timezone.utc)
+    start: datetime = datetime(2026, 3, 2, tzinfo=UTC)
     duration: timedelta = timedelta(days=1)
     end: datetime | None = Field(default=None, description="alternative to duration")
     seed: int = 42
@@ -262,7 +262,7 @@ class Scenario(_Model):
             return None
         if value.tzinfo is None:
             raise ValueError("give a timezone, e.g. 2026-03-02T00:00:00Z")
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
 
     @field_validator("tenants")
     @classmethod
@@ -282,7 +282,7 @@ class Scenario(_Model):
         return value
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Scenario":
+    def _consistent(self) -> Scenario:
         if self.end is not None:
             if self.end <= self.start:
                 raise ValueError(f"end ({self.end.isoformat()}) must be after start ({self.start.isoformat()})")
@@ -321,11 +321,11 @@ class Scenario(_Model):
         load = sum(traffic.daily_profile.factor(self.start + timedelta(hours=h)) for h in range(hours))
         return traffic.sessions_per_hour * scale * load * traffic.messages_per_session.mean
 
-    def with_policy(self, policy: RetryPolicy) -> "Scenario":
+    def with_policy(self, policy: RetryPolicy) -> Scenario:
         return self.model_copy(update={"policy": policy})
 
     @classmethod
-    def parse(cls, data: Any, source: str = "scenario") -> "Scenario":
+    def parse(cls, data: Any, source: str = "scenario") -> Scenario:
         """Validate a mapping; errors become one ``ScenarioError`` listing each bad field."""
         if not isinstance(data, dict):
             raise ScenarioError(f"{source}: a scenario is a mapping of fields, got {type(data).__name__}")

@@ -58,7 +58,8 @@ def reprice(source: SimulationResult | Gateway | str | Path,
     """Per tenant (and a total row): cost as billed, cost under ``prices``, the difference."""
     table = prices if isinstance(prices, PriceTable) else PriceTable(prices)
     usage = usage_by_tenant(source)
-    usage["whatif_usd"] = [Decimal(int(t)) * table.price_per_1k(p) / 1000 for t, p in zip(usage.tokens, usage.provider)]
+    pairs = zip(usage.tokens, usage.provider, strict=True)
+    usage["whatif_usd"] = [Decimal(int(t)) * table.price_per_1k(p) / 1000 for t, p in pairs]
     per_tenant = []
     for tenant, group in usage.groupby("tenant", sort=True):
         per_tenant.append(_line(str(tenant), group))

@@ -39,9 +39,9 @@ _SENTENCES = (
     "Is my data stored in Europe?", "The mobile app logs me out every few minutes.", "Can I add a second user?",
 )
 _CORPUS = " ".join(_SENTENCES * 4)
-_STARTS = np.array([i for i in range(len(_CORPUS)) if i == 0 or _CORPUS[i - 1] == " " and _CORPUS[i - 2] in ".?!,"],
+_STARTS = np.array([i for i in range(len(_CORPUS)) if i == 0 or (_CORPUS[i - 1] == " " and _CORPUS[i - 2] in ".?!,")],
                    dtype=np.int64)
-_STARTS = _STARTS[_STARTS < len(_CORPUS) // 2]
+_STARTS = _STARTS[len(_CORPUS) // 2 > _STARTS]
 
 
 # One customer message, a plain tuple because a month holds millions of them:
@@ -125,7 +125,7 @@ class Workload:
             shares = np.array([a.share for a in tenant.agents])
             agents = rng.choice(len(shares), size=count, p=shares / shares.sum())
             offsets = hour * HOUR_S + rng.uniform(0, span, count)
-            rows.extend(zip(offsets.tolist(), [t] * count, agents.tolist()))
+            rows.extend(zip(offsets.tolist(), [t] * count, agents.tolist(), strict=True))
         rows.sort()
         n = len(rows)
         if not n:
@@ -147,7 +147,7 @@ class Workload:
         self._next_message += total
         mine, of = self.share
         plans, cursor = [], 0
-        for (offset, tenant, agent), length in zip(rows, lengths.tolist()):
+        for (offset, tenant, agent), length in zip(rows, lengths.tolist(), strict=True):
             if self._next_session % of == mine:
                 span = range(cursor, cursor + length)
                 messages = [(first + i, think_l[i], _text(starts_l[i], chars_l[i]), voice_l[i], retry_l[i], keyed_l[i])

@@ -45,7 +45,7 @@ class _Timed:
         self.inner, self.name, self._ends = inner, inner.name, ends
         self._clock = inner.clock
 
-    def bind(self, clock: Any) -> "_Timed":
+    def bind(self, clock: Any) -> _Timed:
         self.inner.bind(clock)
         self._clock = clock
         return self
@@ -117,7 +117,7 @@ def agent_vendors(gw: Gateway, tenants: list[_Tenant], labels: list[str]) -> dic
     """Agent label -> (primary, fallback) as stored, for the per-vendor load."""
     out: dict[str, tuple[str, str | None]] = {}
     for tenant in tenants:
-        for agent_id, code in zip(tenant.agent_ids, tenant.agent_codes):
+        for agent_id, code in zip(tenant.agent_ids, tenant.agent_codes, strict=True):
             agent = tenant.client.get_agent(agent_id)
             out[labels[code]] = (agent.primary_provider, agent.fallback_provider)
     return out
