@@ -1,7 +1,9 @@
 """LoginPanel: an API key in, a tenant client out, shared with the other panels.
 
 The other panels hold the LoginPanel rather than a client, so logging out (or
-in as another tenant) reaches them through ``on_change`` listeners.
+in as another tenant) reaches them through ``on_change`` listeners. It logs in
+to an embedded ``Gateway`` or to the database's ``LocalService`` (over HTTP);
+the panels use the client they get the same way.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from ..gateway import Gateway
 from ..tenant import TenantClient
 from .base import Panel, guarded
 from .style import badge, esc
+from .workbench import LocalService
 
 __all__ = ["LoginPanel"]
 
@@ -22,7 +25,7 @@ __all__ = ["LoginPanel"]
 class LoginPanel(Panel):
     """Password field, log in / log out, and a badge naming the tenant."""
 
-    def __init__(self, gateway: Gateway, api_key: str | None = None) -> None:
+    def __init__(self, gateway: Gateway | LocalService, api_key: str | None = None) -> None:
         super().__init__("Log in", "Paste a tenant API key (sk_…); it is checked against its stored hash.")
         self.gateway = gateway
         self.client: TenantClient | None = None
