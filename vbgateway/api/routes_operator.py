@@ -61,7 +61,8 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     meaning = {400: "VALIDATION_ERROR", 401: "OPERATOR_SECRET_REQUIRED: no X-Operator-Secret",
                403: "INVALID_OPERATOR_SECRET: not this service's secret", 404: "TENANT_NOT_FOUND",
                413: "PAYLOAD_TOO_LARGE", 500: "INTERNAL_ERROR"}
-    return {s: {"model": ErrorResponse, "description": meaning[s]} for s in sorted({*statuses, 400, 401, 403, 413, 500})}
+    wanted = sorted({*statuses, 400, 401, 403, 413, 500})
+    return {s: {"model": ErrorResponse, "description": meaning[s]} for s in wanted}
 
 
 def build_router(gw: Gateway, secret: str) -> APIRouter:

@@ -24,8 +24,8 @@ import re
 import signal
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from contextlib import contextmanager
+from pathlib import Path
 from types import FrameType
 from typing import Any
 

@@ -22,8 +22,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
-from ..clock import Clock, wait_real
 from ..client.service import DEFAULT_IDLE_MINUTES, ensure_service, find_service, stop_service
+from ..clock import Clock, wait_real
 from .basics import DEFAULT_DB
 
 __all__ = ["IdleStop", "register", "remove_own_service_file"]
@@ -97,5 +97,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.add_argument("action", choices=["start", "stop", "status"])
     parser.add_argument("--db", default=DEFAULT_DB, help=f"database file (default {DEFAULT_DB})")
     parser.add_argument("--idle-minutes", type=float, default=DEFAULT_IDLE_MINUTES,
-                        help=f"a started service stops after this long without a request (default {DEFAULT_IDLE_MINUTES})")
+                        help="a started service stops after this long without a request "
+                             f"(default {DEFAULT_IDLE_MINUTES})")
     parser.set_defaults(func=service)
