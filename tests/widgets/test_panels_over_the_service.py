@@ -82,3 +82,13 @@ def test_the_dashboard_counts_a_reply_and_exports_it(login, panels, tmp_path):
     assert dashboard.status.value == "" and chat.replies[-1].metadata.provider_used in dashboard.events.value
     exported = dashboard.export()
     assert exported is not None and chat.replies[-1].metadata.request_id in exported.read_text()
+
+
+def test_logging_in_again_after_the_service_stopped_starts_it_again(served, login):
+    stopped = served.gateway.info
+    assert stop_service(served.gateway.db) == stopped  # e.g. idle for an hour while the notebook stayed open
+    login.logout()
+    login.key.value = served.api_key
+    login.login_button.click()
+    assert login.client is not None and login.client.list_agents()
+    assert served.gateway.info.pid != stopped.pid and login.status.value == ""

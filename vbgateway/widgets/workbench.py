@@ -50,7 +50,8 @@ class LocalService:
     kernel's, or ``asyncio.run`` outside one).
     """
 
-    def __init__(self, info: ServiceInfo, secret: str) -> None:
+    def __init__(self, db: str | Path, info: ServiceInfo, secret: str) -> None:
+        self.db = Path(db)
         self.info = info
         self.url = info.url
         self.clock = SystemClock()
@@ -90,6 +91,9 @@ class LocalService:
         return self.clock.now()
 
     def connect(self, api_key: str) -> HttpTenantClient:
+        """A client of the running service: one is started again if it stopped (idle) since the last login."""
+        self.info = ensure_service(self.db)
+        self.url = self.info.url
         return connect(self.url, api_key, clock=self.clock)
 
     def close(self) -> None:
@@ -135,7 +139,7 @@ def open_workbench(db_path: str | Path, api_key: str | None = None, *, tenant: s
     if service is None:
         service = not gateway_options and str(db_path) != ":memory:"
     if service:
-        local = LocalService(ensure_service(db_path), operator_secret(db_path) or "")
+        local = LocalService(db_path, ensure_service(db_path), operator_secret(db_path) or "")
         seeded = local.seed()
         return Workbench(local, api_key or _demo_key(local, db_path, tenant), seeded)
     if str(db_path) != ":memory:":
