@@ -90,3 +90,18 @@ def test_a_reply_in_one_kernel_shows_in_the_others_usage_and_agent_edits_in_its_
     with duckdb.connect(str(db), read_only=True) as con:  # complete once stopped
         assert con.execute("SELECT count(*) FROM usage_events").fetchone()[0] >= 1
         assert con.execute("SELECT count(*) FROM agents WHERE name = 'Renamed In Kernel Two'").fetchone()[0] == 1
+
+
+def test_a_report_runs_while_the_service_serves_and_the_kernels_carry_on(db, tmp_path):
+    kernel = Kernel(db, tmp_path / "reports")
+    try:
+        kernel.ask(do="send", text="Bill me, please")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+        report = subprocess.run([sys.executable, "-m", "vbgateway.cli", "report", "usage", "--db", str(db),
+                                 "--all-tenants", "--month", "current", "--out", str(tmp_path / "out"), "--quiet"],
+                                capture_output=True, text=True, env=env, timeout=300)
+        assert report.returncode == 0, report.stderr[-3000:]
+        assert list((tmp_path / "out" / "usage").rglob("*.html"))
+        assert kernel.ask(do="send", text="And once more")["cost"] is not None  # the service still serves
+    finally:
+        kernel.close()
