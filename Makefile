@@ -42,7 +42,9 @@ bench: setup
 	$(PY) benchmarks/bench_simulation.py
 
 clean:
-	rm -rf $(VENV) data/*.duckdb data/*.duckdb.wal data/*.journal reports/*.html
+	-@[ -x $(VENV)/bin/vbgateway ] && $(VENV)/bin/vbgateway service stop --db $(DB)
+	rm -rf $(VENV) data/*.duckdb data/*.duckdb.wal data/*.journal reports/*.html \
+	  data/*.duckdb.service.* data/*.duckdb.operator data/*.duckdb.demo-key.json
 
 # JupyterLab on loopback for the notebooks, with this project's settings (jupyter_config/: no news or
 # update checks). Jupyter refuses root without --allow-root, so it is given to root only (a container).

@@ -21,6 +21,7 @@ from vbgateway.client.service import (
     service_file_path,
     stop_service,
 )
+from vbgateway.errors import GatewayError
 from vbgateway.widgets import open_workbench
 
 REPO = Path(__file__).parents[2]
@@ -133,3 +134,24 @@ def test_the_service_command(db):
     assert stopped.returncode == 0 and "the database is complete" in stopped.stdout
     status = subprocess.run([*cli, "status", "--db", str(db)], capture_output=True, text=True, env=ENV, timeout=60)
     assert status.returncode == 1 and "no service runs" in status.stdout
+
+
+def test_a_secret_file_others_can_read_is_refused(db):
+    ensure_service(db)
+    stop_service(db)
+    operator_secret_path(db).chmod(0o644)
+    with pytest.raises(GatewayError) as refused:
+        ensure_service(db)
+    assert refused.value.code == "OPERATOR_SECRET_EXPOSED" and find_service(db) is None
+
+
+def test_a_service_file_copied_with_another_database_is_not_used(db, tmp_path):
+    info = ensure_service(db)
+    copy = tmp_path / "copy" / "svc.duckdb"
+    copy.parent.mkdir()
+    service_file_path(copy).write_text(service_file_path(db).read_text())
+    try:
+        assert find_service(copy) is None
+        assert ensure_service(copy).pid != info.pid
+    finally:
+        stop_service(copy)

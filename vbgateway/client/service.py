@@ -48,7 +48,7 @@ from ..clock import SystemClock, real_deadline, real_time_left, wait_real
 from ..errors import GatewayError
 
 __all__ = ["DEFAULT_IDLE_MINUTES", "ServiceInfo", "ensure_service", "find_service", "operator_secret",
-           "operator_secret_path", "service_file_path", "stop_service", "write_private"]
+           "operator_secret_path", "read_secret_file", "service_file_path", "stop_service", "write_private"]
 
 DEFAULT_IDLE_MINUTES = 60
 START_TIMEOUT_S = 60.0
@@ -78,15 +78,24 @@ def write_private(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
+def read_secret_file(path: str | Path) -> str:
+    """A secret from a file only its owner can read; one that others could read is refused, not used."""
+    path = Path(path)
+    if path.stat().st_mode & 0o077:
+        raise GatewayError(f"{path} can be read by other users: chmod 600 it (or delete it to get a new secret)",
+                           code="OPERATOR_SECRET_EXPOSED", http_status=500)
+    return path.read_text(encoding="utf-8").strip()
+
+
 def operator_secret(db: str | Path, *, create: bool = False) -> str | None:
     """The database's operator secret (made when ``create`` and there is none)."""
     path = operator_secret_path(db)
     if path.exists():
-        return path.read_text(encoding="utf-8").strip() or None
+        return read_secret_file(path) or None
     if not create:
         return None
     write_private(path, secrets.token_urlsafe(32))
-    return path.read_text(encoding="utf-8").strip()
+    return read_secret_file(path)
 
 
 @dataclass(frozen=True)
@@ -135,8 +144,8 @@ def _read(db: str | Path) -> ServiceInfo | None:
 def find_service(db: str | Path) -> ServiceInfo | None:
     """The running service of ``db``, or None (no file, or it names a dead or silent process)."""
     info = _read(db)
-    if info is None or not _alive(info.pid) or not _healthy(info.url):
-        return None
+    if info is None or info.db != str(Path(db).resolve()) or not _alive(info.pid) or not _healthy(info.url):
+        return None  # (a file copied along with a database names the original's service)
     return info
 
 
@@ -184,6 +193,7 @@ def _start(db: Path, idle_minutes: float, timeout: float) -> ServiceInfo:
     command = [sys.executable, "-m", "vbgateway.cli", "serve", "--db", str(db), "--port", str(port),
                "--log-level", "warning", "--operator-secret-file", str(secret_file),
                "--service-file", str(service_file_path(db)), "--idle-minutes", str(idle_minutes)]
+    # the service runs this very vbgateway, also from a source checkout that is not installed
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parents[2]),
                                                                       os.environ.get("PYTHONPATH", "")]))}
     with os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:

@@ -25,10 +25,10 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from ..client.service import read_secret_file
 from ..gateway import Gateway
 from ..gc_tuning import SERVING_GC, tune_gc
 from . import service as service_command
@@ -81,7 +81,7 @@ def serve(args: argparse.Namespace) -> int:
     from ..api import create_app
 
     _configure_logging(args.log_level)
-    secret = Path(args.operator_secret_file).read_text(encoding="utf-8").strip() if args.operator_secret_file else None
+    secret = read_secret_file(args.operator_secret_file) if args.operator_secret_file else None
     try:
         with _exit_on_stop_signals(), Gateway.open(args.db) as gw:
             app: Any = create_app(gw, cors_origins=args.cors_origin, operator_secret=secret or None)
