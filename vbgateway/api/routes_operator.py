@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, Header
 from pydantic import Field
 from starlette.responses import Response
 
-from ..errors import GatewayError, NotFoundError
+from ..errors import AuthenticationError, NotFoundError
 from ..gateway import Gateway
 from ..seed import seed_demo
 from .constraints import NON_BLANK_TEXT
@@ -70,11 +70,11 @@ def build_router(gw: Gateway, secret: str) -> APIRouter:
 
     def operator(x_operator_secret: Annotated[str | None, Header(include_in_schema=False)] = None) -> None:
         if not x_operator_secret:
-            raise GatewayError("this route needs the operator secret in X-Operator-Secret",
+            raise AuthenticationError("this route needs the operator secret in X-Operator-Secret",
                                code="OPERATOR_SECRET_REQUIRED", http_status=401)
         given = x_operator_secret.encode("utf-8", "replace")[:MAX_SECRET_CHARS]
         if not hmac.compare_digest(given, expected):
-            raise GatewayError("that is not this service's operator secret", code="INVALID_OPERATOR_SECRET",
+            raise AuthenticationError("that is not this service's operator secret", code="INVALID_OPERATOR_SECRET",
                                http_status=403)
 
     router = APIRouter(tags=["operator"], dependencies=[Depends(operator)])
