@@ -92,3 +92,11 @@ def test_logging_in_again_after_the_service_stopped_starts_it_again(served, logi
     login.login_button.click()
     assert login.client is not None and login.client.list_agents()
     assert served.gateway.info.pid != stopped.pid and login.status.value == ""
+
+
+def test_a_stopped_service_is_a_message_in_the_panel_not_a_traceback(served, login, panels, tmp_path):
+    dashboard = UsageDashboard(login, reports_dir=tmp_path / "reports")
+    panels.append(dashboard)
+    stop_service(served.gateway.db)
+    dashboard.refresh()
+    assert "SERVICE_UNAVAILABLE" in dashboard.status.value and "Traceback" not in dashboard.status.value
