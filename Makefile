@@ -42,12 +42,17 @@ bench: setup
 	$(PY) benchmarks/bench_simulation.py
 
 clean:
-	rm -rf $(VENV) data/*.duckdb data/*.duckdb.wal data/*.journal reports/*.html
+	-@[ -x $(VENV)/bin/vbgateway ] && $(VENV)/bin/vbgateway service stop --db $(DB)
+	rm -rf $(VENV) data/*.duckdb data/*.duckdb.wal data/*.journal reports/*.html \
+	  data/*.duckdb.service.* data/*.duckdb.operator data/*.duckdb.demo-key.json
 
 # JupyterLab on loopback for the notebooks, with this project's settings (jupyter_config/: no news or
 # update checks). Jupyter refuses root without --allow-root, so it is given to root only (a container).
 # The URL carries a fresh token; LAB_PORT picks the port (no silent move to another one).
+# It first starts (or finds) the local gateway service of $(DB), which every notebook kernel then shares;
+# the service outlives JupyterLab until idle for an hour or `vbgateway service stop --db $(DB)`.
 lab: setup
+	@$(VENV)/bin/vbgateway service start --db $(DB)
 	@token=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(24))'); \
 	as_root=$$([ "$$(id -u)" = 0 ] && echo --allow-root); \
 	echo "JupyterLab for VocalBridge Ops: http://127.0.0.1:$(LAB_PORT)/lab?token=$$token  (Ctrl-C stops it)"; \

@@ -23,6 +23,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from vbgateway import Gateway, VirtualClock
+from vbgateway.client.service import stop_service
 from vbgateway.seed import seed_demo
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,7 +86,7 @@ class Lab:
         return json.loads(body) if body else None
 
     def stop_kernels(self) -> None:
-        """Shut every kernel down: only one process at a time may hold the DuckDB file."""
+        """Shut every kernel down between tests (the database's local service stays, shared by the next ones)."""
         for session in self.api("/api/sessions"):  # type: ignore[union-attr]
             self.api(f"/api/sessions/{session['id']}", "DELETE")
         for kernel in self.api("/api/kernels"):  # type: ignore[union-attr]
@@ -135,6 +136,7 @@ def lab(tmp_path_factory):
                 time.sleep(0.3)
         yield Lab(url, root)
     finally:
+        stop_service(root / "data" / "vbgateway.duckdb")  # the notebooks' kernels started it
         server.terminate()
         try:
             server.wait(timeout=20)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 from vbgateway import Gateway
+from vbgateway.client.service import stop_service
 
 
 def open_and_run_all(page, lab, name: str) -> None:
@@ -49,7 +52,7 @@ def test_saving_an_agent_in_the_editor_updates_the_list_and_the_database(page, l
     editor.locator(".vb-notice.ok", has_text="Saved Browser Bot").wait_for()
     editor.locator(".vb-card", has_text="Browser Bot").wait_for()
     editor.screenshot(path=str(screenshots / "agents.png"))
-    lab.stop_kernels()
+    stop_service(lab.root / "data" / "vbgateway.duckdb")  # the next notebook starts it again
     with Gateway.open(lab.root / "data" / "vbgateway.duckdb") as gw:
         saved = gw.sql("SELECT system_prompt FROM agents WHERE name = 'Browser Bot'")
     assert list(saved.system_prompt) == ["You answer from the browser test.\nKeep it short."]
@@ -66,3 +69,34 @@ def test_usage_dashboard_draws_tiles_and_the_monthly_chart_offline(page, lab, sc
     usage.scroll_into_view_if_needed()
     usage.screenshot(path=str(screenshots / "usage.png"))
     publish(screenshots / "usage.png")
+
+
+def messages_tile(usage) -> int:
+    text = usage.locator(".vb-kpi", has_text="Messages").first.locator(".value").inner_text()
+    return int(re.sub(r"[^0-9]", "", text))
+
+
+def test_two_notebooks_at_once_a_chat_in_one_shows_in_the_others_dashboard(page, lab, screenshots):
+    open_and_run_all(page, lab, "04_usage.ipynb")
+    usage = panel(page, "Usage")
+    usage.locator(".vb-kpi").first.wait_for()
+    before = messages_tile(usage)
+    other = page.context.new_page()  # a second tab of the same JupyterLab, its own kernel, running meanwhile
+    open_and_run_all(other, lab, "03_try_it.ipynb")
+    chat = panel(other, "Try it")
+    chat.locator(".vb-bubble.assistant").first.wait_for()  # the notebook's own awaited send
+    box = chat.locator('input[placeholder="Type a message and press Enter"]')
+    box.fill("Is my refund on its way?")
+    box.press("Enter")
+    chat.locator(".vb-bubble.assistant").nth(1).wait_for()
+    assert len(lab.api("/api/kernels")) == 2  # both notebooks' kernels are alive
+    page.bring_to_front()
+    usage.locator("button", has_text="Refresh").click()
+    page.wait_for_function(  # both sends (the notebook's and the typed one): two messages each
+        """([before]) => [...document.querySelectorAll('.vb-kpi')].some(k =>
+             k.innerText.toUpperCase().includes('MESSAGES') &&
+             parseInt(k.querySelector('.value').innerText.replace(/[^0-9]/g, '')) >= before + 4)""",
+        arg=[before], timeout=10_000)
+    assert messages_tile(usage) >= before + 4
+    usage.screenshot(path=str(screenshots / "two_notebooks_usage.png"))
+    other.close()

@@ -18,6 +18,8 @@ import nbformat
 import papermill
 import pytest
 
+from vbgateway.client.service import find_service, stop_service
+
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 NAMES = ["01_getting_started.ipynb", "02_agents.ipynb", "03_try_it.ipynb", "04_usage.ipynb"]
 
@@ -37,18 +39,31 @@ def test_every_notebook_runs_top_to_bottom_under_nbval_on_a_fresh_checkout(tmp_p
     for name in NAMES:  # only ours: other notebooks in the folder belong to other test modules
         assert (tmp_path / "notebooks" / name).exists()
     paths = [f"notebooks/{name}" for name in NAMES]
-    result = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-kernel-name", "python3",
-                             "-q", "-p", "no:cacheprovider", "-o", "addopts=", *paths],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert (tmp_path / "data" / "vbgateway.duckdb").exists()
+    db = tmp_path / "data" / "vbgateway.duckdb"
+    try:
+        result = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-kernel-name", "python3",
+                                 "-q", "-p", "no:cacheprovider", "-o", "addopts=", *paths],
+                                cwd=tmp_path, capture_output=True, text=True, timeout=240)
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+        assert find_service(db) is not None  # the four kernels shared one service, which outlives them
+    finally:
+        stop_service(db)
+    with duckdb.connect(str(db), read_only=True) as con:  # stopped: the file is complete and free
+        assert con.execute("SELECT count(*) FROM tenants").fetchone()[0] == 2
+        assert con.execute("SELECT count(*) FROM api_keys").fetchone()[0] == 3  # two seeded, one demo key
 
 
-def test_the_parameters_cell_chooses_the_database(tmp_path):
+def test_the_parameters_cell_chooses_the_database_and_runs_keep_one_demo_key(tmp_path):
     db = tmp_path / "elsewhere" / "chat.duckdb"
-    papermill.execute_notebook(str(NOTEBOOKS / "03_try_it.ipynb"), str(tmp_path / "out.ipynb"),
-                               parameters={"db_path": str(db)}, kernel_name="python3", cwd=str(NOTEBOOKS),
-                               progress_bar=False)
+    try:
+        for run in range(2):
+            papermill.execute_notebook(str(NOTEBOOKS / "03_try_it.ipynb"), str(tmp_path / f"out{run}.ipynb"),
+                                       parameters={"db_path": str(db)}, kernel_name="python3", cwd=str(NOTEBOOKS),
+                                       progress_bar=False)
+    finally:
+        stop_service(db)
+    assert (Path(f"{db}.demo-key.json").stat().st_mode & 0o777) == 0o600
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM tenants").fetchone()[0] == 2
-        assert con.execute("SELECT count(*) FROM usage_events").fetchone()[0] in (0, 1)
+        assert con.execute("SELECT count(*) FROM api_keys").fetchone()[0] == 3  # not one more per run
+        assert con.execute("SELECT count(*) FROM usage_events").fetchone()[0] in (0, 1, 2)

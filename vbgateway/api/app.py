@@ -27,7 +27,7 @@ from .. import __version__
 from ..errors import GatewayError
 from ..gateway import Gateway
 from ..voice import MAX_AUDIO_BYTES
-from . import routes_health, routes_sessions, routes_tenant, routes_usage
+from . import routes_health, routes_operator, routes_sessions, routes_tenant, routes_usage
 from .docs import install_docs
 from .envelope import gateway_error_response, http_error_response, request_id_of, validation_error_response
 from .fastpath import MessagesFastPath
@@ -48,12 +48,15 @@ CORS_EXPOSED_HEADERS = ["X-Request-Id", "X-Correlation-Id", "Idempotency-Key"]
 
 
 def create_app(gateway: Gateway, *, cors_origins: list[str] | None = None,
-               cors_origin_regex: str | None = LOCALHOST_ORIGINS, body_limit: int = DEFAULT_BODY_LIMIT) -> FastAPI:
+               cors_origin_regex: str | None = LOCALHOST_ORIGINS, body_limit: int = DEFAULT_BODY_LIMIT,
+               operator_secret: str | None = None) -> FastAPI:
     """The HTTP API over ``gateway``.
 
     CORS allows any localhost port by default (the dashboard's dev server
     runs on another port than the API); ``cors_origins`` adds a deployed
     dashboard's exact origins (``vbgateway serve --cors-origin``).
+    ``operator_secret`` adds the /v1/operator routes (routes_operator.py), guarded by it;
+    without one they do not exist.
     """
     app = FastAPI(title=TITLE, version=__version__, docs_url=None, redoc_url=None,
                   description="The /v1 contract of VocalBridge Ops. Every non-2xx answer is the error envelope.")
@@ -64,6 +67,8 @@ def create_app(gateway: Gateway, *, cors_origins: list[str] | None = None,
     for router in routers.values():
         app.include_router(router)
     app.include_router(routes_health.build_router(gateway))
+    if operator_secret:
+        app.include_router(routes_operator.build_router(gateway, operator_secret))
     install_docs(app, TITLE)
 
     async def on_gateway_error(request: Request, exc: Exception) -> Response:

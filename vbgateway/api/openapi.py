@@ -5,7 +5,7 @@ valid must not be refused and one it calls invalid must not be served.
 FastAPI writes what it can see in the route signatures; this module adds what
 it cannot:
 
-- the X-API-Key scheme on every /v1 operation (authentication runs in the
+- the X-API-Key scheme on every /v1 operation (X-Operator-Secret on /v1/operator/) (authentication runs in the
   route class, not in a FastAPI dependency);
 - the provider names as an enum (they are the gateway's, known at run time);
 - the core's rules for agent fields (``models.AgentSpec`` / ``AgentPatch``):
@@ -40,6 +40,7 @@ from .constraints import (
     NON_BLANK_TEXT,
     TOOL_NAME,
 )
+from .routes_operator import OPERATOR_PREFIX, OPERATOR_SCHEME
 from .routing import API_KEY_SCHEME
 
 __all__ = ["NO_FALLBACK", "build_document"]
@@ -66,6 +67,8 @@ def build_document(app: FastAPI, providers: Iterable[str]) -> dict[str, Any]:
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
     document["components"].setdefault("securitySchemes", {})["APIKeyHeader"] = API_KEY_SCHEME
+    if any(path.startswith(OPERATOR_PREFIX) for path in document.get("paths", {})):
+        document["components"]["securitySchemes"]["OperatorSecret"] = OPERATOR_SCHEME
     for path, item in document.get("paths", {}).items():
         for operation in item.values():
             _complete_operation(path, operation)
@@ -83,7 +86,9 @@ def _complete_operation(path: str, operation: dict[str, Any]) -> None:
     for response in responses.values():
         response.setdefault("headers", {}).update({"X-Request-Id": _REQUEST_ID_HEADER,
                                                    "X-Correlation-Id": _CORRELATION_HEADER})
-    if path.startswith("/v1/"):
+    if path.startswith(OPERATOR_PREFIX):
+        operation["security"] = [{"OperatorSecret": []}]
+    elif path.startswith("/v1/"):
         operation["security"] = [{"APIKeyHeader": []}]
     parameters = operation.setdefault("parameters", [])
     for parameter in parameters:

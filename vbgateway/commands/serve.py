@@ -28,9 +28,12 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
+from ..client.service import read_secret_file
 from ..gateway import Gateway
 from ..gc_tuning import SERVING_GC, tune_gc
+from . import service as service_command
 from .basics import DEFAULT_DB
+from .service import IdleStop, remove_own_service_file
 
 __all__ = ["cors_origin", "register", "run_app", "serve"]
 
@@ -78,10 +81,16 @@ def serve(args: argparse.Namespace) -> int:
     from ..api import create_app
 
     _configure_logging(args.log_level)
-    with _exit_on_stop_signals(), Gateway.open(args.db) as gw:
-        app = create_app(gw, cors_origins=args.cors_origin)
-        print(f"vbgateway: serving {args.db} on http://{args.host}:{args.port} (docs: /docs)", file=sys.stderr)
-        run_app(app, host=args.host, port=args.port, log_level=args.log_level)
+    secret = read_secret_file(args.operator_secret_file) if args.operator_secret_file else None
+    try:
+        with _exit_on_stop_signals(), Gateway.open(args.db) as gw:
+            app: Any = create_app(gw, cors_origins=args.cors_origin, operator_secret=secret or None)
+            if args.idle_minutes:
+                app = IdleStop(app, gw.clock, args.idle_minutes * 60)
+            print(f"vbgateway: serving {args.db} on http://{args.host}:{args.port} (docs: /docs)", file=sys.stderr)
+            run_app(app, host=args.host, port=args.port, log_level=args.log_level)
+    finally:
+        remove_own_service_file(args.service_file)  # after the gateway closed: the database is complete
     return 0
 
 
@@ -103,4 +112,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.add_argument("--cors-origin", action="append", default=[], type=cors_origin, metavar="URL",
                         help="also let browser pages from this origin call the API, e.g. https://ops.example.com "
                              "(repeatable; any http(s)://localhost port is always allowed)")
+    parser.add_argument("--operator-secret-file", metavar="FILE",
+                        help="also serve /v1/operator (seeding, minting keys) to requests carrying this file's secret "
+                             "in X-Operator-Secret")
+    parser.add_argument("--idle-minutes", type=float, default=0,
+                        help="stop (closing the database) after this long without a request (default: never)")
+    parser.add_argument("--service-file", metavar="FILE",
+                        help="the local service's file (vbgateway service), removed when this server stops")
     parser.set_defaults(func=serve)
+    service_command.register(sub)

@@ -13,9 +13,8 @@ import ipywidgets as widgets
 
 from ..errors import GatewayError
 from ..models import Agent
-from ..tenant import TenantClient
 from .base import Panel, guarded
-from .login import LoginPanel
+from .login import AnyTenantClient, LoginPanel
 from .style import badge, card_html, esc, gap
 
 __all__ = ["NO_FALLBACK", "AgentEditor"]
@@ -70,7 +69,7 @@ class AgentEditor(Panel):
         self.refresh()
 
     @property
-    def client(self) -> TenantClient | None:
+    def client(self) -> AnyTenantClient | None:
         return self.login.client
 
     @guarded

@@ -16,10 +16,9 @@ import ipywidgets as widgets
 
 from ..errors import AllProvidersFailedError, GatewayError
 from ..models import Reply, Session, VoiceReply
-from ..tenant import TenantClient
 from .base import Panel, guarded, guarded_async
 from .chat_view import attempts_table, bubble_html, reply_meta_html
-from .login import LoginPanel
+from .login import AnyTenantClient, LoginPanel
 from .style import esc, gap
 
 __all__ = ["AUDIO_TYPES", "ChatPanel"]
@@ -83,7 +82,7 @@ class ChatPanel(Panel):
         self.refresh()
 
     @property
-    def client(self) -> TenantClient | None:
+    def client(self) -> AnyTenantClient | None:
         return self.login.client
 
     def run_now(self, coro: Any) -> Any:

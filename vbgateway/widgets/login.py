@@ -1,7 +1,9 @@
 """LoginPanel: an API key in, a tenant client out, shared with the other panels.
 
 The other panels hold the LoginPanel rather than a client, so logging out (or
-in as another tenant) reaches them through ``on_change`` listeners.
+in as another tenant) reaches them through ``on_change`` listeners. It logs in
+to an embedded ``Gateway`` or to the database's ``LocalService`` (over HTTP);
+the panels use the client they get the same way.
 """
 
 from __future__ import annotations
@@ -10,23 +12,27 @@ from collections.abc import Callable
 
 import ipywidgets as widgets
 
+from ..client import HttpTenantClient
 from ..errors import AuthenticationError
 from ..gateway import Gateway
 from ..tenant import TenantClient
 from .base import Panel, guarded
 from .style import badge, esc
+from .workbench import LocalService
 
-__all__ = ["LoginPanel"]
+__all__ = ["AnyTenantClient", "LoginPanel"]
+
+AnyTenantClient = TenantClient | HttpTenantClient  # same methods: the panels use either
 
 
 class LoginPanel(Panel):
     """Password field, log in / log out, and a badge naming the tenant."""
 
-    def __init__(self, gateway: Gateway, api_key: str | None = None) -> None:
+    def __init__(self, gateway: Gateway | LocalService, api_key: str | None = None) -> None:
         super().__init__("Log in", "Paste a tenant API key (sk_…); it is checked against its stored hash.")
         self.gateway = gateway
-        self.client: TenantClient | None = None
-        self._listeners: list[Callable[[TenantClient | None], object]] = []
+        self.client: AnyTenantClient | None = None
+        self._listeners: list[Callable[[AnyTenantClient | None], object]] = []
         self.key = widgets.Password(placeholder="sk_…", description="API key",
                                     layout=widgets.Layout(width="420px"))
         self.login_button = widgets.Button(description="Log in", button_style="primary", icon="sign-in")
@@ -40,12 +46,12 @@ class LoginPanel(Panel):
             self.key.value = api_key
             self.login()
 
-    def on_change(self, callback: Callable[[TenantClient | None], object]) -> None:
+    def on_change(self, callback: Callable[[AnyTenantClient | None], object]) -> None:
         """Call ``callback(client or None)`` after every login and logout."""
         self._listeners.append(callback)
 
     @guarded
-    def login(self) -> TenantClient | None:
+    def login(self) -> AnyTenantClient | None:
         key = self.key.value.strip()
         if not key:
             self.show("Enter an API key first.", "error")
@@ -66,7 +72,7 @@ class LoginPanel(Panel):
         self._set_client(None)
         self.show("Logged out.", "info")
 
-    def _set_client(self, client: TenantClient | None) -> None:
+    def _set_client(self, client: AnyTenantClient | None) -> None:
         self.client = client
         self._render()
         for callback in list(self._listeners):

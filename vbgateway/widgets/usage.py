@@ -14,9 +14,8 @@ from pathlib import Path
 import ipywidgets as widgets
 
 from ..analytics import Rollup
-from ..tenant import TenantClient
 from .base import Panel, guarded
-from .login import LoginPanel
+from .login import AnyTenantClient, LoginPanel
 from .style import badge, esc, fmt_change, fmt_int, fmt_usd, gap, table_html
 from .usage_data import PRESETS, Kpi, Period, export_events_csv, kpis, period_for, previous_period
 
@@ -52,7 +51,7 @@ def gauge_html(spent: Decimal, limit: Decimal) -> str:
             f'<div class="vb-gauge"><div style="width:{width:.1f}%;background:{color}"></div></div>')
 
 
-def monthly_chart_svg(client: TenantClient) -> str:
+def monthly_chart_svg(client: AnyTenantClient) -> str:
     """The monthly cost chart as inline SVG (vl-convert renders it locally: no CDN, no JavaScript)."""
     from .. import charts  # Altair takes seconds to import; only the dashboard needs it
 
@@ -105,7 +104,7 @@ class UsageDashboard(Panel):
         self.refresh()
 
     @property
-    def client(self) -> TenantClient | None:
+    def client(self) -> AnyTenantClient | None:
         return self.login.client
 
     def current_period(self) -> Period:

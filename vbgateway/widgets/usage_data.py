@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from ..analytics import MAX_EVENTS_LIMIT, Rollup
+from ..client import HttpTenantClient
 from ..tenant import TenantClient
 
 __all__ = ["PRESETS", "Kpi", "Period", "export_events_csv", "kpis", "period_for", "previous_period"]
@@ -72,7 +73,7 @@ def kpis(current: Rollup, previous: Rollup) -> list[Kpi]:
             Kpi("Tokens", now["tokens_total"], before["tokens_total"])]
 
 
-def export_events_csv(client: TenantClient, period: Period, directory: str | Path) -> Path:
+def export_events_csv(client: TenantClient | HttpTenantClient, period: Period, directory: str | Path) -> Path:
     """Write every usage event of the period (newest first) to ``directory`` and return the file."""
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
