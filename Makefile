@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed
 DB     ?= data/vbgateway.duckdb
 LAB_PORT ?= 8888
 
-.PHONY: setup browser demo test bench lab clean
+.PHONY: setup browser demo lint test bench lab clean
 
 setup: $(STAMP)
 
@@ -32,7 +32,12 @@ browser:
 demo: setup
 	$(VENV)/bin/vbgateway demo --db $(DB)
 
-test: setup browser
+# ruff (style and likely bugs) and mypy (types) over the whole tree, as part of every test run.
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+test: setup browser lint
 	$(PY) -m pytest
 
 bench: setup

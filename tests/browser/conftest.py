@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -52,7 +52,7 @@ NOTIFICATIONS = {"checkForUpdates": False, "fetchNews": "false", "doNotDisturbMo
 
 def make_traffic(db: Path) -> None:
     """Seed the demo tenants and send replies every other day over the last ~100 days."""
-    start = datetime.now(timezone.utc) - timedelta(days=100)
+    start = datetime.now(UTC) - timedelta(days=100)
     clock = VirtualClock(start=start)
     with Gateway.open(db, clock=clock, seed=11) as gw:
         seed_demo(gw)
@@ -115,7 +115,8 @@ def lab(tmp_path_factory):
     notebook_settings = base / "settings" / "@jupyterlab" / "notebook-extension"
     notebook_settings.mkdir(parents=True)
     # every cell stays in the DOM (no windowing), so off-screen outputs can be found and waited for
-    (notebook_settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none", "autoStartDefaultKernel": True}))
+    tracker = {"windowingMode": "none", "autoStartDefaultKernel": True}
+    (notebook_settings / "tracker.jupyterlab-settings").write_text(json.dumps(tracker))
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(config), "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
            "JUPYTER_DATA_DIR": str(base / "data"), "JUPYTERLAB_SETTINGS_DIR": str(base / "settings"),
            "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces"), "IPYTHONDIR": str(base / "ipython"),
@@ -130,9 +131,9 @@ def lab(tmp_path_factory):
             try:
                 urllib.request.urlopen(url + "/api/status", timeout=2)
                 break
-            except OSError:
+            except OSError as exc:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("JupyterLab did not start:\n" + (base / "lab.log").read_text()[-3000:])
+                    raise RuntimeError("JupyterLab did not start:\n" + (base / "lab.log").read_text()[-3000:]) from exc
                 time.sleep(0.3)
         yield Lab(url, root)
     finally:
