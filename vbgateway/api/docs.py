@@ -8,6 +8,8 @@ its scripts from a CDN. When ``swagger-ui-bundle-v2`` (import name
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.requests import Request
@@ -19,10 +21,18 @@ __all__ = ["install_docs"]
 ASSETS = "/docs/assets"
 
 
+class _AssetUrls(TypedDict, total=False):
+    """The keyword arguments of ``get_swagger_ui_html`` that point at local assets (absent: FastAPI's CDN)."""
+
+    swagger_js_url: str
+    swagger_css_url: str
+    swagger_favicon_url: str
+
+
 def install_docs(app: FastAPI, title: str) -> None:
-    urls: dict[str, str] = {}
+    urls: _AssetUrls = {}
     try:
-        from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-not-found, import-untyped]
+        from swagger_ui_bundle import swagger_ui_path
     except ImportError:
         pass
     else:

@@ -133,7 +133,7 @@ class VoiceAudio(_Wire):
 class VoiceMetadata(ReplyMetadata):
     """The messages metadata plus the channel and the uploaded audio's duration."""
 
-    channel: Literal["chat", "voice"] = "voice"  # type: ignore[assignment]  # shown on the wire here
+    channel: Literal["chat", "voice"] = "voice"  # shown on the wire here
     audio_duration_ms: int | None
 
 

@@ -12,7 +12,7 @@ import base64
 from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 from pydantic import BaseModel
@@ -25,19 +25,19 @@ from ..models import VoiceReply, iso_timestamp
 __all__ = ["me_payload", "model_response", "monthly_payload", "rollup_payload", "usage_events_payload", "voice_payload"]
 
 
-def _money(value: object) -> float:
+def _money(value: Decimal | float | None) -> float:
     """USD as a JSON number: exact decimals end at the wire, as the contract asks."""
-    if value is None or (not isinstance(value, Decimal) and pd.isna(value)):  # type: ignore[arg-type]
+    if value is None or (not isinstance(value, Decimal) and pd.isna(value)):
         return 0.0
-    return float(value)  # type: ignore[arg-type]
+    return float(value)
 
 
-def _int(value: object) -> int:
-    return 0 if value is None or pd.isna(value) else int(value)  # type: ignore[arg-type, call-overload]
+def _int(value: float | None) -> int:
+    return 0 if value is None or pd.isna(value) else int(value)
 
 
 def _rows(frame: pd.DataFrame) -> Iterable[dict[str, Any]]:
-    return frame.to_dict("records")  # type: ignore[return-value]
+    return cast("list[dict[str, Any]]", frame.to_dict("records"))
 
 
 def me_payload(gw: Gateway, tenant_wire: dict[str, Any]) -> dict[str, Any]:

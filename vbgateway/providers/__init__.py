@@ -22,9 +22,14 @@ __all__ = [
 ]
 
 
-def default_providers(seed: int | None = None) -> dict[str, Provider]:
-    """The contract's two vendors with their default behaviour."""
+def default_providers(seed: int | str | None = None) -> dict[str, Provider]:
+    """The contract's two vendors with their default behaviour.
+
+    Both are seeded from ``seed`` but differ from each other: vendorB takes
+    ``seed + 1``, or for a text seed (the simulation's) ``"<seed>/vendorB"``.
+    """
+    vendor_b_seed = seed if seed is None else seed + 1 if isinstance(seed, int) else f"{seed}/vendorB"
     return {
         "vendorA": VendorA(seed=seed),
-        "vendorB": VendorB(seed=None if seed is None else seed + 1),
+        "vendorB": VendorB(seed=vendor_b_seed),
     }

@@ -75,7 +75,7 @@ class SimulatedVendor:
     name = "simulated"
     default_profile = VendorProfile()
 
-    def __init__(self, profile: VendorProfile | None = None, *, seed: int | None = None,
+    def __init__(self, profile: VendorProfile | None = None, *, seed: int | str | None = None,
                  clock: Clock | None = None, **profile_fields: Any) -> None:
         base = profile or self.default_profile
         self.profile = VendorProfile(**{**base.__dict__, **profile_fields}) if profile_fields else base

@@ -7,6 +7,8 @@ the traffic is visible at a glance.
 
 from __future__ import annotations
 
+from typing import cast
+
 import altair as alt
 import pandas as pd
 
@@ -57,8 +59,8 @@ def outage_fallback_chart(result: SimulationResult, freq: str = "10min", start: 
         layers.append(alt.Chart(incidents).mark_text(align="left", dx=4, dy=8, baseline="top", color="#b91c1c").encode(
             x="start:T", y=alt.value(0), text="label:N"))
     chart = alt.layer(*layers, area) if layers else alt.layer(area)
-    return chart.properties(width=640, height=260,
-                            title=title or f"{result.scenario.name}: who answered ({result.summary()['policy']})")
+    return cast("alt.LayerChart", chart.properties(
+        width=640, height=260, title=title or f"{result.scenario.name}: who answered ({result.summary()['policy']})"))
 
 
 def policy_comparison_chart(comparison: Comparison) -> alt.HConcatChart:
@@ -69,9 +71,9 @@ def policy_comparison_chart(comparison: Comparison) -> alt.HConcatChart:
     base = alt.Chart(table).encode(y=alt.Y("policy:N", sort=None, title=None),
                                    color=alt.Color("fallback:N", scale=alt.Scale(range=[PALETTE[3], PALETTE[2]])))
     def bars(field: str, title: str) -> alt.Chart:
-        return base.mark_bar().encode(x=alt.X(f"{field}:Q", title=title),
-                                      tooltip=["policy:N", alt.Tooltip(f"{field}:Q", format=".3f")]
-                                      ).properties(width=180, height=24 * max(1, len(table)))
+        return cast("alt.Chart", base.mark_bar().encode(
+            x=alt.X(f"{field}:Q", title=title), tooltip=["policy:N", alt.Tooltip(f"{field}:Q", format=".3f")]
+        ).properties(width=180, height=24 * max(1, len(table))))
     return alt.hconcat(bars("success_pct", "success %"), bars("latency_p95_ms", "p95 latency (ms)"),
                        bars("cost_per_1k", "USD per 1,000 replies"))
 
@@ -79,6 +81,6 @@ def policy_comparison_chart(comparison: Comparison) -> alt.HConcatChart:
 def policy_timeline_chart(comparison: Comparison, freq: str = "10min") -> alt.Chart:
     """Failed messages over time, one line per policy."""
     frame = comparison.timelines(freq)
-    return alt.Chart(frame).mark_line(interpolate="step-after").encode(
+    return cast("alt.Chart", alt.Chart(frame).mark_line(interpolate="step-after").encode(
         x=alt.X("minute:T", title="simulated time (UTC)"), y=alt.Y("failed:Q", title=f"failed per {freq}"),
-        color=alt.Color("policy:N")).properties(width=640, height=220, title="Failed messages per policy")
+        color=alt.Color("policy:N")).properties(width=640, height=220, title="Failed messages per policy"))

@@ -31,7 +31,7 @@ def demo_scenario(start: datetime, days: int = 30, sessions_per_hour: float = 8.
                                  fallback=None if s["fallback_provider"] is None else str(s["fallback_provider"]),
                                  tools=tuple(s.get("enabled_tools", ()))) for s in specs)  # type: ignore[arg-type]
         tenants.append(TenantPlan(name=name, agents=agents, scale=DEMO_SCALE.get(name, 1.0)))
-    incidents = ()
+    incidents: tuple[Incident, ...] = ()
     if days > 12:
         incidents = (Incident(vendor="vendorA", kind="outage", start=timedelta(days=11, hours=14),
                               end=timedelta(days=11, hours=15, minutes=30), label="vendorA outage"),)

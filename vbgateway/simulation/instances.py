@@ -149,8 +149,8 @@ def _child(spec_path: str) -> int:
             payload = pickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}"))
         Path(out + ".error").write_bytes(payload)
         return 1
-    with open(out + ".result", "wb") as handle:
-        pickle.dump(result, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    with open(out + ".result", "wb") as sink:
+        pickle.dump(result, sink, protocol=pickle.HIGHEST_PROTOCOL)
     return 0
 
 
@@ -172,7 +172,8 @@ def run_in_processes(specs: list[InstanceSpec], workers: int, out_dir: Path, pro
     may still run (the caller merges its rows meanwhile).
     """
     events: queue.Queue[tuple[int, str]] = queue.Queue()
-    waiting, running = list(specs), {}
+    waiting = list(specs)
+    running: dict[int, subprocess.Popen[str]] = {}
     results: dict[int, InstanceResult] = {}
     seen: dict[int, tuple[float, int]] = {spec.index: (0.0, 0) for spec in specs}
     try:

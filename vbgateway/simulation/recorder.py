@@ -106,7 +106,7 @@ class RowRecorder:
         order = np.argsort(np.frombuffer(self.index, dtype=np.int64), kind="stable")
 
         def col(name: str, dtype: str) -> np.ndarray:
-            values: array = getattr(self, name)
+            values: array[int] | array[float] = getattr(self, name)
             out = np.frombuffer(values, dtype=dtype)[order] if len(values) else np.array([], dtype=dtype)
             if release:
                 setattr(self, name, array(values.typecode))

@@ -15,6 +15,7 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import cast
 
 import numpy as np
 
@@ -72,7 +73,7 @@ def draw(rng: np.random.Generator, dist: Distribution, n: int) -> np.ndarray:
     else:  # lognormal whose mean is ``mean``
         sigma = dist.spread
         values = rng.lognormal(np.log(dist.mean) - sigma * sigma / 2, sigma, n)
-    return np.clip(values, dist.min, dist.max)
+    return cast("np.ndarray", np.clip(values, dist.min, dist.max))
 
 
 def _text(start: int, chars: int) -> str:
@@ -147,12 +148,12 @@ class Workload:
         self._next_message += total
         mine, of = self.share
         plans, cursor = [], 0
-        for (offset, tenant, agent), length in zip(rows, lengths.tolist(), strict=True):
+        for (offset, tenant_no, agent), length in zip(rows, lengths.tolist(), strict=True):
             if self._next_session % of == mine:
-                span = range(cursor, cursor + length)
+                indices = range(cursor, cursor + length)
                 messages = [(first + i, think_l[i], _text(starts_l[i], chars_l[i]), voice_l[i], retry_l[i], keyed_l[i])
-                            for i in span]
-                plans.append(SessionPlan(self._next_session, tenant, agent, offset, messages))
+                            for i in indices]
+                plans.append(SessionPlan(self._next_session, tenant_no, agent, offset, messages))
             cursor += length
             self._next_session += 1
         return plans

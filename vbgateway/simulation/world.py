@@ -16,6 +16,7 @@ import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from ..audio import synthesize
@@ -24,16 +25,16 @@ from ..errors import AllProvidersFailedError
 from ..gateway import Gateway
 from ..models import Reply
 from ..providers import Provider, ProviderRequest, ProviderResponse, VendorA, VendorB
-from ..providers.simulated import SimulatedVendor
 from ..tenant import TenantClient
 from .recorder import RowRecorder
-from .scenario import KNOWN_VENDORS, Scenario
+from .scenario import KNOWN_VENDORS, Incident, Scenario
 from .workload import _CORPUS, HOUR_S, SessionPlan, Workload
 
 __all__ = ["Progress", "World", "agent_vendors", "quiet_vendors", "setup_tenants"]
 
 Progress = Callable[[float, int], None]  # (simulated seconds done, messages done)
-_VENDOR_CLASSES: dict[str, type[SimulatedVendor]] = {"vendorA": VendorA, "vendorB": VendorB}
+_Vendor = VendorA | VendorB  # the simulated vendors a world runs (each a ``Provider``)
+_VENDOR_CLASSES: dict[str, type[_Vendor]] = {"vendorA": VendorA, "vendorB": VendorB}
 _VOICE_LINES = ("Where is my order?", "I need help with my invoice.", "Please reset my password.",
                 "Can I change my plan?", "I want to talk about a refund.", "The app does not start.")
 
@@ -41,7 +42,7 @@ _VOICE_LINES = ("Where is my order?", "I need help with my invoice.", "Please re
 class _Timed:
     """A vendor that notes when each request's latest try ended (the time a customer waited)."""
 
-    def __init__(self, inner: SimulatedVendor, ends: dict[str, float]) -> None:
+    def __init__(self, inner: _Vendor, ends: dict[str, float]) -> None:
         self.inner, self.name, self._ends = inner, inner.name, ends
         self._clock = inner.clock
 
@@ -70,7 +71,7 @@ class _Run:
     scenario: Scenario
     gw: Gateway
     clock: VirtualClock
-    vendors: dict[str, SimulatedVendor]
+    vendors: dict[str, _Vendor]
     tenants: list[_Tenant]
     recorder: RowRecorder
     clips: list[bytes]
@@ -127,7 +128,10 @@ async def _incidents(run: _Run) -> None:
     """Swap vendor profiles as incident windows open and close."""
     sc = run.scenario
     normal = sc.vendor_profiles()
-    windows = [(incident, *(w - sc.start for w in incident.window(sc.start))) for incident in sc.incidents]
+    windows: list[tuple[Incident, timedelta, timedelta]] = []
+    for incident in sc.incidents:
+        opens, closes = incident.window(sc.start)
+        windows.append((incident, opens - sc.start, closes - sc.start))
     points = sorted({0.0} | {max(0.0, t.total_seconds()) for _, a, b in windows for t in (a, b)})
     for point in points:
         wait = point - run.clock.monotonic()
@@ -275,7 +279,7 @@ class World:
                         for name in KNOWN_VENDORS}
         self._ends: dict[str, float] = {}
         # the gateway's providers: the vendors, noting when each request's latest try ended
-        self.providers: dict[str, Provider] = {name: _Timed(v, self._ends)  # type: ignore[misc]
+        self.providers: dict[str, Provider] = {name: _Timed(v, self._ends)
                                                for name, v in self.vendors.items()}
 
     def serve(self, gw: Gateway, progress: Progress | None = None) -> tuple[RowRecorder, str]:
