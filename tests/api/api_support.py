@@ -12,7 +12,7 @@ import wave
 from dataclasses import dataclass
 
 import httpx
-from live_server import LiveServer
+from live_server import LiveServer  # noqa: F401  (re-exported: the API tests import it from here)
 
 from vbgateway import Gateway
 from vbgateway.providers import VendorA, VendorB

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import io
 import wave
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 import schemathesis
@@ -52,7 +52,7 @@ def _day(value: object) -> date | None:
 
 def _ordered_range(query: dict[str, Any]) -> None:
     first, last = _day(query.get("from")), _day(query.get("to"))
-    last = last or datetime.now(timezone.utc).date()
+    last = last or datetime.now(UTC).date()
     if first is not None and first > last:
         query["from"], query["to"] = last.isoformat(), first.isoformat()
 

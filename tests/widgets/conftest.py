@@ -8,7 +8,7 @@ recorded an unexpected exception or ipywidgets logged one.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -16,7 +16,7 @@ from vbgateway import VirtualClock
 from vbgateway.providers import VendorA, VendorB
 from vbgateway.widgets import AgentEditor, ChatPanel, LoginPanel, UsageDashboard, open_workbench
 
-START = datetime(2026, 3, 10, 9, 0, tzinfo=timezone.utc)
+START = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
 HEALTHY = {"failure_rate": 0.0, "rate_limit_rate": 0.0, "spike_rate": 0.0}
 
 

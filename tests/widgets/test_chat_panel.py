@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -12,7 +12,7 @@ from vbgateway.providers.simulated import VendorProfile
 
 def upload(panel, data: bytes, name: str = "question.wav") -> None:
     panel.upload.value = ({"name": name, "type": "audio/wav", "size": len(data), "content": memoryview(data),
-                           "last_modified": datetime(2026, 3, 1, tzinfo=timezone.utc)},)
+                           "last_modified": datetime(2026, 3, 1, tzinfo=UTC)},)
 
 
 def bubbles(panel) -> list[str]:

@@ -52,7 +52,7 @@ _request_ids = random.Random(secrets.randbits(128))
 
 def new_request_id() -> str:
     """``req_`` plus 20 random hex characters (valid base32 id characters, like the gateway's ids)."""
-    return "req_%020x" % _request_ids.getrandbits(80)
+    return f"req_{_request_ids.getrandbits(80):020x}"
 
 
 def request_id_of(request: Request) -> str:

@@ -76,7 +76,7 @@ def guarded(method: F) -> F:
             return method(self, *args, **kwargs)
         except GatewayError as exc:
             self.show_error(exc)
-        except Exception as exc:  # noqa: BLE001 - shown in the panel and recorded for tests
+        except Exception as exc:  # shown in the panel and recorded for tests
             self.failures.append(exc)
             self.show_error(exc)
         return None
@@ -91,7 +91,7 @@ def guarded_async(method: F) -> F:
             return await method(self, *args, **kwargs)
         except GatewayError as exc:
             self.show_error(exc)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # shown in the panel and recorded for tests
             self.failures.append(exc)
             self.show_error(exc)
         return None
