@@ -24,6 +24,7 @@ from .pricing import PriceTable
 from .providers import Provider, default_providers
 from .reliability import RetryPolicy
 from .store import Store
+from .store.database import DEFAULT_FLUSH_ROWS
 from .tenant import TenantClient
 
 if TYPE_CHECKING:
@@ -67,10 +68,10 @@ class Gateway:
              seed: int | None = None, flush_records: int | None = None) -> "Gateway":
         """Open (creating or migrating) a database file, ``":memory:"`` or an open DuckDB connection."""
         clock = clock or SystemClock()
-        kwargs = {"flush_records": flush_records} if flush_records else {}
         # On virtual time concurrent commits share an fsync within the clock's window of virtual time.
         window = clock.commit_window_s if isinstance(clock, VirtualClock) else None
-        store = Store(target, now=clock.now(), commit_window_s=window, **kwargs)
+        store = Store(target, now=clock.now(), commit_window_s=window,
+                      flush_records=flush_records or DEFAULT_FLUSH_ROWS)
         return cls(store, providers=providers, clock=clock, retry=retry, prices=prices, seed=seed)
 
     @classmethod

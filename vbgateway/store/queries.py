@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -48,7 +49,8 @@ _TENANT_COLUMNS = ", ".join(TENANTS.column_names)
 class RecordQueries:
     """Plain models in and out; every query scoped as its caller asks."""
 
-    # Provided by Store: run a read (applying pending rows of ``flush_for`` first), run writes atomically.
+    # Provided by Store: its DuckDB lock, a read (applying pending rows of ``flush_for`` first), atomic writes.
+    _lock: AbstractContextManager[Any]
     _fetchall: Callable[..., list[tuple[Any, ...]]]
     _execute: Callable[[list[tuple[str, Sequence[Any]]]], None]
 
