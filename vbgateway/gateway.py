@@ -70,7 +70,8 @@ class Gateway:
         clock = clock or SystemClock()
         # On virtual time concurrent commits share an fsync within the clock's window of virtual time.
         window = clock.commit_window_s if isinstance(clock, VirtualClock) else None
-        store = Store(target, now=clock.now(), commit_window_s=window, flush_records=flush_records or DEFAULT_FLUSH_ROWS)
+        store = Store(target, now=clock.now(), commit_window_s=window,
+                      flush_records=flush_records or DEFAULT_FLUSH_ROWS)
         return cls(store, providers=providers, clock=clock, retry=retry, prices=prices, seed=seed)
 
     @classmethod

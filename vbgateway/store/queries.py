@@ -7,8 +7,8 @@ apart so that ``database.py`` only puts the store's parts together.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
@@ -49,10 +49,10 @@ _TENANT_COLUMNS = ", ".join(TENANTS.column_names)
 class RecordQueries:
     """Plain models in and out; every query scoped as its caller asks."""
 
-    # Provided by Store: run a read (applying pending rows of ``flush_for`` first), run writes atomically.
+    # Provided by Store: its DuckDB lock, a read (applying pending rows of ``flush_for`` first), atomic writes.
+    _lock: AbstractContextManager[Any]
     _fetchall: Callable[..., list[tuple[Any, ...]]]
     _execute: Callable[[list[tuple[str, Sequence[Any]]]], None]
-    _lock: threading.RLock  # the connection's lock: a read and the write it decides stay together
 
     def insert_tenant(self, tenant: Tenant, key: ApiKeyInfo, key_hash: str) -> None:
         self._execute([(TENANTS.insert_sql(), TenantRow(tenant.id, tenant.name, tenant.created_at)),
