@@ -143,7 +143,8 @@ class VirtualClock(Clock):
     from an ordinary loop (a notebook), although deadlines then do not fire.
 
     ``commit_window_s`` is the group-commit delay of the store on this clock:
-    replies finishing within it share one fsync (see ``VirtualLoop.group_commit``).
+    replies finishing within it share one fsync (``Gateway.open`` hands it to the
+    store's group commit).
     """
 
     def __init__(self, start: datetime | None = None, *, commit_window_s: float = 0.02) -> None:

@@ -8,6 +8,8 @@ Hierarchy::
 
     GatewayError                      (code, message, details, http_status)
     ├── AuthenticationError           INVALID_API_KEY        401
+    │                                 OPERATOR_SECRET_REQUIRED 401, INVALID_OPERATOR_SECRET 403
+    │                                 (the local service's operator routes)
     ├── ValidationError               VALIDATION_ERROR       400
     │   ├── InvalidAudioError         INVALID_AUDIO          400
     │   ├── ScenarioError             INVALID_SCENARIO       400  (a simulation scenario that cannot run)
@@ -34,6 +36,11 @@ INTERNAL_ERROR; they exist so that the CLI and notebooks can say what is wrong.
 Foreign exceptions (pydantic, DuckDB, audio parsing) are translated at the
 boundary with ``raise ... from exc`` so the cause stays in the traceback but
 never in what a client is shown: no ``duckdb`` exception leaves the store.
+
+Two codes exist only on the wire, answered by the HTTP layer itself:
+METHOD_NOT_ALLOWED 405 (with an ``Allow`` header) and SERVICE_UNAVAILABLE 503
+(``/health`` when the database does not answer; the HTTP client raises it as
+a ``GatewayError`` when a local service is down).
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ on).
 from __future__ import annotations
 
 import selectors
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .asyncio_internals import TimerHeapLoop, wake
@@ -88,11 +87,3 @@ class VirtualLoop(TimerHeapLoop):
 
     def time(self) -> float:
         return self.virtual_clock._elapsed
-
-    def group_commit(self, callback: Callable[[], None]) -> None:
-        """Schedule a group commit ``commit_window_s`` of virtual time from now.
-
-        Replies that finish within the window share one fsync, as in a
-        database's group commit; the wait costs virtual time, not wall time.
-        """
-        self.call_later(self.virtual_clock.commit_window_s, callback)
