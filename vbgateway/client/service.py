@@ -46,6 +46,7 @@ import httpx
 
 from ..clock import SystemClock, real_deadline, real_time_left, wait_real
 from ..errors import GatewayError
+from ..processes import process_alive
 
 __all__ = ["DEFAULT_IDLE_MINUTES", "ServiceInfo", "ensure_service", "find_service", "operator_secret",
            "operator_secret_path", "read_secret_file", "service_file_path", "stop_service", "write_private"]
@@ -111,21 +112,6 @@ class ServiceInfo:
         return json.dumps({"url": self.url, "pid": self.pid, "started_at": self.started_at, "db": self.db})
 
 
-def _alive(pid: int) -> bool:
-    """Is ``pid`` a running process (a zombie, finished but not yet reaped by its starter, is not)?"""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
 def _healthy(url: str, timeout: float = 2.0) -> bool:
     try:
         return httpx.get(f"{url}/health", timeout=timeout).status_code == 200
@@ -144,7 +130,7 @@ def _read(db: str | Path) -> ServiceInfo | None:
 def find_service(db: str | Path) -> ServiceInfo | None:
     """The running service of ``db``, or None (no file, or it names a dead or silent process)."""
     info = _read(db)
-    if info is None or info.db != str(Path(db).resolve()) or not _alive(info.pid) or not _healthy(info.url):
+    if info is None or info.db != str(Path(db).resolve()) or not process_alive(info.pid) or not _healthy(info.url):
         return None  # (a file copied along with a database names the original's service)
     return info
 
@@ -217,12 +203,12 @@ def _start(db: Path, idle_minutes: float, timeout: float) -> ServiceInfo:
 def stop_service(db: str | Path, *, timeout: float = STOP_TIMEOUT_S) -> ServiceInfo | None:
     """Stop the database's service (SIGTERM: it closes the database completely); None when none ran."""
     info = _read(db)
-    if info is None or not _alive(info.pid):
+    if info is None or not process_alive(info.pid):
         service_file_path(db).unlink(missing_ok=True)
         return None
     os.kill(info.pid, signal.SIGTERM)
     deadline = real_deadline(timeout)
-    while _alive(info.pid):
+    while process_alive(info.pid):
         if real_time_left(deadline) <= 0:
             raise GatewayError(f"the local service (pid {info.pid}) did not stop within {timeout:.0f} s",
                                code="SERVICE_UNAVAILABLE", http_status=503)

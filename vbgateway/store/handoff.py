@@ -38,6 +38,7 @@ from pathlib import Path
 
 from ..clock import real_deadline, real_time_left, wait_real
 from ..errors import DatabaseBusyError
+from ..processes import process_alive
 
 __all__ = ["ReaderLease", "WriterLease"]
 
@@ -71,16 +72,6 @@ def _remove_files(lock_path: Path, requests: Path) -> None:
     lock_path.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class WriterLease:
     """The writer's side: exclusive while it holds the file, released to readers on request."""
 
@@ -102,7 +93,7 @@ class WriterLease:
                 pid = int(name.split(".")[0])
             except ValueError:
                 continue
-            if _alive(pid):
+            if process_alive(pid):
                 return True
             (self._requests / name).unlink(missing_ok=True)
         return False
