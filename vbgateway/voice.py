@@ -21,7 +21,7 @@ from .models import VoiceReply
 if TYPE_CHECKING:
     from .gateway import Gateway
 
-__all__ = ["MAX_AUDIO_BYTES", "MAX_AUDIO_DURATION_MS", "send_voice"]
+__all__ = ["MAX_AUDIO_BYTES", "MAX_AUDIO_DURATION_MS", "audio_bytes", "send_voice"]
 
 MAX_AUDIO_BYTES = 10 * 1024 * 1024
 MAX_AUDIO_DURATION_MS = 60 * 60 * 1000
@@ -36,14 +36,23 @@ def _check_duration(value: object) -> int | None:
     return value
 
 
-async def send_voice(gw: Gateway, tenant_id: str, session_id: str, audio: object, audio_duration_ms: object,
-                     idempotency_key: object, request_id: str | None = None) -> VoiceReply:
+def audio_bytes(audio: object) -> bytes:
+    """The upload as bytes, refused before anything else when it is not bytes or is too large.
+
+    The embedded and the HTTP tenant client both check here, so they refuse alike.
+    """
     if not isinstance(audio, (bytes, bytearray, memoryview)):
         raise InvalidAudioError("audio must be bytes", details={"reason": "not_bytes"})
     data = bytes(audio)
     if len(data) > MAX_AUDIO_BYTES:
         raise PayloadTooLargeError(f"audio is limited to {MAX_AUDIO_BYTES // (1024 * 1024)} MB",
                                    details={"limitBytes": MAX_AUDIO_BYTES, "sizeBytes": len(data)})
+    return data
+
+
+async def send_voice(gw: Gateway, tenant_id: str, session_id: str, audio: object, audio_duration_ms: object,
+                     idempotency_key: object, request_id: str | None = None) -> VoiceReply:
+    data = audio_bytes(audio)
     declared = _check_duration(audio_duration_ms)
     key = validate_idempotency_key(idempotency_key)
     gw.sender.session_state(tenant_id, session_id)  # unknown session before audio work

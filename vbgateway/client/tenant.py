@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 import orjson
 
-from ..errors import AgentNotFoundError, InvalidAudioError, PayloadTooLargeError, SessionNotFoundError, ValidationError
+from ..errors import AgentNotFoundError, SessionNotFoundError, ValidationError
 from ..ids import is_id
 from ..messaging import validate_content, validate_idempotency_key
 from ..models import (
@@ -40,7 +40,7 @@ from ..models import (
     VoiceReply,
 )
 from ..tenant import check_session_input, parse_input
-from ..voice import MAX_AUDIO_BYTES, MAX_AUDIO_DURATION_MS
+from ..voice import MAX_AUDIO_DURATION_MS, audio_bytes
 from . import wire
 from .transport import Request, Transport, json_request
 
@@ -234,12 +234,7 @@ class HttpTenantClient:
     async def send_voice(self, session_id: str, audio: bytes, audio_duration_ms: int | None = None, *,
                          idempotency_key: str | None = None, request_id: str | None = None) -> VoiceReply:
         """Send recorded speech; returns what was heard, the reply, and the reply as WAV."""
-        if not isinstance(audio, (bytes, bytearray, memoryview)):
-            raise InvalidAudioError("audio must be bytes", details={"reason": "not_bytes"})
-        data = bytes(audio)
-        if len(data) > MAX_AUDIO_BYTES:
-            raise PayloadTooLargeError(f"audio is limited to {MAX_AUDIO_BYTES // (1024 * 1024)} MB",
-                                       details={"limitBytes": MAX_AUDIO_BYTES, "sizeBytes": len(data)})
+        data = audio_bytes(audio)
         if audio_duration_ms is not None:  # a form field is text: "1000" must not pass for 1000 here either
             _whole(audio_duration_ms, "audioDurationMs", 1, MAX_AUDIO_DURATION_MS,
                    f"audioDurationMs is a whole number of milliseconds, 1 to {MAX_AUDIO_DURATION_MS}")
