@@ -1,0 +1,391 @@
+"""Simulations on a Dask cluster: every gateway instance of a run (or of several runs) is one Dask task.
+
+A run is already split into gateway instances that depend on nothing but
+their spec (``instances.py``), so a cluster needs no scheduler of ours:
+Dask places the tasks (many more than workers is fine), reruns a task whose
+worker died, and shows them on its dashboard. A task runs its instance on a
+database in the worker's own temporary folder, then hands the rows back
+(``staging.py``: Arrow streams in its result, or Parquet at a shared stage)
+and, with a lake, writes them there too (``lake.py``). The client merges
+each instance's rows into the target as its task ends, all in the one
+transaction of ``Store.merging``: a task's result is taken once, so a
+rerun task is merged once, and a failed run leaves nothing behind. The
+result is the one a local run gives, to the digest: the instances are the
+same, and the digest adds up per-instance sums in any order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import resource
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+
+from ..clock import SystemClock
+from ..errors import GatewayError, ValidationError
+from .instances import InstanceResult, InstanceSpec, run_instance
+from .runner import DEFAULT_COMMIT_WINDOW_S, DEFAULT_FLUSH_RECORDS, _result, open_target, prepare_target
+from .scenario import Scenario
+from .staging import StagedRows, merge_staged, remove_stage, stage_rows
+from .world import Progress
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from distributed import Client
+    from tqdm import tqdm
+
+    from ..store import Store
+    from ..store.merge import Merge
+    from .results import SimulationResult
+
+__all__ = ["ClusterError", "TaskOutcome", "TaskPlace", "cluster_client", "dashboard_link", "run_task",
+           "simulate_on_cluster", "task_bar"]
+
+_LOCAL = "local:"
+_SCHEMES = ("tcp://", "tls://", "inproc://", "ucx://", "ws://", "wss://")
+
+
+class ClusterError(GatewayError):
+    """The cluster cannot be reached or used, or lost a task more often than Dask allows."""
+
+    default_code = "CLUSTER_ERROR"
+    default_status = 503
+
+
+# ---------------------------------------------------------------------------- the client
+
+
+def _distributed() -> Any:
+    try:
+        import distributed
+    except ImportError as exc:  # an optional extra
+        raise ClusterError("running on Dask needs the cluster extra: pip install 'vbgateway[cluster]'") from exc
+    return distributed
+
+
+def local_workers(cluster: str) -> int | None:
+    """N of ``"local:N"``; None for a scheduler address; VALIDATION_ERROR for anything else."""
+    text = cluster.strip()
+    if text.startswith(_LOCAL):
+        count = text[len(_LOCAL):]
+        if not count.isdigit() or not 1 <= int(count) <= 256:
+            raise ValidationError("a local cluster is local:N with N worker processes (1 to 256)",
+                                  details={"cluster": cluster})
+        return int(count)
+    if text.startswith(_SCHEMES) or (":" in text and text.rsplit(":", 1)[1].isdigit()):
+        return None
+    raise ValidationError("a cluster is a scheduler address (tcp://host:8786) or local:N",
+                          details={"cluster": cluster})
+
+
+def _dashboard_address() -> str | None:
+    """Loopback, a free port; none without bokeh (Dask's dashboard needs it)."""
+    try:
+        import bokeh  # noqa: F401
+    except ImportError:
+        return None
+    return "127.0.0.1:0"
+
+
+@contextlib.contextmanager
+def cluster_client(cluster: Client | str) -> Iterator[Client]:
+    """A Dask client for ``cluster``: a ``distributed.Client`` (used as it is), a scheduler address, or
+    ``local:N`` (a ``LocalCluster`` of N single-threaded worker processes on loopback, stopped afterwards)."""
+    distributed = _distributed()
+    if isinstance(cluster, distributed.Client):
+        yield cluster
+        return
+    if not isinstance(cluster, str):
+        raise ValidationError("a cluster is a distributed.Client, a scheduler address or local:N")
+    workers = local_workers(cluster)
+    try:
+        if workers is not None:
+            local = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                             host="127.0.0.1", dashboard_address=_dashboard_address(),
+                                             silence_logs=logging.ERROR)
+            stack = contextlib.ExitStack()
+            stack.enter_context(local)
+            client = stack.enter_context(distributed.Client(local))
+        else:
+            stack = contextlib.ExitStack()
+            client = stack.enter_context(distributed.Client(cluster.strip(), timeout="20s"))
+    except (OSError, TimeoutError) as exc:
+        raise ClusterError(f"cannot reach the Dask cluster {cluster}: {exc}", details={"cluster": cluster}) from exc
+    with stack:
+        yield client
+
+
+def dashboard_link(client: Client) -> str | None:
+    """The Dask dashboard's URL, or None where the scheduler runs none (bokeh missing)."""
+    try:
+        services = client.scheduler_info().get("services", {})
+    except Exception:
+        return None
+    return str(client.dashboard_link) if "dashboard" in services else None
+
+
+def task_bar(total: int, *, quiet: bool = False, label: str = "instances") -> tuple[Progress, tqdm]:  # type: ignore[type-arg]
+    """A tqdm bar over a cluster run's tasks (a widget in notebooks), and the callback that moves it.
+
+    On a cluster ``simulate`` calls its progress callback once per finished
+    task, with the messages finished so far.
+    """
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, unit="task", desc=label, disable=quiet, dynamic_ncols=True)
+
+    def update(_simulated_s: float, messages: int) -> None:
+        bar.update(1)
+        bar.set_postfix_str(f"{messages:,} messages")
+
+    return update, bar
+
+
+# ---------------------------------------------------------------------------- a task (on a worker)
+
+
+@dataclass(frozen=True)
+class TaskPlace:
+    """Where a run's tasks put their rows: the run's id (names its files), a stage, a lake."""
+
+    run_id: str
+    stage: str | None = None
+    lake: str | None = None
+
+
+@dataclass
+class TaskOutcome:
+    """What a task hands back: the instance's result, its rows for the client, and where it ran."""
+
+    result: InstanceResult
+    staged: StagedRows
+    lake_rows: dict[str, int] = field(default_factory=dict)
+    worker: str = ""
+    pid: int = 0
+
+
+def _worker_folder() -> str | None:
+    with contextlib.suppress(Exception):
+        from distributed import get_worker
+
+        return str(get_worker().local_directory)
+    return None
+
+
+def _worker_name() -> str:
+    with contextlib.suppress(Exception):
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    return f"pid {os.getpid()}"
+
+
+def run_task(spec: InstanceSpec, place: TaskPlace) -> TaskOutcome:
+    """Run one instance where this is called (a Dask worker), on a database of its own in a temporary folder.
+
+    Reads the instance's rows out (``stage_rows``), writes them to the lake
+    when there is one, and removes the folder: nothing stays on the worker.
+    """
+    folder = tempfile.mkdtemp(prefix=f"vbgateway-{place.run_id}-{spec.index}-", dir=_worker_folder())
+    try:
+        db = str(Path(folder) / f"gateway-{spec.index}.duckdb")
+        result = run_instance(dataclasses.replace(spec, db=db), None, duckdb_threads=1)
+        with duckdb.connect(db, read_only=True, config={"threads": 1}) as con:
+            con.execute("SET TimeZone = 'UTC'")
+            staged = stage_rows(con, place.stage, place.run_id, spec.index)
+            lake_rows: dict[str, int] = {}
+            if place.lake is not None:
+                from ..lake import write_part
+
+                lake_rows = write_part(lambda sql, params: con.sql(sql, params=params or None).to_arrow_table(), place.lake,
+                                       place.run_id, spec.index)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return TaskOutcome(result, staged, lake_rows, _worker_name(), os.getpid())
+
+
+# ---------------------------------------------------------------------------- runs (on the client)
+
+
+@dataclass
+class _Run:
+    """One simulation on the cluster: its target, instances and, as tasks end, their outcomes."""
+
+    scenario: Scenario
+    db: str | Path | duckdb.DuckDBPyConnection
+    target: Store
+    run_number: int
+    before: Any
+    control: dict[str, list[tuple[Any, ...]]]
+    place: TaskPlace
+    merged: bool
+    outcomes: dict[int, TaskOutcome] = field(default_factory=dict)
+    merge: Merge | None = None
+
+
+def _submit_all(client: Client, runs: list[_Run], progress: Progress | None, commit_window_s: float,
+                flush_records: int, journal: bool) -> dict[str, Any]:
+    """Submit every instance of every run; merge each as its task ends; returns figures about the tasks."""
+    distributed = _distributed()
+    futures = {}
+    for r, run in enumerate(runs):
+        for k in range(run.scenario.gateways):
+            spec = InstanceSpec(run.scenario, k, run.run_number, None, run.control, commit_window_s, flush_records,
+                                journal)
+            future = client.submit(run_task, spec, run.place, key=f"vbgateway-sim-{run.place.run_id}-{k}", pure=False)
+            futures[future.key] = (future, r, k)
+    total = len(futures)
+    done_s, messages = 0.0, 0
+    pending = {key for key in futures}
+    try:
+        for future in distributed.as_completed([f for f, _, _ in futures.values()]):
+            _, r, k = futures[future.key]
+            pending.discard(future.key)
+            try:
+                outcome: TaskOutcome = future.result()
+            except distributed.client.FutureCancelledError as exc:
+                raise ClusterError("the cluster cancelled a simulation task") from exc
+            except Exception as exc:
+                if type(exc).__name__ == "KilledWorker":
+                    raise ClusterError(f"Dask lost the workers of instance {k} more often than it allows: {exc}",
+                                       details={"instance": k}) from exc
+                raise
+            future.release()
+            run = runs[r]
+            if run.merge is not None:
+                merge_staged(run.merge, outcome.staged)
+            outcome.staged = StagedRows(rows=outcome.staged.rows, files=outcome.staged.files)
+            run.outcomes[k] = outcome
+            done_s += outcome.result.virtual_s
+            messages += len(outcome.result.recorder)
+            if progress is not None:
+                progress(done_s / total, messages)
+    except BaseException:
+        client.cancel([futures[key][0] for key in pending])
+        raise
+    return {"tasks": total}
+
+
+def _worker_figures(run: _Run) -> dict[str, float]:
+    """Per worker process that ran instances of the run: its peak memory (MB), the latest seen."""
+    peaks: dict[str, float] = {}
+    for outcome in run.outcomes.values():
+        name = f"{outcome.worker} (pid {outcome.pid})"
+        peaks[name] = max(peaks.get(name, 0.0), round(outcome.result.peak_rss_mb, 1))
+    return peaks
+
+
+def _parts(run: _Run) -> list[InstanceResult]:
+    """The instances' results in instance order, peak memory counted once per worker process."""
+    parts, seen = [], set()
+    for k in sorted(run.outcomes):
+        outcome = run.outcomes[k]
+        part = outcome.result
+        if (outcome.worker, outcome.pid) in seen:
+            part.peak_rss_mb = 0.0  # the process's peak is already counted with one of its instances
+        seen.add((outcome.worker, outcome.pid))
+        parts.append(part)
+    return parts
+
+
+def _lake_control(run: _Run) -> dict[str, pa.Table]:
+    """The target's tenants and agents, for the lake's readers (names on reports and invoices)."""
+    from ..store.tables import AGENTS, TENANTS
+
+    return {t.name: run.target._arrow_reader(f"SELECT {', '.join(t.column_names)} FROM {t.name}", 100_000).read_all()
+            for t in (TENANTS, AGENTS)}
+
+
+def _commit_lake(run: _Run, control: dict[str, pa.Table], result: SimulationResult) -> None:
+    from ..lake import commit_run
+
+    assert run.place.lake is not None
+    rows: dict[str, int] = {}
+    for outcome in run.outcomes.values():
+        for table, n in outcome.lake_rows.items():
+            rows[table] = rows.get(table, 0) + n
+    commit_run(run.place.lake, run.place.run_id, control, rows, {
+        "scenario": run.scenario.name, "seed": run.scenario.seed, "start": run.scenario.start.isoformat(),
+        "stop": run.scenario.stop.isoformat(), "instances": run.scenario.gateways,
+        "messages": len(result.rows), "database_digest": result.database_digest,
+        "committed_at": SystemClock().now().isoformat()})
+
+
+def _remove_uncommitted_lake_parts(lake: str, run_id: str) -> None:
+    """Best effort: a failed run's files in the lake (never read: the manifest does not name the run)."""
+    from ..lake import _fs
+
+    with contextlib.suppress(Exception):
+        fs, root = _fs(lake)
+        for path in fs.glob(f"{root}/*/**/part-{run_id}-*.parquet"):
+            fs.rm(path)
+
+
+def simulate_on_cluster(runs: list[tuple[Scenario, str | Path | duckdb.DuckDBPyConnection | None]],
+                        cluster: Client | str, *, progress: Progress | None = None, stage: str | None = None,
+                        lake: str | None = None, commit_window_s: float = DEFAULT_COMMIT_WINDOW_S,
+                        flush_records: int = DEFAULT_FLUSH_RECORDS, journal: bool = False,
+                        keep_open: bool = False) -> list[SimulationResult]:
+    """Run scenarios (each into its database) with all their instances as tasks on ``cluster`` at once.
+
+    ``simulate(..., cluster=...)`` is one run; ``compare_policies(...,
+    cluster=...)`` is one per policy, all submitted together so that a grid
+    of policies keeps every worker busy. ``db`` None with a ``lake``: the
+    rows go to the lake alone (the client holds only tenants and agents).
+    """
+    if lake is not None:
+        from ..lake import check_lake_target
+
+        check_lake_target(lake)
+        if len(runs) > 1:
+            raise ValidationError("one lake takes one run at a time; give each policy its own lake")
+    started = SystemClock().monotonic()
+    prepared: list[_Run] = []
+    try:
+        for scenario, db in runs:
+            target = open_target(db, scenario.start)
+            run_id = uuid.uuid4().hex[:12]
+            run_number, before, control = prepare_target(target, scenario)
+            prepared.append(_Run(scenario, ":memory:" if db is None else db, target, run_number, before, control,
+                                 TaskPlace(run_id, stage, lake), merged=not (db is None and lake is not None)))
+        with cluster_client(cluster) as client, contextlib.ExitStack() as merges:
+            for run in prepared:
+                if run.merged:
+                    run.merge = merges.enter_context(run.target.merging())
+            figures = _submit_all(client, prepared, progress, commit_window_s, flush_records, journal)
+            link, workers = dashboard_link(client), len(client.scheduler_info().get("workers", {}))
+            address = str(client.scheduler.address) if client.scheduler is not None else None
+        results = []
+        for run in prepared:
+            control = _lake_control(run) if lake is not None else {}
+            result = _result(run.scenario, run.db, run.target, _parts(run), run.before, started, keep_open)
+            result.cluster = {"scheduler": address, "dashboard": link, "workers": workers, "tasks": figures["tasks"],
+                              "run_id": run.place.run_id, "merged": run.merged,
+                              "worker_peak_rss_mb": _worker_figures(run)}
+            if lake is not None:
+                _commit_lake(run, control, result)
+            results.append(result)
+        return results
+    except BaseException:
+        for run in prepared:
+            run.target.close()
+        if lake is not None:
+            for run in prepared:
+                _remove_uncommitted_lake_parts(lake, run.place.run_id)
+        raise
+    finally:
+        if stage is not None:
+            for run in prepared:
+                with contextlib.suppress(Exception):
+                    remove_stage(stage, run.place.run_id)
