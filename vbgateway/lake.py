@@ -259,6 +259,9 @@ def lake_views(con: duckdb.DuckDBPyConnection, lake: str | Path) -> None:
         if table.name in patterns:
             con.execute(f"INSERT INTO {table.name} SELECT DISTINCT ON (id) * FROM "
                         f"({_typed(table, _parquet(patterns[table.name], False))}) ORDER BY id")
+    if TENANTS.name not in patterns:  # an export carries no names: its tenants are known by id
+        con.execute("INSERT INTO tenants SELECT tenant_id, tenant_id, min(created_at) FROM usage_events "
+                    "GROUP BY tenant_id ORDER BY tenant_id")
 
 
 @contextmanager
@@ -288,11 +291,7 @@ def open_lake(lake: str | Path) -> Iterator[Gateway]:
 @contextmanager
 def open_source(source: str | Path, wait_s: float = 60.0) -> Iterator[Gateway]:
     """A read-only gateway on a database file, a lake or an export folder: one reading layer for all of them."""
-    if is_lake(source):
-        with open_lake(source) as gw:
-            yield gw
-        return
-    from .reports.data import open_db
+    from .reports.data import open_db  # which opens a lake with ``open_lake``
 
     with open_db(source, wait_s=wait_s) as gw:
         yield gw

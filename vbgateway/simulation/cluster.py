@@ -22,6 +22,7 @@ import logging
 import os
 import resource
 import shutil
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -48,8 +49,8 @@ if TYPE_CHECKING:
     from ..store.merge import Merge
     from .results import SimulationResult
 
-__all__ = ["ClusterError", "TaskOutcome", "TaskPlace", "cluster_client", "dashboard_link", "run_task",
-           "simulate_on_cluster", "task_bar"]
+__all__ = ["ClusterError", "TaskOutcome", "TaskPlace", "cluster_client", "dashboard_link", "local_workers", "run_task",
+           "simulate_on_cluster", "simulate_with_cli", "task_bar"]
 
 _LOCAL = "local:"
 _SCHEMES = ("tcp://", "tls://", "inproc://", "ucx://", "ws://", "wss://")
@@ -344,6 +345,9 @@ def simulate_on_cluster(runs: list[tuple[Scenario, str | Path | duckdb.DuckDBPyC
     of policies keeps every worker busy. ``db`` None with a ``lake``: the
     rows go to the lake alone (the client holds only tenants and agents).
     """
+    if isinstance(cluster, str):
+        local_workers(cluster)  # a bad address is refused before the target is touched
+    _distributed()
     if lake is not None:
         from ..lake import check_lake_target
 
@@ -389,3 +393,18 @@ def simulate_on_cluster(runs: list[tuple[Scenario, str | Path | duckdb.DuckDBPyC
             for run in prepared:
                 with contextlib.suppress(Exception):
                     remove_stage(stage, run.place.run_id)
+
+
+def simulate_with_cli(scenario: Scenario, db: str | Path | None, cluster: str, *, stage: str | None = None,
+                      lake: str | None = None, quiet: bool = False) -> SimulationResult:
+    """``vbgateway simulate --dask``: the cluster and its dashboard on standard error, a bar over the tasks."""
+    with cluster_client(cluster) as client:
+        workers = len(client.scheduler_info().get("workers", {}))
+        link = dashboard_link(client) or "none (the dashboard needs bokeh)"
+        print(f"Dask cluster {client.scheduler.address if client.scheduler else cluster}: {workers} workers, "
+              f"{scenario.gateways} tasks; dashboard: {link}", file=sys.stderr, flush=True)
+        update, bar = task_bar(scenario.gateways, quiet=quiet)
+        try:
+            return simulate_on_cluster([(scenario, db)], client, progress=update, stage=stage, lake=lake)[0]
+        finally:
+            bar.close()
