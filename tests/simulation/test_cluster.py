@@ -8,15 +8,12 @@ instances than workers, so Dask queues tasks and they end in any order.
 from __future__ import annotations
 
 import pytest
+from distributed import Client, LocalCluster
 
-pytest.importorskip("distributed")
-
-from distributed import Client, LocalCluster  # noqa: E402
-
-from vbgateway import Gateway, RetryPolicy  # noqa: E402
-from vbgateway.errors import ValidationError  # noqa: E402
-from vbgateway.simulation import compare_policies, simulate  # noqa: E402
-from vbgateway.simulation.digest import table_digest  # noqa: E402
+from vbgateway import Gateway, RetryPolicy
+from vbgateway.errors import ValidationError
+from vbgateway.simulation import compare_policies, simulate
+from vbgateway.simulation.digest import table_digest
 
 WALL_FIGURES = {"wall_s", "sim_msgs_per_wall_s", "virtual_s_per_wall_s"}
 
@@ -80,7 +77,7 @@ def test_a_task_that_fails_leaves_none_of_the_runs_rows_in_the_target(tmp_path, 
     """Every task fails to stage (the stage lies under a file): the merges of the others are undone."""
     (tmp_path / "a-file").write_text("not a folder")
     db = tmp_path / "failed.duckdb"
-    with pytest.raises(Exception):  # noqa: B017 (fsspec raises the OS's error)
+    with pytest.raises(Exception):
         simulate(four, db, cluster=client, stage=str(tmp_path / "a-file" / "stage"))
     with Gateway.open_reader(db) as gw:
         counts = gw.sql("SELECT (SELECT count(*) FROM sessions) AS s, (SELECT count(*) FROM usage_events) AS u, "

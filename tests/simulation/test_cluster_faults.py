@@ -8,14 +8,11 @@ import threading
 import time
 
 import pytest
+from distributed import Client, LocalCluster
 
-pytest.importorskip("distributed")
-
-from distributed import Client, LocalCluster  # noqa: E402
-
-from vbgateway import Gateway  # noqa: E402
-from vbgateway.simulation import simulate  # noqa: E402
-from vbgateway.simulation.digest import table_digest  # noqa: E402
+from vbgateway import Gateway
+from vbgateway.simulation import simulate
+from vbgateway.simulation.digest import table_digest
 
 TABLES = ("sessions", "messages", "provider_call_events", "usage_events", "idempotency_records")
 

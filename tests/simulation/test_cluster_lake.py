@@ -6,16 +6,13 @@ import shutil
 
 import pyarrow.parquet as pq
 import pytest
+from distributed import Client, LocalCluster
 
-pytest.importorskip("distributed")
-
-from distributed import Client, LocalCluster  # noqa: E402
-
-from vbgateway.errors import DatabaseError, ValidationError  # noqa: E402
-from vbgateway.export import export_usage  # noqa: E402
-from vbgateway.lake import LAKE_MANIFEST, is_lake, open_source, read_manifest  # noqa: E402
-from vbgateway.reports.data import invoice_data, open_db, usage_data  # noqa: E402
-from vbgateway.simulation import reprice, simulate  # noqa: E402
+from vbgateway.errors import DatabaseError, ValidationError
+from vbgateway.export import export_usage
+from vbgateway.lake import LAKE_MANIFEST, is_lake, open_source, read_manifest
+from vbgateway.reports.data import invoice_data, open_db, usage_data
+from vbgateway.simulation import reprice, simulate
 
 PRICES = {"vendorA": "0.0031", "vendorB": "0.0017"}
 
@@ -118,7 +115,6 @@ def test_a_folder_that_is_not_a_lake_is_refused_and_left_alone(tmp_path, client,
     with pytest.raises(ValidationError, match="not a vbgateway lake"):
         simulate(scenario, tmp_path / "x.duckdb", cluster=client, lake=str(folder))
     assert [p.name for p in folder.iterdir()] == ["notes.txt"]
-    with pytest.raises(DatabaseError):
-        with open_source(tmp_path / "nothing-here"):
-            pass
+    with pytest.raises(DatabaseError), open_source(tmp_path / "nothing-here"):
+        pass
     assert not (tmp_path / "mine" / LAKE_MANIFEST).exists()

@@ -42,8 +42,14 @@ def _positive(text: str) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from ..errors import ValidationError
     from ..simulation import load_scenario, simulate
 
+    if args.lake_only and not args.lake:
+        raise ValidationError("--lake-only needs --lake URL")
+    if (args.stage or args.lake) and args.dask is None:
+        raise ValidationError("--stage and --lake are where cluster workers write: give --dask too (local:N for "
+                              "this machine)")
     scenario = load_scenario(args.scenario)
     if args.seed is not None:
         scenario = scenario.model_copy(update={"seed": args.seed})
@@ -51,17 +57,12 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.fresh:
         for stale in (db, Path(f"{db}.wal"), Path(f"{db}.journal")):
             stale.unlink(missing_ok=True)
-    if args.lake_only and not args.lake:
-        raise SystemExit("vbgateway simulate: error: --lake-only needs --lake URL")
     if args.dask is not None:
         from ..simulation.cluster import simulate_with_cli
 
         result = simulate_with_cli(scenario, None if args.lake_only else db, args.dask, stage=args.stage, lake=args.lake,
                                    quiet=args.quiet)
     else:
-        if args.stage or args.lake or args.lake_only:
-            parser_error = "--stage, --lake and --lake-only need --dask (local:N for this machine)"
-            raise SystemExit(f"vbgateway simulate: error: {parser_error}")
         update, bar = _bar(scenario.duration.total_seconds(), args.quiet)
         try:
             result = simulate(scenario, db, progress=update, workers=args.workers)

@@ -135,7 +135,7 @@ def dashboard_link(client: Client) -> str | None:
     return str(client.dashboard_link) if "dashboard" in services else None
 
 
-def task_bar(total: int, *, quiet: bool = False, label: str = "instances") -> tuple[Progress, tqdm]:  # type: ignore[type-arg]
+def task_bar(total: int, *, quiet: bool = False, label: str = "instances") -> tuple[Progress, tqdm]:
     """A tqdm bar over a cluster run's tasks (a widget in notebooks), and the callback that moves it.
 
     On a cluster ``simulate`` calls its progress callback once per finished
