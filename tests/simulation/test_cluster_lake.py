@@ -91,14 +91,27 @@ def test_files_of_a_run_that_was_never_committed_are_not_read(run, tmp_path):
         assert int(gw.sql("SELECT count(*) AS n FROM usage_events").n[0]) == int((result.rows.outcome == "ok").sum())
 
 
-def test_a_lake_only_run_writes_no_rows_on_the_client_and_gives_the_same_digest(run, tmp_path, client, across_months):
+def test_a_lake_only_run_merges_no_rows_on_the_client_and_gives_the_same_digest(run, tmp_path, client, across_months,
+                                                                                 make_scenario):
     result, db, _ = run
-    lake = tmp_path / "only"
-    alone = simulate(across_months, None, cluster=client, lake=str(lake))
+    lake, control = tmp_path / "only", tmp_path / "control.duckdb"
+    alone = simulate(across_months, control, cluster=client, lake=str(lake), lake_only=True)
     assert alone.database_digest == result.database_digest
     assert alone.cluster["merged"] is False
     tenant_id = sorted(alone.tenant_ids.values())[0]
     assert _invoice_figures(lake, tenant_id, "2026-04")[1:] == _invoice_figures(db, tenant_id, "2026-04")[1:]
+    with open_db(control) as gw:  # tenants and agents only
+        assert int(gw.sql("SELECT count(*) AS n FROM usage_events").n[0]) == 0
+        assert sorted(gw.sql("SELECT id FROM tenants").id) == sorted(alone.tenant_ids.values())
+    # The next month, into the same lake and control database: the same tenants, new ids, both runs read.
+    later = simulate(make_scenario(start="2026-05-02T00:00:00Z", seed=6), control, cluster=client, lake=str(lake),
+                     lake_only=True)
+    assert later.tenant_ids == alone.tenant_ids
+    with open_source(lake) as gw:
+        billed = gw.sql("SELECT count(*) AS n, count(DISTINCT id) AS ids FROM usage_events")
+    expected = int((alone.rows.outcome == "ok").sum()) + int((later.rows.outcome == "ok").sum())
+    assert int(billed.n[0]) == int(billed.ids[0]) == expected
+    assert len(read_manifest(lake)["runs"]) == 2
 
 
 def test_an_export_folder_is_a_source_too(run, tmp_path):

@@ -60,7 +60,7 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.dask is not None:
         from ..simulation.cluster import simulate_with_cli
 
-        result = simulate_with_cli(scenario, None if args.lake_only else db, args.dask, stage=args.stage, lake=args.lake,
+        result = simulate_with_cli(scenario, db, args.dask, stage=args.stage, lake=args.lake, lake_only=args.lake_only,
                                    quiet=args.quiet)
     else:
         update, bar = _bar(scenario.duration.total_seconds(), args.quiet)
@@ -83,7 +83,8 @@ def _simulate(args: argparse.Namespace) -> int:
           f"(${summary['cost_per_1k_replies_usd'] or 0:.4f} per 1,000 replies)")
     print(result.vendor_load().to_string(index=False))
     print(f"{summary['sim_msgs_per_wall_s']:,} messages/s, {summary['virtual_s_per_wall_s']:,} simulated s per s; "
-          f"database: {'none (--lake-only)' if args.lake_only else db}" + (f"; lake: {args.lake}" if args.lake else ""))
+          f"database: {db}{' (tenants and agents; rows in the lake only)' if args.lake_only else ''}"
+          + (f"; lake: {args.lake}" if args.lake else ""))
     return 0
 
 
@@ -110,5 +111,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.add_argument("--lake", metavar="URL", default=None,
                         help="with --dask: workers also write the rows as Hive-partitioned Parquet "
                              "(<table>/tenant_id=/month=) here; reports read it like a database")
-    parser.add_argument("--lake-only", action="store_true", help="with --lake: do not merge the rows into --db")
+    parser.add_argument("--lake-only", action="store_true",
+                        help="with --lake: the rows go to the lake alone; --db keeps the tenants and agents (so the "
+                             "runs of a year, month by month, bill the same tenants)")
     parser.set_defaults(func=_simulate)

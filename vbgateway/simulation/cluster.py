@@ -335,19 +335,23 @@ def _remove_uncommitted_lake_parts(lake: str, run_id: str) -> None:
 
 def simulate_on_cluster(runs: list[tuple[Scenario, str | Path | duckdb.DuckDBPyConnection | None]],
                         cluster: Client | str, *, progress: Progress | None = None, stage: str | None = None,
-                        lake: str | None = None, commit_window_s: float = DEFAULT_COMMIT_WINDOW_S,
-                        flush_records: int = DEFAULT_FLUSH_RECORDS, journal: bool = False,
-                        keep_open: bool = False) -> list[SimulationResult]:
+                        lake: str | None = None, lake_only: bool = False,
+                        commit_window_s: float = DEFAULT_COMMIT_WINDOW_S, flush_records: int = DEFAULT_FLUSH_RECORDS,
+                        journal: bool = False, keep_open: bool = False) -> list[SimulationResult]:
     """Run scenarios (each into its database) with all their instances as tasks on ``cluster`` at once.
 
     ``simulate(..., cluster=...)`` is one run; ``compare_policies(...,
     cluster=...)`` is one per policy, all submitted together so that a grid
-    of policies keeps every worker busy. ``db`` None with a ``lake``: the
-    rows go to the lake alone (the client holds only tenants and agents).
+    of policies keeps every worker busy. ``lake_only``: the rows go to the
+    lake alone; ``db`` keeps the tenants and agents (found by name in the
+    next run, so the runs of a year, month by month, bill the same tenants)
+    and counts the runs (which keeps their ids apart).
     """
     if isinstance(cluster, str):
         local_workers(cluster)  # a bad address is refused before the target is touched
     _distributed()
+    if lake_only and lake is None:
+        raise ValidationError("lake_only needs a lake")
     if lake is not None:
         from ..lake import check_lake_target
 
@@ -362,7 +366,7 @@ def simulate_on_cluster(runs: list[tuple[Scenario, str | Path | duckdb.DuckDBPyC
             run_id = uuid.uuid4().hex[:12]
             run_number, before, control = prepare_target(target, scenario)
             prepared.append(_Run(scenario, ":memory:" if db is None else db, target, run_number, before, control,
-                                 TaskPlace(run_id, stage, lake), merged=not (db is None and lake is not None)))
+                                 TaskPlace(run_id, stage, lake), merged=not lake_only))
         with cluster_client(cluster) as client, contextlib.ExitStack() as merges:
             for run in prepared:
                 if run.merged:
@@ -395,8 +399,8 @@ def simulate_on_cluster(runs: list[tuple[Scenario, str | Path | duckdb.DuckDBPyC
                     remove_stage(stage, run.place.run_id)
 
 
-def simulate_with_cli(scenario: Scenario, db: str | Path | None, cluster: str, *, stage: str | None = None,
-                      lake: str | None = None, quiet: bool = False) -> SimulationResult:
+def simulate_with_cli(scenario: Scenario, db: str | Path, cluster: str, *, stage: str | None = None,
+                      lake: str | None = None, lake_only: bool = False, quiet: bool = False) -> SimulationResult:
     """``vbgateway simulate --dask``: the cluster and its dashboard on standard error, a bar over the tasks."""
     with cluster_client(cluster) as client:
         workers = len(client.scheduler_info().get("workers", {}))
@@ -405,6 +409,7 @@ def simulate_with_cli(scenario: Scenario, db: str | Path | None, cluster: str, *
               f"{scenario.gateways} tasks; dashboard: {link}", file=sys.stderr, flush=True)
         update, bar = task_bar(scenario.gateways, quiet=quiet)
         try:
-            return simulate_on_cluster([(scenario, db)], client, progress=update, stage=stage, lake=lake)[0]
+            return simulate_on_cluster([(scenario, db)], client, progress=update, stage=stage, lake=lake,
+                                       lake_only=lake_only)[0]
         finally:
             bar.close()

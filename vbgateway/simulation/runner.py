@@ -57,8 +57,8 @@ def simulate(scenario: Scenario | str | Path | dict[str, Any],
              policy: RetryPolicy | None = None, progress: Progress | None = None,
              commit_window_s: float = DEFAULT_COMMIT_WINDOW_S, flush_records: int = DEFAULT_FLUSH_RECORDS,
              keep_open: bool = False, journal: bool = False, workers: int | None = None,
-             cluster: Client | str | None = None, stage: str | None = None, lake: str | None = None
-             ) -> SimulationResult:
+             cluster: Client | str | None = None, stage: str | None = None, lake: str | None = None,
+             lake_only: bool = False) -> SimulationResult:
     """Run ``scenario`` (optionally under another ``policy``) against the database ``db``.
 
     Tenants and agents are found by name or created; every session, message,
@@ -74,7 +74,8 @@ def simulate(scenario: Scenario | str | Path | dict[str, Any],
     ``"local:N"``) runs the instances as Dask tasks instead, with the same
     result (``cluster.py``); there ``stage`` (an fsspec folder URL) carries
     the rows back as Parquet, and ``lake`` also writes them as a
-    Hive-partitioned Parquet lake (``db=None``: to the lake alone).
+    Hive-partitioned Parquet lake (``lake_only``: there alone, ``db`` keeping
+    the tenants and agents).
     """
     scenario = load_scenario(scenario)
     if policy is not None:
@@ -83,9 +84,9 @@ def simulate(scenario: Scenario | str | Path | dict[str, Any],
         from .cluster import simulate_on_cluster
 
         return simulate_on_cluster([(scenario, db)], cluster, progress=progress, stage=stage, lake=lake,
-                                   commit_window_s=commit_window_s, flush_records=flush_records, journal=journal,
-                                   keep_open=keep_open)[0]
-    if stage is not None or lake is not None:
+                                   lake_only=lake_only, commit_window_s=commit_window_s, flush_records=flush_records,
+                                   journal=journal, keep_open=keep_open)[0]
+    if stage is not None or lake is not None or lake_only:
         raise ValidationError("a stage or a lake is where cluster workers write: give a cluster too (local:N "
                               "for this machine)", details={"stage": stage, "lake": lake})
     db = ":memory:" if db is None else db
