@@ -131,3 +131,22 @@ def test_a_folder_that_is_not_a_lake_is_refused_and_left_alone(tmp_path, client,
     with pytest.raises(DatabaseError), open_source(tmp_path / "nothing-here"):
         pass
     assert not (tmp_path / "mine" / LAKE_MANIFEST).exists()
+
+
+def test_runs_submitted_together_share_a_lake_and_each_keeps_its_own_database(tmp_path, client, make_scenario):
+    """Two groups of tenants at once (their instances are tasks side by side), one lake, a control database each."""
+    from vbgateway.simulation.cluster import simulate_on_cluster
+
+    groups = [make_scenario(tenants=[{"name": f"Group {g} tenant {i}"} for i in range(2)], seed=20 + g) for g in (1, 2)]
+    lake = tmp_path / "lake"
+    results = simulate_on_cluster([(sc, tmp_path / f"control-{g}.duckdb") for g, sc in enumerate(groups)], client,
+                                  lake=str(lake), lake_only=True)
+    assert len(read_manifest(lake)["runs"]) == 2
+    with open_source(lake) as gw:
+        per_tenant = gw.sql("SELECT t.name, count(*) AS n FROM usage_events u JOIN tenants t ON t.id = u.tenant_id "
+                            "GROUP BY t.name ORDER BY t.name")
+    expected = sorted((name, int(((r.rows.tenant == name) & (r.rows.outcome == "ok")).sum()))
+                      for r in results for name in r.tenant_ids)
+    assert list(zip(per_tenant.name, per_tenant.n.astype(int))) == expected
+    with pytest.raises(ValidationError, match="a database each"):
+        simulate_on_cluster([(groups[0], tmp_path / "same.duckdb"), (groups[1], tmp_path / "same.duckdb")], client)

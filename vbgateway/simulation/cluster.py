@@ -350,16 +350,18 @@ def simulate_on_cluster(runs: list[tuple[Scenario, str | Path | duckdb.DuckDBPyC
     if isinstance(cluster, str):
         local_workers(cluster)  # a bad address is refused before the target is touched
     _distributed()
+    files = [str(Path(db).resolve()) for _, db in runs if isinstance(db, (str, Path)) and str(db) != ":memory:"]
+    if len(set(files)) != len(files):
+        raise ValidationError("runs submitted together need a database each", details={"databases": files})
     if lake_only and lake is None:
         raise ValidationError("lake_only needs a lake")
     if lake is not None:
         from ..lake import check_lake_target
 
         check_lake_target(lake)
-        if len(runs) > 1:
-            raise ValidationError("one lake takes one run at a time; give each policy its own lake")
     started = SystemClock().monotonic()
     prepared: list[_Run] = []
+    committed: set[str] = set()
     try:
         for scenario, db in runs:
             target = open_target(db, scenario.start)
@@ -382,7 +384,8 @@ def simulate_on_cluster(runs: list[tuple[Scenario, str | Path | duckdb.DuckDBPyC
                               "run_id": run.place.run_id, "merged": run.merged,
                               "worker_peak_rss_mb": _worker_figures(run)}
             if lake is not None:
-                _commit_lake(run, control, result)
+                _commit_lake(run, control, result)  # one after another: each rewrites the manifest
+                committed.add(run.place.run_id)
             results.append(result)
         return results
     except BaseException:
@@ -390,7 +393,8 @@ def simulate_on_cluster(runs: list[tuple[Scenario, str | Path | duckdb.DuckDBPyC
             run.target.close()
         if lake is not None:
             for run in prepared:
-                _remove_uncommitted_lake_parts(lake, run.place.run_id)
+                if run.place.run_id not in committed:
+                    _remove_uncommitted_lake_parts(lake, run.place.run_id)
         raise
     finally:
         if stage is not None:
