@@ -54,6 +54,7 @@ def test_instances_as_dask_tasks_give_the_digest_rows_and_summary_of_one_process
         assert table_digest(gw) == result.database_digest
     assert len(calls) == 4 and calls[-1][1] == len(result.rows)  # once per finished task
     assert result.cluster["tasks"] == 4 and result.cluster["workers"] == 2
+    assert result.cluster["dashboard"] is None  # this cluster runs no dashboard: no link rather than a dead one
     assert 1 <= len(result.cluster["worker_peak_rss_mb"]) <= 2
 
 

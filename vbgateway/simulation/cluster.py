@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 import os
 import resource
 import shutil
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from ..clock import SystemClock
-from ..errors import GatewayError, ValidationError
+from ..errors import ValidationError
+from .dask_client import ClusterError, cluster_client, dashboard_link, distributed_module, local_workers, task_bar
 from .instances import InstanceResult, InstanceSpec, run_instance
 from .runner import DEFAULT_COMMIT_WINDOW_S, DEFAULT_FLUSH_RECORDS, _result, open_target, prepare_target
 from .scenario import Scenario
@@ -43,7 +42,6 @@ from .world import Progress
 if TYPE_CHECKING:
     import pyarrow as pa
     from distributed import Client
-    from tqdm import tqdm
 
     from ..store import Store
     from ..store.merge import Merge
@@ -51,105 +49,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ClusterError", "TaskOutcome", "TaskPlace", "cluster_client", "dashboard_link", "local_workers", "run_task",
            "simulate_on_cluster", "simulate_with_cli", "task_bar"]
-
-_LOCAL = "local:"
-_SCHEMES = ("tcp://", "tls://", "inproc://", "ucx://", "ws://", "wss://")
-
-
-class ClusterError(GatewayError):
-    """The cluster cannot be reached or used, or lost a task more often than Dask allows."""
-
-    default_code = "CLUSTER_ERROR"
-    default_status = 503
-
-
-# ---------------------------------------------------------------------------- the client
-
-
-def _distributed() -> Any:
-    try:
-        import distributed
-    except ImportError as exc:  # an optional extra
-        raise ClusterError("running on Dask needs the cluster extra: pip install 'vbgateway[cluster]'") from exc
-    return distributed
-
-
-def local_workers(cluster: str) -> int | None:
-    """N of ``"local:N"``; None for a scheduler address; VALIDATION_ERROR for anything else."""
-    text = cluster.strip()
-    if text.startswith(_LOCAL):
-        count = text[len(_LOCAL):]
-        if not count.isdigit() or not 1 <= int(count) <= 256:
-            raise ValidationError("a local cluster is local:N with N worker processes (1 to 256)",
-                                  details={"cluster": cluster})
-        return int(count)
-    if text.startswith(_SCHEMES) or (":" in text and text.rsplit(":", 1)[1].isdigit()):
-        return None
-    raise ValidationError("a cluster is a scheduler address (tcp://host:8786) or local:N",
-                          details={"cluster": cluster})
-
-
-def _dashboard_address() -> str | None:
-    """Loopback, a free port; none without bokeh (Dask's dashboard needs it)."""
-    try:
-        import bokeh  # noqa: F401
-    except ImportError:
-        return None
-    return "127.0.0.1:0"
-
-
-@contextlib.contextmanager
-def cluster_client(cluster: Client | str) -> Iterator[Client]:
-    """A Dask client for ``cluster``: a ``distributed.Client`` (used as it is), a scheduler address, or
-    ``local:N`` (a ``LocalCluster`` of N single-threaded worker processes on loopback, stopped afterwards)."""
-    distributed = _distributed()
-    if isinstance(cluster, distributed.Client):
-        yield cluster
-        return
-    if not isinstance(cluster, str):
-        raise ValidationError("a cluster is a distributed.Client, a scheduler address or local:N")
-    workers = local_workers(cluster)
-    try:
-        if workers is not None:
-            local = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                             host="127.0.0.1", dashboard_address=_dashboard_address(),
-                                             silence_logs=logging.ERROR)
-            stack = contextlib.ExitStack()
-            stack.enter_context(local)
-            client = stack.enter_context(distributed.Client(local))
-        else:
-            stack = contextlib.ExitStack()
-            client = stack.enter_context(distributed.Client(cluster.strip(), timeout="20s"))
-    except (OSError, TimeoutError) as exc:
-        raise ClusterError(f"cannot reach the Dask cluster {cluster}: {exc}", details={"cluster": cluster}) from exc
-    with stack:
-        yield client
-
-
-def dashboard_link(client: Client) -> str | None:
-    """The Dask dashboard's URL, or None where the scheduler runs none (bokeh missing)."""
-    try:
-        services = client.scheduler_info().get("services", {})
-    except Exception:
-        return None
-    return str(client.dashboard_link) if "dashboard" in services else None
-
-
-def task_bar(total: int, *, quiet: bool = False, label: str = "instances") -> tuple[Progress, tqdm]:
-    """A tqdm bar over a cluster run's tasks (a widget in notebooks), and the callback that moves it.
-
-    On a cluster ``simulate`` calls its progress callback once per finished
-    task, with the messages finished so far.
-    """
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, unit="task", desc=label, disable=quiet, dynamic_ncols=True)
-
-    def update(_simulated_s: float, messages: int) -> None:
-        bar.update(1)
-        bar.set_postfix_str(f"{messages:,} messages")
-
-    return update, bar
 
 
 # ---------------------------------------------------------------------------- a task (on a worker)
@@ -238,7 +137,7 @@ class _Run:
 def _submit_all(client: Client, runs: list[_Run], progress: Progress | None, commit_window_s: float,
                 flush_records: int, journal: bool) -> dict[str, Any]:
     """Submit every instance of every run; merge each as its task ends; returns figures about the tasks."""
-    distributed = _distributed()
+    distributed = distributed_module()
     futures = {}
     for r, run in enumerate(runs):
         for k in range(run.scenario.gateways):
@@ -349,7 +248,7 @@ def simulate_on_cluster(runs: list[tuple[Scenario, str | Path | duckdb.DuckDBPyC
     """
     if isinstance(cluster, str):
         local_workers(cluster)  # a bad address is refused before the target is touched
-    _distributed()
+    distributed_module()
     files = [str(Path(db).resolve()) for _, db in runs if isinstance(db, (str, Path)) and str(db) != ":memory:"]
     if len(set(files)) != len(files):
         raise ValidationError("runs submitted together need a database each", details={"databases": files})
