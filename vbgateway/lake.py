@@ -43,8 +43,8 @@ from .store.tables import AGENTS, TENANTS, Table
 if TYPE_CHECKING:
     from .gateway import Gateway
 
-__all__ = ["LAKE_MANIFEST", "LAKE_TABLES", "Reader", "commit_run", "is_lake", "lake_files", "lake_views",
-           "open_lake", "open_source", "read_manifest", "write_part"]
+__all__ = ["EXPORT_MANIFEST", "LAKE_MANIFEST", "LAKE_TABLES", "Reader", "check_lake_target", "commit_run", "filesystem",
+           "is_lake", "lake_files", "lake_views", "open_lake", "open_source", "read_manifest", "write_part"]
 
 LAKE_MANIFEST = "_vbgateway_lake.json"
 EXPORT_MANIFEST = "_vbgateway_export.json"  # ``vbgateway export``'s folder: usage events alone, at the root
@@ -61,9 +61,12 @@ Reader = Callable[[str, list[Any]], pa.Table]
 # ---------------------------------------------------------------------------- where
 
 
-def _fs(url: str | Path) -> tuple[Any, str]:
+def filesystem(url: str | Path) -> tuple[Any, str]:
     """(fsspec filesystem, path inside it) of a folder URL or a local path."""
-    import fsspec
+    try:
+        import fsspec
+    except ImportError as exc:  # the cluster extra
+        raise DatabaseError("lakes and stages need fsspec: pip install 'vbgateway[cluster]'") from exc
 
     fs, path = fsspec.core.url_to_fs(str(url))
     return fs, str(path).rstrip("/")
@@ -135,7 +138,7 @@ def write_part(read: Reader, lake: str | Path, run_id: str, index: int) -> dict[
     """
     from .export import _by_tenant  # the export's split by tenant: one zero-copy slice per tenant
 
-    fs, root = _fs(lake)
+    fs, root = filesystem(lake)
     written: dict[str, int] = {}
     name = _part_name(run_id, index)
     for table in LAKE_TABLES:
@@ -161,7 +164,7 @@ def write_part(read: Reader, lake: str | Path, run_id: str, index: int) -> dict[
 
 def read_manifest(lake: str | Path) -> dict[str, Any] | None:
     """The lake's manifest, or None where there is none yet."""
-    fs, root = _fs(lake)
+    fs, root = filesystem(lake)
     path = f"{root}/{LAKE_MANIFEST}"
     if not fs.exists(path):
         return None
@@ -172,7 +175,7 @@ def read_manifest(lake: str | Path) -> dict[str, Any] | None:
 
 def check_lake_target(lake: str | Path) -> None:
     """Refuse, before a run starts, a local folder that holds something else than a lake (VALIDATION_ERROR)."""
-    fs, root = _fs(lake)
+    fs, root = filesystem(lake)
     if fs.exists(root) and not fs.isdir(root):
         raise ValidationError(f"{lake} is a file, not a lake folder", details={"lake": str(lake)})
     if fs.exists(root) and fs.ls(root) and not fs.exists(f"{root}/{LAKE_MANIFEST}"):
@@ -188,7 +191,7 @@ def commit_run(lake: str | Path, run_id: str, control: dict[str, pa.Table], rows
     table, the rows all instances wrote (readers skip tables without any).
     One run at a time per lake: the manifest is read, extended and rewritten.
     """
-    fs, root = _fs(lake)
+    fs, root = filesystem(lake)
     for table in _CONTROL:
         _put(fs, control[table.name], f"{root}/{table.name}/part-{run_id}.parquet")
     manifest = read_manifest(lake) or {"layout": "<table>/tenant_id=<id>/month=<YYYY-MM>/part-<run>-<instance>.parquet",
@@ -208,7 +211,7 @@ def commit_run(lake: str | Path, run_id: str, control: dict[str, pa.Table], rows
 
 def lake_files(lake: str | Path) -> dict[str, list[str]]:
     """Per table, the file patterns of the committed runs (an export folder: its usage events)."""
-    fs, root = _fs(lake)
+    fs, root = filesystem(lake)
     prefix = root if _is_local(fs) else f"{fs.unstrip_protocol(root)}"
     manifest = read_manifest(lake)
     if manifest is None:
@@ -244,7 +247,7 @@ def lake_views(con: duckdb.DuckDBPyConnection, lake: str | Path) -> None:
     the database file reads the lake unchanged; DuckDB prunes partitions
     on ``tenant_id`` and row groups on ``created_at``.
     """
-    fs, _ = _fs(lake)
+    fs, _ = filesystem(lake)
     if not _is_local(fs):
         con.register_filesystem(fs)
     patterns = lake_files(lake)

@@ -224,10 +224,10 @@ def _commit_lake(run: _Run, control: dict[str, pa.Table], result: SimulationResu
 
 def _remove_uncommitted_lake_parts(lake: str, run_id: str) -> None:
     """Best effort: a failed run's files in the lake (never read: the manifest does not name the run)."""
-    from ..lake import _fs
+    from ..lake import filesystem
 
     with contextlib.suppress(Exception):
-        fs, root = _fs(lake)
+        fs, root = filesystem(lake)
         for path in fs.glob(f"{root}/*/**/part-{run_id}-*.parquet"):
             fs.rm(path)
 

@@ -19,12 +19,12 @@ import contextlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..lake import filesystem
 from ..store.merge import MERGED_TABLES, Merge
 
 __all__ = ["STAGE_BATCH_ROWS", "StagedRows", "merge_staged", "remove_stage", "stage_rows", "staged_readers"]
@@ -46,13 +46,6 @@ class StagedRows:
         return sum(len(stream) for stream in self.streams.values())
 
 
-def _fs(url: str) -> tuple[Any, str]:
-    import fsspec
-
-    fs, path = fsspec.core.url_to_fs(url)
-    return fs, str(path).rstrip("/")
-
-
 def stage_rows(con: duckdb.DuckDBPyConnection, stage: str | None, run_id: str, index: int) -> StagedRows:
     """Read every data table of an instance's database (``con``) out for the client.
 
@@ -62,7 +55,7 @@ def stage_rows(con: duckdb.DuckDBPyConnection, stage: str | None, run_id: str, i
     staged = StagedRows()
     place = None
     if stage is not None:
-        fs, root = _fs(stage)
+        fs, root = filesystem(stage)
         place = f"{root}/{run_id}/{index:03d}-{uuid.uuid4().hex[:12]}"
         fs.makedirs(place, exist_ok=True)
     for table in MERGED_TABLES:
@@ -91,7 +84,7 @@ def _reader(staged: StagedRows, table: str) -> Iterator[pa.RecordBatchReader]:
     if table in staged.streams:
         yield pa.ipc.open_stream(pa.py_buffer(staged.streams[table]))
         return
-    fs, path = _fs(staged.files[table])
+    fs, path = filesystem(staged.files[table])
     with fs.open(path, "rb") as handle:
         parquet = pq.ParquetFile(handle)
         yield pa.RecordBatchReader.from_batches(parquet.schema_arrow, parquet.iter_batches(STAGE_BATCH_ROWS))
@@ -114,6 +107,6 @@ def merge_staged(merge: Merge, staged: StagedRows) -> None:
 
 def remove_stage(stage: str, run_id: str) -> None:
     """Remove a run's stage folder (every attempt's files), once its rows are committed or the run failed."""
-    fs, root = _fs(stage)
+    fs, root = filesystem(stage)
     with contextlib.suppress(FileNotFoundError):
         fs.rm(f"{root}/{run_id}", recursive=True)
