@@ -15,7 +15,21 @@ the month holds the requested number of messages. It runs in a child
 process so peak memory is the run's own. The scenario's two gateway
 instances run in a process each on a machine with two or more cores
 (``workers``); the result is identical to running them one after another.
-Usage: python benchmarks/bench_simulation.py [--quick] [--messages N] [--one-instance DAYS]
+With ``--dask local:N`` (or a scheduler address) the same month also runs
+with its instances as Dask tasks, after the local run and in the same
+invocation, first on N workers and then on one (a local cluster of that
+many worker processes, started before the clock starts: a cluster one
+points at is already running; its start is reported apart):
+
+    dask_msgs_per_wall_s        messages per wall second on N workers (target >= 0.85x sim_msgs_per_wall_s)
+    dask_vs_local               dask_msgs_per_wall_s / sim_msgs_per_wall_s
+    dask_msgs_per_worker_s      dask_msgs_per_wall_s / N: what one worker adds
+    dask_1_worker_msgs_per_wall_s  the same month on one worker
+    scaling_efficiency          dask_msgs_per_wall_s / (N x dask_1_worker_msgs_per_wall_s)
+    worker_peak_rss_mb          the largest peak resident memory of a worker process (target <= 1000)
+    dask_cluster_start_s        starting the local cluster (not in the figures above)
+
+Usage: python benchmarks/bench_simulation.py [--quick] [--messages N] [--one-instance DAYS] [--dask local:2]
 """
 
 from __future__ import annotations
@@ -63,6 +77,50 @@ def child(messages: int, workdir: Path) -> dict[str, float]:
             "db_mb": round((workdir / "bench.duckdb").stat().st_size / 1e6, 1)}
 
 
+def dask_child(messages: int, workdir: Path, cluster: str) -> dict[str, float]:
+    """The month with its instances as Dask tasks on ``cluster`` (``local:N`` is started before timing)."""
+    from vbgateway.simulation.cluster import cluster_client, local_workers
+
+    scenario = month(messages)
+    started = time.perf_counter()
+    with cluster_client(cluster) as client:
+        start_s = time.perf_counter() - started
+        workers = local_workers(cluster) or len(client.scheduler_info()["workers"])
+        started = time.perf_counter()
+        result = simulate(scenario, workdir / f"dask-{workers}.duckdb", cluster=client)
+        wall = time.perf_counter() - started
+    assert result.cluster is not None
+    return {"messages": result.summary()["messages"], "wall_s": round(wall, 2), "workers": workers,
+            "msgs_per_wall_s": round(result.summary()["messages"] / wall, 1), "cluster_start_s": round(start_s, 2),
+            "worker_peak_rss_mb": max(result.cluster["worker_peak_rss_mb"].values()),
+            "database_digest": result.database_digest or ""}
+
+
+def _dask_figures(messages: int, cluster: str, local: dict[str, float]) -> dict[str, float]:
+    """The Dask runs on N workers and on one, each in a child process, as figures beside the local run's."""
+    from vbgateway.simulation.cluster import local_workers
+
+    runs = {}
+    one = "local:1" if local_workers(cluster) is not None else cluster  # a remote cluster: its own size only
+    for name, target in (("n", cluster), ("one", one)):
+        if name == "one" and target == runs["n"]["cluster"]:
+            break
+        with tempfile.TemporaryDirectory(prefix="vb-simbench-") as tmp:
+            out = subprocess.run([sys.executable, __file__, "--dask-child", str(messages), tmp, target],
+                                 check=True, capture_output=True, text=True)
+        runs[name] = {**json.loads(out.stdout.strip().splitlines()[-1]), "cluster": target}
+    n = runs["n"]
+    figures = {"dask_cluster": cluster, "dask_workers": n["workers"], "dask_msgs_per_wall_s": n["msgs_per_wall_s"],
+               "dask_vs_local": round(n["msgs_per_wall_s"] / local["sim_msgs_per_wall_s"], 3),
+               "dask_msgs_per_worker_s": round(n["msgs_per_wall_s"] / n["workers"], 1),
+               "worker_peak_rss_mb": n["worker_peak_rss_mb"], "dask_cluster_start_s": n["cluster_start_s"]}
+    if "one" in runs:
+        figures["dask_1_worker_msgs_per_wall_s"] = runs["one"]["msgs_per_wall_s"]
+        figures["scaling_efficiency"] = round(n["msgs_per_wall_s"] / (n["workers"] * runs["one"]["msgs_per_wall_s"]), 3)
+        figures["dask_same_digest"] = runs["one"]["database_digest"] == n["database_digest"]
+    return figures
+
+
 def one_instance(days: float, workdir: Path) -> dict[str, float]:
     """Instance 0 of the month's first ``days``, in this process: the CPU one instance spends per message.
 
@@ -90,10 +148,16 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=None)
     parser.add_argument("--one-instance", type=float, metavar="DAYS",
                         help="only instance 0 of the month's first DAYS days, in this process (for profilers)")
+    parser.add_argument("--dask", metavar="CLUSTER", default=None,
+                        help="also run the month as Dask tasks: local:N (N worker processes) or a scheduler address")
     parser.add_argument("--child", nargs=2, metavar=("MESSAGES", "DIR"), help=argparse.SUPPRESS)
+    parser.add_argument("--dask-child", nargs=3, metavar=("MESSAGES", "DIR", "CLUSTER"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(int(args.child[0]), Path(args.child[1]))))
+        return
+    if args.dask_child:
+        print(json.dumps(dask_child(int(args.dask_child[0]), Path(args.dask_child[1]), args.dask_child[2])))
         return
     if args.one_instance is not None:
         with tempfile.TemporaryDirectory(prefix="vb-simbench-") as tmp:
@@ -104,6 +168,8 @@ def main() -> None:
         out = subprocess.run([sys.executable, __file__, "--child", str(messages), tmp],
                              check=True, capture_output=True, text=True)
     figures = json.loads(out.stdout.strip().splitlines()[-1])
+    if args.dask:
+        figures.update(_dask_figures(messages, args.dask, figures))
     for name, value in figures.items():
         print(f"{name:<22} {value}")
     print(json.dumps(figures))

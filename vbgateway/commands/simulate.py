@@ -42,8 +42,14 @@ def _positive(text: str) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from ..errors import ValidationError
     from ..simulation import load_scenario, simulate
 
+    if args.lake_only and not args.lake:
+        raise ValidationError("--lake-only needs --lake URL")
+    if (args.stage or args.lake) and args.dask is None:
+        raise ValidationError("--stage and --lake are where cluster workers write: give --dask too (local:N for "
+                              "this machine)")
     scenario = load_scenario(args.scenario)
     if args.seed is not None:
         scenario = scenario.model_copy(update={"seed": args.seed})
@@ -51,11 +57,17 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.fresh:
         for stale in (db, Path(f"{db}.wal"), Path(f"{db}.journal")):
             stale.unlink(missing_ok=True)
-    update, bar = _bar(scenario.duration.total_seconds(), args.quiet)
-    try:
-        result = simulate(scenario, db, progress=update, workers=args.workers)
-    finally:
-        bar.close()
+    if args.dask is not None:
+        from ..simulation.cluster import simulate_with_cli
+
+        result = simulate_with_cli(scenario, db, args.dask, stage=args.stage, lake=args.lake, lake_only=args.lake_only,
+                                   quiet=args.quiet)
+    else:
+        update, bar = _bar(scenario.duration.total_seconds(), args.quiet)
+        try:
+            result = simulate(scenario, db, progress=update, workers=args.workers)
+        finally:
+            bar.close()
     summary = result.summary()
     if args.save:
         rows_path, summary_path = result.save(db.with_suffix(""))
@@ -71,7 +83,8 @@ def _simulate(args: argparse.Namespace) -> int:
           f"(${summary['cost_per_1k_replies_usd'] or 0:.4f} per 1,000 replies)")
     print(result.vendor_load().to_string(index=False))
     print(f"{summary['sim_msgs_per_wall_s']:,} messages/s, {summary['virtual_s_per_wall_s']:,} simulated s per s; "
-          f"database: {db}")
+          f"database: {db}{' (tenants and agents; rows in the lake only)' if args.lake_only else ''}"
+          + (f"; lake: {args.lake}" if args.lake else ""))
     return 0
 
 
@@ -89,4 +102,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.add_argument("--workers", type=_positive, default=None,
                         help="processes for the scenario's gateway instances (default: one per core on large runs; "
                              "the result is the same whatever the number)")
+    parser.add_argument("--dask", metavar="ADDRESS", default=None,
+                        help="run the gateway instances as tasks on a Dask cluster: a scheduler address "
+                             "(tcp://host:8786) or local:N (N worker processes here); same result as a local run")
+    parser.add_argument("--stage", metavar="URL", default=None,
+                        help="with --dask: workers hand their rows back as Parquet under this shared folder or "
+                             "fsspec URL (s3://... with s3fs) instead of through the scheduler")
+    parser.add_argument("--lake", metavar="URL", default=None,
+                        help="with --dask: workers also write the rows as Hive-partitioned Parquet "
+                             "(<table>/tenant_id=/month=) here; reports read it like a database")
+    parser.add_argument("--lake-only", action="store_true",
+                        help="with --lake: the rows go to the lake alone; --db keeps the tenants and agents (so the "
+                             "runs of a year, month by month, bill the same tenants)")
     parser.set_defaults(func=_simulate)

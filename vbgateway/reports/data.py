@@ -84,7 +84,16 @@ def demo_database() -> Path:
 
 @contextmanager
 def open_db(db: str | Path, wait_s: float = 60.0) -> Iterator[Gateway]:
-    """A read-only gateway on ``db`` that works while another process serves traffic on it."""
+    """A read-only gateway on ``db`` that works while another process serves traffic on it.
+
+    ``db`` may also be a lake or an export folder (``vbgateway.lake``): the same reports, read from Parquet.
+    """
+    from ..lake import is_lake, open_lake
+
+    if str(db) and is_lake(db):
+        with open_lake(db) as lake:
+            yield lake
+        return
     path = Path(db).expanduser().resolve() if str(db) else demo_database()
     if not path.exists():
         raise DatabaseError(f"no database at {path}", details={"path": str(path)})

@@ -67,17 +67,29 @@ def compare_policies(scenario: Scenario | str | Path | dict[str, Any],
     """Run ``scenario`` once per policy (``policy_grid()`` by default) and tabulate the outcomes.
 
     With ``db_dir`` each run keeps its database (``<db_dir>/<policy>.duckdb``);
-    otherwise runs are in memory. ``options`` go to ``simulate``.
+    otherwise runs are in memory. ``options`` go to ``simulate``; with
+    ``cluster=`` every instance of every policy is one Dask task, all
+    submitted at once (``cluster.py``).
     """
     scenario = load_scenario(scenario)
     policies = dict(policies) if policies is not None else policy_grid()
-    results: dict[str, SimulationResult] = {}
-    for name, policy in policies.items():
-        db: str | Path = ":memory:"
+    dbs: dict[str, str | Path] = {}
+    for name in policies:
+        dbs[name] = ":memory:"
         if db_dir is not None:
             Path(db_dir).mkdir(parents=True, exist_ok=True)
-            db = Path(db_dir) / f"{_slug(name)}.duckdb"
-        results[name] = simulate(scenario, db, policy=policy, progress=progress, **options)
+            dbs[name] = Path(db_dir) / f"{_slug(name)}.duckdb"
+    results: dict[str, SimulationResult] = {}
+    if options.get("cluster") is not None:
+        from .cluster import simulate_on_cluster
+
+        cluster = options.pop("cluster")
+        runs = simulate_on_cluster([(scenario.with_policy(policy), dbs[name]) for name, policy in policies.items()],
+                                   cluster, progress=progress, **options)
+        results = dict(zip(policies, runs, strict=True))
+    for name, policy in policies.items():
+        if name not in results:
+            results[name] = simulate(scenario, dbs[name], policy=policy, progress=progress, **options)
     rows = []
     for name, result in results.items():
         summary, policy = result.summary(), result.scenario.policy

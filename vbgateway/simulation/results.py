@@ -49,6 +49,7 @@ class SimulationResult:
     gateway: Gateway | None = None
     database_digest: str | None = None
     worker_peak_rss_mb: float = 0.0  # sum of the peak memory of the processes that ran gateway instances (0: none)
+    cluster: dict[str, Any] | None = None  # run on Dask: scheduler, dashboard, workers, tasks, each worker's peak MB
     _summary: dict[str, Any] | None = field(default=None, repr=False)
 
     def close(self) -> None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from ..clock import SystemClock, VirtualClock
+from ..errors import ValidationError
 from ..gateway import Gateway
 from ..reliability import RetryPolicy
 from ..store import Store
@@ -40,6 +41,8 @@ from .scenario import Scenario, load_scenario
 from .world import Progress, agent_vendors, quiet_vendors, setup_tenants
 
 if TYPE_CHECKING:
+    from distributed import Client
+
     from .results import SimulationResult
 
 __all__ = ["DEFAULT_COMMIT_WINDOW_S", "DEFAULT_FLUSH_RECORDS", "Progress", "open_target", "prepare_target",
@@ -49,10 +52,13 @@ DEFAULT_COMMIT_WINDOW_S = 0.01  # virtual seconds replies wait to share one fsyn
 DEFAULT_FLUSH_RECORDS = 20_000  # replies applied to DuckDB per batch: a pending reply is its JSON (~1 KB)
 
 
-def simulate(scenario: Scenario | str | Path | dict[str, Any], db: str | Path | duckdb.DuckDBPyConnection = ":memory:", *,
+def simulate(scenario: Scenario | str | Path | dict[str, Any],
+             db: str | Path | duckdb.DuckDBPyConnection | None = ":memory:", *,
              policy: RetryPolicy | None = None, progress: Progress | None = None,
              commit_window_s: float = DEFAULT_COMMIT_WINDOW_S, flush_records: int = DEFAULT_FLUSH_RECORDS,
-             keep_open: bool = False, journal: bool = False, workers: int | None = None) -> SimulationResult:
+             keep_open: bool = False, journal: bool = False, workers: int | None = None,
+             cluster: Client | str | None = None, stage: str | None = None, lake: str | None = None,
+             lake_only: bool = False) -> SimulationResult:
     """Run ``scenario`` (optionally under another ``policy``) against the database ``db``.
 
     Tenants and agents are found by name or created; every session, message,
@@ -63,10 +69,27 @@ def simulate(scenario: Scenario | str | Path | dict[str, Any], db: str | Path | 
     row per customer message and the summaries. With ``keep_open`` the
     result keeps a gateway on ``db`` (``result.gateway``) for more queries;
     close it with ``result.close()``.
+
+    ``cluster`` (a ``distributed.Client``, a scheduler address or
+    ``"local:N"``) runs the instances as Dask tasks instead, with the same
+    result (``cluster.py``); there ``stage`` (an fsspec folder URL) carries
+    the rows back as Parquet, and ``lake`` also writes them as a
+    Hive-partitioned Parquet lake (``lake_only``: there alone, ``db`` keeping
+    the tenants and agents).
     """
     scenario = load_scenario(scenario)
     if policy is not None:
         scenario = scenario.with_policy(policy)
+    if cluster is not None:
+        from .cluster import simulate_on_cluster
+
+        return simulate_on_cluster([(scenario, db)], cluster, progress=progress, stage=stage, lake=lake,
+                                   lake_only=lake_only, commit_window_s=commit_window_s, flush_records=flush_records,
+                                   journal=journal, keep_open=keep_open)[0]
+    if stage is not None or lake is not None or lake_only:
+        raise ValidationError("a stage or a lake is where cluster workers write: give a cluster too (local:N "
+                              "for this machine)", details={"stage": stage, "lake": lake})
+    db = ":memory:" if db is None else db
     started = SystemClock().monotonic()
     target = open_target(db, scenario.start)
     try:

@@ -46,11 +46,10 @@ def usage_by_tenant(source: SimulationResult | Gateway | str | Path) -> pd.DataF
             GROUP BY ALL ORDER BY tenant, provider""")
         frame["cost_usd"] = [Decimal(str(v)) for v in frame.cost_usd]
         return frame
-    gw = Gateway.open_reader(source)
-    try:
+    from ..lake import open_source  # a database file, or a lake of Parquet files
+
+    with open_source(source) as gw:
         return usage_by_tenant(gw)
-    finally:
-        gw.close()
 
 
 def reprice(source: SimulationResult | Gateway | str | Path,

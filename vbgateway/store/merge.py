@@ -18,6 +18,8 @@ from .connection import database_error
 from .tables import JOURNALED_TABLES
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from .database import Store
 
 __all__ = ["COPY_BATCH_ROWS", "MERGED_TABLES", "NO_VACUUM", "Merge", "merge_settings"]
@@ -67,13 +69,24 @@ class Merge:
 
     def add_store(self, source: Store) -> None:
         """Append every data row of another open store (an in-memory one), streamed in bounded batches."""
-        con = self._target
         for table in MERGED_TABLES:
-            rows = source._arrow_reader(f"SELECT {', '.join(table.column_names)} FROM {table.name}", COPY_BATCH_ROWS)
-            con.register(_COPY, rows)
-            try:
-                con.execute(table.copy_sql(_COPY))
-            except duckdb.Error as exc:
-                raise database_error(exc, f"cannot merge the rows of {table.name}") from exc
-            finally:
-                con.unregister(_COPY)
+            self.add_rows(table.name, source._arrow_reader(f"SELECT {', '.join(table.column_names)} FROM {table.name}",
+                                                           COPY_BATCH_ROWS))
+
+    def add_rows(self, table_name: str, rows: pa.RecordBatchReader | pa.Table) -> None:
+        """Append Arrow rows (the table's columns, by name) to data table ``table_name``.
+
+        How rows that were made elsewhere arrive: an instance run on another
+        machine hands its tables back as Arrow streams or Parquet files.
+        """
+        table = next((t for t in MERGED_TABLES if t.name == table_name), None)
+        if table is None:
+            raise ValueError(f"{table_name!r} is not a data table a simulation merges")
+        con = self._target
+        con.register(_COPY, rows)
+        try:
+            con.execute(table.copy_sql(_COPY))
+        except duckdb.Error as exc:
+            raise database_error(exc, f"cannot merge the rows of {table.name}") from exc
+        finally:
+            con.unregister(_COPY)

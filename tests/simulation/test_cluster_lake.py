@@ -1,0 +1,152 @@
+"""A lake written by the workers (``--lake``): the reports read it with the figures of the database, to the cent."""
+
+from __future__ import annotations
+
+import shutil
+
+import pyarrow.parquet as pq
+import pytest
+from distributed import Client, LocalCluster
+
+from vbgateway.errors import DatabaseError, ValidationError
+from vbgateway.export import export_usage
+from vbgateway.lake import LAKE_MANIFEST, is_lake, open_source, read_manifest
+from vbgateway.reports.data import invoice_data, open_db, usage_data
+from vbgateway.simulation import reprice, simulate
+
+PRICES = {"vendorA": "0.0031", "vendorB": "0.0017"}
+
+
+@pytest.fixture(scope="module")
+def client():
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) \
+            as cluster, Client(cluster) as dask_client:
+        yield dask_client
+
+
+@pytest.fixture(scope="module")
+def across_months(make_scenario):
+    """Five hours across midnight of March 31: two months, so two invoices per tenant."""
+    return make_scenario(start="2026-03-31T22:00:00Z")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, client, across_months):
+    folder = tmp_path_factory.mktemp("lake")
+    result = simulate(across_months, folder / "sim.duckdb", cluster=client, lake=str(folder / "lake"))
+    return result, folder / "sim.duckdb", folder / "lake"
+
+
+def _invoice_figures(source, tenant_id: str, month: str) -> tuple:
+    with open_db(source) as gw:
+        data = invoice_data(gw, tenant_id, month)
+    lines = data.tables["lines"].drop(columns=["agent_name"])
+    meta = data.meta
+    return (lines.to_dict("records"), meta["event_count"], meta["total_usd"], meta["total_due_usd"],
+            meta["events_sha256"])
+
+
+def test_invoices_from_the_lake_equal_invoices_from_the_database_to_the_cent(run):
+    result, db, lake = run
+    assert is_lake(lake) and not is_lake(db)
+    for tenant_id in result.tenant_ids.values():
+        for month in ("2026-03", "2026-04"):
+            from_db, from_lake = _invoice_figures(db, tenant_id, month), _invoice_figures(lake, tenant_id, month)
+            assert from_db[1] > 20  # both months hold billed replies
+            assert from_lake == from_db
+
+
+def test_the_usage_report_and_repricing_read_the_lake_like_the_database(run):
+    _, db, lake = run
+    tables = []
+    for source in (db, lake):
+        with open_db(source) as gw:
+            tables.append(usage_data(gw, "all", "2026-03-31", "2026-04-01").tables)
+    for name in ("totals", "by_provider", "daily", "by_tenant", "latency", "reliability", "by_channel"):
+        assert tables[0][name].equals(tables[1][name]), name
+    assert reprice(db, PRICES).equals(reprice(lake, PRICES))
+
+
+def test_the_lake_has_the_export_layout_one_file_per_instance_and_partition(run):
+    result, _, lake = run
+    run_id = result.cluster["run_id"]
+    files = sorted(p.relative_to(lake / "usage_events").as_posix() for p in (lake / "usage_events").rglob("*.parquet"))
+    tenants = sorted(result.tenant_ids.values())
+    assert files == sorted(f"tenant_id={t}/month={m}/part-{run_id}-{k:03d}.parquet"
+                           for t in tenants for m in ("2026-03", "2026-04") for k in range(2))
+    assert "tenant_id" not in pq.read_schema(lake / "usage_events" / files[0]).names  # a folder name, as exported
+    manifest = read_manifest(lake)
+    assert [r["run_id"] for r in manifest["runs"]] == [run_id]
+    assert manifest["runs"][0]["database_digest"] == result.database_digest
+    assert manifest["runs"][0]["rows"]["usage_events"] == int((result.rows.outcome == "ok").sum())
+
+
+def test_files_of_a_run_that_was_never_committed_are_not_read(run, tmp_path):
+    result, _, lake = run
+    copy = tmp_path / "lake"
+    shutil.copytree(lake, copy)
+    for part in list((copy / "usage_events").rglob("part-*.parquet")):  # a failed run's leftovers
+        shutil.copy(part, part.with_name(part.name.replace(result.cluster["run_id"], "0badc0ffee00")))
+    with open_source(copy) as gw:
+        assert int(gw.sql("SELECT count(*) AS n FROM usage_events").n[0]) == int((result.rows.outcome == "ok").sum())
+
+
+def test_a_lake_only_run_merges_no_rows_on_the_client_and_gives_the_same_digest(run, tmp_path, client, across_months,
+                                                                                 make_scenario):
+    result, db, _ = run
+    lake, control = tmp_path / "only", tmp_path / "control.duckdb"
+    alone = simulate(across_months, control, cluster=client, lake=str(lake), lake_only=True)
+    assert alone.database_digest == result.database_digest
+    assert alone.cluster["merged"] is False
+    tenant_id = sorted(alone.tenant_ids.values())[0]
+    assert _invoice_figures(lake, tenant_id, "2026-04")[1:] == _invoice_figures(db, tenant_id, "2026-04")[1:]
+    with open_db(control) as gw:  # tenants and agents only
+        assert int(gw.sql("SELECT count(*) AS n FROM usage_events").n[0]) == 0
+        assert sorted(gw.sql("SELECT id FROM tenants").id) == sorted(alone.tenant_ids.values())
+    # The next month, into the same lake and control database: the same tenants, new ids, both runs read.
+    later = simulate(make_scenario(start="2026-05-02T00:00:00Z", seed=6), control, cluster=client, lake=str(lake),
+                     lake_only=True)
+    assert later.tenant_ids == alone.tenant_ids
+    with open_source(lake) as gw:
+        billed = gw.sql("SELECT count(*) AS n, count(DISTINCT id) AS ids FROM usage_events")
+    expected = int((alone.rows.outcome == "ok").sum()) + int((later.rows.outcome == "ok").sum())
+    assert int(billed.n[0]) == int(billed.ids[0]) == expected
+    assert len(read_manifest(lake)["runs"]) == 2
+
+
+def test_an_export_folder_is_a_source_too(run, tmp_path):
+    result, db, _ = run
+    out = export_usage(db, tmp_path / "export")
+    tenant_id = sorted(result.tenant_ids.values())[1]
+    assert _invoice_figures(out.path, tenant_id, "2026-03")[1:] == _invoice_figures(db, tenant_id, "2026-03")[1:]
+
+
+def test_a_folder_that_is_not_a_lake_is_refused_and_left_alone(tmp_path, client, scenario):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep me")
+    with pytest.raises(ValidationError, match="not a vbgateway lake"):
+        simulate(scenario, tmp_path / "x.duckdb", cluster=client, lake=str(folder))
+    assert [p.name for p in folder.iterdir()] == ["notes.txt"]
+    with pytest.raises(DatabaseError), open_source(tmp_path / "nothing-here"):
+        pass
+    assert not (tmp_path / "mine" / LAKE_MANIFEST).exists()
+
+
+def test_runs_submitted_together_share_a_lake_and_each_keeps_its_own_database(tmp_path, client, make_scenario):
+    """Two groups of tenants at once (their instances are tasks side by side), one lake, a control database each."""
+    from vbgateway.simulation.cluster import simulate_on_cluster
+
+    groups = [make_scenario(tenants=[{"name": f"Group {g} tenant {i}"} for i in range(2)], seed=20 + g) for g in (1, 2)]
+    lake = tmp_path / "lake"
+    results = simulate_on_cluster([(sc, tmp_path / f"control-{g}.duckdb") for g, sc in enumerate(groups)], client,
+                                  lake=str(lake), lake_only=True)
+    assert len(read_manifest(lake)["runs"]) == 2
+    with open_source(lake) as gw:
+        per_tenant = gw.sql("SELECT t.name, count(*) AS n FROM usage_events u JOIN tenants t ON t.id = u.tenant_id "
+                            "GROUP BY t.name ORDER BY t.name")
+    expected = sorted((name, int(((r.rows.tenant == name) & (r.rows.outcome == "ok")).sum()))
+                      for r in results for name in r.tenant_ids)
+    assert list(zip(per_tenant.name, per_tenant.n.astype(int))) == expected
+    with pytest.raises(ValidationError, match="a database each"):
+        simulate_on_cluster([(groups[0], tmp_path / "same.duckdb"), (groups[1], tmp_path / "same.duckdb")], client)
