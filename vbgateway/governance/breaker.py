@@ -46,7 +46,7 @@ import random
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -58,10 +58,13 @@ if TYPE_CHECKING:
     from ..reliability import ChainResult, RetryPolicy
 
 __all__ = ["CIRCUIT_OPEN", "CLOSED", "DENIED", "HALF_OPEN", "OPEN", "SKIPPED", "STATES", "WINDOW_BUCKETS",
-           "BreakerPolicy", "BreakerState", "Breakers", "ProviderBreaker"]
+           "BreakerPolicy", "BreakerState", "Breakers", "ProviderBreaker", "StateName"]
 
-CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
-STATES = (CLOSED, OPEN, HALF_OPEN)
+StateName = Literal["closed", "open", "half_open"]
+CLOSED: Final = "closed"
+OPEN: Final = "open"
+HALF_OPEN: Final = "half_open"
+STATES: tuple[StateName, ...] = (CLOSED, OPEN, HALF_OPEN)
 SKIPPED, CIRCUIT_OPEN = "skipped", "CIRCUIT_OPEN"  # the attempt log's status and error code of a skip
 DENIED = -1  # what ``admit`` answers instead of a ticket
 WINDOW_BUCKETS = 20  # the failure-rate window's resolution: window_s / 20
@@ -121,7 +124,7 @@ class BreakerState:
     """One provider's breaker as ``Gateway.breaker_states()`` reports it."""
 
     provider: str
-    state: str  # closed | open | half_open
+    state: StateName
     since: datetime
     failure_rate: float | None  # failed share of the calls in the window; None without calls
     calls_in_window: int
@@ -192,7 +195,7 @@ class ProviderBreaker:
 
     def __init__(self, name: str, owner: Breakers) -> None:
         self.name, self._owner, self.policy = name, owner, owner.policy
-        self.state = CLOSED
+        self.state: StateName = CLOSED
         self.generation = 0
         self.since = owner.clock.now()
         self.opened_at = 0.0  # monotonic
@@ -269,7 +272,7 @@ class ProviderBreaker:
         """Open -> half-open, dated when the cooldown ended (it is noticed at the next call, or later)."""
         self._change(HALF_OPEN, "cooldown_elapsed", self.since + timedelta(seconds=self.policy.cooldown_s))
 
-    def _change(self, to: str, reason: str, at: datetime | None = None) -> None:
+    def _change(self, to: StateName, reason: str, at: datetime | None = None) -> None:
         owner = self._owner
         clock = owner.clock
         at = at or clock.now()
