@@ -25,6 +25,7 @@ DOWN = {"failure_rate": 1.0, "rate_limit_rate": 0.0}
 UP = {"failure_rate": 0.0, "rate_limit_rate": 0.0}
 STEADY = {"latency_ms": (100, 100), "spike_rate": 0.0}  # every call takes exactly 100 ms
 ONE_TRY = RetryPolicy(attempts=1)
+DEFAULT = BreakerPolicy()
 
 
 class Scripted:
@@ -87,7 +88,7 @@ class Setup:
 def make(tmp_path):
     made: list[Setup] = []
 
-    def factory(breaker: BreakerPolicy | None = BreakerPolicy(), **kwargs) -> Setup:
+    def factory(breaker: BreakerPolicy | None = DEFAULT, **kwargs) -> Setup:
         setup = Setup(tmp_path / str(len(made)), breaker, **kwargs)
         made.append(setup)
         return setup
