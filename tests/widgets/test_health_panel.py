@@ -8,7 +8,7 @@ import pytest
 
 from vbgateway import BreakerPolicy, RetryPolicy
 from vbgateway.client.service import stop_service
-from vbgateway.widgets import HealthPanel, LoginPanel, open_workbench
+from vbgateway.widgets import ChatPanel, HealthPanel, LoginPanel, open_workbench
 
 
 @pytest.fixture
@@ -75,3 +75,17 @@ def test_over_the_local_service(tmp_path, panels):
         assert "no circuit breakers" in panel.policy.value and panel.status.value == ""
     finally:
         stop_service(db)
+
+
+def test_the_chat_says_when_the_primary_was_skipped_rather_than_failed(governed, providers, panels):
+    login = LoginPanel(governed.gateway, api_key=governed.api_key)
+    chat = ChatPanel(login)
+    panels.extend([login, chat])
+    providers["vendorA"].profile = dataclasses.replace(providers["vendorA"].profile, failure_rate=1.0)
+    metas = []
+    for _ in range(3):  # two failures open vendorA's circuit; the third message skips it
+        chat.message.value = "Hi"
+        chat.send_button.click()
+        metas.append(chat.conversation.children[-1].value)
+    assert "fallback used (vendorA failed)" in metas[0] and "2 attempts" in metas[0]
+    assert "fallback used (vendorA skipped: circuit open)" in metas[2] and "attempts" not in metas[2]
