@@ -9,8 +9,8 @@ Order of work for ``send``:
    usage event and idempotency record as ONE journal record;
 5. only then update the in-memory session state and answer.
 
-A failure before step 4 commits only the attempt log; nothing is billed and
-the key stays free to be retried.
+A failure before step 4 commits only the attempt log (and any circuit
+breaker transitions); nothing is billed and the key stays free to be retried.
 """
 
 from __future__ import annotations

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import signal
+import socket
+import subprocess
+import sys
+import time
+
 import httpx
 import pytest
 from api_support import LiveServer, assert_error, new_tenant
 
 from vbgateway import BreakerPolicy, Gateway, RetryPolicy
 from vbgateway.api import create_app
+from vbgateway.cli import build_parser
 from vbgateway.providers import VendorA, VendorB
 
 SECRET = "op-secret-for-breakers-0123456789"
 OPERATOR = {"X-Operator-Secret": SECRET}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def serve(gateway: Gateway):
@@ -87,3 +100,35 @@ def test_documented_for_operators_with_the_skipped_status_and_the_503(failing_a)
     assert document["components"]["schemas"]["Attempt"]["properties"]["status"]["enum"] == ["ok", "failed", "skipped"]
     send = document["paths"]["/v1/sessions/{sessionId}/messages"]["post"]["responses"]
     assert "503" in send and "circuit breaker" in send["503"]["description"]
+
+
+def test_serve_takes_a_breaker_policy_and_refuses_a_bad_one(tmp_path):
+    args = build_parser().parse_args(["serve", "--breaker", '{"failure_threshold": 3, "cooldown_s": 60}'])
+    assert args.breaker == BreakerPolicy(failure_threshold=3, cooldown_s=60)
+    assert build_parser().parse_args(["serve", "--breaker"]).breaker == BreakerPolicy()
+    assert build_parser().parse_args(["serve"]).breaker is None
+    for bad in ('{"cooldown_s": 0}', "not json", '{"colour": "red"}'):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["serve", "--breaker", bad])
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(SECRET)
+    secret_file.chmod(0o600)
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "vbgateway.cli", "serve", "--db", str(tmp_path / "s.duckdb"),
+                                "--port", str(port), "--operator-secret-file", str(secret_file), "--log-level",
+                                "warning", "--breaker", '{"failure_threshold": 3}'],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                body = httpx.get(f"http://127.0.0.1:{port}/v1/operator/breakers", headers=OPERATOR, timeout=5).json()
+                break
+            except httpx.TransportError:
+                assert process.poll() is None and time.monotonic() < deadline, "vbgateway serve did not come up"
+                time.sleep(0.1)
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert body["policy"]["failureThreshold"] == 3 and {b["state"] for b in body["breakers"]} == {"closed"}
