@@ -12,8 +12,8 @@ from vbgateway import errors
 from vbgateway.errors import GatewayError
 
 PUBLIC_NAMES = {
-    "Agent", "Clock", "Gateway", "GatewayError", "PriceTable", "Reply", "RetryPolicy", "Session", "SystemClock",
-    "Tenant", "TenantClient", "VirtualClock", "VoiceReply", "__version__", "connect",
+    "Agent", "BreakerPolicy", "Clock", "Gateway", "GatewayError", "PriceTable", "Reply", "RetryPolicy", "Session",
+    "SystemClock", "Tenant", "TenantClient", "VirtualClock", "VoiceReply", "__version__", "connect",
 }
 
 

@@ -52,7 +52,7 @@ FROZEN_MIGRATION_1 = """
 """
 
 TABLES = {"tenants", "api_keys", "agents", "sessions", "messages", "provider_call_events", "usage_events",
-          "idempotency_records", "schema_migrations", "journal_state"}
+          "idempotency_records", "schema_migrations", "journal_state", "breaker_transitions"}
 
 
 def columns(gw, table: str) -> list[str]:
@@ -118,7 +118,8 @@ def test_a_refused_newer_database_is_left_untouched(gw, db_path, clock):
         Gateway.open(db_path, clock=clock)
     con = duckdb.connect(str(db_path))
     try:
-        assert [r[0] for r in con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()] == [1, 99]
+        versions = [r[0] for r in con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()]
+        assert versions == [*(m.version for m in MIGRATIONS), 99]
     finally:
         con.close()
 
@@ -138,11 +139,14 @@ def test_a_refused_newer_database_is_released_at_once(gw, db_path, clock):
 
 
 def catalog(con: duckdb.DuckDBPyConnection) -> tuple[list[tuple], set[tuple]]:
-    """Every column (name, position, type, nullability) and every constraint of the main schema."""
+    """Every column (name, position, type, nullability) and every constraint of migration 1's tables."""
+    first = [t.name for t in definitions.TABLES if t.since == 1] + ["schema_migrations"]
     columns = con.execute("""SELECT table_name, column_name, column_index, data_type, is_nullable, column_default
-                             FROM duckdb_columns() WHERE schema_name = 'main' ORDER BY ALL""").fetchall()
+                             FROM duckdb_columns() WHERE schema_name = 'main' AND list_contains(?, table_name)
+                             ORDER BY ALL""", [first]).fetchall()
     constraints = con.execute("""SELECT table_name, constraint_type, constraint_text, constraint_column_names
-                                 FROM duckdb_constraints() WHERE schema_name = 'main'""").fetchall()
+                                 FROM duckdb_constraints() WHERE schema_name = 'main'
+                                 AND list_contains(?, table_name)""", [first]).fetchall()
     return columns, {(t, kind, text, tuple(names)) for t, kind, text, names in constraints}
 
 

@@ -7,6 +7,7 @@ is the same tenant client for a gateway that another process serves.
 from .clock import Clock, SystemClock, VirtualClock
 from .errors import GatewayError
 from .gateway import Gateway
+from .governance.breaker import BreakerPolicy
 from .models import Agent, Reply, Session, Tenant, VoiceReply
 from .pricing import PriceTable
 from .reliability import RetryPolicy
@@ -14,6 +15,7 @@ from .tenant import TenantClient
 
 __all__ = [
     "Agent",
+    "BreakerPolicy",
     "Clock",
     "Gateway",
     "GatewayError",

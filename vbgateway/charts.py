@@ -17,7 +17,7 @@ import math
 import sys
 from collections.abc import Iterable, Mapping
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -40,7 +40,10 @@ _skip_iri_grammar()
 import altair as alt  # noqa: E402  (after the guard above)
 
 __all__ = [
+    "BREAKER_COLORS",
     "PALETTE",
+    "breaker_spans",
+    "breaker_timeline_chart",
     "by_channel_chart",
     "daily_cost_chart",
     "error_codes_chart",
@@ -60,6 +63,7 @@ __all__ = [
 ]
 
 PALETTE = ["#2563eb", "#f59e0b", "#10b981", "#ef4444", "#8b5cf6", "#64748b"]
+BREAKER_COLORS = {"closed": "#10b981", "half_open": "#f59e0b", "open": "#ef4444"}
 WIDTH = 520
 HEIGHT = 220
 CENT = Decimal("0.01")
@@ -175,6 +179,44 @@ def error_codes_chart(df: pd.DataFrame, title: str = "Failed tries by error code
         color=alt.Color("error_code:N", scale=alt.Scale(range=PALETTE[3:] + PALETTE[:3]), title="error"),
         tooltip=["provider", "error_code", alt.Tooltip("attempts:Q", format=",")])
     return _style(chart, title, max(60, 40 * max(1, data.provider.nunique())))
+
+
+def breaker_spans(df: pd.DataFrame, until: object = None) -> pd.DataFrame:
+    """``analytics.breaker_transitions`` as spans: one row per state a breaker was in, from when to when.
+
+    A state lasts until the breaker's next transition; the last one until
+    ``until`` (default: the latest transition, so it shows as a point in time).
+    Lanes name the provider, and the gateway process when there are several.
+    """
+    columns = ["lane", "provider", "state", "start", "end", "reason"]
+    if df.empty:
+        return pd.DataFrame(columns=columns)
+    data = df.sort_values(["gateway_id", "provider", "seq"], ignore_index=True)
+    last = pd.Timestamp(until) if until is not None else data.created_at.max()
+    ends = data.groupby(["gateway_id", "provider"]).created_at.shift(-1)
+    several = data.gateway_id.nunique() > 1
+    lanes = [f"{p} · {g[-6:]}" if several else p for p, g in zip(data.provider, data.gateway_id, strict=True)]
+    return pd.DataFrame({"lane": lanes, "provider": data.provider, "state": data.to_state, "start": data.created_at,
+                         "end": ends.fillna(max(last, data.created_at.max())), "reason": data.reason})[columns]
+
+
+def breaker_timeline_chart(df: pd.DataFrame, until: object = None,
+                           title: str = "Circuit breakers over time") -> alt.LayerChart:
+    """One lane per provider, coloured by state (closed, half-open, open), from ``analytics.breaker_transitions``;
+    a dot marks each transition."""
+    spans = breaker_spans(df, until)
+    color = alt.Color("state:N", title="state", scale=alt.Scale(domain=list(BREAKER_COLORS),
+                                                                range=list(BREAKER_COLORS.values())))
+    base = alt.Chart(spans).encode(y=alt.Y("lane:N", title=None), color=color)
+    bars = base.mark_bar(height=14).encode(
+        x=alt.X("start:T", title="time (UTC)"), x2="end:T",
+        tooltip=["provider:N", "state:N", "reason:N", alt.Tooltip("start:T", format="%Y-%m-%d %H:%M:%S"),
+                 alt.Tooltip("end:T", format="%Y-%m-%d %H:%M:%S")])
+    dots = base.mark_point(filled=True, size=16, opacity=0.8).encode(
+        x="start:T", tooltip=["provider:N", "state:N", "reason:N"])
+    layered: Any = alt.layer(bars, dots)  # styled as every chart here (``_style`` is typed for plain charts)
+    styled: Any = _style(layered, title, max(60, 34 * max(1, spans.lane.nunique())))
+    return cast("alt.LayerChart", styled)
 
 
 # ---------------------------------------------------------------------------- offline rendering

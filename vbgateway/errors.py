@@ -20,7 +20,7 @@ Hierarchy::
     │   └── SessionNotFoundError      SESSION_NOT_FOUND      404
     ├── IdempotencyConflictError      IDEMPOTENCY_CONFLICT   409
     ├── PayloadTooLargeError          PAYLOAD_TOO_LARGE      413
-    ├── AllProvidersFailedError       ALL_PROVIDERS_FAILED   502
+    ├── AllProvidersFailedError       ALL_PROVIDERS_FAILED   502  (503: every circuit breaker open, failing fast)
     ├── DatabaseError                 DATABASE_ERROR         500  (cannot open/create/read/write the file)
     │   ├── DatabaseBusyError         DATABASE_BUSY          503  (another gateway holds it or its journal)
     │   └── DatabaseTooNewError       DATABASE_TOO_NEW       500  (written by a newer vbgateway)

@@ -1,7 +1,8 @@
 """The facade: tenants and keys for operators, tenant clients for everyone else.
 
-``Gateway`` holds policy (providers, retry policy, prices, clock) and the
-store; widgets, the HTTP API, the CLI and the simulator all go through it.
+``Gateway`` holds policy (providers, retry policy, circuit breakers, prices,
+clock) and the store; widgets, the HTTP API, the CLI and the simulator all go
+through it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import duckdb
 
 from .clock import Clock, SystemClock, VirtualClock
 from .errors import AuthenticationError, NotFoundError, ValidationError
+from .governance.breaker import BreakerPolicy, Breakers, BreakerState
 from .ids import IdFactory, hash_api_key, key_display_prefix, new_api_key
 from .messaging import MessageSender
 from .models import Agent, ApiKeyInfo, Tenant, clean_text
@@ -40,7 +42,7 @@ class Gateway:
 
     def __init__(self, store: Store, *, providers: Mapping[str, Provider] | None = None, clock: Clock | None = None,
                  retry: RetryPolicy | None = None, prices: PriceTable | Mapping[str, Any] | None = None,
-                 seed: int | str | None = None) -> None:
+                 seed: int | str | None = None, breaker: BreakerPolicy | None = None) -> None:
         self.store = store
         self.clock: Clock = clock or SystemClock()
         self.providers: dict[str, Provider] = dict(providers or default_providers(seed))
@@ -55,9 +57,13 @@ class Gateway:
         # ids when it reopens one: the database's open count joins the seed.
         run_seed = None if seed is None else f"{seed}:{store.open_count}"
         self.ids = IdFactory(run_seed)
+        self.breaker = breaker
+        self.breakers = None if breaker is None else Breakers(
+            breaker, self.providers, self.clock,
+            IdFactory(None if run_seed is None else f"{run_seed}/breakers").new("gw"))  # its own draw: ids stay
         self.sender = MessageSender(store=store, providers=self.providers, retry=self.retry, clock=self.clock,
                                     ids=self.ids, prices=self.prices, agents=self.agent_for,
-                                    rng=random.Random(run_seed))
+                                    rng=random.Random(run_seed), breakers=self.breakers)
         self._agents: dict[str, Agent] = {}
         self._keys: dict[str, Tenant] = {}
 
@@ -65,14 +71,19 @@ class Gateway:
     def open(cls, target: str | Path | duckdb.DuckDBPyConnection = "data/vbgateway.duckdb", *,
              providers: Mapping[str, Provider] | None = None, clock: Clock | None = None,
              retry: RetryPolicy | None = None, prices: PriceTable | Mapping[str, Any] | None = None,
-             seed: int | str | None = None, flush_records: int | None = None) -> Gateway:
-        """Open (creating or migrating) a database file, ``":memory:"`` or an open DuckDB connection."""
+             seed: int | str | None = None, flush_records: int | None = None,
+             breaker: BreakerPolicy | None = None) -> Gateway:
+        """Open (creating or migrating) a database file, ``":memory:"`` or an open DuckDB connection.
+
+        ``breaker``: a circuit breaker per provider with that policy (``governance/breaker.py``);
+        ``None`` (the default) calls every provider every time, as retries and fallback decide.
+        """
         clock = clock or SystemClock()
         # On virtual time concurrent commits share an fsync within the clock's window of virtual time.
         window = clock.commit_window_s if isinstance(clock, VirtualClock) else None
         store = Store(target, now=clock.now(), commit_window_s=window,
                       flush_records=flush_records or DEFAULT_FLUSH_ROWS)
-        return cls(store, providers=providers, clock=clock, retry=retry, prices=prices, seed=seed)
+        return cls(store, providers=providers, clock=clock, retry=retry, prices=prices, seed=seed, breaker=breaker)
 
     @classmethod
     def open_reader(cls, path: str | Path, *, wait_s: float = 60.0, providers: Mapping[str, Provider] | None = None,
@@ -95,7 +106,11 @@ class Gateway:
         exits (a script's end, a notebook kernel shut down or restarted) is
         closed then, by its store.
         """
-        self.store.close()
+        try:
+            if self.breakers is not None and self.breakers.pending:  # left by a cancelled request
+                self.store.commit(self.breakers.take())
+        finally:
+            self.store.close()
 
     def __enter__(self) -> Gateway:
         return self
@@ -177,6 +192,14 @@ class Gateway:
 
     def remember_agent(self, agent: Agent) -> None:
         self._agents[agent.id] = agent
+
+    def breaker_states(self) -> dict[str, BreakerState]:
+        """Per provider: its circuit breaker's state, since when, and the calls and failure rate in its window.
+
+        Empty without a breaker policy. Breakers belong to this process; the
+        ``breaker_transitions`` table holds every change of every process.
+        """
+        return {} if self.breakers is None else self.breakers.states()
 
     def sql(self, query: str, params: list[Any] | None = None) -> pd.DataFrame:
         """Read-only SQL over the tables (README, "Database schema"), as a DataFrame."""

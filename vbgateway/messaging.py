@@ -9,8 +9,8 @@ Order of work for ``send``:
    usage event and idempotency record as ONE journal record;
 5. only then update the in-memory session state and answer.
 
-A failure before step 4 commits only the attempt log; nothing is billed and
-the key stays free to be retried.
+A failure before step 4 commits only the attempt log (and any circuit
+breaker transitions); nothing is billed and the key stays free to be retried.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ from .store.tables import IdempotencyRow, JournalRow, MessageRow, ProviderCallRo
 
 if TYPE_CHECKING:
     from .clock import Clock
+    from .governance.breaker import Breakers
     from .pricing import PriceTable
     from .providers.base import Provider
     from .reliability import RetryPolicy
@@ -126,6 +127,18 @@ def _attempt_dicts(log: list[AttemptLog]) -> list[dict[str, Any]]:
              "retries": a.retries, "error_code": a.error_code} for a in log]
 
 
+def _chain_failed(request_id: str, result: ChainResult) -> AllProvidersFailedError:
+    """502 when every provider failed; 503 when every circuit breaker was open and none was called."""
+    attempts = [Attempt.model_validate(a).model_dump(by_alias=True, mode="json") for a in _attempt_dicts(result.attempts)]
+    details: dict[str, Any] = {"requestId": request_id, "attempts": attempts}
+    if not result.circuit_open:
+        return AllProvidersFailedError("every provider failed to answer", details=details)
+    if result.retry_after_ms is not None:
+        details["retryAfterMs"] = result.retry_after_ms
+    return AllProvidersFailedError("every provider's circuit breaker is open: none was called", details=details,
+                                   http_status=503)
+
+
 class MessageSender:
     """Owns the session cache, the in-flight idempotency map and the send path.
 
@@ -137,10 +150,11 @@ class MessageSender:
 
     def __init__(self, *, store: Store, providers: Mapping[str, Provider], retry: RetryPolicy, clock: Clock,
                  ids: IdFactory, prices: PriceTable, agents: Callable[[str, str], Agent | None],
-                 rng: random.Random) -> None:
+                 rng: random.Random, breakers: Breakers | None = None) -> None:
         self._store = store
         self._providers = providers
         self._retry = retry
+        self._breakers = breakers
         self._clock = clock
         self._ids = ids
         self._prices = prices
@@ -253,14 +267,11 @@ class MessageSender:
             chain.append((agent.fallback_provider, providers[agent.fallback_provider]))
         request = ProviderRequest(agent.system_prompt, (*state.history, ChatTurn("user", content)),
                                   tuple(agent.enabled_tools), request_id)
-        result = await call_chain(chain, request, self._retry, self._clock, self._rng)
+        result = await call_chain(chain, request, self._retry, self._clock, self._rng, self._breakers)
         events = self._event_rows(tenant_id, session, request_id, result.attempts)
         if result.response is None:
-            await store.commit_async(events)
-            attempts = [Attempt.model_validate(a).model_dump(by_alias=True, mode="json")
-                        for a in _attempt_dicts(result.attempts)]
-            raise AllProvidersFailedError("every provider failed to answer",
-                                          details={"requestId": request_id, "attempts": attempts})
+            await store.commit_async([*events, *result.transitions])
+            raise _chain_failed(request_id, result)
         reply = self._build_reply(result, agent.id, session.id, request_id, channel, key)
         message, usage = reply.message, reply.metadata.usage
         rows: list[JournalRow] = [  # in time order: the store converts an instant once for rows that repeat it
@@ -277,6 +288,8 @@ class MessageSender:
         if key is not None:
             rows.append(IdempotencyRow(tenant_id, key, fingerprint, message.id, reply_to_record(reply),
                                        message.created_at))
+        if result.transitions:
+            rows.extend(result.transitions)
         await store.commit_async(rows)
         state.history.extend((ChatTurn("user", content), ChatTurn("assistant", reply.message.content)))
         state.last_activity_at = reply.message.created_at

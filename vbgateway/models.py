@@ -190,7 +190,7 @@ class Attempt(WireModel):
     """One call to one provider; ``retries`` is its index within that provider (0 = first try)."""
 
     provider: str
-    status: Literal["ok", "failed"]
+    status: Literal["ok", "failed", "skipped"]  # skipped: the provider's circuit breaker was open (no call)
     http_status: int | None
     latency_ms: int
     retries: int
@@ -256,7 +256,7 @@ class ProviderCallEvent(WireModel):
     id: str
     type: Literal["provider_call"] = "provider_call"
     provider: str
-    status: Literal["ok", "failed"]
+    status: Literal["ok", "failed", "skipped"]
     latency_ms: int
     created_at: Timestamp
 

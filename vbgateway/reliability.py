@@ -14,6 +14,10 @@ clock (a ``VirtualClock`` in the simulation, where the deadline must follow
 virtual time), and so that a send that succeeds at once pays for nothing but
 its attempt. Jitter comes from a seeded generator handed in by the gateway,
 never from the global ``random``.
+
+With circuit breakers configured, ``call_chain`` hands the chain to
+``governance.breaker_chain``, which runs this loop behind a breaker per
+provider; without them nothing here changes.
 """
 
 from __future__ import annotations
@@ -22,11 +26,16 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .clock import Clock
 from .providers.base import Provider, ProviderError, ProviderRequest, ProviderResponse
+
+if TYPE_CHECKING:
+    from .governance.breaker import Breakers
+    from .store.tables import BreakerTransitionRow
 
 __all__ = ["AttemptLog", "ChainResult", "RetryPolicy", "call_chain"]
 
@@ -87,7 +96,7 @@ class AttemptLog:
     """One provider call as it happened (the row of ``provider_call_events``)."""
 
     provider: str
-    status: str  # "ok" | "failed"
+    status: str  # "ok" | "failed" | "skipped" (a circuit breaker kept the call from happening)
     http_status: int | None
     latency_ms: int
     retries: int
@@ -102,10 +111,17 @@ class ChainResult:
     primary: str
     fallback: str | None
     attempts: list[AttemptLog] = field(default_factory=list)
+    transitions: Sequence[BreakerTransitionRow] = ()  # circuit breaker changes to commit with this request
+    retry_after_ms: int | None = None  # every circuit open: when the first one lets a probe through
 
     @property
     def fallback_used(self) -> bool:
         return self.provider_used is not None and self.provider_used != self.primary
+
+    @property
+    def circuit_open(self) -> bool:
+        """No provider was called: every one was skipped by its circuit breaker."""
+        return bool(self.attempts) and all(a.status == "skipped" for a in self.attempts)
 
 
 async def _one_attempt(provider: Provider, name: str, request: ProviderRequest, policy: RetryPolicy,
@@ -146,12 +162,14 @@ async def _try_provider(provider: Provider, name: str, request: ProviderRequest,
 
 
 async def call_chain(providers: Sequence[tuple[str, Provider]], request: ProviderRequest, policy: RetryPolicy,
-                     clock: Clock, rng: random.Random) -> ChainResult:
+                     clock: Clock, rng: random.Random, breakers: Breakers | None = None) -> ChainResult:
     """Primary first, then (if the policy allows) the fallback; every attempt logged."""
     primary = providers[0][0]
     fallback = providers[1][0] if len(providers) > 1 and policy.fallback else None
     result = ChainResult(None, None, primary, fallback)
     chain = providers if policy.fallback else providers[:1]
+    if breakers is not None:
+        return await breakers.call_chain(chain, request, policy, clock, rng, result)
     for name, provider in chain:
         response = await _try_provider(provider, name, request, policy, clock, rng, result.attempts)
         if response is not None:

@@ -13,6 +13,7 @@ the module of the question it answers:
 - ``totals``: the rollup, event pages and the operators' tenant list (``usage_events``);
 - ``series``: a row per month, day or channel, zeros included, for charts;
 - ``attempts``: latency and reliability from every try (``provider_call_events``);
+- ``breakers``: circuit breaker transitions and open time (operators only: no tenant scope);
 - ``kpis``: a period against the one before it;
 - ``billing``: one tenant's month for an invoice.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 from .attempts import Reliability, latency, reliability
 from .billing import billed_events_digest, invoice_lines
+from .breakers import breaker_open_time, breaker_transitions
 from .kpis import KPIS, compare
 from .periods import MAX_RANGE_DAYS, day_range, month_range, parse_day, previous_period
 from .series import by_channel, daily, monthly
@@ -45,6 +47,8 @@ __all__ = [
     "Reliability",
     "Rollup",
     "billed_events_digest",
+    "breaker_open_time",
+    "breaker_transitions",
     "by_channel",
     "by_tenant",
     "compare",

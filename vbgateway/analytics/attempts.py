@@ -3,6 +3,10 @@
 Billed usage says what a reply cost; ``provider_call_events`` holds every try
 behind it, failed ones included, which is where latency tails, retries and
 fallbacks show. These functions read only that table.
+
+A ``skipped`` row is a provider a circuit breaker kept the gateway from
+calling: it is part of its request (it makes a fallback), but it is no try:
+it has no latency and counts in no attempt figure, only in ``skipped``.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ def latency(gw: Gateway, tenant_id: str | None, start: object, end: object) -> p
         SELECT provider, count(*) AS attempts, count(*) FILTER (status = 'ok') AS ok_attempts,
                quantile_cont(latency_ms, 0.5) AS p50_ms, quantile_cont(latency_ms, 0.95) AS p95_ms,
                quantile_cont(latency_ms, 0.99) AS p99_ms, avg(latency_ms) AS mean_ms, max(latency_ms) AS max_ms
-        FROM provider_call_events WHERE {where} AND created_at >= ? AND created_at < ?
+        FROM provider_call_events WHERE {where} AND created_at >= ? AND created_at < ? AND status <> 'skipped'
         GROUP BY provider ORDER BY provider""", params + [lower, upper])
     missing = sorted(set(gw.providers) - set(data.provider))
     if missing:
@@ -54,7 +58,9 @@ class Reliability:
     failure_rate (share of requests that got no reply), and the retry tax:
     retry_tax_attempts (failed tries), retry_tax_ms (time from a request's first
     try to its successful one, or to its end when it failed: failed tries plus
-    backoff waits) and failed_attempt_ms (time inside failed tries alone).
+    backoff waits), failed_attempt_ms (time inside failed tries alone) and
+    skipped_attempts (providers skipped by an open circuit breaker; a request
+    whose every provider was skipped is a failed request).
     """
 
     summary: dict[str, Any]
@@ -71,23 +77,25 @@ def reliability(gw: Gateway, tenant_id: str | None, start: object, end: object) 
     lower, upper = day_range(start, end)
     where, params = tenant_scope(tenant_id)
     window = params + [lower, upper]
-    # Only requests with a failed try need per-request work (a reply has exactly one ok try), so the
-    # costly GROUP BY request_id runs over that minority instead of over every try.
+    # Only requests with a failed or skipped try need per-request work (a reply has exactly one ok try),
+    # so the costly GROUP BY request_id runs over that minority instead of over every try.
     row = gw.sql(f"""
         WITH tries AS (
             SELECT request_id, provider, status, latency_ms, epoch_ms(created_at) AS at_ms
             FROM provider_call_events WHERE {where} AND created_at >= ? AND created_at < ?),
         troubled AS (
-            SELECT request_id, count(*) AS attempts, bool_or(status = 'ok') AS replied,
+            SELECT request_id, count(*) FILTER (status <> 'skipped') AS attempts, bool_or(status = 'ok') AS replied,
                    count(DISTINCT provider) AS providers, count(*) FILTER (status = 'failed') AS failed_attempts,
                    coalesce(sum(latency_ms) FILTER (status = 'failed'), 0) AS failed_ms,
                    min(at_ms) AS first_ms, min(at_ms) FILTER (status = 'ok') AS ok_ms,
                    max(at_ms + latency_ms) AS end_ms
-            FROM tries WHERE request_id IN (SELECT request_id FROM tries WHERE status = 'failed')
+            FROM tries WHERE request_id IN (SELECT request_id FROM tries WHERE status <> 'ok')
             GROUP BY request_id),
-        everything AS (SELECT count(*) AS attempts, count(*) FILTER (status = 'ok') AS replies FROM tries)
+        everything AS (SELECT count(*) FILTER (status <> 'skipped') AS attempts,
+                              count(*) FILTER (status = 'ok') AS replies,
+                              count(*) FILTER (status = 'skipped') AS skipped FROM tries)
         SELECT e.replies + (SELECT count(*) FILTER (NOT replied) FROM troubled) AS requests, e.replies,
-               e.attempts,
+               e.attempts, e.skipped,
                (SELECT count(*) FILTER (attempts > 1) FROM troubled) AS retried,
                (SELECT count(*) FILTER (replied AND providers > 1) FROM troubled) AS fallbacks,
                (SELECT coalesce(sum(failed_attempts), 0) FROM troubled) AS failed_attempts,
@@ -102,11 +110,14 @@ def reliability(gw: Gateway, tenant_id: str | None, start: object, end: object) 
         "retry_rate": _rate(row.retried, requests), "fallback_rate": _rate(row.fallbacks, replies),
         "failure_rate": _rate(requests - replies, requests), "retry_tax_attempts": int(row.failed_attempts),
         "retry_tax_ms": int(row.tax_ms), "failed_attempt_ms": int(row.failed_ms),
+        "skipped_attempts": int(row.skipped),
     }
     by_provider = gw.sql(f"""
-        SELECT provider, count(*) AS attempts, count(*) FILTER (status = 'ok') AS ok,
-               count(*) FILTER (status = 'failed') AS failed, count(*) FILTER (retries > 0) AS retries,
-               coalesce(sum(latency_ms) FILTER (status = 'failed'), 0)::BIGINT AS failed_ms
+        SELECT provider, count(*) FILTER (status <> 'skipped') AS attempts, count(*) FILTER (status = 'ok') AS ok,
+               count(*) FILTER (status = 'failed') AS failed,
+               count(*) FILTER (retries > 0 AND status <> 'skipped') AS retries,
+               coalesce(sum(latency_ms) FILTER (status = 'failed'), 0)::BIGINT AS failed_ms,
+               count(*) FILTER (status = 'skipped') AS skipped
         FROM provider_call_events WHERE {where} AND created_at >= ? AND created_at < ?
         GROUP BY provider ORDER BY provider""", window)
     by_provider["failure_rate"] = [_rate(f, a) for f, a in zip(by_provider.failed, by_provider.attempts, strict=True)]

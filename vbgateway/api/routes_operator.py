@@ -22,6 +22,7 @@ from starlette.responses import Response
 from ..errors import AuthenticationError, NotFoundError
 from ..gateway import Gateway
 from ..seed import seed_demo
+from . import routes_breakers
 from .constraints import NON_BLANK_TEXT
 from .envelope import json_response
 from .schemas import ErrorResponse, _Wire
@@ -100,4 +101,5 @@ def build_router(gw: Gateway, secret: str) -> APIRouter:
         _, key = gw.create_api_key(tenant.id)
         return json_response({"apiKey": key, "tenant": {"id": tenant.id, "name": tenant.name}}, 201)
 
+    router.include_router(routes_breakers.build_router(gw, _errors()))  # GET /v1/operator/breakers
     return router

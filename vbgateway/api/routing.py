@@ -73,7 +73,9 @@ _MEANING = {400: "VALIDATION_ERROR (also malformed JSON or a bad X-Correlation-I
             404: "AGENT_NOT_FOUND / SESSION_NOT_FOUND (also another tenant's ids) or NOT_FOUND",
             409: "IDEMPOTENCY_CONFLICT: the key was used with a different request",
             413: "PAYLOAD_TOO_LARGE: body over 1 MB, audio over 10 MB",
-            500: "INTERNAL_ERROR", 502: "ALL_PROVIDERS_FAILED: details.attempts lists every try"}
+            500: "INTERNAL_ERROR", 502: "ALL_PROVIDERS_FAILED: details.attempts lists every try",
+            503: "ALL_PROVIDERS_FAILED: every provider's circuit breaker is open and the gateway fails fast; "
+                 "none was called (details.attempts: each skipped, details.retryAfterMs: when one lets a probe through)"}
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

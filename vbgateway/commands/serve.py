@@ -28,14 +28,17 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
+import pydantic
+
 from ..client.service import read_secret_file
 from ..gateway import Gateway
 from ..gc_tuning import SERVING_GC, tune_gc
+from ..governance.breaker import BreakerPolicy
 from . import service as service_command
 from .basics import DEFAULT_DB
 from .service import IdleStop, remove_own_service_file
 
-__all__ = ["cors_origin", "register", "run_app", "serve"]
+__all__ = ["breaker_policy", "cors_origin", "register", "run_app", "serve"]
 
 def run_app(app: Any, *, host: str, port: int, log_level: str) -> None:
     """Serve ``app`` with uvicorn (uvloop and httptools when installed) until interrupted."""
@@ -83,7 +86,7 @@ def serve(args: argparse.Namespace) -> int:
     _configure_logging(args.log_level)
     secret = read_secret_file(args.operator_secret_file) if args.operator_secret_file else None
     try:
-        with _exit_on_stop_signals(), Gateway.open(args.db) as gw:
+        with _exit_on_stop_signals(), Gateway.open(args.db, breaker=args.breaker) as gw:
             app: Any = create_app(gw, cors_origins=args.cors_origin, operator_secret=secret or None)
             if args.idle_minutes:
                 app = IdleStop(app, gw.clock, args.idle_minutes * 60)
@@ -102,6 +105,15 @@ def cors_origin(value: str) -> str:
     return origin
 
 
+def breaker_policy(value: str) -> BreakerPolicy:
+    """``--breaker '{"failure_threshold": 3}'``: a ``BreakerPolicy`` from JSON fields (``{}``: the defaults)."""
+    try:
+        return BreakerPolicy.model_validate_json(value)
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'policy'}: {e['msg']}" for e in exc.errors()[:3])
+        raise argparse.ArgumentTypeError(f"not a breaker policy ({problems})") from exc
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser("serve", help="run the /v1 HTTP API over a database")
     parser.add_argument("--db", default=DEFAULT_DB, help=f"database file (default {DEFAULT_DB})")
@@ -117,6 +129,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                              "in X-Operator-Secret")
     parser.add_argument("--idle-minutes", type=float, default=0,
                         help="stop (closing the database) after this long without a request (default: never)")
+    parser.add_argument("--breaker", nargs="?", const="{}", default=None, type=breaker_policy, metavar="JSON",
+                        help="a circuit breaker per provider; alone: the default policy, or its fields as JSON, e.g. "
+                             "'{\"failure_threshold\": 3, \"cooldown_s\": 60}' (docs/gateway.md, Circuit breakers)"),
     parser.add_argument("--service-file", metavar="FILE",
                         help="the local service's file (vbgateway service), removed when this server stops")
     parser.set_defaults(func=serve)

@@ -2,7 +2,7 @@
 
 ``simulate(load_scenario("vendor_a_outage"), db="data/sim.duckdb")`` (an example by name, or a file path)
 returns a ``SimulationResult``; ``compare_policies`` replays one scenario under
-several retry policies; ``reprice`` answers "what if the prices were these".
+several retry and circuit breaker policies; ``reprice`` answers "what if the prices were these".
 
 Names are loaded on first use: a gateway instance's process imports this
 package too, and needs none of the analysis side (pandas, some 50 MB each).
@@ -14,7 +14,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .compare import Comparison, compare_policies, policy_grid
+    from .compare import Comparison, GatewayPolicy, breaker_grid, compare_policies, policy_grid
     from .demo import demo_scenario, simulate_demo_month
     from .digest import table_digest
     from .results import SimulationResult
@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from .whatif import reprice
 
 _MODULE_OF = {
-    "Comparison": "compare", "compare_policies": "compare", "policy_grid": "compare",
+    "Comparison": "compare", "GatewayPolicy": "compare", "breaker_grid": "compare", "compare_policies": "compare",
+    "policy_grid": "compare",
     "demo_scenario": "demo", "simulate_demo_month": "demo",
     "table_digest": "digest",
     "SimulationResult": "results",
@@ -31,8 +32,9 @@ _MODULE_OF = {
     "Incident": "scenario", "Scenario": "scenario", "ScenarioError": "scenario", "load_scenario": "scenario",
     "reprice": "whatif",
 }
-__all__ = ["Comparison", "Incident", "Scenario", "ScenarioError", "SimulationResult", "compare_policies", "demo_scenario",
-           "load_scenario", "policy_grid", "reprice", "simulate", "simulate_demo_month", "table_digest"]
+__all__ = ["Comparison", "GatewayPolicy", "Incident", "Scenario", "ScenarioError", "SimulationResult", "breaker_grid",
+           "compare_policies", "demo_scenario", "load_scenario", "policy_grid", "reprice", "simulate",
+           "simulate_demo_month", "table_digest"]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,10 +1,15 @@
-"""Several retry policies, one seeded traffic: which one should ship?
+"""Several gateway policies, one seeded traffic: which one should ship?
 
 Every policy replays the same scenario: the workload depends only on the
 seed, so sessions, moments and user messages are identical across runs
 (``Comparison.traffic_identical`` checks the digests), while outcomes,
 latency and cost differ with the policy. Vendors are re-seeded per run too,
 so a difference between two columns is the policy's doing.
+
+A policy is a ``RetryPolicy`` (the scenario's breaker stays), a
+``BreakerPolicy`` (the scenario's retry policy stays), or a
+``GatewayPolicy`` naming both (``breaker=None``: no breaker). Each gateway
+instance of a run has its own breakers, as each gateway process does.
 """
 
 from __future__ import annotations
@@ -17,17 +22,31 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pydantic import BaseModel, ConfigDict
 
+from ..governance.breaker import BreakerPolicy
 from ..reliability import RetryPolicy
 from .results import SimulationResult
 from .runner import Progress, simulate
 from .scenario import Scenario, load_scenario
 
-__all__ = ["Comparison", "compare_policies", "policy_grid"]
+__all__ = ["Comparison", "GatewayPolicy", "breaker_grid", "compare_policies", "policy_grid"]
 
-COLUMNS = ("policy", "attempts", "timeout_s", "fallback", "messages", "replies", "success_rate", "fallback_rate",
-           "attempts_per_reply", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "cost_usd",
-           "cost_per_1k_replies_usd")
+COLUMNS = ("policy", "attempts", "timeout_s", "fallback", "breaker", "messages", "replies", "success_rate",
+           "fallback_rate", "attempts_per_reply", "wasted_calls", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
+           "cost_usd", "cost_per_1k_replies_usd")
+
+
+class GatewayPolicy(BaseModel):
+    """A retry policy and a circuit breaker policy (or none), compared together."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    retry: RetryPolicy = RetryPolicy()
+    breaker: BreakerPolicy | None = None
+
+
+Policy = RetryPolicy | BreakerPolicy | GatewayPolicy
 
 
 def policy_grid(attempts: Sequence[int] = (1, 2, 3), fallback: Sequence[bool] = (True, False),
@@ -39,6 +58,27 @@ def policy_grid(attempts: Sequence[int] = (1, 2, 3), fallback: Sequence[bool] = 
         grid[f"{n}x {t:g}s {'fallback' if fb else 'no fallback'}"] = base.model_copy(
             update={"attempts": n, "fallback": fb, "timeout_s": float(t)})
     return grid
+
+
+def breaker_grid(cooldown_s: Sequence[float] = (10.0, 30.0, 60.0), failure_threshold: Sequence[int] = (3, 5),
+                 retry: RetryPolicy | None = None, base: BreakerPolicy | None = None) -> dict[str, GatewayPolicy]:
+    """No breaker, then every combination, named like ``breaker 5x 30s``; other fields come from ``base``."""
+    retry, base = retry or RetryPolicy(), base or BreakerPolicy()
+    grid = {"no breaker": GatewayPolicy(retry=retry, breaker=None)}
+    for n, cooldown in itertools.product(failure_threshold, cooldown_s):
+        grid[f"breaker {n}x {cooldown:g}s"] = GatewayPolicy(retry=retry, breaker=base.model_copy(
+            update={"failure_threshold": n, "cooldown_s": float(cooldown)}))
+    return grid
+
+
+def _apply(scenario: Scenario, policy: Policy) -> Scenario:
+    if isinstance(policy, RetryPolicy):
+        return scenario.model_copy(update={"policy": policy})
+    if isinstance(policy, BreakerPolicy):
+        return scenario.model_copy(update={"breaker": policy})
+    if isinstance(policy, GatewayPolicy):
+        return scenario.model_copy(update={"policy": policy.retry, "breaker": policy.breaker})
+    raise TypeError(f"a policy is a RetryPolicy, a BreakerPolicy or a GatewayPolicy, not {type(policy).__name__}")
 
 
 @dataclass
@@ -62,7 +102,7 @@ def _slug(name: str) -> str:
 
 
 def compare_policies(scenario: Scenario | str | Path | dict[str, Any],
-                     policies: Mapping[str, RetryPolicy] | None = None, *, db_dir: str | Path | None = None,
+                     policies: Mapping[str, Policy] | None = None, *, db_dir: str | Path | None = None,
                      progress: Progress | None = None, **options: Any) -> Comparison:
     """Run ``scenario`` once per policy (``policy_grid()`` by default) and tabulate the outcomes.
 
@@ -72,9 +112,10 @@ def compare_policies(scenario: Scenario | str | Path | dict[str, Any],
     submitted at once (``cluster.py``).
     """
     scenario = load_scenario(scenario)
-    policies = dict(policies) if policies is not None else policy_grid()
+    chosen: dict[str, Policy] = dict(policies) if policies is not None else dict(policy_grid())
+    runs = {name: _apply(scenario, policy) for name, policy in chosen.items()}  # bad policies fail before any run
     dbs: dict[str, str | Path] = {}
-    for name in policies:
+    for name in runs:
         dbs[name] = ":memory:"
         if db_dir is not None:
             Path(db_dir).mkdir(parents=True, exist_ok=True)
@@ -84,15 +125,16 @@ def compare_policies(scenario: Scenario | str | Path | dict[str, Any],
         from .cluster import simulate_on_cluster
 
         cluster = options.pop("cluster")
-        runs = simulate_on_cluster([(scenario.with_policy(policy), dbs[name]) for name, policy in policies.items()],
-                                   cluster, progress=progress, **options)
-        results = dict(zip(policies, runs, strict=True))
-    for name, policy in policies.items():
+        done = simulate_on_cluster([(run, dbs[name]) for name, run in runs.items()], cluster, progress=progress,
+                                   **options)
+        results = dict(zip(runs, done, strict=True))
+    for name, run in runs.items():
         if name not in results:
-            results[name] = simulate(scenario, dbs[name], policy=policy, progress=progress, **options)
+            results[name] = simulate(run, dbs[name], progress=progress, **options)
     rows = []
     for name, result in results.items():
-        summary, policy = result.summary(), result.scenario.policy
+        summary, policy, breaker = result.summary(), result.scenario.policy, result.scenario.breaker
         rows.append({**{k: summary.get(k) for k in COLUMNS}, "policy": name, "attempts": policy.attempts,
-                     "timeout_s": policy.timeout_s, "fallback": policy.fallback})
+                     "timeout_s": policy.timeout_s, "fallback": policy.fallback,
+                     "breaker": "none" if breaker is None else breaker.label()})
     return Comparison(results, pd.DataFrame(rows, columns=list(COLUMNS)))

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 __all__ = ["DIGEST_TABLES", "TableSums", "add_sums", "digest_of", "table_digest", "table_sums"]
 
 DIGEST_TABLES = ("tenants", "agents", "sessions", "messages", "provider_call_events", "usage_events",
-                 "idempotency_records")
+                 "idempotency_records", "breaker_transitions")
 
 
 TableSums = dict[str, tuple[int, int]]  # table -> (rows, sum of the rows' 64-bit hashes)

@@ -116,7 +116,7 @@ def run_instance(spec: InstanceSpec, progress: Progress | None = None, store: St
         store = open_instance_store(spec, duckdb_threads)
     try:
         gw = Gateway(store, providers=world.providers, clock=world.clock, retry=scenario.policy,
-                     prices=scenario.prices, seed=f"{scenario.seed}/{spec.run}/gateway-{k}")
+                     prices=scenario.prices, seed=f"{scenario.seed}/{spec.run}/gateway-{k}", breaker=scenario.breaker)
         with lean_gc():
             recorder, traffic_digest = world.serve(gw, progress)
             store.flush()

@@ -75,6 +75,7 @@ class SimulationResult:
                 "success_rate": replies / messages if messages else None,
                 "fallback_rate": float(ok.fallback_used.mean()) if replies else None,
                 "attempts_per_reply": float(rows.attempts.sum()) / replies if replies else None,
+                "wasted_calls": int(rows.attempts.sum()) - replies,  # provider calls that gave no reply
                 "latency_p50_ms": _pct(ok.latency_ms, 50),
                 "latency_p95_ms": _pct(ok.latency_ms, 95),
                 "latency_p99_ms": _pct(ok.latency_ms, 99),
@@ -154,6 +155,7 @@ class SimulationResult:
 
 
 def policy_label(scenario: Scenario) -> str:
-    """A short name for a policy: ``3x 2s fallback``."""
+    """A short name for a policy: ``3x 2s fallback`` (``+ breaker 5x/50% 30s`` with a circuit breaker)."""
     p = scenario.policy
-    return f"{p.attempts}x {p.timeout_s:g}s {'fallback' if p.fallback else 'no fallback'}"
+    label = f"{p.attempts}x {p.timeout_s:g}s {'fallback' if p.fallback else 'no fallback'}"
+    return label if scenario.breaker is None else f"{label} + {scenario.breaker.label()}"

@@ -21,6 +21,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..errors import ScenarioError
+from ..governance.breaker import BreakerPolicy
 from ..providers import VendorA, VendorB, VendorProfile
 from ..reliability import RetryPolicy
 from .examples import example_path, looks_like_name
@@ -248,6 +249,8 @@ class Scenario(_Model):
     vendors: dict[str, VendorSpec] = {}
     incidents: tuple[Incident, ...] = ()
     policy: RetryPolicy = RetryPolicy()
+    breaker: BreakerPolicy | None = Field(default=None, description="a circuit breaker per provider; each gateway "
+                                          "instance has its own, as each gateway process does")
     prices: dict[str, str] | None = None
     gateways: int = Field(default=2, ge=1, le=64,
                           description="gateway instances sharing the traffic, sessions spread round-robin; each has "

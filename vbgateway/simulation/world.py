@@ -156,11 +156,12 @@ async def _call(run: _Run, tenant: _Tenant, session_id: str, content: str, voice
 
 
 def _calls(outcome: Reply | AllProvidersFailedError, primary: str) -> tuple[int, int]:
-    """(provider calls, calls to the primary) that produced this outcome."""
+    """(provider calls, calls to the primary) that produced this outcome (a provider skipped by its
+    circuit breaker was not called)."""
     if isinstance(outcome, Reply):
-        providers = [a.provider for a in outcome.metadata.attempts]
+        providers = [a.provider for a in outcome.metadata.attempts if a.status != "skipped"]
     else:
-        providers = [a["provider"] for a in outcome.details.get("attempts", ())]
+        providers = [a["provider"] for a in outcome.details.get("attempts", ()) if a["status"] != "skipped"]
     return len(providers), providers.count(primary)
 
 

@@ -29,7 +29,7 @@ class StoredMessage(NamedTuple):
 class StoredCall(NamedTuple):
     id: str
     provider: str
-    status: Literal["ok", "failed"]
+    status: Literal["ok", "failed", "skipped"]
     latency_ms: int
     created_at: datetime
 

@@ -21,11 +21,11 @@ from decimal import Decimal
 from typing import Annotated, Any, ForwardRef, NamedTuple, get_args, get_origin, get_type_hints
 
 __all__ = [
-    "AGENTS", "API_KEYS", "BULK_TABLES", "CONTROL_TABLES", "IDEMPOTENCY_RECORDS", "JOURNALED_TABLES", "JOURNAL_ENTRIES",
-    "JOURNAL_STATE", "MESSAGES", "PROVIDER_CALL_EVENTS", "SCHEMA_MIGRATIONS", "SESSIONS", "SESSION_ACTIVITY",
-    "TABLES", "USAGE_EVENTS", "AgentRow", "ApiKeyRow", "Column", "IdempotencyRow", "JournalRow", "JournalStateRow",
-    "MessageRow", "MigrationRow", "ProviderCallRow", "SessionActivityRow", "SessionRow", "Since", "Sql", "Table",
-    "TenantRow", "UsageEventRow", "table_named",
+    "AGENTS", "API_KEYS", "BREAKER_TRANSITIONS", "BULK_TABLES", "CONTROL_TABLES", "IDEMPOTENCY_RECORDS",
+    "JOURNALED_TABLES", "JOURNAL_ENTRIES", "JOURNAL_STATE", "MESSAGES", "PROVIDER_CALL_EVENTS", "SCHEMA_MIGRATIONS",
+    "SESSIONS", "SESSION_ACTIVITY", "TABLES", "USAGE_EVENTS", "AgentRow", "ApiKeyRow", "BreakerTransitionRow",
+    "Column", "IdempotencyRow", "JournalRow", "JournalStateRow", "MessageRow", "MigrationRow", "ProviderCallRow",
+    "SessionActivityRow", "SessionRow", "Since", "Sql", "Table", "TenantRow", "UsageEventRow", "table_named",
 ]
 
 
@@ -158,6 +158,26 @@ class SessionActivityRow(NamedTuple):
     created_at: Stamp
 
 
+class BreakerTransitionRow(NamedTuple):
+    """A provider's circuit breaker changed state (``governance/breaker.py``).
+
+    Breakers live in each gateway process, so ``gateway_id`` names the
+    process (its breaker set) and ``seq`` orders its transitions; the counts
+    are what the breaker saw when it decided.
+    """
+
+    gateway_id: Text
+    seq: Int
+    provider: Text
+    from_state: Text  # closed | open | half_open
+    to_state: Text
+    reason: Text  # consecutive_failures | failure_rate | cooldown_elapsed | probe_succeeded | probe_failed
+    consecutive_failures: Int
+    window_calls: Int
+    window_failures: Int
+    created_at: Stamp  # when the state changed (a cooldown ends at its opening plus cooldown_s)
+
+
 # ----------------------------------------------------------------- bookkeeping
 class JournalStateRow(NamedTuple):
     id: Int
@@ -171,7 +191,8 @@ class MigrationRow(NamedTuple):
     applied_at: Stamp
 
 
-JournalRow = SessionRow | MessageRow | ProviderCallRow | UsageEventRow | IdempotencyRow | SessionActivityRow
+JournalRow = (SessionRow | MessageRow | ProviderCallRow | UsageEventRow | IdempotencyRow | SessionActivityRow
+              | BreakerTransitionRow)
 
 
 class Column(NamedTuple):
@@ -289,10 +310,11 @@ IDEMPOTENCY_RECORDS = Table("idempotency_records", IdempotencyRow, primary_key=(
 JOURNAL_STATE = Table("journal_state", JournalStateRow, primary_key=("id",))
 SCHEMA_MIGRATIONS = Table("schema_migrations", MigrationRow, primary_key=("version",))
 SESSION_ACTIVITY = Table("session_activity", SessionActivityRow)  # journal entries only: never a DuckDB table
+BREAKER_TRANSITIONS = Table("breaker_transitions", BreakerTransitionRow, journaled=True, since=4)
 
-# In the order migration 1 created them (and analysts see them listed).
+# In the order the migrations created them (and analysts see them listed).
 TABLES: tuple[Table, ...] = (TENANTS, API_KEYS, AGENTS, SESSIONS, MESSAGES, PROVIDER_CALL_EVENTS, USAGE_EVENTS,
-                             IDEMPOTENCY_RECORDS, JOURNAL_STATE)
+                             IDEMPOTENCY_RECORDS, JOURNAL_STATE, BREAKER_TRANSITIONS)
 CONTROL_TABLES: tuple[Table, ...] = (TENANTS, API_KEYS, AGENTS)
 JOURNALED_TABLES: tuple[Table, ...] = tuple(t for t in TABLES if t.journaled)
 BULK_TABLES: tuple[Table, ...] = tuple(t for t in TABLES if t.bulk)

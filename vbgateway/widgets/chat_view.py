@@ -32,10 +32,13 @@ def reply_meta_html(reply: Reply) -> str:
              f"tokens {usage.tokens_in} in / {usage.tokens_out} out",
              f"cost {fmt_usd(usage.cost_usd)}" + (" (billed earlier)" if meta.idempotency.replayed else ""),
              f"latency {latency} ms"]
-    if len(meta.attempts) > 1:
-        parts.append(f"{len(meta.attempts)} attempts")
+    calls = sum(1 for a in meta.attempts if a.status != "skipped")  # a circuit breaker's skip is no call
+    if calls > 1:
+        parts.append(f"{calls} attempts")
     if meta.fallback_used:
-        parts.append(badge(f"↪ fallback used ({meta.primary_attempted} failed)", "warn"))
+        skipped = any(a.status == "skipped" and a.provider == meta.primary_attempted for a in meta.attempts)
+        why = "skipped: circuit open" if skipped else "failed"
+        parts.append(badge(f"↪ fallback used ({meta.primary_attempted} {why})", "warn"))
     if meta.idempotency.replayed:
         parts.append(badge("replayed · no new charge", "ok"))
     if meta.idempotency.key:

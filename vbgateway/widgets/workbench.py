@@ -61,9 +61,9 @@ class LocalService:
     def __repr__(self) -> str:
         return f"LocalService({self.url!r}, pid={self.info.pid})"
 
-    def _operator(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        answer = httpx.post(f"{self.url}/v1/operator/{path}", json=body or {}, timeout=OPERATOR_TIMEOUT_S,
-                            headers={"X-Operator-Secret": self._secret})
+    def _operator(self, path: str, body: dict[str, Any] | None = None, *, method: str = "POST") -> dict[str, Any]:
+        answer = httpx.request(method, f"{self.url}/v1/operator/{path}", json=(body or {}) if method == "POST" else None,
+                               timeout=OPERATOR_TIMEOUT_S, headers={"X-Operator-Secret": self._secret})
         payload: dict[str, Any] = answer.json()
         if answer.status_code >= 400:
             error = payload.get("error", {})
@@ -79,6 +79,10 @@ class LocalService:
 
     def mint_key(self, tenant_name: str) -> str:
         return str(self._operator("api-keys", {"tenantName": tenant_name})["apiKey"])
+
+    def breakers(self, limit: int = 50) -> dict[str, Any]:
+        """The service's circuit breakers and their ``limit`` latest transitions (``GET /v1/operator/breakers``)."""
+        return self._operator(f"breakers?limit={int(limit)}", method="GET")
 
     @property
     def providers(self) -> list[str]:

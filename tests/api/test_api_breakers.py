@@ -1,0 +1,134 @@
+"""GET /v1/operator/breakers: breaker states and transitions for operators, over a real server."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from api_support import LiveServer, assert_error, new_tenant
+
+from vbgateway import BreakerPolicy, Gateway, RetryPolicy
+from vbgateway.api import create_app
+from vbgateway.cli import build_parser
+from vbgateway.providers import VendorA, VendorB
+
+SECRET = "op-secret-for-breakers-0123456789"
+OPERATOR = {"X-Operator-Secret": SECRET}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve(gateway: Gateway):
+    return LiveServer(create_app(gateway, operator_secret=SECRET))
+
+
+@pytest.fixture
+def failing_a(tmp_path):
+    """vendorA answers 500 at once; its circuit opens at the first failure and stays open for an hour."""
+    providers = {"vendorA": VendorA(latency_ms=(0, 0), failure_rate=1.0, seed=1),
+                 "vendorB": VendorB(latency_ms=(0, 0), rate_limit_rate=0.0, seed=2)}
+    gateway = Gateway.open(tmp_path / "b.duckdb", providers=providers, retry=RetryPolicy(attempts=1),
+                           breaker=BreakerPolicy(failure_threshold=1, cooldown_s=3600))
+    try:
+        with serve(gateway) as live, httpx.Client(base_url=live.url, timeout=20) as http:
+            yield gateway, http
+    finally:
+        gateway.close()
+
+
+def test_an_open_circuit_and_its_transition_are_shown(failing_a):
+    gateway, http = failing_a
+    tenant = new_tenant(gateway, http)
+    session = tenant.session()
+    for _ in range(2):
+        sent = tenant.post(f"/v1/sessions/{session['id']}/messages", json={"content": "Hi"})
+        assert sent.is_success, sent.text
+    assert [a["status"] for a in sent.json()["metadata"]["attempts"]] == ["skipped", "ok"]
+    body = http.get("/v1/operator/breakers", headers=OPERATOR).json()
+    assert body["policy"]["failureThreshold"] == 1 and body["policy"]["cooldownSeconds"] == 3600
+    states = {b["provider"]: b for b in body["breakers"]}
+    assert states["vendorA"]["state"] == "open" and states["vendorB"]["state"] == "closed"
+    assert states["vendorA"]["cooldownEndsAt"] > states["vendorA"]["since"]
+    (transition,) = body["transitions"]
+    assert (transition["provider"], transition["fromState"], transition["toState"], transition["reason"]) == (
+        "vendorA", "closed", "open", "consecutive_failures")
+    assert transition["gatewayId"] == gateway.breakers.gateway_id and transition["createdAt"].endswith("Z")
+
+
+def test_the_limit_keeps_the_latest_transitions(failing_a):
+    gateway, http = failing_a
+    tenant = new_tenant(gateway, http)
+    tenant.post(f"/v1/sessions/{tenant.session()['id']}/messages", json={"content": "Hi"})
+    assert http.get("/v1/operator/breakers?limit=1", headers=OPERATOR).json()["transitions"][0]["seq"] == 1
+    assert_error(http.get("/v1/operator/breakers?limit=0", headers=OPERATOR), 400, "VALIDATION_ERROR")
+    assert_error(http.get("/v1/operator/breakers?limit=1001", headers=OPERATOR), 400, "VALIDATION_ERROR")
+
+
+def test_only_with_the_operator_secret(failing_a):
+    _, http = failing_a
+    assert_error(http.get("/v1/operator/breakers"), 401, "OPERATOR_SECRET_REQUIRED")
+    assert_error(http.get("/v1/operator/breakers", headers={"X-Operator-Secret": "wrong"}), 403,
+                 "INVALID_OPERATOR_SECRET")
+
+
+def test_a_gateway_without_breakers_says_so(tmp_path):
+    gateway = Gateway.open(tmp_path / "plain.duckdb")
+    try:
+        with serve(gateway) as live:
+            body = httpx.get(f"{live.url}/v1/operator/breakers", headers=OPERATOR).json()
+    finally:
+        gateway.close()
+    assert body == {"policy": None, "breakers": [], "transitions": []}
+
+
+def test_documented_for_operators_with_the_skipped_status_and_the_503(failing_a):
+    _, http = failing_a
+    document = http.get("/openapi.json").json()
+    operation = document["paths"]["/v1/operator/breakers"]["get"]
+    assert operation["security"] == [{"OperatorSecret": []}]
+    limit = next(p for p in operation["parameters"] if p["name"] == "limit")
+    assert (limit["schema"]["minimum"], limit["schema"]["maximum"]) == (1, 1000)
+    assert document["components"]["schemas"]["Attempt"]["properties"]["status"]["enum"] == ["ok", "failed", "skipped"]
+    send = document["paths"]["/v1/sessions/{sessionId}/messages"]["post"]["responses"]
+    assert "503" in send and "circuit breaker" in send["503"]["description"]
+
+
+def test_serve_takes_a_breaker_policy_and_refuses_a_bad_one(tmp_path):
+    args = build_parser().parse_args(["serve", "--breaker", '{"failure_threshold": 3, "cooldown_s": 60}'])
+    assert args.breaker == BreakerPolicy(failure_threshold=3, cooldown_s=60)
+    assert build_parser().parse_args(["serve", "--breaker"]).breaker == BreakerPolicy()
+    assert build_parser().parse_args(["serve"]).breaker is None
+    for bad in ('{"cooldown_s": 0}', "not json", '{"colour": "red"}'):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["serve", "--breaker", bad])
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(SECRET)
+    secret_file.chmod(0o600)
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "vbgateway.cli", "serve", "--db", str(tmp_path / "s.duckdb"),
+                                "--port", str(port), "--operator-secret-file", str(secret_file), "--log-level",
+                                "warning", "--breaker", '{"failure_threshold": 3}'],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                body = httpx.get(f"http://127.0.0.1:{port}/v1/operator/breakers", headers=OPERATOR, timeout=5).json()
+                break
+            except httpx.TransportError:
+                assert process.poll() is None and time.monotonic() < deadline, "vbgateway serve did not come up"
+                time.sleep(0.1)
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert body["policy"]["failureThreshold"] == 3 and {b["state"] for b in body["breakers"]} == {"closed"}
