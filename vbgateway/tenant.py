@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pydantic
@@ -120,6 +121,11 @@ class TenantClient:
     def scopes(self) -> frozenset[str]:
         """What this client may do (governance/scopes.py)."""
         return self._grant.scopes
+
+    @property
+    def expires_at(self) -> datetime | None:
+        """When the key stops working (its expiry, a rotation's grace end, a revocation); None: never."""
+        return self._grant.expires_at
 
     def require(self, scope: str | None) -> None:
         """Refuse a key that no longer works (INVALID_API_KEY) or lacks ``scope`` (INSUFFICIENT_SCOPE).

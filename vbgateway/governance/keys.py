@@ -26,7 +26,7 @@ import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from ..errors import AuthenticationError, InsufficientScopeError, NotFoundError, ValidationError
 from ..ids import hash_api_key, key_display_prefix, new_api_key
@@ -64,7 +64,7 @@ def _invalid() -> AuthenticationError:
     return AuthenticationError("missing or invalid API key")
 
 
-def _status(row: ApiKeyRow, now: datetime) -> str:
+def _status(row: ApiKeyRow, now: datetime) -> Literal["active", "grace", "expired", "revoked"]:
     if row.revoked_at is not None:
         return "revoked"
     if row.expires_at is not None and now >= row.expires_at:

@@ -270,8 +270,9 @@ class RateLimiter:
         retry_ms = -(-wait_us // 1000)
         value = limits.config.requests_per_minute if name == "requestsPerMinute" else limits.config.tokens_per_minute
         what = "requests" if name == "requestsPerMinute" else "tokens"
+        seconds = math.ceil(retry_ms / 1000)
         error = RateLimitExceededError(
-            f"rate limit exceeded: the {limits.scope}'s {value:,} {what} per minute; retry in {math.ceil(retry_ms / 1000)} s",
+            f"rate limit exceeded: the {limits.scope}'s {value:,} {what} per minute; retry in {seconds} s",
             details={"retryAfterMs": retry_ms, "limit": name, "scope": limits.scope, "value": value})
         if self._refusals is not None:
             self._refusals.record(tenant_id, key_id, session_id, None, error)

@@ -46,10 +46,10 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
 OPEN_ROUTES: frozenset[tuple[str, str]] = frozenset({("GET", "/v1/me")})
 
 
-def scope_for_route(methods: Iterable[str], path: str) -> str | None:
+def scope_for_route(methods: Iterable[str] | None, path: str) -> str | None:
     """The scope a route needs (None: any valid key); a route in neither table is a programming error."""
-    needed = set()
-    for method in methods:
+    needed: set[str | None] = set()
+    for method in methods or ():
         if (method, path) in OPEN_ROUTES:
             needed.add(None)
         elif (method, path) in ROUTE_SCOPES:
