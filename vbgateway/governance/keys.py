@@ -190,17 +190,23 @@ class KeyRing:
     def list_keys(self, tenant_id: str) -> list[ApiKeyInfo]:
         """A tenant's keys, oldest first, with their state as of now."""
         now = self._clock.now()
-        keys = []
-        for row in self._store.key_rows(tenant_id):
-            used = self._used.get(row.id)
-            last = used if used is not None and (row.last_used_at is None or used > row.last_used_at) \
-                else row.last_used_at
-            keys.append(ApiKeyInfo(
-                id=row.id, tenant_id=row.tenant_id, prefix=row.key_prefix, created_at=row.created_at,
-                revoked_at=row.revoked_at, scopes=sorted(ALL_SCOPES if row.scopes is None else row.scopes),
-                expires_at=row.expires_at, last_used_at=last, rotated_at=row.rotated_at, replaced_by=row.replaced_by,
-                rate_limit=self._limits.limit_of(row.id), status=_status(row, now)))
-        return keys
+        return [self._info(row, now) for row in self._store.key_rows(tenant_id)]
+
+    def info(self, key_id: str) -> ApiKeyInfo:
+        """One key as ``list_keys`` shows it; NOT_FOUND for an unknown id."""
+        row = self._store.key_by_id(key_id) if isinstance(key_id, str) else None
+        if row is None:
+            raise NotFoundError("no API key with that id", details={"keyId": str(key_id)[:100]})
+        return self._info(row, self._clock.now())
+
+    def _info(self, row: ApiKeyRow, now: datetime) -> ApiKeyInfo:
+        used = self._used.get(row.id)
+        last = used if used is not None and (row.last_used_at is None or used > row.last_used_at) else row.last_used_at
+        return ApiKeyInfo(id=row.id, tenant_id=row.tenant_id, prefix=row.key_prefix, created_at=row.created_at,
+                          revoked_at=row.revoked_at, scopes=sorted(ALL_SCOPES if row.scopes is None else row.scopes),
+                          expires_at=row.expires_at, last_used_at=last, rotated_at=row.rotated_at,
+                          replaced_by=row.replaced_by, rate_limit=self._limits.limit_of(row.id),
+                          status=_status(row, now))
 
     def write_usage(self) -> None:
         """Write the last uses noted since the previous call (one statement); a failure is logged and retried."""
