@@ -88,6 +88,7 @@ def test_a_key_with_one_scope_may_call_exactly_the_methods_of_that_scope(gw, ten
             assert error.details["granted"] == [scope], name
 
 
+@pytest.mark.embedded_only
 def test_every_method_of_the_tenant_client_names_its_scope():
     from vbgateway.tenant import TenantClient
 

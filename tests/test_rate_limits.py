@@ -253,7 +253,7 @@ def test_a_key_s_own_limit_binds_that_key_and_the_tenant_s_binds_all_of_them(gw,
 
 
 def test_a_key_limit_alone_leaves_the_tenant_s_other_clients_free(gw, tenant, clock):
-    key_id, limited = gw.create_api_key(tenant.id, rate_limit={"requests_per_minute": 1})
+    _, limited = gw.create_api_key(tenant.id, rate_limit={"requests_per_minute": 1})
     client, operator = gw.connect(limited), gw.as_tenant(tenant.id)
     session = session_of(operator)
     clock.run(client.send_message(session, "Hello"))
