@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from typing import TYPE_CHECKING
 
 import orjson
@@ -48,6 +49,7 @@ class RefusalLog:
         self._store = store
         self._clock = clock
         self._rows: list[RequestRefusalRow] = []
+        self._lock = threading.Lock()  # a read on another thread may commit while the loop refuses
         self.recorded = 0  # refusals since the gateway opened, committed or not
 
     def __len__(self) -> int:
@@ -56,13 +58,16 @@ class RefusalLog:
     def record(self, tenant_id: str, key_id: str | None, session_id: str | None, request_id: str | None,
                error: GatewayError) -> None:
         """Note one refusal; commits the batch when it is full (or soon, on the running loop)."""
-        rows = self._rows
-        rows.append(RequestRefusalRow(tenant_id, key_id, session_id, request_id, error.code, self._clock.now(),
-                                      orjson.dumps(error.details).decode()))
-        self.recorded += 1
-        if len(rows) >= REFUSAL_BATCH:
+        row = RequestRefusalRow(tenant_id, key_id, session_id, request_id, error.code, self._clock.now(),
+                                orjson.dumps(error.details).decode())
+        with self._lock:
+            rows = self._rows
+            rows.append(row)
+            self.recorded += 1
+            waiting = len(rows)
+        if waiting >= REFUSAL_BATCH:
             self.flush()  # a refusal is answered as a refusal even when the journal fails
-        elif len(rows) == 1:
+        elif waiting == 1:
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
@@ -71,12 +76,14 @@ class RefusalLog:
 
     def commit(self) -> None:
         """Journal every waiting row as one record (nothing when none waits)."""
-        rows, self._rows = self._rows, []
+        with self._lock:
+            rows, self._rows = self._rows, []
         if rows:
             try:
                 self._store.commit(rows)
             except BaseException:
-                self._rows[:0] = rows  # kept for the next try (a close, a flush)
+                with self._lock:
+                    self._rows[:0] = rows  # kept for the next try (a close, a flush)
                 raise
 
     def flush(self) -> None:
@@ -88,7 +95,8 @@ class RefusalLog:
         try:
             self.commit()
         except Exception:
-            dropped = max(0, len(self._rows) - MAX_WAITING)
-            del self._rows[:dropped]
+            with self._lock:
+                dropped = max(0, len(self._rows) - MAX_WAITING)
+                del self._rows[:dropped]
             _log.warning("could not journal %d refused requests (%d dropped); will retry", len(self._rows), dropped,
                          exc_info=True)

@@ -85,7 +85,8 @@ class GovernanceQueries:
         """Each key's latest use, in one statement (an earlier time never replaces a later one)."""
         if not used:
             return
-        ids, times = list(used), list(used.values())
+        pairs = list(used.items())  # one pass: a use noted meanwhile (another thread) cannot unpair them
+        ids, times = [key_id for key_id, _ in pairs], [at for _, at in pairs]
         self._execute([("""UPDATE api_keys SET last_used_at = u.at
                            FROM (SELECT unnest(?::VARCHAR[]) AS id, unnest(?::TIMESTAMPTZ[]) AS at) u
                            WHERE api_keys.id = u.id AND (api_keys.last_used_at IS NULL OR u.at > api_keys.last_used_at)""",
