@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from conftest import small_scenario
 
 from vbgateway.errors import ScenarioError
 from vbgateway.simulation import simulate
@@ -12,9 +11,9 @@ RPM = 3
 
 
 @pytest.fixture(scope="module")
-def limited(tmp_path_factory):
+def limited(tmp_path_factory, make_scenario):
     """Two tenants for five hours; Acme may send RPM messages a minute, Globex has no limit."""
-    scenario = small_scenario(tenants=[{"name": "Acme", "rate_limit": {"requests_per_minute": RPM}},
+    scenario = make_scenario(tenants=[{"name": "Acme", "rate_limit": {"requests_per_minute": RPM}},
                                        {"name": "Globex"}])
     result = simulate(scenario, tmp_path_factory.mktemp("limits") / "a.duckdb", keep_open=True)
     yield scenario, result
@@ -62,17 +61,17 @@ def test_a_seeded_run_with_limits_is_deterministic(tmp_path, limited):
         second.close()
 
 
-def test_a_scenario_wide_limit_applies_to_every_generated_tenant():
-    scenario = small_scenario(tenants=3, rate_limit={"requests_per_minute": 10, "tokens_per_minute": 50_000})
+def test_a_scenario_wide_limit_applies_to_every_generated_tenant(make_scenario):
+    scenario = make_scenario(tenants=3, rate_limit={"requests_per_minute": 10, "tokens_per_minute": 50_000})
     assert {(p.rate_limit.requests_per_minute, p.rate_limit.tokens_per_minute) for p in scenario.tenant_plans()} == {
         (10, 50_000)}
-    own = small_scenario(tenants=[{"name": "A", "rate_limit": {"requests_per_minute": 1}}, {"name": "B"}],
+    own = make_scenario(tenants=[{"name": "A", "rate_limit": {"requests_per_minute": 1}}, {"name": "B"}],
                          rate_limit={"requests_per_minute": 10})
     assert [p.rate_limit.requests_per_minute for p in own.tenant_plans()] == [1, 10]
 
 
 @pytest.mark.parametrize("limit", [{"requests_per_minute": 0}, {"tokens_per_minute": -5}, {"rpm": 5}])
-def test_a_bad_rate_limit_is_an_invalid_scenario(limit):
+def test_a_bad_rate_limit_is_an_invalid_scenario(make_scenario, limit):
     with pytest.raises(ScenarioError) as info:
-        small_scenario(tenants=[{"name": "A", "rate_limit": limit}])
+        make_scenario(tenants=[{"name": "A", "rate_limit": limit}])
     assert info.value.code == "INVALID_SCENARIO" and "rate_limit" in str(info.value)
