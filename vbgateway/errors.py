@@ -7,9 +7,10 @@ HTTP status the /v1 API answers with, a human ``message`` and JSON-safe
 Hierarchy::
 
     GatewayError                      (code, message, details, http_status)
-    ├── AuthenticationError           INVALID_API_KEY        401
+    ├── AuthenticationError           INVALID_API_KEY        401  (unknown, revoked or expired key)
     │                                 OPERATOR_SECRET_REQUIRED 401, INVALID_OPERATOR_SECRET 403
     │                                 (the local service's operator routes)
+    ├── InsufficientScopeError        INSUFFICIENT_SCOPE     403  (details: required, granted)
     ├── ValidationError               VALIDATION_ERROR       400
     │   ├── InvalidAudioError         INVALID_AUDIO          400
     │   ├── ScenarioError             INVALID_SCENARIO       400  (a simulation scenario that cannot run)
@@ -20,6 +21,7 @@ Hierarchy::
     │   └── SessionNotFoundError      SESSION_NOT_FOUND      404
     ├── IdempotencyConflictError      IDEMPOTENCY_CONFLICT   409
     ├── PayloadTooLargeError          PAYLOAD_TOO_LARGE      413
+    ├── RateLimitExceededError        RATE_LIMIT_EXCEEDED    429  (details.retryAfterMs; HTTP: Retry-After)
     ├── AllProvidersFailedError       ALL_PROVIDERS_FAILED   502  (503: every circuit breaker open, failing fast)
     ├── DatabaseError                 DATABASE_ERROR         500  (cannot open/create/read/write the file)
     │   ├── DatabaseBusyError         DATABASE_BUSY          503  (another gateway holds it or its journal)
@@ -56,10 +58,12 @@ __all__ = [
     "DatabaseTooNewError",
     "GatewayError",
     "IdempotencyConflictError",
+    "InsufficientScopeError",
     "InternalError",
     "InvalidAudioError",
     "NotFoundError",
     "PayloadTooLargeError",
+    "RateLimitExceededError",
     "ReportError",
     "RowsRejectedError",
     "ScenarioError",
@@ -107,6 +111,13 @@ class AuthenticationError(GatewayError):
     default_status = 401
 
 
+class InsufficientScopeError(GatewayError):
+    """The key is valid but lacks the scope this operation needs (``details['required']``)."""
+
+    default_code = "INSUFFICIENT_SCOPE"
+    default_status = 403
+
+
 class ValidationError(GatewayError):
     default_code = "VALIDATION_ERROR"
     default_status = 400
@@ -150,6 +161,26 @@ class IdempotencyConflictError(GatewayError):
 class PayloadTooLargeError(GatewayError):
     default_code = "PAYLOAD_TOO_LARGE"
     default_status = 413
+
+
+class RateLimitExceededError(GatewayError):
+    """A tenant's or a key's rate limit refused the request before any provider was called.
+
+    ``details``: ``retryAfterMs`` (when the same request would be admitted,
+    if nothing else is sent meanwhile), ``limit`` (``requestsPerMinute`` or
+    ``tokensPerMinute``), ``scope`` (``tenant`` or ``key``) and ``value``.
+    """
+
+    default_code = "RATE_LIMIT_EXCEEDED"
+    default_status = 429
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds to wait before trying again (``details['retryAfterMs']`` / 1000), None when unknown."""
+        value = self.details.get("retryAfterMs")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        return value / 1000
 
 
 class AllProvidersFailedError(GatewayError):

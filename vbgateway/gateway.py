@@ -8,7 +8,7 @@ through it.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from .clock import Clock, SystemClock, VirtualClock
-from .errors import AuthenticationError, NotFoundError, ValidationError
+from .errors import NotFoundError, ValidationError
+from .governance import KeyRing, RateLimiter, RefusalLog
 from .governance.breaker import BreakerPolicy, Breakers, BreakerState
 from .ids import IdFactory, hash_api_key, key_display_prefix, new_api_key
 from .messaging import MessageSender
-from .models import Agent, ApiKeyInfo, Tenant, clean_text
+from .models import Agent, ApiKeyInfo, RateLimit, Tenant, clean_text
 from .pricing import PriceTable
 from .providers import Provider, default_providers
 from .reliability import RetryPolicy
@@ -61,11 +62,18 @@ class Gateway:
         self.breakers = None if breaker is None else Breakers(
             breaker, self.providers, self.clock,
             IdFactory(None if run_seed is None else f"{run_seed}/breakers").new("gw"))  # its own draw: ids stay
+        # Governance (vbgateway/governance/): refused requests, rate limits, keys.
+        self.refusals = RefusalLog(store, self.clock)
+        self.rate_limits = RateLimiter(self.clock, self.refusals, store)
+        self.keys = KeyRing(store, self.clock, self.ids, self.rate_limits)
+        if not store.read_only:
+            self.rate_limits.load(store.rate_limit_rows())
+            store.before_flush += [self.refusals.flush, self.keys.write_usage]
         self.sender = MessageSender(store=store, providers=self.providers, retry=self.retry, clock=self.clock,
                                     ids=self.ids, prices=self.prices, agents=self.agent_for,
-                                    rng=random.Random(run_seed), breakers=self.breakers)
+                                    rng=random.Random(run_seed), breakers=self.breakers,
+                                    limits=self.rate_limits)
         self._agents: dict[str, Agent] = {}
-        self._keys: dict[str, Tenant] = {}
 
     @classmethod
     def open(cls, target: str | Path | duckdb.DuckDBPyConnection = "data/vbgateway.duckdb", *,
@@ -139,23 +147,40 @@ class Gateway:
         self.store.insert_tenant(tenant, info, hash_api_key(api_key))
         return tenant, api_key
 
-    def create_api_key(self, tenant_id: str) -> tuple[str, str]:
-        """Another key for a tenant: (key id, secret key)."""
-        tenant = self.get_tenant(tenant_id)
-        api_key = new_api_key()
-        info = ApiKeyInfo(id=self.ids.new("key"), tenant_id=tenant.id, prefix=key_display_prefix(api_key),
-                          created_at=self.clock.now())
-        self.store.insert_api_key(info, hash_api_key(api_key))
-        return info.id, api_key
+    def create_api_key(self, tenant_id: str, *, scopes: Iterable[str] | str | None = None,
+                       expires_at: datetime | None = None,
+                       rate_limit: RateLimit | Mapping[str, int | None] | None = None) -> tuple[str, str]:
+        """Another key for a tenant: (key id, secret key), the key shown this once.
+
+        ``scopes``: what it may do (governance/scopes.py; default every scope);
+        ``expires_at``: an aware datetime from which it is refused;
+        ``rate_limit``: its own ``{"requests_per_minute": ..., "tokens_per_minute": ...}``,
+        on top of the tenant's.
+        """
+        return self.keys.create(self.get_tenant(tenant_id), scopes=scopes, expires_at=expires_at,
+                                rate_limit=rate_limit)
+
+    def rotate_api_key(self, key_id: str, grace_s: float = 3600) -> tuple[str, str]:
+        """A new key (same tenant, scopes, expiry, rate limit) now; the old one works ``grace_s`` more seconds."""
+        return self.keys.rotate(key_id, grace_s)
 
     def revoke_api_key(self, key_id: str) -> None:
-        """Revoke a key at once; later ``connect`` calls with it fail."""
-        if not isinstance(key_id, str) or not self.store.revoke_api_key(key_id, self.clock.now()):
-            raise NotFoundError("no active API key with that id", details={"keyId": str(key_id)[:100]})
-        self._keys.clear()
+        """Revoke a key at once; it is refused from now on, also by clients already connected with it."""
+        self.keys.revoke(key_id)
 
     def list_api_keys(self, tenant_id: str) -> list[ApiKeyInfo]:
-        return self.store.list_api_keys(self.get_tenant(tenant_id).id)
+        """A tenant's keys, oldest first: scopes, expiry, last use, rotation, rate limit and status."""
+        return self.keys.list_keys(self.get_tenant(tenant_id).id)
+
+    def set_rate_limit(self, tenant_id: str, requests_per_minute: int | None = None,
+                       tokens_per_minute: int | None = None) -> RateLimit | None:
+        """The tenant's whole limit (governance/rate_limits.py); None for no limit of that kind, both None removes it."""
+        tenant = self.get_tenant(tenant_id)
+        return self.rate_limits.set(tenant.id, tenant.id, "tenant", {"requests_per_minute": requests_per_minute,
+                                                                     "tokens_per_minute": tokens_per_minute})
+
+    def get_rate_limit(self, tenant_id: str) -> RateLimit | None:
+        return self.rate_limits.limit_of(self.get_tenant(tenant_id).id)
 
     def get_tenant(self, tenant_id: str) -> Tenant:
         tenant = self.store.get_tenant(tenant_id) if isinstance(tenant_id, str) else None
@@ -167,18 +192,12 @@ class Gateway:
         return self.store.list_tenants()
 
     def connect(self, api_key: str) -> TenantClient:
-        """The tenant client for an API key; unknown or revoked keys raise INVALID_API_KEY."""
-        if not isinstance(api_key, str) or not api_key or len(api_key) > 256:
-            raise AuthenticationError("missing or invalid API key")
-        key_hash = hash_api_key(api_key)
-        tenant = self._keys.get(key_hash) or self.store.tenant_for_key(key_hash)
-        if tenant is None:
-            raise AuthenticationError("missing or invalid API key")
-        self._keys[key_hash] = tenant
-        return TenantClient(self, tenant)
+        """The tenant client for an API key, with its scopes; unknown, revoked or expired keys raise INVALID_API_KEY."""
+        tenant, grant = self.keys.authenticate(api_key)
+        return TenantClient(self, tenant, grant)
 
     def as_tenant(self, tenant_id: str) -> TenantClient:
-        """Operator access to a tenant without its key (seeding, simulation, support)."""
+        """Operator access to a tenant without its key (seeding, simulation, support): every scope, no key limit."""
         return TenantClient(self, self.get_tenant(tenant_id))
 
     # ------------------------------------------------------------------ shared by tenant clients

@@ -4,7 +4,9 @@ Order of work for ``send``:
 1. validate, resolve the session inside the tenant (cache, else store);
 2. idempotency: a key in flight is joined, a stored key is replayed, a key
    with a different request is a conflict;
-3. call the provider chain (reliability.py);
+3. admission: the rate limits of the tenant and the key (governance/rate_limits.py),
+   refused before any provider is called;
+   call the provider chain (reliability.py), then settle the token charge;
 4. build the reply and commit user message, assistant message, attempts,
    usage event and idempotency record as ONE journal record;
 5. only then update the in-memory session state and answer.
@@ -51,6 +53,7 @@ from .store.tables import IdempotencyRow, JournalRow, MessageRow, ProviderCallRo
 
 if TYPE_CHECKING:
     from .clock import Clock
+    from .governance import RateLimiter
     from .governance.breaker import Breakers
     from .pricing import PriceTable
     from .providers.base import Provider
@@ -150,7 +153,7 @@ class MessageSender:
 
     def __init__(self, *, store: Store, providers: Mapping[str, Provider], retry: RetryPolicy, clock: Clock,
                  ids: IdFactory, prices: PriceTable, agents: Callable[[str, str], Agent | None],
-                 rng: random.Random, breakers: Breakers | None = None) -> None:
+                 rng: random.Random, breakers: Breakers | None = None, limits: RateLimiter | None = None) -> None:
         self._store = store
         self._providers = providers
         self._retry = retry
@@ -160,6 +163,7 @@ class MessageSender:
         self._prices = prices
         self._agent_for = agents
         self._rng = rng
+        self._limits = limits
         self._sessions: OrderedDict[str, SessionState] = OrderedDict()
         self._in_flight: dict[tuple[str, str], tuple[str, asyncio.Future[Reply]]] = {}
 
@@ -194,17 +198,19 @@ class MessageSender:
 
     # ------------------------------------------------------------------ send
     async def send(self, tenant_id: str, session_id: object, content: str, *, channel: str,
-                   idempotency_key: str | None, fingerprint: str, request_id: str | None = None) -> Reply:
+                   idempotency_key: str | None, fingerprint: str, request_id: str | None = None,
+                   key_id: str | None = None) -> Reply:
         """One billed reply; ``request_id`` lets a caller (the HTTP API) reuse its own ``req_`` id.
 
-        ``fingerprint`` (``request_fingerprint``) is only read with an idempotency key.
+        ``fingerprint`` (``request_fingerprint``) is only read with an idempotency key; ``key_id``
+        (None: the operator's client) selects the key's own rate limit.
         """
         if request_id is not None and not is_id(request_id, "req"):
             raise ValidationError("a request id looks like req_ followed by 20 characters",
                                   details={"field": "requestId"})
         state = self.session_state(tenant_id, session_id)
         if idempotency_key is None:
-            return await self._send_once(tenant_id, state, content, channel, None, fingerprint, request_id)
+            return await self._send_once(tenant_id, state, content, channel, None, fingerprint, request_id, key_id)
         slot = (tenant_id, idempotency_key)
         while True:
             in_flight = self._in_flight.get(slot)
@@ -227,7 +233,7 @@ class MessageSender:
         self._in_flight[slot] = (fingerprint, future)
         try:
             reply = await self._send_once(tenant_id, state, content, channel, idempotency_key, fingerprint,
-                                          request_id)
+                                          request_id, key_id)
         except asyncio.CancelledError:
             future.cancel()  # waiters see the cancellation and run the request themselves
             raise
@@ -252,12 +258,14 @@ class MessageSender:
         return reply.model_copy(update={"metadata": reply.metadata.model_copy(update={"idempotency": idem})})
 
     async def _send_once(self, tenant_id: str, state: SessionState, content: str, channel: str,
-                         key: str | None, fingerprint: str, request_id: str | None) -> Reply:
+                         key: str | None, fingerprint: str, request_id: str | None, key_id: str | None) -> Reply:
         store, providers = self._store, self._providers
         session = state.session
         agent = self._agent_for(tenant_id, session.agent_id)
         if agent is None:
             raise AgentNotFoundError("the session's agent no longer exists", details={"agentId": session.agent_id})
+        ticket = self._limits.admit(tenant_id, key_id, session.id, agent, state.history, content) \
+            if self._limits is not None else None  # RATE_LIMIT_EXCEEDED: nothing called, nothing written
         received_at = self._clock.now()
         request_id = request_id or self._ids.new("req")
         position = state.next_position
@@ -267,7 +275,14 @@ class MessageSender:
             chain.append((agent.fallback_provider, providers[agent.fallback_provider]))
         request = ProviderRequest(agent.system_prompt, (*state.history, ChatTurn("user", content)),
                                   tuple(agent.enabled_tools), request_id)
-        result = await call_chain(chain, request, self._retry, self._clock, self._rng, self._breakers)
+        try:
+            result = await call_chain(chain, request, self._retry, self._clock, self._rng, self._breakers)
+        except BaseException:
+            if ticket is not None:
+                ticket.settle(None)
+            raise
+        if ticket is not None:  # the token charge becomes what the reply used (a failure: nothing)
+            ticket.settle(result.response)
         events = self._event_rows(tenant_id, session, request_id, result.attempts)
         if result.response is None:
             await store.commit_async([*events, *result.transitions])

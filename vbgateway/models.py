@@ -31,6 +31,7 @@ __all__ = [
     "Money",
     "Pricing",
     "ProviderCallEvent",
+    "RateLimit",
     "Reply",
     "ReplyMetadata",
     "Session",
@@ -84,12 +85,33 @@ class Tenant(WireModel):
     created_at: Timestamp
 
 
+class RateLimit(WireModel):
+    """Requests and tokens per minute (None: no limit of that kind); see governance/rate_limits.py."""
+
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+
+
 class ApiKeyInfo(WireModel):
+    """A key as an operator sees it (never the key itself).
+
+    ``status``: ``active``; ``grace`` (rotated, still accepted until
+    ``expires_at``); ``expired``; ``revoked``. ``scopes`` lists what the key
+    may do (governance/scopes.py).
+    """
+
     id: str
     tenant_id: str
     prefix: str
     created_at: Timestamp
     revoked_at: Timestamp | None = None
+    scopes: list[str] = []
+    expires_at: Timestamp | None = None
+    last_used_at: Timestamp | None = None
+    rotated_at: Timestamp | None = None
+    replaced_by: str | None = None
+    rate_limit: RateLimit | None = None
+    status: Literal["active", "grace", "expired", "revoked"] = "active"
 
 
 class Agent(WireModel):

@@ -1,18 +1,24 @@
 """The tenant-scoped client: everything a holder of one API key may do.
 
 Every method is scoped by the tenant it was built for; another tenant's ids
-raise exactly what an unknown id raises, so ids cannot be probed.
+raise exactly what an unknown id raises, so ids cannot be probed. A client
+built from a key (``Gateway.connect``) checks, in every method, that the key
+still works (INVALID_API_KEY once revoked or expired) and holds the method's
+scope (INSUFFICIENT_SCOPE, governance/scopes.py); the operator's client
+(``Gateway.as_tenant``) holds every scope.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pydantic
 
 from .errors import AgentNotFoundError, ValidationError
+from .governance import OPERATOR_GRANT, KeyGrant
 from .messaging import SessionState, request_fingerprint, validate_content, validate_idempotency_key
 from .models import (
     DEFAULT_EVENTS_LIMIT,
@@ -94,9 +100,10 @@ def check_session_input(customer_id: object, metadata: object) -> str:
 class TenantClient:
     """Agents, sessions and messages of one tenant."""
 
-    def __init__(self, gateway: Gateway, tenant: Tenant) -> None:
+    def __init__(self, gateway: Gateway, tenant: Tenant, grant: KeyGrant = OPERATOR_GRANT) -> None:
         self._gw = gateway
         self.tenant = tenant
+        self._grant = grant
 
     def __repr__(self) -> str:
         return f"TenantClient({self.tenant.name!r}, {self.tenant.id})"
@@ -104,6 +111,28 @@ class TenantClient:
     @property
     def id(self) -> str:
         return self.tenant.id
+
+    @property
+    def key_id(self) -> str | None:
+        """The id of the key this client was connected with (None: the operator's client)."""
+        return self._grant.key_id
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        """What this client may do (governance/scopes.py)."""
+        return self._grant.scopes
+
+    @property
+    def expires_at(self) -> datetime | None:
+        """When the key stops working (its expiry, a rotation's grace end, a revocation); None: never."""
+        return self._grant.expires_at
+
+    def require(self, scope: str | None) -> None:
+        """Refuse a key that no longer works (INVALID_API_KEY) or lacks ``scope`` (INSUFFICIENT_SCOPE).
+
+        Every method calls it first; the HTTP API calls it before it reads a request's body.
+        """
+        self._gw.keys.require(self._grant, scope)
 
     # ------------------------------------------------------------------ agents
     def _check_providers(self, primary: str, fallback: str | None) -> None:
@@ -118,6 +147,7 @@ class TenantClient:
 
     def create_agent(self, spec: AgentSpec | Mapping[str, Any] | None = None, **fields: Any) -> Agent:
         """Create an agent from an ``AgentSpec``, a (camelCase or snake_case) mapping, or keywords."""
+        self.require("agents:write")
         parsed = parse_input(AgentSpec, spec, fields)
         self._check_providers(parsed.primary_provider, parsed.fallback_provider)
         now = self._gw.clock.now()
@@ -129,7 +159,8 @@ class TenantClient:
 
     def update_agent(self, agent_id: str, patch: AgentPatch | Mapping[str, Any] | None = None, **fields: Any) -> Agent:
         """Change only the fields given; ``fallback_provider=None`` (or "none") removes the fallback."""
-        current = self.get_agent(agent_id)
+        self.require("agents:write")
+        current = self._agent(agent_id)
         parsed = parse_input(AgentPatch, patch, fields)
         given = parsed.model_dump(exclude_unset=True)
         nulled = sorted(k for k, v in given.items() if v is None and k != "fallback_provider")
@@ -143,12 +174,17 @@ class TenantClient:
         return merged
 
     def get_agent(self, agent_id: str) -> Agent:
+        self.require("agents:read")
+        return self._agent(agent_id)
+
+    def _agent(self, agent_id: str) -> Agent:
         agent = self._gw.agent_for(self.id, agent_id) if isinstance(agent_id, str) else None
         if agent is None:
             raise AgentNotFoundError("agent not found", details={"agentId": str(agent_id)[:100]})
         return agent
 
     def list_agents(self) -> list[Agent]:
+        self.require("agents:read")
         return self._gw.store.list_agents(self.id)
 
     # ------------------------------------------------------------------ sessions
@@ -170,7 +206,8 @@ class TenantClient:
 
     def _new_session(self, agent_id: str, customer_id: str | None,
                      metadata: Mapping[str, Any] | None) -> tuple[Session, SessionRow]:
-        agent = self.get_agent(agent_id)
+        self.require("chat")
+        agent = self._agent(agent_id)
         metadata_json = check_session_input(customer_id, metadata)
         now = self._gw.clock.now()
         session = Session(id=self._gw.ids.new("ses"), tenant_id=self.id, agent_id=agent.id, customer_id=customer_id,
@@ -178,6 +215,10 @@ class TenantClient:
         return session, SessionRow(session.id, self.id, agent.id, customer_id, "active", metadata_json, now, now)
 
     def get_session(self, session_id: str) -> Session:
+        self.require("sessions:read")
+        return self._session(session_id)
+
+    def _session(self, session_id: str) -> Session:
         state = self._gw.sender.session_state(self.id, session_id)
         if state.last_activity_at and state.last_activity_at != state.session.last_activity_at:
             return state.session.model_copy(update={"last_activity_at": state.last_activity_at})
@@ -185,7 +226,8 @@ class TenantClient:
 
     def transcript(self, session_id: str) -> Transcript:
         """The session, its messages oldest first, and every provider call made for it."""
-        session = self.get_session(session_id)
+        self.require("sessions:read")
+        session = self._session(session_id)
         messages = [TranscriptMessage(id=m.id, role=m.role, content=m.content, created_at=m.created_at)
                     for m in self._gw.store.messages(session.id)]
         events = [ProviderCallEvent(id=c.id, provider=c.provider, status=c.status, latency_ms=c.latency_ms,
@@ -196,6 +238,7 @@ class TenantClient:
     # ------------------------------------------------------------------ usage
     def usage_rollup(self, start: object, end: object) -> analytics.Rollup:
         """Totals, per provider and top agents for UTC days ``start``..``end`` (inclusive)."""
+        self.require("usage:read")
         from . import analytics  # pandas, loaded on first use: a gateway that only serves replies never needs it
 
         return analytics.rollup(self._gw, self.id, start, end)
@@ -203,12 +246,14 @@ class TenantClient:
     def usage_events(self, start: object, end: object, *, limit: object = DEFAULT_EVENTS_LIMIT,
                      offset: object = 0) -> pd.DataFrame:
         """Usage events of the period, newest first."""
+        self.require("usage:read")
         from . import analytics
 
         return analytics.events(self._gw, self.id, start, end, limit=limit, offset=offset)
 
     def usage_monthly(self, months: int = 12) -> pd.DataFrame:
         """Cost per provider per calendar month, the last ``months`` including the current, zeros included."""
+        self.require("usage:read")
         from . import analytics
 
         return analytics.monthly(self._gw, self.id, months=months)
@@ -221,13 +266,16 @@ class TenantClient:
         ``request_id`` (a ``req_`` id, e.g. the HTTP request's) names the request in
         the reply, the attempt log and the usage event; by default one is made.
         """
+        self.require("chat")
         content = validate_content(content)
         key = validate_idempotency_key(idempotency_key)
         fingerprint = request_fingerprint("chat", session_id, content) if key is not None else ""
         return await self._gw.sender.send(self.id, session_id, content, channel="chat", idempotency_key=key,
-                                          fingerprint=fingerprint, request_id=request_id)
+                                          fingerprint=fingerprint, request_id=request_id, key_id=self._grant.key_id)
 
     async def send_voice(self, session_id: str, audio: bytes, audio_duration_ms: int | None = None, *,
                          idempotency_key: str | None = None, request_id: str | None = None) -> VoiceReply:
         """Send recorded speech; returns what was heard, the reply, and the reply as WAV."""
-        return await send_voice(self._gw, self.id, session_id, audio, audio_duration_ms, idempotency_key, request_id)
+        self.require("chat")
+        return await send_voice(self._gw, self.id, session_id, audio, audio_duration_ms, idempotency_key, request_id,
+                                key_id=self._grant.key_id)

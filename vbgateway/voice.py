@@ -51,7 +51,8 @@ def audio_bytes(audio: object) -> bytes:
 
 
 async def send_voice(gw: Gateway, tenant_id: str, session_id: str, audio: object, audio_duration_ms: object,
-                     idempotency_key: object, request_id: str | None = None) -> VoiceReply:
+                     idempotency_key: object, request_id: str | None = None, *,
+                     key_id: str | None = None) -> VoiceReply:
     data = audio_bytes(audio)
     declared = _check_duration(audio_duration_ms)
     key = validate_idempotency_key(idempotency_key)
@@ -65,7 +66,7 @@ async def send_voice(gw: Gateway, tenant_id: str, session_id: str, audio: object
     fingerprint = (request_fingerprint("voice", session_id, hashlib.sha256(data).hexdigest(), declared)
                    if key is not None else "")  # only a key's requests are compared
     reply = await gw.sender.send(tenant_id, session_id, text, channel="voice", idempotency_key=key,
-                                 fingerprint=fingerprint, request_id=request_id)
+                                 fingerprint=fingerprint, request_id=request_id, key_id=key_id)
     reply = reply.model_copy(update={"metadata": reply.metadata.model_copy(update={"channel": "voice"})})
     speech = synthesize(reply.message.content)
     return VoiceReply(session_id=session_id, transcript_text=text, reply=reply, audio=speech,

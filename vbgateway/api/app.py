@@ -7,7 +7,7 @@ models' camelCase form. Layers, outermost first:
     CORSMiddleware             a dashboard on another localhost port, or on the origins given
     MessagesFastPath           POST .../messages answered without FastAPI's machinery (fastpath.py)
     exception handlers         GatewayError / validation / routing -> error envelope
-    GatewayRoute               X-API-Key -> TenantClient before the body is read
+    GatewayRoute               X-API-Key -> TenantClient, and its scope, before the body is read
 
 The app does not own the gateway: whoever opened it closes it.
 """
@@ -44,7 +44,7 @@ DEFAULT_BODY_LIMIT = 1024 * 1024  # JSON bodies
 VOICE_BODY_LIMIT = MAX_AUDIO_BYTES + 64 * 1024  # 10 MB of audio plus multipart framing and fields
 LOCALHOST_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d{1,5})?$"
 CORS_ALLOWED_HEADERS = ["X-API-Key", "Idempotency-Key", "Content-Type", "X-Request-Id", "X-Correlation-Id"]
-CORS_EXPOSED_HEADERS = ["X-Request-Id", "X-Correlation-Id", "Idempotency-Key"]
+CORS_EXPOSED_HEADERS = ["X-Request-Id", "X-Correlation-Id", "Idempotency-Key", "Retry-After"]
 
 
 def create_app(gateway: Gateway, *, cors_origins: list[str] | None = None,

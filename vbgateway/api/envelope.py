@@ -32,6 +32,7 @@ __all__ = [
     "json_response",
     "new_request_id",
     "request_id_of",
+    "retry_after",
     "validation_error_response",
 ]
 
@@ -82,7 +83,15 @@ def gateway_error_response(request_id: str, exc: GatewayError) -> Response:
     if exc.http_status >= 500 and exc.code not in _PUBLIC_5XX:
         _log.error("gateway error %s on request %s", exc.code, request_id, exc_info=exc)
         return internal_error_response(request_id)
-    return error_response(request_id, exc.http_status, exc.code, exc.message, exc.details)
+    return error_response(request_id, exc.http_status, exc.code, exc.message, exc.details, retry_after(exc))
+
+
+def retry_after(exc: GatewayError) -> dict[str, str] | None:
+    """``Retry-After`` (whole seconds, rounded up) for a 429 whose details say ``retryAfterMs``."""
+    wait_ms = exc.details.get("retryAfterMs") if exc.http_status == 429 else None
+    if isinstance(wait_ms, bool) or not isinstance(wait_ms, int) or wait_ms < 0:
+        return None
+    return {"Retry-After": str(-(-wait_ms // 1000))}
 
 
 def _field(loc: tuple[Any, ...] | list[Any]) -> str:

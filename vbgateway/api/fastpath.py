@@ -6,8 +6,8 @@ own send path. This layer answers that one route directly, in plain ASGI.
 
 Why it is still the same API: it sits where the route would be reached
 (inside the request-context and CORS layers, so ids, body limits, CORS
-headers and the access log are theirs), authenticates before reading the
-body as ``GatewayRoute`` does, and then calls ``messages.answer_message``,
+headers and the access log are theirs), authenticates and checks the
+``chat`` scope before reading the body as ``GatewayRoute`` does, and then calls ``messages.answer_message``,
 the handler the FastAPI route calls too: parsing, sending and every answer
 are written once. Requests it does not serve (another path or method, an app
 mounted under a root path) go to FastAPI unchanged.
@@ -23,13 +23,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import GatewayError
 from ..gateway import Gateway
+from ..governance.scopes import ROUTE_SCOPES
 from .envelope import gateway_error_response, internal_error_response, new_request_id
-from .messages import answer_message, body_lost_response
+from .messages import MESSAGES_PATH, answer_message, body_lost_response
 
-__all__ = ["MessagesFastPath"]
+__all__ = ["SEND_SCOPE", "MessagesFastPath"]
 
 _log = logging.getLogger("vbgateway.api.errors")
 _PATH = re.compile(r"/v1/sessions/([^/]+)/messages")  # Starlette's {sessionId}: one segment, any characters
+SEND_SCOPE = ROUTE_SCOPES[("POST", MESSAGES_PATH)]  # checked before the body is read, as GatewayRoute does
 
 
 class MessagesFastPath:
@@ -55,6 +57,7 @@ class MessagesFastPath:
         headers = _first_values(scope)
         try:
             tenant = self.gateway.connect(headers.get("x-api-key", ""))
+            tenant.require(SEND_SCOPE)
         except GatewayError as exc:
             await gateway_error_response(request_id, exc)(scope, receive, send)
             return

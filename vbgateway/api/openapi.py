@@ -14,7 +14,10 @@ it cannot:
 - the voice form's ``audioDurationMs`` as an integer from 1 to an hour;
 - query and header parameters that are absent or a string, never ``null``;
 - ``X-Correlation-Id`` and ``X-Request-Id`` (accepted everywhere, the latter
-  also on every answer); no 422 answers (this API answers 400).
+  also on every answer); no 422 answers (this API answers 400);
+- the key scope each operation needs (``x-required-scope``, and 403
+  INSUFFICIENT_SCOPE), and 429 RATE_LIMIT_EXCEEDED with ``Retry-After`` on
+  the sends that rate limits count (governance/).
 
 Rules between two values (``from`` not after ``to``, a fallback different
 from the primary) cannot be written in JSON Schema; the field descriptions
@@ -30,6 +33,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from ..governance.scopes import ROUTE_SCOPES
 from ..models import MAX_CONTENT_CHARS, MAX_TOOLS
 from ..voice import MAX_AUDIO_DURATION_MS
 from .constraints import (
@@ -70,7 +74,8 @@ def build_document(app: FastAPI, providers: Iterable[str]) -> dict[str, Any]:
     if any(path.startswith(OPERATOR_PREFIX) for path in document.get("paths", {})):
         document["components"]["securitySchemes"]["OperatorSecret"] = OPERATOR_SCHEME
     for path, item in document.get("paths", {}).items():
-        for operation in item.values():
+        for method, operation in item.items():
+            _governance(method.upper(), path, operation)
             _complete_operation(path, operation)
     names = sorted(providers)
     for name, nullable in (("AgentSpec", ("fallbackProvider",)), ("AgentPatch", ("fallbackProvider",))):
@@ -98,6 +103,29 @@ def _complete_operation(path: str, operation: dict[str, Any]) -> None:
                                         "pattern": IDEMPOTENCY_KEY})
     parameters.append(copy.deepcopy(_CORRELATION_PARAMETER))
     parameters.append(copy.deepcopy(_REQUEST_ID_PARAMETER))
+
+
+_ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+_RATE_LIMITED = ("/v1/sessions/{sessionId}/messages", "/v1/sessions/{sessionId}/voice")  # the sends limits count
+_RETRY_AFTER_HEADER = {"description": "Seconds (rounded up) until the request would be admitted.", "required": True,
+                       "schema": {"type": "integer", "minimum": 1}}
+
+
+def _governance(method: str, path: str, operation: dict[str, Any]) -> None:
+    """The scope an operation needs (403 without it) and, on the sends, 429 with ``Retry-After``."""
+    scope = ROUTE_SCOPES.get((method, path))
+    if scope is None:
+        return
+    operation["x-required-scope"] = scope
+    operation["description"] = f"{operation.get('description', '')}\n\nNeeds the key scope `{scope}`.".lstrip()
+    responses = operation.setdefault("responses", {})
+    responses["403"] = {"description": f"INSUFFICIENT_SCOPE: the key lacks `{scope}` (details.required)",
+                        "content": copy.deepcopy(_ERROR_CONTENT)}
+    if method == "POST" and path in _RATE_LIMITED:
+        responses["429"] = {"description": "RATE_LIMIT_EXCEEDED: a rate limit of the tenant or the key; "
+                                           "details.retryAfterMs and Retry-After say when to try again",
+                            "headers": {"Retry-After": dict(_RETRY_AFTER_HEADER)},
+                            "content": copy.deepcopy(_ERROR_CONTENT)}
 
 
 def _without_null(schema: dict[str, Any]) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """The route class every /v1 endpoint uses: authenticate first, never leak a bug.
 
-Authentication runs in the route wrapper, before FastAPI reads and validates
-the body, so a request without a valid key is INVALID_API_KEY whatever its
-body holds (a malformed body does not reveal that the route parses JSON).
+Authentication, and the check of the scope the operation needs
+(governance/scopes.py: INSUFFICIENT_SCOPE 403), run in the route wrapper,
+before FastAPI reads and validates the body, so a request without a valid
+key is INVALID_API_KEY whatever its body holds (a malformed body does not
+reveal that the route parses JSON).
 Unexpected exceptions become INTERNAL_ERROR here, inside the CORS layer, so a
 browser still sees the envelope.
 """
@@ -21,6 +23,7 @@ from starlette.responses import Response
 
 from ..errors import GatewayError
 from ..gateway import Gateway
+from ..governance.scopes import scope_for_route
 from ..tenant import TenantClient
 from .envelope import internal_error_response, request_id_of
 from .schemas import ErrorResponse
@@ -51,10 +54,12 @@ def gateway_route_class(gateway: Gateway) -> type[APIRoute]:
     class GatewayRoute(APIRoute):
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
             handler = super().get_route_handler()
+            scope = scope_for_route(self.methods, self.path)
 
             async def authenticated(request: Request) -> Response:
                 try:
-                    request.state.tenant = gateway.connect(request.headers.get("x-api-key", ""))
+                    tenant = request.state.tenant = gateway.connect(request.headers.get("x-api-key", ""))
+                    tenant.require(scope)
                     return await handler(request)
                 except (GatewayError, HTTPException, RequestValidationError):
                     raise  # the app's exception handlers put these in the envelope
@@ -69,10 +74,13 @@ def gateway_route_class(gateway: Gateway) -> type[APIRoute]:
 
 
 _MEANING = {400: "VALIDATION_ERROR (also malformed JSON or a bad X-Correlation-Id) or INVALID_AUDIO",
-            401: "INVALID_API_KEY: missing, unknown or revoked key",
+            401: "INVALID_API_KEY: missing, unknown, revoked or expired key",
+            403: "INSUFFICIENT_SCOPE: the key lacks the scope this operation needs (details.required)",
             404: "AGENT_NOT_FOUND / SESSION_NOT_FOUND (also another tenant's ids) or NOT_FOUND",
             409: "IDEMPOTENCY_CONFLICT: the key was used with a different request",
             413: "PAYLOAD_TOO_LARGE: body over 1 MB, audio over 10 MB",
+            429: "RATE_LIMIT_EXCEEDED: a rate limit of the tenant or the key; Retry-After and details.retryAfterMs "
+                 "say when to try again",
             500: "INTERNAL_ERROR", 502: "ALL_PROVIDERS_FAILED: details.attempts lists every try",
             503: "ALL_PROVIDERS_FAILED: every provider's circuit breaker is open and the gateway fails fast; "
                  "none was called (details.attempts: each skipped, details.retryAfterMs: when one lets a probe through)"}

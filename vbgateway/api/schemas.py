@@ -14,7 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from ..models import Agent, ReplyMetadata, Session, Tenant
+from ..governance.scopes import SCOPES
+from ..models import Agent, RateLimit, ReplyMetadata, Session, Tenant, Timestamp
 from ..tenant import MAX_CUSTOMER_ID_CHARS, MAX_METADATA_BYTES
 from .constraints import MAX_CONTENT_CHARS, NON_BLANK_TEXT, TEXT
 
@@ -27,6 +28,8 @@ __all__ = [
     "ErrorResponse",
     "HealthDatabase",
     "HealthResponse",
+    "MeKey",
+    "MeRateLimits",
     "MeResponse",
     "MessageBody",
     "MonthCost",
@@ -101,9 +104,28 @@ class ProviderPrice(_Wire):
     usd_per_1k_tokens: float = Field(alias="usdPer1kTokens")
 
 
+class MeKey(_Wire):
+    """The key of this request: what it may do and until when."""
+
+    id: str = Field(examples=["key_0abc"])
+    scopes: list[str] = Field(description="What the key may do; each /v1 operation names the scope it needs.",
+                              json_schema_extra={"items": {"type": "string", "enum": list(sorted(SCOPES))}})
+    expires_at: Timestamp | None = Field(description="From then on the key is refused (401); null: never. "
+                                                     "A rotated key's end of grace.")
+
+
+class MeRateLimits(_Wire):
+    """The limits that apply to this key's sends (null: none): the tenant's and the key's own, both enforced."""
+
+    tenant: RateLimit | None
+    key: RateLimit | None
+
+
 class MeResponse(_Wire):
     tenant: Tenant
     pricing: dict[str, ProviderPrice]
+    key: MeKey
+    rate_limits: MeRateLimits
 
 
 class AgentEnvelope(_Wire):

@@ -20,9 +20,11 @@ from starlette.responses import Response
 
 from ..analytics import Rollup
 from ..gateway import Gateway
-from ..models import VoiceReply, iso_timestamp
+from ..models import RateLimit, VoiceReply, iso_timestamp
+from ..tenant import TenantClient
 
-__all__ = ["me_payload", "model_response", "monthly_payload", "rollup_payload", "usage_events_payload", "voice_payload"]
+__all__ = ["me_governance", "me_payload", "model_response", "monthly_payload", "rollup_payload", "usage_events_payload",
+           "voice_payload"]
 
 
 def _money(value: Decimal | float | None) -> float:
@@ -43,6 +45,19 @@ def _rows(frame: pd.DataFrame) -> Iterable[dict[str, Any]]:
 def me_payload(gw: Gateway, tenant_wire: dict[str, Any]) -> dict[str, Any]:
     pricing = {name: {"usdPer1kTokens": _money(gw.prices.price_per_1k(name))} for name in sorted(gw.providers)}
     return {"tenant": tenant_wire, "pricing": pricing}
+
+
+def me_governance(gw: Gateway, tenant: TenantClient) -> dict[str, Any]:
+    """``key`` (id, scopes, expiry) and ``rateLimits`` (the tenant's and the key's) of ``GET /v1/me``."""
+    def wire(limit: RateLimit | None) -> dict[str, Any] | None:
+        return None if limit is None else limit.model_dump(by_alias=True)
+
+    key_id = tenant.key_id
+    expires_at = tenant.expires_at
+    return {"key": {"id": key_id, "scopes": sorted(tenant.scopes),
+                    "expiresAt": None if expires_at is None else iso_timestamp(expires_at)},
+            "rateLimits": {"tenant": wire(gw.rate_limits.limit_of(tenant.id)),
+                           "key": wire(None if key_id is None else gw.rate_limits.limit_of(key_id))}}
 
 
 def voice_payload(voice: VoiceReply) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from ..clock import Clock, SystemClock
 from ..errors import AuthenticationError
 from ..models import Tenant
+from . import wire
 from .retry import HttpRetryPolicy
 from .tenant import HttpTenantClient
 from .transport import DEFAULT_TIMEOUT_S, Transport, json_request
@@ -42,4 +43,4 @@ def connect(url: str, api_key: str, *, clock: Clock | None = None, retry: HttpRe
     except BaseException:
         transport.close()
         raise
-    return HttpTenantClient(transport, Tenant.model_validate(me["tenant"]))
+    return HttpTenantClient(transport, Tenant.model_validate(me["tenant"]), wire.key_grant(me.get("key")))

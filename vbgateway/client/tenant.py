@@ -16,14 +16,18 @@ whose answer was lost without the reply being billed twice.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import orjson
 
-from ..errors import AgentNotFoundError, SessionNotFoundError, ValidationError
+from ..errors import AgentNotFoundError, InsufficientScopeError, SessionNotFoundError, ValidationError
+from ..governance.keys import KeyGrant
+from ..governance.scopes import ALL_SCOPES
 from ..ids import is_id
 from ..messaging import validate_content, validate_idempotency_key
 from ..models import (
@@ -79,9 +83,10 @@ def _whole(value: object, field: str, low: int, high: int | None, message: str) 
 class HttpTenantClient:
     """Agents, sessions and messages of one tenant, through a gateway's /v1 API."""
 
-    def __init__(self, transport: Transport, tenant: Tenant) -> None:
+    def __init__(self, transport: Transport, tenant: Tenant, grant: KeyGrant | None = None) -> None:
         self._http = transport
         self.tenant = tenant
+        self._grant = grant or KeyGrant(None, ALL_SCOPES)
 
     def __repr__(self) -> str:
         return f"HttpTenantClient({self.tenant.name!r}, {self.tenant.id}, {self._http.base_url})"
@@ -89,6 +94,21 @@ class HttpTenantClient:
     @property
     def id(self) -> str:
         return self.tenant.id
+
+    @property
+    def key_id(self) -> str | None:
+        """The id of this client's key, as the server named it."""
+        return self._grant.key_id
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        """What the key may do, as the server said when the client connected (the server checks each request)."""
+        return self._grant.scopes
+
+    @property
+    def expires_at(self) -> datetime | None:
+        """When the key stops working, as the server said when the client connected; None: never."""
+        return self._grant.expires_at
 
     @property
     def base_url(self) -> str:
@@ -132,7 +152,7 @@ class HttpTenantClient:
         try:
             parsed = parse_input(AgentPatch, patch, fields)
         except ValidationError:
-            self.get_agent(agent_id)  # an unknown agent is refused first, as the embedded client does
+            self._probe_agent(agent_id)  # an unknown agent is refused first, as the embedded client does
             raise
         body = parsed.model_dump(by_alias=True, mode="json", exclude_unset=True)
         answer = self._http.call(json_request("PUT", f"/v1/agents/{segment}", body), replay_safe=True)
@@ -143,6 +163,11 @@ class HttpTenantClient:
         if segment is None:
             raise _agent_not_found(agent_id)
         return wire.agent(self._get(f"/v1/agents/{segment}")["agent"], self.id)
+
+    def _probe_agent(self, agent_id: str) -> None:
+        """AGENT_NOT_FOUND for an unknown agent; nothing when the key may not read agents (the caller's error stands)."""
+        with contextlib.suppress(InsufficientScopeError):
+            self.get_agent(agent_id)
 
     def list_agents(self) -> list[Agent]:
         """The tenant's agents, oldest first (the API lists them newest first)."""
@@ -168,7 +193,7 @@ class HttpTenantClient:
         try:
             metadata_json = check_session_input(customer_id, metadata)
         except ValidationError:
-            self.get_agent(agent_id)  # an unknown agent is refused first, as the embedded client does
+            self._probe_agent(agent_id)  # an unknown agent is refused first, as the embedded client does
             raise
         body = {"agentId": agent_id, "customerId": customer_id, "metadata": orjson.loads(metadata_json)}
         return json_request("POST", "/v1/sessions", body)

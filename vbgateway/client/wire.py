@@ -15,10 +15,12 @@ come back truncated to the millisecond.
 from __future__ import annotations
 
 import base64
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from ..governance.keys import KeyGrant
+from ..governance.scopes import ALL_SCOPES
 from ..models import Agent, Reply, Session, Transcript, VoiceReply
 
 if TYPE_CHECKING:
@@ -26,7 +28,8 @@ if TYPE_CHECKING:
 
     from ..analytics import Rollup
 
-__all__ = ["agent", "events_frame", "money", "monthly_frame", "reply", "rollup", "session", "transcript", "voice_reply"]
+__all__ = ["agent", "events_frame", "key_grant", "money", "monthly_frame", "reply", "rollup", "session", "transcript",
+           "voice_reply"]
 
 _STORE_PLACES = Decimal("1E-10")  # DECIMAL(.., 10): the store's money columns
 
@@ -36,6 +39,19 @@ def money(value: object) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"money must be a number, not {type(value).__name__}")
     return Decimal(repr(value)).quantize(_STORE_PLACES)
+
+
+def key_grant(wire: object) -> KeyGrant:
+    """``GET /v1/me``'s ``key`` as the embedded client's grant (for ``key_id``, ``scopes``, ``expires_at``).
+
+    Only informative here: the server checks every request. A server that
+    does not say (an older one) is taken to grant every scope.
+    """
+    if not isinstance(wire, dict):
+        return KeyGrant(None, ALL_SCOPES)
+    expires = wire.get("expiresAt")
+    return KeyGrant(wire.get("id"), frozenset(wire.get("scopes") or ()),
+                    datetime.fromisoformat(expires) if isinstance(expires, str) else None)
 
 
 def agent(wire: dict[str, Any], tenant_id: str) -> Agent:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ..errors import ScenarioError
 from ..governance.breaker import BreakerPolicy
+from ..governance.rate_limits import MAX_PER_MINUTE
 from ..providers import VendorA, VendorB, VendorProfile
 from ..reliability import RetryPolicy
 from .examples import example_path, looks_like_name
@@ -32,6 +33,7 @@ __all__ = [
     "DailyProfile",
     "Distribution",
     "Incident",
+    "RateLimitPlan",
     "Scenario",
     "ScenarioError",
     "TenantPlan",
@@ -164,12 +166,23 @@ DEFAULT_AGENTS = (AgentPlan(name="Support", primary="vendorA", fallback="vendorB
                   AgentPlan(name="Sales", primary="vendorB", fallback="vendorA", prompt_chars=180, share=0.3))
 
 
+class RateLimitPlan(_Model):
+    """A tenant's rate limit (``Gateway.set_rate_limit``): None for no limit of that kind."""
+
+    requests_per_minute: int | None = Field(default=None, ge=1, le=MAX_PER_MINUTE)
+    tokens_per_minute: int | None = Field(default=None, ge=1, le=MAX_PER_MINUTE)
+
+
 class TenantPlan(_Model):
-    """A tenant: created unless one of that name exists (then it and its agents are reused)."""
+    """A tenant: created unless one of that name exists (then it and its agents are reused).
+
+    ``rate_limit`` (else the scenario's) is set on the tenant; refused sends fail for the customer.
+    """
 
     name: str = Field(min_length=1, max_length=200)
     agents: tuple[AgentPlan, ...] = ()
     scale: float = Field(default=1.0, ge=0, description="multiplies the traffic's sessions_per_hour")
+    rate_limit: RateLimitPlan | None = None
 
 
 class VendorSpec(_Model):
@@ -252,6 +265,7 @@ class Scenario(_Model):
     breaker: BreakerPolicy | None = Field(default=None, description="a circuit breaker per provider; each gateway "
                                           "instance has its own, as each gateway process does")
     prices: dict[str, str] | None = None
+    rate_limit: RateLimitPlan | None = Field(default=None, description="every tenant's, unless a tenant has its own")
     gateways: int = Field(default=2, ge=1, le=64,
                           description="gateway instances sharing the traffic, sessions spread round-robin; each has "
                                       "its own retry jitter, ids and vendor draws (large runs use one process each)")
@@ -309,8 +323,10 @@ class Scenario(_Model):
     def tenant_plans(self) -> list[TenantPlan]:
         """Explicit tenants (agents defaulting to the scenario's), or ``tenants`` generated ones."""
         if isinstance(self.tenants, int):
-            return [TenantPlan(name=f"Sim Tenant {i + 1:02d}", agents=self.agents) for i in range(self.tenants)]
-        return [t if t.agents else t.model_copy(update={"agents": self.agents}) for t in self.tenants]
+            return [TenantPlan(name=f"Sim Tenant {i + 1:02d}", agents=self.agents, rate_limit=self.rate_limit)
+                    for i in range(self.tenants)]
+        return [t.model_copy(update={"agents": t.agents or self.agents, "rate_limit": t.rate_limit or self.rate_limit})
+                for t in self.tenants]
 
     def vendor_profiles(self) -> dict[str, VendorProfile]:
         """Every known vendor's normal profile: its defaults, then the scenario's changes."""

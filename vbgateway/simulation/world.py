@@ -21,9 +21,9 @@ from typing import Any
 
 from ..audio import synthesize
 from ..clock import VirtualClock
-from ..errors import AllProvidersFailedError
+from ..errors import AllProvidersFailedError, GatewayError, RateLimitExceededError
 from ..gateway import Gateway
-from ..models import Reply
+from ..models import RateLimit, Reply
 from ..providers import Provider, ProviderRequest, ProviderResponse, VendorA, VendorB
 from ..tenant import TenantClient
 from .recorder import RowRecorder
@@ -95,6 +95,8 @@ def setup_tenants(gw: Gateway, scenario: Scenario) -> tuple[list[_Tenant], list[
     tenants, tenant_names, agent_names = [], [], []
     for plan in scenario.tenant_plans():
         tenant = existing.get(plan.name) or gw.create_tenant(plan.name)[0]
+        if plan.rate_limit is not None and gw.get_rate_limit(tenant.id) != RateLimit(**plan.rate_limit.model_dump()):
+            gw.set_rate_limit(tenant.id, **plan.rate_limit.model_dump())
         client = gw.as_tenant(tenant.id)
         have = {a.name: a for a in client.list_agents()}
         agents = []
@@ -146,16 +148,16 @@ async def _incidents(run: _Run) -> None:
 
 
 async def _call(run: _Run, tenant: _Tenant, session_id: str, content: str, voice: int,
-                key: str | None) -> Reply | AllProvidersFailedError:
+                key: str | None) -> Reply | GatewayError:
     try:
         if voice >= 0:
             return (await tenant.client.send_voice(session_id, run.clips[voice], idempotency_key=key)).reply
         return await tenant.client.send_message(session_id, content, idempotency_key=key)
-    except AllProvidersFailedError as exc:
+    except (AllProvidersFailedError, RateLimitExceededError) as exc:  # a refusal is recorded in request_refusals
         return exc
 
 
-def _calls(outcome: Reply | AllProvidersFailedError, primary: str) -> tuple[int, int]:
+def _calls(outcome: Reply | GatewayError, primary: str) -> tuple[int, int]:
     """(provider calls, calls to the primary) that produced this outcome (a provider skipped by its
     circuit breaker was not called)."""
     if isinstance(outcome, Reply):
@@ -291,6 +293,7 @@ class World:
         """
         scenario = self.scenario
         tenants, tenant_names, agent_names = setup_tenants(gw, scenario)
+        gw.rate_limits.share_among(scenario.gateways)  # each instance serves 1/gateways of the sessions
         vendor_names = list(KNOWN_VENDORS)
         recorder = RowRecorder(tenant_names, agent_names, vendor_names)
         run = _Run(scenario, gw, self.clock, self.vendors, tenants, recorder, [synthesize(t) for t in _VOICE_LINES],

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +32,7 @@ import duckdb
 from ..errors import DatabaseBusyError, DatabaseError
 from . import bulk, reads
 from .connection import translated
+from .governance_queries import GovernanceQueries
 from .group_commit import GroupCommit, not_durable
 from .handle import DuckHandle
 from .journal import Journal
@@ -63,7 +64,7 @@ def _close_if_open(store_ref: weakref.ref[Store]) -> None:
         store.close()
 
 
-class Store(RecordQueries):
+class Store(RecordQueries, GovernanceQueries):
     """One DuckDB database (a file, ``:memory:`` or an open connection) plus its journal.
 
     ``commit_window_s``: the store runs on virtual time (a ``VirtualClock``'s
@@ -81,6 +82,9 @@ class Store(RecordQueries):
                  settings: Mapping[str, bool | int | str] | None = None) -> None:
         self.read_only = read_only
         self.wait_s = wait_s
+        # What the gateway keeps in memory and hands over when the store is flushed (and so also at
+        # close): refused requests, keys' last use (governance/). Each is called without arguments.
+        self.before_flush: list[Callable[[], None]] = []
         self.path = None if isinstance(target, duckdb.DuckDBPyConnection) or str(target) == ":memory:" else Path(target)
         self._handle = DuckHandle(self.path, wait_s=wait_s, settings=settings)
         self._lock = self._handle.lock
@@ -224,7 +228,12 @@ class Store(RecordQueries):
             await durable
 
     def flush(self) -> None:
-        """Apply everything committed so far to DuckDB in one transaction (after a caller's ``transaction``)."""
+        """Apply everything committed so far to DuckDB in one transaction (after a caller's ``transaction``).
+
+        First the ``before_flush`` hooks hand over what waits in memory, so a read sees it too.
+        """
+        for hook in self.before_flush:
+            hook()
         with self._lock:
             self._applier.apply_pending()
 

@@ -22,10 +22,11 @@ from typing import Annotated, Any, ForwardRef, NamedTuple, get_args, get_origin,
 
 __all__ = [
     "AGENTS", "API_KEYS", "BREAKER_TRANSITIONS", "BULK_TABLES", "CONTROL_TABLES", "IDEMPOTENCY_RECORDS",
-    "JOURNALED_TABLES", "JOURNAL_ENTRIES", "JOURNAL_STATE", "MESSAGES", "PROVIDER_CALL_EVENTS", "SCHEMA_MIGRATIONS",
-    "SESSIONS", "SESSION_ACTIVITY", "TABLES", "USAGE_EVENTS", "AgentRow", "ApiKeyRow", "BreakerTransitionRow",
-    "Column", "IdempotencyRow", "JournalRow", "JournalStateRow", "MessageRow", "MigrationRow", "ProviderCallRow",
-    "SessionActivityRow", "SessionRow", "Since", "Sql", "Table", "TenantRow", "UsageEventRow", "table_named",
+    "JOURNALED_TABLES", "JOURNAL_ENTRIES", "JOURNAL_STATE", "MESSAGES", "PROVIDER_CALL_EVENTS", "RATE_LIMITS",
+    "REQUEST_REFUSALS", "SCHEMA_MIGRATIONS", "SESSIONS", "SESSION_ACTIVITY", "TABLES", "USAGE_EVENTS", "AgentRow",
+    "ApiKeyRow", "BreakerTransitionRow", "Column", "IdempotencyRow", "JournalRow", "JournalStateRow", "MessageRow",
+    "MigrationRow", "ProviderCallRow", "RateLimitRow", "RequestRefusalRow", "SessionActivityRow", "SessionRow",
+    "Since", "Sql", "Table", "TenantRow", "UsageEventRow", "table_named",
 ]
 
 
@@ -68,6 +69,12 @@ class ApiKeyRow(NamedTuple):
     key_prefix: Text
     created_at: Stamp
     revoked_at: MaybeStamp
+    # Migration 3 (governance/keys.py): NULL scopes grant every scope, also scopes added later.
+    scopes: Annotated[list[str] | None, Sql("VARCHAR[]"), Since(3)] = None
+    expires_at: Annotated[datetime | None, Sql("TIMESTAMPTZ"), Since(3)] = None  # a rotated key's grace end
+    last_used_at: Annotated[datetime | None, Sql("TIMESTAMPTZ"), Since(3)] = None  # written at flush and close
+    rotated_at: Annotated[datetime | None, Sql("TIMESTAMPTZ"), Since(3)] = None
+    replaced_by: Annotated[str | None, Sql("VARCHAR"), Since(3)] = None  # the key rotation made
 
 
 class AgentRow(NamedTuple):
@@ -79,6 +86,17 @@ class AgentRow(NamedTuple):
     system_prompt: Text
     enabled_tools: TextList
     created_at: Stamp
+    updated_at: Stamp
+
+
+class RateLimitRow(NamedTuple):
+    """A tenant's or a key's rate limit (governance/rate_limits.py); NULL: no limit of that kind."""
+
+    subject_id: Text  # the tenant's id (tnt_...) or the key's (key_...)
+    tenant_id: Text
+    kind: Text  # "tenant" or "key"
+    requests_per_minute: MaybeInt
+    tokens_per_minute: MaybeInt
     updated_at: Stamp
 
 
@@ -158,6 +176,21 @@ class SessionActivityRow(NamedTuple):
     created_at: Stamp
 
 
+class RequestRefusalRow(NamedTuple):
+    """A request refused before any provider was called (RATE_LIMIT_EXCEEDED, ...), for analytics.
+
+    Buffered and journaled in batches (governance/refusals.py): a refusal costs no fsync of its own.
+    """
+
+    tenant_id: Text
+    key_id: MaybeText  # NULL: the operator's client (``Gateway.as_tenant``, the simulation)
+    session_id: MaybeText
+    request_id: MaybeText
+    code: Text
+    created_at: Stamp  # when the request was refused (`at` is an SQL keyword)
+    details: Json
+
+
 class BreakerTransitionRow(NamedTuple):
     """A provider's circuit breaker changed state (``governance/breaker.py``).
 
@@ -192,7 +225,7 @@ class MigrationRow(NamedTuple):
 
 
 JournalRow = (SessionRow | MessageRow | ProviderCallRow | UsageEventRow | IdempotencyRow | SessionActivityRow
-              | BreakerTransitionRow)
+              | RequestRefusalRow | BreakerTransitionRow)
 
 
 class Column(NamedTuple):
@@ -310,12 +343,14 @@ IDEMPOTENCY_RECORDS = Table("idempotency_records", IdempotencyRow, primary_key=(
 JOURNAL_STATE = Table("journal_state", JournalStateRow, primary_key=("id",))
 SCHEMA_MIGRATIONS = Table("schema_migrations", MigrationRow, primary_key=("version",))
 SESSION_ACTIVITY = Table("session_activity", SessionActivityRow)  # journal entries only: never a DuckDB table
+RATE_LIMITS = Table("rate_limits", RateLimitRow, primary_key=("subject_id",), since=3)
+REQUEST_REFUSALS = Table("request_refusals", RequestRefusalRow, journaled=True, since=3)
 BREAKER_TRANSITIONS = Table("breaker_transitions", BreakerTransitionRow, journaled=True, since=4)
 
 # In the order the migrations created them (and analysts see them listed).
 TABLES: tuple[Table, ...] = (TENANTS, API_KEYS, AGENTS, SESSIONS, MESSAGES, PROVIDER_CALL_EVENTS, USAGE_EVENTS,
-                             IDEMPOTENCY_RECORDS, JOURNAL_STATE, BREAKER_TRANSITIONS)
-CONTROL_TABLES: tuple[Table, ...] = (TENANTS, API_KEYS, AGENTS)
+                             IDEMPOTENCY_RECORDS, JOURNAL_STATE, RATE_LIMITS, REQUEST_REFUSALS, BREAKER_TRANSITIONS)
+CONTROL_TABLES: tuple[Table, ...] = (TENANTS, API_KEYS, AGENTS, RATE_LIMITS)
 JOURNALED_TABLES: tuple[Table, ...] = tuple(t for t in TABLES if t.journaled)
 BULK_TABLES: tuple[Table, ...] = tuple(t for t in TABLES if t.bulk)
 JOURNAL_ENTRIES: tuple[Table, ...] = (*JOURNALED_TABLES, SESSION_ACTIVITY)  # what a journal line may hold
