@@ -19,6 +19,7 @@ from vbgateway import BreakerPolicy, Gateway, RetryPolicy, VirtualClock
 from vbgateway.clock import Clock
 from vbgateway.errors import AllProvidersFailedError
 from vbgateway.providers import ProviderError, ProviderRequest, ProviderResponse, VendorA, VendorB
+from vbgateway.store.tables import TABLES
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 DOWN = {"failure_rate": 1.0, "rate_limit_rate": 0.0}
@@ -421,8 +422,14 @@ def test_a_database_from_before_breakers_gains_the_table(tmp_path):
     path = tmp_path / "old.duckdb"
     with Gateway.open(path, clock=VirtualClock(start=START)) as gw:
         gw.create_tenant("Old Corp")
-    with duckdb.connect(str(path)) as con:  # as migration 1 left it
-        con.execute("DROP TABLE breaker_transitions")
+    with duckdb.connect(str(path)) as con:  # as migration 1 left it: later tables and columns gone
+        for table in TABLES:
+            if table.since > 1:
+                con.execute(f"DROP TABLE {table.name}")
+            else:
+                for column in table.columns:
+                    if column.since > 1:
+                        con.execute(f"ALTER TABLE {table.name} DROP COLUMN {column.name}")
         con.execute("DELETE FROM schema_migrations WHERE version > 1")
     with Gateway.open(path, clock=VirtualClock(start=START)) as gw:
         assert [t.name for t in gw.list_tenants()] == ["Old Corp"]
