@@ -18,6 +18,7 @@ Hierarchy::
     ├── NotFoundError                 NOT_FOUND              404
     │   ├── AgentNotFoundError        AGENT_NOT_FOUND        404
     │   └── SessionNotFoundError      SESSION_NOT_FOUND      404
+    ├── BudgetExceededError           BUDGET_EXCEEDED        402  (the tenant's monthly budget cannot cover the reply)
     ├── IdempotencyConflictError      IDEMPOTENCY_CONFLICT   409
     ├── PayloadTooLargeError          PAYLOAD_TOO_LARGE      413
     ├── AllProvidersFailedError       ALL_PROVIDERS_FAILED   502
@@ -51,6 +52,7 @@ __all__ = [
     "AgentNotFoundError",
     "AllProvidersFailedError",
     "AuthenticationError",
+    "BudgetExceededError",
     "DatabaseBusyError",
     "DatabaseError",
     "DatabaseTooNewError",
@@ -140,6 +142,18 @@ class AgentNotFoundError(NotFoundError):
 
 class SessionNotFoundError(NotFoundError):
     default_code = "SESSION_NOT_FOUND"
+
+
+class BudgetExceededError(GatewayError):
+    """The most this reply can cost does not fit in what is left of the tenant's monthly budget.
+
+    Raised before any provider is called; ``details`` holds ``limit``,
+    ``spent`` and ``reserved`` (USD, this UTC month) and what the request
+    would have reserved (``requested``).
+    """
+
+    default_code = "BUDGET_EXCEEDED"
+    default_status = 402
 
 
 class IdempotencyConflictError(GatewayError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,8 @@ import duckdb
 
 from .clock import Clock, SystemClock, VirtualClock
 from .errors import AuthenticationError, NotFoundError, ValidationError
+from .governance import budget_admin
+from .governance.budget_values import DEFAULT_ALERT_AT, Budget
 from .ids import IdFactory, hash_api_key, key_display_prefix, new_api_key
 from .messaging import MessageSender
 from .models import Agent, ApiKeyInfo, Tenant, clean_text
@@ -55,9 +58,10 @@ class Gateway:
         # ids when it reopens one: the database's open count joins the seed.
         run_seed = None if seed is None else f"{seed}:{store.open_count}"
         self.ids = IdFactory(run_seed)
+        self.budgets = budget_admin.open_ledger(store, self.clock, self.prices)
         self.sender = MessageSender(store=store, providers=self.providers, retry=self.retry, clock=self.clock,
                                     ids=self.ids, prices=self.prices, agents=self.agent_for,
-                                    rng=random.Random(run_seed))
+                                    rng=random.Random(run_seed), budgets=self.budgets)
         self._agents: dict[str, Agent] = {}
         self._keys: dict[str, Tenant] = {}
 
@@ -141,6 +145,20 @@ class Gateway:
 
     def list_api_keys(self, tenant_id: str) -> list[ApiKeyInfo]:
         return self.store.list_api_keys(self.get_tenant(tenant_id).id)
+
+    def set_budget(self, tenant_id: str, monthly_usd: Decimal | int | str | None,
+                   alert_at: budget_admin.AlertAt = DEFAULT_ALERT_AT) -> Budget | None:
+        """A monthly spend limit in USD (UTC calendar months) that replies can never pass; ``None`` removes it.
+
+        ``alert_at``: shares of the limit (ascending, in (0, 1]) at which the
+        month's spend is logged and recorded in ``budget_alerts``, once each.
+        Returns the budget as it now stands (``get_budget``).
+        """
+        return budget_admin.set_budget(self, tenant_id, monthly_usd, alert_at)
+
+    def get_budget(self, tenant_id: str) -> Budget | None:
+        """The tenant's budget this month: monthly_usd, spent, reserved, remaining, alerts; None without one."""
+        return budget_admin.get_budget(self, tenant_id)
 
     def get_tenant(self, tenant_id: str) -> Tenant:
         tenant = self.store.get_tenant(tenant_id) if isinstance(tenant_id, str) else None

@@ -4,13 +4,16 @@ Order of work for ``send``:
 1. validate, resolve the session inside the tenant (cache, else store);
 2. idempotency: a key in flight is joined, a stored key is replayed, a key
    with a different request is a conflict;
-3. call the provider chain (reliability.py);
+3. reserve the most the request can cost in the tenant's budget, or refuse
+   it with BUDGET_EXCEEDED (governance/budgets.py), then call the provider
+   chain (reliability.py);
 4. build the reply and commit user message, assistant message, attempts,
-   usage event and idempotency record as ONE journal record;
+   usage event, idempotency record (and any budget alert it crosses) as ONE
+   journal record, its cost replacing its reservation;
 5. only then update the in-memory session state and answer.
 
-A failure before step 4 commits only the attempt log; nothing is billed and
-the key stays free to be retried.
+A failure before step 4 commits only the attempt log; nothing is billed, the
+reservation is given back and the key stays free to be retried.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from .errors import (
     SessionNotFoundError,
     ValidationError,
 )
+from .governance.budgets import BudgetLedger, Hold
 from .ids import IdFactory, is_id
 from .models import (
     MAX_CONTENT_CHARS,
@@ -137,7 +141,7 @@ class MessageSender:
 
     def __init__(self, *, store: Store, providers: Mapping[str, Provider], retry: RetryPolicy, clock: Clock,
                  ids: IdFactory, prices: PriceTable, agents: Callable[[str, str], Agent | None],
-                 rng: random.Random) -> None:
+                 rng: random.Random, budgets: BudgetLedger | None = None) -> None:
         self._store = store
         self._providers = providers
         self._retry = retry
@@ -146,6 +150,7 @@ class MessageSender:
         self._prices = prices
         self._agent_for = agents
         self._rng = rng
+        self._budgets = budgets if budgets is not None else BudgetLedger(clock, prices)
         self._sessions: OrderedDict[str, SessionState] = OrderedDict()
         self._in_flight: dict[tuple[str, str], tuple[str, asyncio.Future[Reply]]] = {}
 
@@ -239,7 +244,7 @@ class MessageSender:
 
     async def _send_once(self, tenant_id: str, state: SessionState, content: str, channel: str,
                          key: str | None, fingerprint: str, request_id: str | None) -> Reply:
-        store, providers = self._store, self._providers
+        providers = self._providers
         session = state.session
         agent = self._agent_for(tenant_id, session.agent_id)
         if agent is None:
@@ -252,7 +257,23 @@ class MessageSender:
         if agent.fallback_provider:
             chain.append((agent.fallback_provider, providers[agent.fallback_provider]))
         request = ProviderRequest(agent.system_prompt, (*state.history, ChatTurn("user", content)),
-                                  tuple(agent.enabled_tools), request_id)
+                                  tuple(agent.enabled_tools), request_id, agent.max_output_tokens)
+        hold = self._budgets.reserve(tenant_id, chain, request)  # BUDGET_EXCEEDED here; None: no budget
+        if hold is None:
+            return await self._answer(tenant_id, state, content, channel, key, fingerprint, agent, request_id,
+                                      received_at, position, chain, request, None)
+        try:
+            return await self._answer(tenant_id, state, content, channel, key, fingerprint, agent, request_id,
+                                      received_at, position, chain, request, hold)
+        except BaseException as exc:
+            hold.abandon(exc)  # the reservation goes back, or a cost whose commit failed
+            raise
+
+    async def _answer(self, tenant_id: str, state: SessionState, content: str, channel: str, key: str | None,
+                      fingerprint: str, agent: Agent, request_id: str, received_at: datetime, position: int,
+                      chain: list[tuple[str, Provider]], request: ProviderRequest, hold: Hold | None) -> Reply:
+        """Steps 3-5 once admitted: the provider chain, then the reply committed with its cost settled."""
+        store, session = self._store, state.session
         result = await call_chain(chain, request, self._retry, self._clock, self._rng)
         events = self._event_rows(tenant_id, session, request_id, result.attempts)
         if result.response is None:
@@ -277,6 +298,7 @@ class MessageSender:
         if key is not None:
             rows.append(IdempotencyRow(tenant_id, key, fingerprint, message.id, reply_to_record(reply),
                                        message.created_at))
+        self._budgets.charge(tenant_id, hold, usage.cost_usd, message.created_at, rows)  # cost replaces reservation
         await store.commit_async(rows)
         state.history.extend((ChatTurn("user", content), ChatTurn("assistant", reply.message.content)))
         state.last_activity_at = reply.message.created_at

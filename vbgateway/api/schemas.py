@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from ..governance.budget_values import Budget
 from ..models import Agent, ReplyMetadata, Session, Tenant
 from ..tenant import MAX_CUSTOMER_ID_CHARS, MAX_METADATA_BYTES
 from .constraints import MAX_CONTENT_CHARS, NON_BLANK_TEXT, TEXT
@@ -104,6 +105,8 @@ class ProviderPrice(_Wire):
 class MeResponse(_Wire):
     tenant: Tenant
     pricing: dict[str, ProviderPrice]
+    budget: Budget | None = Field(default=None, description="The tenant's monthly budget this UTC month; "
+                                                            "null when it has none.")
 
 
 class AgentEnvelope(_Wire):
@@ -181,6 +184,8 @@ class RollupResponse(_Wire):
     totals: RollupTotals
     by_provider: list[ProviderUsage]
     top_agents_by_cost: list[AgentUsage]
+    budget: Budget | None = Field(default=None, description="The tenant's budget in the current UTC month "
+                                                            "(whatever the range); null when it has none.")
 
 
 class UsageEventRow(_Wire):

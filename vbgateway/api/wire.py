@@ -20,9 +20,10 @@ from starlette.responses import Response
 
 from ..analytics import Rollup
 from ..gateway import Gateway
+from ..governance.budget_values import Budget
 from ..models import VoiceReply, iso_timestamp
 
-__all__ = ["me_payload", "model_response", "monthly_payload", "rollup_payload", "usage_events_payload", "voice_payload"]
+__all__ = ["budget_payload", "me_payload", "model_response", "monthly_payload", "rollup_payload", "usage_events_payload", "voice_payload"]
 
 
 def _money(value: Decimal | float | None) -> float:
@@ -43,6 +44,11 @@ def _rows(frame: pd.DataFrame) -> Iterable[dict[str, Any]]:
 def me_payload(gw: Gateway, tenant_wire: dict[str, Any]) -> dict[str, Any]:
     pricing = {name: {"usdPer1kTokens": _money(gw.prices.price_per_1k(name))} for name in sorted(gw.providers)}
     return {"tenant": tenant_wire, "pricing": pricing}
+
+
+def budget_payload(budget: Budget | None) -> dict[str, Any] | None:
+    """A tenant's budget this month (``GET /v1/me``, ``GET /v1/usage/rollup``): null without one."""
+    return None if budget is None else budget.model_dump(by_alias=True, mode="json")
 
 
 def voice_payload(voice: VoiceReply) -> dict[str, Any]:

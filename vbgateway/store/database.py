@@ -31,6 +31,7 @@ import duckdb
 
 from ..errors import DatabaseBusyError, DatabaseError
 from . import bulk, reads
+from .budget_queries import BudgetQueries
 from .connection import translated
 from .group_commit import GroupCommit, not_durable
 from .handle import DuckHandle
@@ -63,7 +64,7 @@ def _close_if_open(store_ref: weakref.ref[Store]) -> None:
         store.close()
 
 
-class Store(RecordQueries):
+class Store(RecordQueries, BudgetQueries):
     """One DuckDB database (a file, ``:memory:`` or an open connection) plus its journal.
 
     ``commit_window_s``: the store runs on virtual time (a ``VirtualClock``'s

@@ -21,9 +21,9 @@ from decimal import Decimal
 from typing import Annotated, Any, ForwardRef, NamedTuple, get_args, get_origin, get_type_hints
 
 __all__ = [
-    "AGENTS", "API_KEYS", "BULK_TABLES", "CONTROL_TABLES", "IDEMPOTENCY_RECORDS", "JOURNALED_TABLES", "JOURNAL_ENTRIES",
+    "AGENTS", "API_KEYS", "BUDGETS", "BUDGET_ALERTS", "BULK_TABLES", "CONTROL_TABLES", "IDEMPOTENCY_RECORDS", "JOURNALED_TABLES", "JOURNAL_ENTRIES",
     "JOURNAL_STATE", "MESSAGES", "PROVIDER_CALL_EVENTS", "SCHEMA_MIGRATIONS", "SESSIONS", "SESSION_ACTIVITY",
-    "TABLES", "USAGE_EVENTS", "AgentRow", "ApiKeyRow", "Column", "IdempotencyRow", "JournalRow", "JournalStateRow",
+    "TABLES", "USAGE_EVENTS", "AgentRow", "ApiKeyRow", "BudgetAlertRow", "BudgetRow", "Column", "IdempotencyRow", "JournalRow", "JournalStateRow",
     "MessageRow", "MigrationRow", "ProviderCallRow", "SessionActivityRow", "SessionRow", "Since", "Sql", "Table",
     "TenantRow", "UsageEventRow", "table_named",
 ]
@@ -52,6 +52,8 @@ MaybeStamp = Annotated[datetime | None, Sql("TIMESTAMPTZ")]
 Price = Annotated[Decimal, Sql("DECIMAL(18, 7)")]  # USD per 1,000 tokens: at most 7 places
 Money = Annotated[Decimal, Sql("DECIMAL(24, 10)")]
 TextList = Annotated[list[str], Sql("VARCHAR[]")]
+Ratio = Annotated[Decimal, Sql("DECIMAL(9, 6)")]  # a share of a budget (alert thresholds)
+RatioList = Annotated[list[Decimal], Sql("DECIMAL(9, 6)[]")]
 
 
 # ----------------------------------------------------------------- control plane
@@ -78,6 +80,17 @@ class AgentRow(NamedTuple):
     fallback_provider: MaybeText
     system_prompt: Text
     enabled_tools: TextList
+    created_at: Stamp
+    updated_at: Stamp
+    max_output_tokens: Annotated[int | None, Sql("INTEGER"), Since(2)]  # NULL (agents of older databases): 1024
+
+
+class BudgetRow(NamedTuple):
+    """A tenant's monthly spend limit (one per tenant; no row, no limit)."""
+
+    tenant_id: Text
+    monthly_usd: Money
+    alert_at: RatioList  # shares of the limit, ascending, each logged and recorded once a month
     created_at: Stamp
     updated_at: Stamp
 
@@ -146,6 +159,18 @@ class IdempotencyRow(NamedTuple):
     created_at: Stamp
 
 
+class BudgetAlertRow(NamedTuple):
+    """A threshold of a tenant's budget crossed in a UTC month: committed in the journal record of the reply
+    that crossed it, so the ledger and its alerts cannot disagree."""
+
+    tenant_id: Text
+    month: Text  # "2026-03"
+    threshold: Ratio
+    crossed_at: Stamp
+    spent_usd: Money  # the month's committed spend once that reply counted
+    monthly_usd: Money  # the limit then
+
+
 class SessionActivityRow(NamedTuple):
     """Not a table: a session's new ``last_activity_at``, folded into ``sessions`` when applied.
 
@@ -171,7 +196,8 @@ class MigrationRow(NamedTuple):
     applied_at: Stamp
 
 
-JournalRow = SessionRow | MessageRow | ProviderCallRow | UsageEventRow | IdempotencyRow | SessionActivityRow
+JournalRow = (SessionRow | MessageRow | ProviderCallRow | UsageEventRow | IdempotencyRow | SessionActivityRow
+              | BudgetAlertRow)
 
 
 class Column(NamedTuple):
@@ -289,10 +315,13 @@ IDEMPOTENCY_RECORDS = Table("idempotency_records", IdempotencyRow, primary_key=(
 JOURNAL_STATE = Table("journal_state", JournalStateRow, primary_key=("id",))
 SCHEMA_MIGRATIONS = Table("schema_migrations", MigrationRow, primary_key=("version",))
 SESSION_ACTIVITY = Table("session_activity", SessionActivityRow)  # journal entries only: never a DuckDB table
+BUDGETS = Table("budgets", BudgetRow, primary_key=("tenant_id",), since=2)
+BUDGET_ALERTS = Table("budget_alerts", BudgetAlertRow, primary_key=("tenant_id", "month", "threshold"), journaled=True,
+                      since=2)
 
-# In the order migration 1 created them (and analysts see them listed).
+# In the order the migrations created them (and analysts see them listed).
 TABLES: tuple[Table, ...] = (TENANTS, API_KEYS, AGENTS, SESSIONS, MESSAGES, PROVIDER_CALL_EVENTS, USAGE_EVENTS,
-                             IDEMPOTENCY_RECORDS, JOURNAL_STATE)
+                             IDEMPOTENCY_RECORDS, JOURNAL_STATE, BUDGETS, BUDGET_ALERTS)
 CONTROL_TABLES: tuple[Table, ...] = (TENANTS, API_KEYS, AGENTS)
 JOURNALED_TABLES: tuple[Table, ...] = tuple(t for t in TABLES if t.journaled)
 BULK_TABLES: tuple[Table, ...] = tuple(t for t in TABLES if t.bulk)
