@@ -23,7 +23,8 @@ from ..gateway import Gateway
 from ..governance.budget_values import Budget
 from ..models import VoiceReply, iso_timestamp
 
-__all__ = ["budget_payload", "me_payload", "model_response", "monthly_payload", "rollup_payload", "usage_events_payload", "voice_payload"]
+__all__ = ["budget_payload", "me_payload", "model_response", "monthly_payload", "rollup_payload",
+           "usage_events_payload", "voice_payload"]
 
 
 def _money(value: Decimal | float | None) -> float:

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
     from ..analytics import Rollup
 
-__all__ = ["agent", "budget", "events_frame", "money", "monthly_frame", "reply", "rollup", "session", "transcript", "voice_reply"]
+__all__ = ["agent", "budget", "events_frame", "money", "monthly_frame", "reply", "rollup", "session", "transcript",
+           "voice_reply"]
 
 _STORE_PLACES = Decimal("1E-10")  # DECIMAL(.., 10): the store's money columns
 

@@ -23,11 +23,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from ..errors import ScenarioError
 from ..providers import VendorA, VendorB, VendorProfile
 from ..reliability import RetryPolicy
+from .budgets import BudgetPlan
 from .examples import example_path, looks_like_name
 
 __all__ = [
     "KNOWN_VENDORS",
     "AgentPlan",
+    "BudgetPlan",
     "DailyProfile",
     "Distribution",
     "Incident",
@@ -164,11 +166,16 @@ DEFAULT_AGENTS = (AgentPlan(name="Support", primary="vendorA", fallback="vendorB
 
 
 class TenantPlan(_Model):
-    """A tenant: created unless one of that name exists (then it and its agents are reused)."""
+    """A tenant: created unless one of that name exists (then it and its agents are reused).
+
+    ``budget`` (``{monthly_usd: 50, alert_at: [0.5, 0.8, 1.0]}``) is set on
+    the tenant before the run; the gateway instances share it (budgets.py).
+    """
 
     name: str = Field(min_length=1, max_length=200)
     agents: tuple[AgentPlan, ...] = ()
     scale: float = Field(default=1.0, ge=0, description="multiplies the traffic's sessions_per_hour")
+    budget: BudgetPlan | None = None
 
 
 class VendorSpec(_Model):

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..audio import synthesize
 from ..clock import VirtualClock
-from ..errors import AllProvidersFailedError
+from ..errors import AllProvidersFailedError, BudgetExceededError, GatewayError
 from ..gateway import Gateway
 from ..models import Reply
 from ..providers import Provider, ProviderRequest, ProviderResponse, VendorA, VendorB
@@ -146,16 +146,17 @@ async def _incidents(run: _Run) -> None:
 
 
 async def _call(run: _Run, tenant: _Tenant, session_id: str, content: str, voice: int,
-                key: str | None) -> Reply | AllProvidersFailedError:
+                key: str | None) -> Reply | GatewayError:
+    """The reply, or why there is none: every provider failed, or the budget refused it (no provider called)."""
     try:
         if voice >= 0:
             return (await tenant.client.send_voice(session_id, run.clips[voice], idempotency_key=key)).reply
         return await tenant.client.send_message(session_id, content, idempotency_key=key)
-    except AllProvidersFailedError as exc:
+    except (AllProvidersFailedError, BudgetExceededError) as exc:
         return exc
 
 
-def _calls(outcome: Reply | AllProvidersFailedError, primary: str) -> tuple[int, int]:
+def _calls(outcome: Reply | GatewayError, primary: str) -> tuple[int, int]:
     """(provider calls, calls to the primary) that produced this outcome."""
     if isinstance(outcome, Reply):
         providers = [a.provider for a in outcome.metadata.attempts]

@@ -21,11 +21,11 @@ from decimal import Decimal
 from typing import Annotated, Any, ForwardRef, NamedTuple, get_args, get_origin, get_type_hints
 
 __all__ = [
-    "AGENTS", "API_KEYS", "BUDGETS", "BUDGET_ALERTS", "BULK_TABLES", "CONTROL_TABLES", "IDEMPOTENCY_RECORDS", "JOURNALED_TABLES", "JOURNAL_ENTRIES",
-    "JOURNAL_STATE", "MESSAGES", "PROVIDER_CALL_EVENTS", "SCHEMA_MIGRATIONS", "SESSIONS", "SESSION_ACTIVITY",
-    "TABLES", "USAGE_EVENTS", "AgentRow", "ApiKeyRow", "BudgetAlertRow", "BudgetRow", "Column", "IdempotencyRow", "JournalRow", "JournalStateRow",
-    "MessageRow", "MigrationRow", "ProviderCallRow", "SessionActivityRow", "SessionRow", "Since", "Sql", "Table",
-    "TenantRow", "UsageEventRow", "table_named",
+    "AGENTS", "API_KEYS", "BUDGETS", "BUDGET_ALERTS", "BULK_TABLES", "CONTROL_TABLES", "IDEMPOTENCY_RECORDS",
+    "JOURNALED_TABLES", "JOURNAL_ENTRIES", "JOURNAL_STATE", "MESSAGES", "PROVIDER_CALL_EVENTS", "SCHEMA_MIGRATIONS",
+    "SESSIONS", "SESSION_ACTIVITY", "TABLES", "USAGE_EVENTS", "AgentRow", "ApiKeyRow", "BudgetAlertRow", "BudgetRow",
+    "Column", "IdempotencyRow", "JournalRow", "JournalStateRow", "MessageRow", "MigrationRow", "ProviderCallRow",
+    "SessionActivityRow", "SessionRow", "Since", "Sql", "Table", "TenantRow", "UsageEventRow", "table_named",
 ]
 
 
