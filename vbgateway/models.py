@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator
 from pydantic.alias_generators import to_camel
 
 __all__ = [
@@ -109,8 +109,18 @@ class Agent(WireModel):
     updated_at: Timestamp
 
 
-# A whole number as JSON writes it: not "100", not 100.0, not true (which lax parsing would take for 1).
-OutputTokens = Annotated[int, Field(strict=True, ge=1, le=MAX_OUTPUT_TOKENS_LIMIT)]
+def _whole_number(value: Any) -> Any:
+    """A whole number as JSON Schema's ``integer`` has it (100 or 100.0), never "100" or true (lax int takes both)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("must be a whole number")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("must be a whole number")
+        return int(value)
+    return value
+
+
+OutputTokens = Annotated[int, BeforeValidator(_whole_number), Field(ge=1, le=MAX_OUTPUT_TOKENS_LIMIT)]
 
 
 def _no_fallback(value: Any) -> Any:

@@ -112,3 +112,7 @@ def test_the_document_states_the_402_the_budget_and_max_output_tokens(server):
     assert {"type": "null"} in me["anyOf"] and "budget" in schemas["RollupResponse"]["properties"]
     budget = next(name for name in schemas if name.startswith("Budget") and "Alert" not in name)
     assert BUDGET_KEYS <= set(schemas[budget]["properties"])
+
+
+def test_the_rollup_of_a_tenant_without_a_budget_keeps_the_contracts_shape(acme):
+    assert set(acme.get("/v1/usage/rollup").json()) == {"range", "totals", "byProvider", "topAgentsByCost"}

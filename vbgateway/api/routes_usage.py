@@ -49,10 +49,11 @@ def build_router(gw: Gateway, route_class: type[APIRoute]) -> APIRouter:
     async def rollup(tenant: CurrentTenant, start: From = None, end: To = None) -> Response:
         """Totals, per provider and the (up to 10) costliest agents for UTC days ``from``..``to``, both inclusive.
 
-        ``budget``: the tenant's budget in the current UTC month (whatever the range), or null without one.
+        ``budget`` (only for a tenant with a budget): its use in the current UTC month, whatever the range.
         """
-        return json_response({**rollup_payload(tenant.usage_rollup(*days(start, end))),
-                              "budget": budget_payload(tenant.budget())})
+        payload = rollup_payload(tenant.usage_rollup(*days(start, end)))
+        budget = tenant.budget()
+        return json_response(payload if budget is None else {**payload, "budget": budget_payload(budget)})
 
     @router.get("/v1/usage/events", response_model=UsageEventsResponse, responses=error_responses(400))
     async def usage_events(tenant: CurrentTenant, start: From = None, end: To = None,

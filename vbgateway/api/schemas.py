@@ -184,8 +184,8 @@ class RollupResponse(_Wire):
     totals: RollupTotals
     by_provider: list[ProviderUsage]
     top_agents_by_cost: list[AgentUsage]
-    budget: Budget | None = Field(default=None, description="The tenant's budget in the current UTC month "
-                                                            "(whatever the range); null when it has none.")
+    budget: Budget | None = Field(default=None, description="Only for a tenant with a budget: its use in the "
+                                                            "current UTC month (whatever the range).")
 
 
 class UsageEventRow(_Wire):
