@@ -21,8 +21,10 @@ def budgeted(gateways: int = 2, **changes: object):
     """The small scenario across a month's end, "Sim Tenant 01" on a budget, "Sim Tenant 02" without one."""
     tenants = [{"name": "Sim Tenant 01", "budget": {"monthly_usd": str(LIMIT), "alert_at": [0.25, 0.5, 0.99]}},
                {"name": "Sim Tenant 02"}]
+    agents = [{"name": "Support", "primary": "vendorA", "fallback": "vendorB", "max_output_tokens": 64, "share": 0.7},
+              {"name": "Sales", "primary": "vendorB", "fallback": "vendorA", "max_output_tokens": 64, "share": 0.3}]
     return small_scenario(name="budgeted", start="2026-03-31T21:00:00Z", duration="6h", tenants=tenants,
-                          gateways=gateways, **changes)
+                          agents=agents, gateways=gateways, **changes)
 
 
 def monthly_spend(path) -> dict[tuple[str, str], Decimal]:
@@ -81,8 +83,8 @@ def test_any_number_of_instances_stays_within_the_budget(tmp_path, gateways):
     simulate(budgeted(gateways), path)
     spend = monthly_spend(path)
     assert all(spend[("Sim Tenant 01", month)] <= LIMIT for month in ("2026-03", "2026-04"))
-    if gateways == 1:  # one instance has the whole budget: all but less than a reply of it is used
-        assert spend[("Sim Tenant 01", "2026-04")] >= LIMIT * Decimal("0.95")
+    if gateways == 1:  # one instance has the whole budget: all but less than a request's reservation is used
+        assert spend[("Sim Tenant 01", "2026-04")] >= LIMIT * Decimal("0.9")
 
 
 def test_a_second_run_into_the_same_database_only_spends_what_the_first_left(tmp_path):
@@ -104,4 +106,5 @@ def test_a_second_run_into_the_same_database_only_spends_what_the_first_left(tmp
 def test_a_bad_budget_in_a_scenario_names_its_field(budget, field):
     with pytest.raises(ScenarioError) as info:
         small_scenario(tenants=[{"name": "Acme", "budget": budget}])
-    assert any(e["field"] == f"tenants.0.budget.{field}" for e in info.value.details["errors"]), info.value.details
+    assert any(e["field"].startswith("tenants.") and e["field"].endswith(f".0.budget.{field}")
+               for e in info.value.details["errors"]), info.value.details

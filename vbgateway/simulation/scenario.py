@@ -21,6 +21,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..errors import ScenarioError
+from ..models import DEFAULT_MAX_OUTPUT_TOKENS, MAX_OUTPUT_TOKENS_LIMIT
 from ..providers import VendorA, VendorB, VendorProfile
 from ..reliability import RetryPolicy
 from .budgets import BudgetPlan
@@ -150,6 +151,8 @@ class AgentPlan(_Model):
     prompt_chars: int = Field(default=300, ge=1, le=20_000)
     tools: tuple[str, ...] = ()
     share: float = Field(default=1.0, gt=0, description="relative share of the tenant's sessions")
+    max_output_tokens: int = Field(default=DEFAULT_MAX_OUTPUT_TOKENS, ge=1, le=MAX_OUTPUT_TOKENS_LIMIT,
+                                   description="the most tokens a reply holds; what a budget reserves for it")
 
     @model_validator(mode="after")
     def _vendors(self) -> AgentPlan:

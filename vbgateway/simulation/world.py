@@ -101,7 +101,8 @@ def setup_tenants(gw: Gateway, scenario: Scenario) -> tuple[list[_Tenant], list[
         for spec in plan.agents:
             agent = have.get(spec.name) or client.create_agent(
                 name=spec.name, primary_provider=spec.primary, fallback_provider=spec.fallback,
-                system_prompt=_prompt(spec.name, spec.prompt_chars), enabled_tools=list(spec.tools))
+                system_prompt=_prompt(spec.name, spec.prompt_chars), enabled_tools=list(spec.tools),
+                max_output_tokens=spec.max_output_tokens)
             agents.append(agent)
         codes = []
         for agent in agents:
