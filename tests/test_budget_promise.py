@@ -138,7 +138,7 @@ def test_a_kill_9_under_load_loses_no_committed_reply_and_never_passes_the_limit
         clock = gw.clock
         assert isinstance(clock, SystemClock)
         clock.run(burst(client, agent_id, 1000, clock.sleep, pause_s=0.05))  # carry on to exhaustion
-        accepted, refusal = clock.run(top_up(client, agent_id))
+        _, refusal = clock.run(top_up(client, agent_id))
         assert refusal_is_genuine(refusal) and gw.get_budget(tenant.id).reserved_usd == 0
     spent, _ = committed(path, tenant.id)
     assert LIMIT * Decimal("0.9") <= spent <= LIMIT

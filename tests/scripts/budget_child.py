@@ -17,10 +17,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from budget_load import burst  # noqa: E402
+from budget_load import burst
 
-from vbgateway import Gateway, RetryPolicy, SystemClock  # noqa: E402
-from vbgateway.providers import VendorA, VendorB  # noqa: E402
+from vbgateway import Gateway, RetryPolicy, SystemClock
+from vbgateway.providers import VendorA, VendorB
 
 
 def say(line: str) -> None:

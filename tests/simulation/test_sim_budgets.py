@@ -39,7 +39,7 @@ def run(tmp_path_factory):
 
 
 def test_the_merged_database_shows_no_month_over_the_budget(run):
-    result, path = run
+    _, path = run
     spend = monthly_spend(path)
     assert {month for _, month in spend} == {"2026-03", "2026-04"}  # the run crosses a month's end
     for month in ("2026-03", "2026-04"):

@@ -15,9 +15,12 @@ so ``committed spend <= limit`` holds at every instant, whatever the
 interleaving: the check and the reservation are one synchronous step on
 the event loop, and nothing awaits in between.
 
-The ledger is in memory, on the send path only dict look-ups and Decimal
-sums (a tenant without a budget: one look-up before the call, and the
-month's spend noted with its reply). It is built when the gateway opens
+The ledger is in memory, on the send path only dict look-ups and integer
+sums: money is counted in units of 10^-10 USD (the store's exact
+``DECIMAL(24, 10)``), and a price per 1,000 tokens with at most 7 places is
+a whole number of units per token, so a reservation is one integer product
+(a tenant without a budget: one look-up before the call, and the month's
+spend noted with its reply). It is built when the gateway opens
 from DuckDB: the month's committed spend per tenant (after the journal's
 leftovers are applied, so a ``kill -9`` loses nothing committed), the
 budgets and the alerts recorded. Reservations live only in memory: after
@@ -43,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -52,47 +56,63 @@ from typing import TYPE_CHECKING, Any
 from ..errors import BudgetExceededError
 from ..providers.base import ProviderRequest, estimate_tokens
 from ..store.tables import BudgetAlertRow, BudgetRow
-from .budget_values import Budget, BudgetAlert, month_bounds, month_label, plain_decimal
+from .budget_values import MONEY_PLACES, Budget, BudgetAlert, month_bounds, month_label, plain_decimal
 
 if TYPE_CHECKING:
     from ..clock import Clock
     from ..pricing import PriceTable
 
-__all__ = ["BudgetLedger", "Hold"]
+__all__ = ["BudgetLedger", "Hold", "from_units", "to_units"]
 
 _log = logging.getLogger("vbgateway.budgets")
-ZERO = Decimal(0)
 _RESERVED, _CHARGED, _DONE = 0, 1, 2
+_MONEY_PLACES = MONEY_PLACES
+_TOKEN_PLACES = MONEY_PLACES - 3  # a price is per 1,000 tokens: units per token = price x 10^7
 
-AlertEntry = tuple[Decimal, datetime, Decimal]  # (threshold, crossed_at, spent_usd)
+AlertEntry = tuple[Decimal, datetime, int]  # (threshold, crossed_at, spent in units)
+
+
+def to_units(amount: Decimal) -> int:
+    """Exact USD (at most 10 places, as the store keeps money) as an integer count of 10^-10 USD."""
+    units = amount.scaleb(MONEY_PLACES)
+    whole = int(units)
+    if whole != units:
+        raise ValueError(f"{amount} USD has more than {MONEY_PLACES} decimal places")
+    return whole
+
+
+def from_units(units: int) -> Decimal:
+    return Decimal(units).scaleb(-MONEY_PLACES)
 
 
 @dataclass(frozen=True, slots=True)
 class _Limit:
-    """A tenant's limit, its thresholds, and the spend at which the next unrecorded threshold is crossed."""
+    """A tenant's limit (in units), its thresholds, and the spend at which the next unrecorded one is crossed."""
 
     monthly_usd: Decimal
+    units: int
     alert_at: tuple[Decimal, ...]
-    next_alert: Decimal | None  # None: every threshold of this month is recorded
+    next_alert: int | None  # units; None: every threshold of this month is recorded
 
 
 def _limit(monthly_usd: Decimal, alert_at: tuple[Decimal, ...], alerts: Sequence[AlertEntry]) -> _Limit:
+    units = to_units(monthly_usd)
     crossed = {entry[0] for entry in alerts}
-    due = [t * monthly_usd for t in alert_at if t not in crossed]
-    return _Limit(monthly_usd, alert_at, min(due) if due else None)
+    due = [math.ceil(t * units) for t in alert_at if t not in crossed]  # spend >= t x limit, in whole units
+    return _Limit(monthly_usd, units, alert_at, min(due) if due else None)
 
 
 class Hold:
-    """One request's reservation, from admission to its reply's commit (or its failure)."""
+    """One request's reservation (units), from admission to its reply's commit (or its failure)."""
 
     __slots__ = ("_ledger", "amount", "cost", "crossed", "month", "state", "tenant_id")
 
-    def __init__(self, ledger: BudgetLedger, tenant_id: str, amount: Decimal) -> None:
+    def __init__(self, ledger: BudgetLedger, tenant_id: str, amount: int) -> None:
         self._ledger = ledger
         self.tenant_id = tenant_id
         self.amount = amount
         self.state = _RESERVED
-        self.cost = ZERO
+        self.cost = 0
         self.month = ""  # the month the reply was charged to
         self.crossed: list[Decimal] = []
 
@@ -107,13 +127,14 @@ class BudgetLedger:
     def __init__(self, clock: Clock, prices: PriceTable) -> None:
         self._clock = clock
         self._prices = prices
+        self._unit_prices: dict[str, int] = {}  # units of 10^-10 USD per token
         self._start, self._end = month_bounds(clock.now())
         self.month = month_label(self._start)
         self._limits: dict[str, _Limit] = {}
-        self._spent: dict[str, Decimal] = {}  # every tenant's, this month (a budget set later starts from it)
-        self._reserved: dict[str, Decimal] = {}
+        self._spent: dict[str, int] = {}  # every tenant's, this month (a budget set later starts from it)
+        self._reserved: dict[str, int] = {}
         self._alerts: dict[str, list[AlertEntry]] = {}  # this month's
-        self._later_spent: dict[str, dict[str, Decimal]] = {}  # month -> tenant -> spend DuckDB held at open
+        self._later_spent: dict[str, dict[str, int]] = {}  # month -> tenant -> spend DuckDB held at open
         self._later_alerts: dict[str, dict[str, list[AlertEntry]]] = {}
         self.loaded = False
 
@@ -123,11 +144,11 @@ class BudgetLedger:
         """What DuckDB holds: the budgets, (tenant, month, spend) and alerts of this month and any later one."""
         for tenant_id, month, amount in spend:
             target = self._spent if month == self.month else self._later_spent.setdefault(month, {})
-            target[tenant_id] = target.get(tenant_id, ZERO) + Decimal(amount)
+            target[tenant_id] = target.get(tenant_id, 0) + to_units(Decimal(amount))
         for row in alerts:
             into = self._alerts if row.month == self.month else self._later_alerts.setdefault(row.month, {})
             into.setdefault(row.tenant_id, []).append((plain_decimal(row.threshold), row.crossed_at.astimezone(UTC),
-                                                       Decimal(row.spent_usd)))
+                                                       to_units(Decimal(row.spent_usd))))
         for entries in (self._alerts, *self._later_alerts.values()):
             for listed in entries.values():
                 listed.sort(key=lambda entry: entry[0])
@@ -156,6 +177,13 @@ class BudgetLedger:
                         for tenant_id, limit in self._limits.items()}
         _log.info("budgets: month %s begins", self.month)
 
+    def _unit_price(self, provider: str) -> int:
+        """A provider's price in units per token (exact: a price has at most 7 places per 1,000 tokens)."""
+        price = self._unit_prices.get(provider)
+        if price is None:
+            price = self._unit_prices[provider] = int(self._prices.price_per_1k(provider).scaleb(_TOKEN_PLACES))
+        return price
+
     # ------------------------------------------------------------------ the send path
     def reserve(self, tenant_id: str, chain: Sequence[tuple[str, Any]], request: ProviderRequest) -> Hold | None:
         """Reserve the most ``request`` can cost, or refuse it (BUDGET_EXCEEDED); None: the tenant has no budget.
@@ -168,17 +196,21 @@ class BudgetLedger:
         now = self._clock.now()
         if now >= self._end:
             self._roll(now)
-        tokens_in = estimate_tokens(request.input_chars())
-        tokens_out = request.max_output_tokens or 0
-        amount = max(self._prices.cost(name, tokens_in, tokens_out) for name, _ in chain)
-        spent = self._spent.get(tenant_id, ZERO)
-        reserved = self._reserved.get(tenant_id, ZERO)
-        if spent + reserved + amount > limit.monthly_usd:
+        per_token = 0
+        for name, _ in chain:
+            price = self._unit_price(name)
+            if price > per_token:
+                per_token = price
+        amount = (estimate_tokens(request.input_chars()) + (request.max_output_tokens or 0)) * per_token
+        spent = self._spent.get(tenant_id, 0)
+        reserved = self._reserved.get(tenant_id, 0)
+        if spent + reserved + amount > limit.units:
             raise BudgetExceededError(
-                f"this request could cost up to {amount} USD, more than what is left of the tenant's budget "
-                f"for {self.month}", details={"limit": float(limit.monthly_usd), "spent": float(spent),
-                                              "reserved": float(reserved), "requested": float(amount),
-                                              "month": self.month})
+                f"this request could cost up to {from_units(amount)} USD, more than what is left of the tenant's "
+                f"budget for {self.month}", details={
+                    "limit": float(limit.monthly_usd), "spent": float(from_units(spent)),
+                    "reserved": float(from_units(reserved)), "requested": float(from_units(amount)),
+                    "month": self.month})
         self._reserved[tenant_id] = reserved + amount
         return Hold(self, tenant_id, amount)
 
@@ -187,14 +219,15 @@ class BudgetLedger:
 
         Alerts it crosses are appended to ``rows``, to commit in the same record.
         """
+        units = int(cost.scaleb(_MONEY_PLACES))  # a reply's cost is quantized to 10 places (pricing.py): exact
         if hold is not None:
             self._reserved[tenant_id] -= hold.amount
-            hold.state, hold.cost = _CHARGED, cost
+            hold.state, hold.cost = _CHARGED, units
         if at >= self._end:
             self._roll(at)
         elif at < self._start:  # made before the month turned: last month's, nothing to count now
             return
-        spent = self._spent.get(tenant_id, ZERO) + cost
+        spent = self._spent.get(tenant_id, 0) + units
         self._spent[tenant_id] = spent
         if hold is not None:
             hold.month = self.month
@@ -205,16 +238,17 @@ class BudgetLedger:
         if hold is not None:
             hold.crossed = crossed
 
-    def _record_crossings(self, tenant_id: str, limit: _Limit, spent: Decimal, at: datetime,
+    def _record_crossings(self, tenant_id: str, limit: _Limit, spent: int, at: datetime,
                           rows: list[Any]) -> list[Decimal]:
         entries = self._alerts.setdefault(tenant_id, [])
         done = {entry[0] for entry in entries}
-        crossed = [t for t in limit.alert_at if t not in done and spent >= t * limit.monthly_usd]
+        crossed = [t for t in limit.alert_at if t not in done and spent >= t * limit.units]
+        spent_usd = from_units(spent)
         for threshold in crossed:
             entries.append((threshold, at, spent))
-            rows.append(BudgetAlertRow(tenant_id, self.month, threshold, at, spent, limit.monthly_usd))
+            rows.append(BudgetAlertRow(tenant_id, self.month, threshold, at, spent_usd, limit.monthly_usd))
             _log.warning("budget alert: tenant %s has spent %s USD of its %s USD budget for %s (%s%% threshold crossed)",
-                         tenant_id, spent, limit.monthly_usd, self.month, threshold * 100)
+                         tenant_id, spent_usd, limit.monthly_usd, self.month, plain_decimal(threshold * 100))
         entries.sort(key=lambda entry: entry[0])
         self._limits[tenant_id] = _limit(limit.monthly_usd, limit.alert_at, entries)
         return crossed
@@ -225,7 +259,7 @@ class BudgetLedger:
         elif hold.state == _CHARGED and not isinstance(exc, asyncio.CancelledError) and hold.month == self.month:
             # the commit failed: the reply is not billed, and the alerts it recorded were not committed
             tenant_id = hold.tenant_id
-            self._spent[tenant_id] = self._spent.get(tenant_id, ZERO) - hold.cost
+            self._spent[tenant_id] = self._spent.get(tenant_id, 0) - hold.cost
             if hold.crossed:
                 kept = [e for e in self._alerts.get(tenant_id, []) if e[0] not in hold.crossed]
                 self._alerts[tenant_id] = kept
@@ -245,7 +279,7 @@ class BudgetLedger:
                    at: datetime) -> list[BudgetAlertRow]:
         """The alerts a new limit would record at once: thresholds this month's spend has already crossed."""
         self.catch_up()
-        spent = self._spent.get(tenant_id, ZERO)
+        spent = from_units(self._spent.get(tenant_id, 0))
         done = {entry[0] for entry in self._alerts.get(tenant_id, ())}
         return [BudgetAlertRow(tenant_id, self.month, t, at, spent, monthly_usd)
                 for t in alert_at if t not in done and spent >= t * monthly_usd]
@@ -255,10 +289,10 @@ class BudgetLedger:
         """Apply a limit the store has saved, with the alerts ``due_alerts`` found (and the store recorded)."""
         entries = self._alerts.setdefault(tenant_id, [])
         for row in recorded:
-            entries.append((row.threshold, row.crossed_at, row.spent_usd))
+            entries.append((row.threshold, row.crossed_at, to_units(row.spent_usd)))
             _log.warning("budget alert: tenant %s has spent %s USD of its new %s USD budget for %s "
                          "(%s%% threshold crossed)", tenant_id, row.spent_usd, monthly_usd, row.month,
-                         row.threshold * 100)
+                         plain_decimal(row.threshold * 100))
         entries.sort(key=lambda entry: entry[0])
         self._limits[tenant_id] = _limit(monthly_usd, alert_at, entries)
 
@@ -276,7 +310,7 @@ class BudgetLedger:
     def spent(self, tenant_id: str) -> Decimal:
         """Committed spend of ``tenant_id`` this month (budget or not)."""
         self.catch_up()
-        return self._spent.get(tenant_id, ZERO)
+        return from_units(self._spent.get(tenant_id, 0))
 
     def status(self, tenant_id: str) -> Budget | None:
         """The tenant's budget as it stands now; None without one."""
@@ -284,10 +318,10 @@ class BudgetLedger:
         limit = self._limits.get(tenant_id)
         if limit is None:
             return None
-        spent = self._spent.get(tenant_id, ZERO)
-        reserved = self._reserved.get(tenant_id) or ZERO  # 0E-10 once every reservation came back: shown as 0
-        alerts = [BudgetAlert(threshold=t, crossed_at=at, spent_usd=amount)
+        spent = self._spent.get(tenant_id, 0)
+        reserved = self._reserved.get(tenant_id, 0)
+        alerts = [BudgetAlert(threshold=t, crossed_at=at, spent_usd=from_units(amount))
                   for t, at, amount in self._alerts.get(tenant_id, ())]
-        return Budget(month=self.month, monthly_usd=limit.monthly_usd, spent_usd=spent, reserved_usd=reserved,
-                      remaining_usd=max(ZERO, limit.monthly_usd - spent - reserved), alert_at=list(limit.alert_at),
-                      alerts=alerts)
+        return Budget(month=self.month, monthly_usd=limit.monthly_usd, spent_usd=from_units(spent),
+                      reserved_usd=from_units(reserved), remaining_usd=from_units(max(0, limit.units - spent - reserved)),
+                      alert_at=list(limit.alert_at), alerts=alerts)
