@@ -141,7 +141,8 @@ def test_a_request_that_does_not_fit_is_refused_before_any_provider_call_and_wri
     error = info.value
     assert (error.code, error.http_status) == ("BUDGET_EXCEEDED", 402)
     assert error.details == {"limit": float(needed - Decimal("0.0000001")), "spent": 0.0, "reserved": 0.0,
-                             "requested": float(needed), "month": "2026-01"}
+                             "requested": float(needed), "month": "2026-01", "requestId": error.details["requestId"]}
+    assert error.details["requestId"].startswith("req_")
     assert {name: p.calls for name, p in gw.providers.items()} == calls
     assert gw.store.pending_records == pending and row_counts() == before
     assert gw.get_budget(tenant[0].id).reserved_usd == 0

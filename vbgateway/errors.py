@@ -148,8 +148,8 @@ class BudgetExceededError(GatewayError):
     """The most this reply can cost does not fit in what is left of the tenant's monthly budget.
 
     Raised before any provider is called; ``details`` holds ``limit``,
-    ``spent`` and ``reserved`` (USD, this UTC month) and what the request
-    would have reserved (``requested``).
+    ``spent`` and ``reserved`` (USD, this UTC month), what the request
+    would have reserved (``requested``), the ``month`` and the ``requestId``.
     """
 
     default_code = "BUDGET_EXCEEDED"

@@ -210,7 +210,7 @@ class BudgetLedger:
                 f"budget for {self.month}", details={
                     "limit": float(limit.monthly_usd), "spent": float(from_units(spent)),
                     "reserved": float(from_units(reserved)), "requested": float(from_units(amount)),
-                    "month": self.month})
+                    "month": self.month, "requestId": request.request_id})
         self._reserved[tenant_id] = reserved + amount
         return Hold(self, tenant_id, amount)
 
