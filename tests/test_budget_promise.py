@@ -142,3 +142,7 @@ def test_a_kill_9_under_load_loses_no_committed_reply_and_never_passes_the_limit
         assert refusal_is_genuine(refusal) and gw.get_budget(tenant.id).reserved_usd == 0
     spent, _ = committed(path, tenant.id)
     assert LIMIT * Decimal("0.9") <= spent <= LIMIT
+    with duckdb.connect(str(path), read_only=True) as con:  # each alert committed once, with its crossing reply
+        alerts = con.execute("SELECT threshold, spent_usd FROM budget_alerts ORDER BY threshold").fetchall()
+    assert [Decimal(t) for t, _ in alerts] == [Decimal("0.5"), Decimal("0.8")]
+    assert all(Decimal(t) * LIMIT <= Decimal(s) <= spent for t, s in alerts)
