@@ -12,8 +12,8 @@ from vbgateway import Gateway, GatewayError
 pytestmark = pytest.mark.tenant_clients
 
 ISO_MS_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
-WIRE_KEYS = {"id", "name", "primaryProvider", "fallbackProvider", "systemPrompt", "enabledTools", "createdAt",
-             "updatedAt"}
+WIRE_KEYS = {"id", "name", "primaryProvider", "fallbackProvider", "systemPrompt", "enabledTools", "maxOutputTokens",
+             "createdAt", "updatedAt"}
 VALID = {"name": "Support", "primary_provider": "vendorA", "fallback_provider": "vendorB",
          "system_prompt": "You are helpful.", "enabled_tools": ["InvoiceLookup"]}
 

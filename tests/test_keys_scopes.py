@@ -78,6 +78,7 @@ def test_a_key_with_one_scope_may_call_exactly_the_methods_of_that_scope(gw, ten
     _, key = gw.create_api_key(tenant.id, scopes={scope})
     client = tenant_client(gw, key)
     assert client.scopes == {scope}
+    assert client.budget() is None  # as GET /v1/me: any valid key sees its tenant's budget (none here)
     for name, (needed, call) in OPERATIONS.items():
         if needed == scope:
             call(client, world)
@@ -93,7 +94,7 @@ def test_every_method_of_the_tenant_client_names_its_scope():
     from vbgateway.tenant import TenantClient
 
     methods = {name for name in vars(TenantClient) if not name.startswith("_") and callable(vars(TenantClient)[name])}
-    assert methods - {"require"} == set(OPERATIONS) | {"create_session_async"}
+    assert methods - {"require", "budget"} == set(OPERATIONS) | {"create_session_async"}  # budget: no scope
 
 
 def test_a_refused_scope_changes_nothing(gw, tenant, world, tenant_client, row_counts):

@@ -52,8 +52,8 @@ FROZEN_MIGRATION_1 = """
 """
 
 TABLES = {"tenants", "api_keys", "agents", "sessions", "messages", "provider_call_events", "usage_events",
-          "idempotency_records", "schema_migrations", "journal_state", "breaker_transitions",
-          "rate_limits", "request_refusals"}
+          "idempotency_records", "schema_migrations", "journal_state", "budgets", "budget_alerts", "rate_limits",
+          "request_refusals", "breaker_transitions"}
 
 
 def columns(gw, table: str) -> list[str]:

@@ -19,6 +19,7 @@ Hierarchy::
     ├── NotFoundError                 NOT_FOUND              404
     │   ├── AgentNotFoundError        AGENT_NOT_FOUND        404
     │   └── SessionNotFoundError      SESSION_NOT_FOUND      404
+    ├── BudgetExceededError           BUDGET_EXCEEDED        402  (the tenant's monthly budget cannot cover the reply)
     ├── IdempotencyConflictError      IDEMPOTENCY_CONFLICT   409
     ├── PayloadTooLargeError          PAYLOAD_TOO_LARGE      413
     ├── RateLimitExceededError        RATE_LIMIT_EXCEEDED    429  (details.retryAfterMs; HTTP: Retry-After)
@@ -53,6 +54,7 @@ __all__ = [
     "AgentNotFoundError",
     "AllProvidersFailedError",
     "AuthenticationError",
+    "BudgetExceededError",
     "DatabaseBusyError",
     "DatabaseError",
     "DatabaseTooNewError",
@@ -151,6 +153,18 @@ class AgentNotFoundError(NotFoundError):
 
 class SessionNotFoundError(NotFoundError):
     default_code = "SESSION_NOT_FOUND"
+
+
+class BudgetExceededError(GatewayError):
+    """The most this reply can cost does not fit in what is left of the tenant's monthly budget.
+
+    Raised before any provider is called; ``details`` holds ``limit``,
+    ``spent`` and ``reserved`` (USD, this UTC month), what the request
+    would have reserved (``requested``), the ``month`` and the ``requestId``.
+    """
+
+    default_code = "BUDGET_EXCEEDED"
+    default_status = 402
 
 
 class IdempotencyConflictError(GatewayError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -18,8 +19,9 @@ import duckdb
 
 from .clock import Clock, SystemClock, VirtualClock
 from .errors import NotFoundError, ValidationError
-from .governance import KeyRing, RateLimiter, RefusalLog
+from .governance import KeyRing, RateLimiter, RefusalLog, budget_admin
 from .governance.breaker import BreakerPolicy, Breakers, BreakerState
+from .governance.budget_values import DEFAULT_ALERT_AT, Budget
 from .ids import IdFactory, hash_api_key, key_display_prefix, new_api_key
 from .messaging import MessageSender
 from .models import Agent, ApiKeyInfo, RateLimit, Tenant, clean_text
@@ -62,17 +64,18 @@ class Gateway:
         self.breakers = None if breaker is None else Breakers(
             breaker, self.providers, self.clock,
             IdFactory(None if run_seed is None else f"{run_seed}/breakers").new("gw"))  # its own draw: ids stay
-        # Governance (vbgateway/governance/): refused requests, rate limits, keys.
+        # Governance (vbgateway/governance/): refused requests, rate limits, keys, budgets.
         self.refusals = RefusalLog(store, self.clock)
         self.rate_limits = RateLimiter(self.clock, self.refusals, store)
         self.keys = KeyRing(store, self.clock, self.ids, self.rate_limits)
         if not store.read_only:
             self.rate_limits.load(store.rate_limit_rows())
             store.before_flush += [self.refusals.flush, self.keys.write_usage]
+        self.budgets = budget_admin.open_ledger(store, self.clock, self.prices)
         self.sender = MessageSender(store=store, providers=self.providers, retry=self.retry, clock=self.clock,
                                     ids=self.ids, prices=self.prices, agents=self.agent_for,
                                     rng=random.Random(run_seed), breakers=self.breakers,
-                                    limits=self.rate_limits)
+                                    limits=self.rate_limits, budgets=self.budgets)
         self._agents: dict[str, Agent] = {}
 
     @classmethod
@@ -181,6 +184,20 @@ class Gateway:
 
     def get_rate_limit(self, tenant_id: str) -> RateLimit | None:
         return self.rate_limits.limit_of(self.get_tenant(tenant_id).id)
+
+    def set_budget(self, tenant_id: str, monthly_usd: Decimal | int | str | None,
+                   alert_at: budget_admin.AlertAt = DEFAULT_ALERT_AT) -> Budget | None:
+        """A monthly spend limit in USD (UTC calendar months) that replies can never pass; ``None`` removes it.
+
+        ``alert_at``: shares of the limit (ascending, in (0, 1]) at which the
+        month's spend is logged and recorded in ``budget_alerts``, once each.
+        Returns the budget as it now stands (``get_budget``).
+        """
+        return budget_admin.set_budget(self, tenant_id, monthly_usd, alert_at)
+
+    def get_budget(self, tenant_id: str) -> Budget | None:
+        """The tenant's budget this month: monthly_usd, spent, reserved, remaining, alerts; None without one."""
+        return budget_admin.get_budget(self, tenant_id)
 
     def get_tenant(self, tenant_id: str) -> Tenant:
         tenant = self.store.get_tenant(tenant_id) if isinstance(tenant_id, str) else None

@@ -4,15 +4,24 @@ Order of work for ``send``:
 1. validate, resolve the session inside the tenant (cache, else store);
 2. idempotency: a key in flight is joined, a stored key is replayed, a key
    with a different request is a conflict;
-3. admission: the rate limits of the tenant and the key (governance/rate_limits.py),
-   refused before any provider is called;
-   call the provider chain (reliability.py), then settle the token charge;
+3. admission, before any provider is called: reserve the most the request
+   can cost in the tenant's budget, or refuse it with BUDGET_EXCEEDED
+   (governance/budgets.py); then the rate limits of the tenant and the key
+   (governance/rate_limits.py), whose refusal gives the reservation back.
+   Both are synchronous (nothing awaits between them) and a refusal touches
+   no table. In this
+   order neither leaks: a reservation can be given back exactly, while an
+   admitted request stays counted by its rate limit, so a request the budget
+   refuses is never counted as one. Then call the provider chain
+   (reliability.py, with the circuit breakers) and settle the token charge;
 4. build the reply and commit user message, assistant message, attempts,
-   usage event and idempotency record as ONE journal record;
+   usage event, idempotency record (and any budget alert it crosses) as ONE
+   journal record, its cost replacing its reservation;
 5. only then update the in-memory session state and answer.
 
 A failure before step 4 commits only the attempt log (and any circuit
-breaker transitions); nothing is billed and the key stays free to be retried.
+breaker transitions); nothing is billed, the reservation is given back, the
+tokens charged to the rate limits too, and the key stays free to be retried.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ from .errors import (
     SessionNotFoundError,
     ValidationError,
 )
+from .governance.budgets import BudgetLedger, Hold
 from .ids import IdFactory, is_id
 from .models import (
     MAX_CONTENT_CHARS,
@@ -55,6 +65,7 @@ if TYPE_CHECKING:
     from .clock import Clock
     from .governance import RateLimiter
     from .governance.breaker import Breakers
+    from .governance.rate_limits import Ticket
     from .pricing import PriceTable
     from .providers.base import Provider
     from .reliability import RetryPolicy
@@ -153,7 +164,8 @@ class MessageSender:
 
     def __init__(self, *, store: Store, providers: Mapping[str, Provider], retry: RetryPolicy, clock: Clock,
                  ids: IdFactory, prices: PriceTable, agents: Callable[[str, str], Agent | None],
-                 rng: random.Random, breakers: Breakers | None = None, limits: RateLimiter | None = None) -> None:
+                 rng: random.Random, breakers: Breakers | None = None, limits: RateLimiter | None = None,
+                 budgets: BudgetLedger | None = None) -> None:
         self._store = store
         self._providers = providers
         self._retry = retry
@@ -164,6 +176,7 @@ class MessageSender:
         self._agent_for = agents
         self._rng = rng
         self._limits = limits
+        self._budgets = budgets if budgets is not None else BudgetLedger(clock, prices)
         self._sessions: OrderedDict[str, SessionState] = OrderedDict()
         self._in_flight: dict[tuple[str, str], tuple[str, asyncio.Future[Reply]]] = {}
 
@@ -259,22 +272,46 @@ class MessageSender:
 
     async def _send_once(self, tenant_id: str, state: SessionState, content: str, channel: str,
                          key: str | None, fingerprint: str, request_id: str | None, key_id: str | None) -> Reply:
-        store, providers = self._store, self._providers
+        providers = self._providers
         session = state.session
         agent = self._agent_for(tenant_id, session.agent_id)
         if agent is None:
             raise AgentNotFoundError("the session's agent no longer exists", details={"agentId": session.agent_id})
-        ticket = self._limits.admit(tenant_id, key_id, session.id, agent, state.history, content) \
-            if self._limits is not None else None  # RATE_LIMIT_EXCEEDED: nothing called, nothing written
         received_at = self._clock.now()
         request_id = request_id or self._ids.new("req")
-        position = state.next_position
-        state.next_position += 2  # reserve both slots now: concurrent sends on one session never collide
         chain = [(agent.primary_provider, providers[agent.primary_provider])]
         if agent.fallback_provider:
             chain.append((agent.fallback_provider, providers[agent.fallback_provider]))
         request = ProviderRequest(agent.system_prompt, (*state.history, ChatTurn("user", content)),
-                                  tuple(agent.enabled_tools), request_id)
+                                  tuple(agent.enabled_tools), request_id, agent.max_output_tokens)
+        # BUDGET_EXCEEDED here (None: no budget), then RATE_LIMIT_EXCEEDED: nothing called, nothing written
+        hold = self._budgets.reserve(tenant_id, chain, request)
+        ticket = None
+        if self._limits is not None:
+            try:
+                ticket = self._limits.admit(tenant_id, key_id, session.id, agent, state.history, content)
+            except BaseException as exc:
+                if hold is not None:
+                    hold.abandon(exc)  # refused: the reservation goes back whole
+                raise
+        position = state.next_position
+        state.next_position += 2  # reserve both slots now: concurrent sends on one session never collide
+        if hold is None:
+            return await self._answer(tenant_id, state, content, channel, key, fingerprint, agent, request_id,
+                                      received_at, position, chain, request, None, ticket)
+        try:
+            return await self._answer(tenant_id, state, content, channel, key, fingerprint, agent, request_id,
+                                      received_at, position, chain, request, hold, ticket)
+        except BaseException as exc:
+            hold.abandon(exc)  # the reservation goes back, or a cost whose commit failed
+            raise
+
+    async def _answer(self, tenant_id: str, state: SessionState, content: str, channel: str, key: str | None,
+                      fingerprint: str, agent: Agent, request_id: str, received_at: datetime, position: int,
+                      chain: list[tuple[str, Provider]], request: ProviderRequest, hold: Hold | None,
+                      ticket: Ticket | None) -> Reply:
+        """Steps 3-5 once admitted: the provider chain, then the reply committed with its cost settled."""
+        store, session = self._store, state.session
         try:
             result = await call_chain(chain, request, self._retry, self._clock, self._rng, self._breakers)
         except BaseException:
@@ -305,6 +342,7 @@ class MessageSender:
                                        message.created_at))
         if result.transitions:
             rows.extend(result.transitions)
+        self._budgets.charge(tenant_id, hold, usage.cost_usd, message.created_at, rows)  # cost replaces reservation
         await store.commit_async(rows)
         state.history.extend((ChatTurn("user", content), ChatTurn("assistant", reply.message.content)))
         state.last_activity_at = reply.message.created_at

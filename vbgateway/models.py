@@ -16,11 +16,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator
 from pydantic.alias_generators import to_camel
 
 __all__ = [
+    "DEFAULT_MAX_OUTPUT_TOKENS",
     "MAX_CONTENT_CHARS",
+    "MAX_OUTPUT_TOKENS_LIMIT",
     "Agent",
     "AgentPatch",
     "AgentSpec",
@@ -49,6 +51,8 @@ MAX_CONTENT_CHARS = 32_000
 DEFAULT_EVENTS_LIMIT = 200  # usage events per page, unless asked otherwise
 MAX_EVENTS_LIMIT = 1000
 MAX_TOOLS = 32
+DEFAULT_MAX_OUTPUT_TOKENS = 1024  # what a reply may hold at most: it bounds what the reply can cost
+MAX_OUTPUT_TOKENS_LIMIT = 32_768
 _TOOL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 _FORBIDDEN_CHARS = re.compile(r"[\x00\ud800-\udfff]")
 
@@ -122,8 +126,23 @@ class Agent(WireModel):
     fallback_provider: str | None
     system_prompt: str
     enabled_tools: list[str]
+    max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS
     created_at: Timestamp
     updated_at: Timestamp
+
+
+def _whole_number(value: Any) -> Any:
+    """A whole number as JSON Schema's ``integer`` has it (100 or 100.0), never "100" or true (lax int takes both)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("must be a whole number")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("must be a whole number")
+        return int(value)
+    return value
+
+
+OutputTokens = Annotated[int, BeforeValidator(_whole_number), Field(ge=1, le=MAX_OUTPUT_TOKENS_LIMIT)]
 
 
 def _no_fallback(value: Any) -> Any:
@@ -177,6 +196,9 @@ class AgentSpec(_AgentFields):
     fallback_provider: str | None = Field(default=None, max_length=64)
     system_prompt: SafeText = Field(min_length=1, max_length=MAX_CONTENT_CHARS)
     enabled_tools: list[str] = Field(default_factory=list)
+    max_output_tokens: OutputTokens = Field(
+        default=DEFAULT_MAX_OUTPUT_TOKENS,
+        description=f"The most tokens a reply may hold (1-{MAX_OUTPUT_TOKENS_LIMIT}); it bounds what a reply can cost.")
 
 
 class AgentPatch(_AgentFields):
@@ -187,6 +209,8 @@ class AgentPatch(_AgentFields):
     fallback_provider: str | None = Field(default=None, max_length=64)
     system_prompt: SafeText | None = Field(default=None, min_length=1, max_length=MAX_CONTENT_CHARS)
     enabled_tools: list[str] | None = None
+    max_output_tokens: OutputTokens | None = Field(
+        default=None, description=f"The most tokens a reply may hold (1-{MAX_OUTPUT_TOKENS_LIMIT}).")
 
 
 class Session(WireModel):

@@ -19,6 +19,7 @@ import pydantic
 
 from .errors import AgentNotFoundError, ValidationError
 from .governance import OPERATOR_GRANT, KeyGrant
+from .governance.budget_admin import budget_of
 from .messaging import SessionState, request_fingerprint, validate_content, validate_idempotency_key
 from .models import (
     DEFAULT_EVENTS_LIMIT,
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 
     from . import analytics
     from .gateway import Gateway
+    from .governance.budget_values import Budget
 
 __all__ = ["TenantClient", "check_session_input", "parse_input", "validation_error"]
 
@@ -236,6 +238,13 @@ class TenantClient:
         return Transcript(session=session, messages=messages, events=events)
 
     # ------------------------------------------------------------------ usage
+    def budget(self) -> Budget | None:
+        """This tenant's monthly budget as it stands (spent, reserved, remaining, alerts); None without one.
+
+        No scope needed: any valid key sees its tenant's budget, as in ``GET /v1/me``.
+        """
+        return budget_of(self._gw, self.id)
+
     def usage_rollup(self, start: object, end: object) -> analytics.Rollup:
         """Totals, per provider and top agents for UTC days ``start``..``end`` (inclusive)."""
         self.require("usage:read")

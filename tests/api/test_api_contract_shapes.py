@@ -8,8 +8,8 @@ import re
 from api_support import make_wav
 
 ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
-AGENT_KEYS = {"id", "name", "primaryProvider", "fallbackProvider", "systemPrompt", "enabledTools", "createdAt",
-              "updatedAt"}
+AGENT_KEYS = {"id", "name", "primaryProvider", "fallbackProvider", "systemPrompt", "enabledTools", "maxOutputTokens",
+              "createdAt", "updatedAt"}
 SESSION_KEYS = {"id", "agentId", "customerId", "status", "metadata", "createdAt", "lastActivityAt"}
 METADATA_KEYS = {"agentId", "providerUsed", "primaryAttempted", "fallbackAttempted", "fallbackUsed", "attempts", "usage",
                  "idempotency", "requestId"}
@@ -20,7 +20,9 @@ def test_me_answers_the_tenant_and_the_price_of_each_provider(acme):
     response = acme.get("/v1/me")
     assert response.status_code == 200
     body = response.json()
-    assert {"tenant", "pricing"} <= set(body)  # additions beyond the contract (key, rateLimits): test_scopes_api.py
+    # additions beyond the contract: key and rateLimits (test_scopes_api.py), budget (test_budget_api.py)
+    assert set(body) == {"tenant", "pricing", "key", "rateLimits", "budget"}
+    assert body["budget"] is None  # no budget set
     assert set(body["tenant"]) == {"id", "name", "createdAt"} and body["tenant"]["id"] == acme.id
     assert ISO.match(body["tenant"]["createdAt"])
     assert body["pricing"] == {"vendorA": {"usdPer1kTokens": 0.002}, "vendorB": {"usdPer1kTokens": 0.003}}

@@ -34,7 +34,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from ..governance.scopes import ROUTE_SCOPES
-from ..models import MAX_CONTENT_CHARS, MAX_TOOLS
+from ..models import MAX_CONTENT_CHARS, MAX_OUTPUT_TOKENS_LIMIT, MAX_TOOLS
 from ..voice import MAX_AUDIO_DURATION_MS
 from .constraints import (
     CORRELATION_ID,
@@ -154,6 +154,9 @@ def _agent_fields(providers: list[str], generated: dict[str, Any], nullable: tup
                          "items": {"type": "string", "pattern": TOOL_NAME},
                          "description": f"At most {MAX_TOOLS} distinct names: a letter, then up to 63 letters, "
                                         "digits, '_', '.' or '-'."},
+        "maxOutputTokens": {"type": "integer", "minimum": 1, "maximum": MAX_OUTPUT_TOKENS_LIMIT,
+                            "description": "The most tokens a reply may hold (default 1024); it bounds what a reply "
+                                           "can cost, and so what the budget reserves for it."},
     }
     completed = {}
     for name, schema in generated.items():

@@ -44,7 +44,8 @@ def build_router(gw: Gateway, route_class: type[APIRoute]) -> APIRouter:
         return model_response(SessionEnvelope(session=session), 201)
 
     @router.post(MESSAGES_PATH, status_code=201, response_model=Reply, openapi_extra=MESSAGE_REQUEST_BODY,
-                 responses={200: {"model": Reply, "description": REPLAYED}, **error_responses(400, 404, 409, 502, 503)})
+                 responses={200: {"model": Reply, "description": REPLAYED},
+                            **error_responses(400, 402, 404, 409, 502, 503)})
     async def send_message(request: Request, session_id: SessionId, tenant: CurrentTenant,
                            idempotency_key: IdempotencyKey = None) -> Response:
         """Send a user message; the assistant's reply is billed exactly once.
@@ -71,7 +72,7 @@ def build_router(gw: Gateway, route_class: type[APIRoute]) -> APIRouter:
 
     @router.post("/v1/sessions/{sessionId}/voice", status_code=201, response_model=VoiceResponse,
                  responses={200: {"model": VoiceResponse, "description": REPLAYED},
-                            **error_responses(400, 404, 409, 502, 503)})
+                            **error_responses(400, 402, 404, 409, 502, 503)})
     async def send_voice(
         request: Request,
         session_id: SessionId,

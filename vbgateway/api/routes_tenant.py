@@ -13,7 +13,7 @@ from ..models import AgentPatch, AgentSpec
 from .envelope import json_response
 from .routing import CurrentTenant, error_responses
 from .schemas import AgentEnvelope, AgentList, MeResponse
-from .wire import me_governance, me_payload, model_response
+from .wire import budget_payload, me_governance, me_payload, model_response
 
 __all__ = ["build_router"]
 
@@ -25,9 +25,10 @@ def build_router(gw: Gateway, route_class: type[APIRoute]) -> APIRouter:
 
     @router.get("/v1/me", response_model=MeResponse, responses=error_responses())
     async def me(tenant: CurrentTenant) -> Response:
-        """The key's tenant, the price per 1,000 tokens of every provider, the key's scopes and the rate limits."""
+        """The key's tenant, the price per 1,000 tokens of every provider, the key's scopes, the rate limits
+        and the tenant's budget this month."""
         return json_response({**me_payload(gw, tenant.tenant.model_dump(by_alias=True, mode="json")),
-                              **me_governance(gw, tenant)})
+                              **me_governance(gw, tenant), "budget": budget_payload(tenant.budget())})
 
     @router.get("/v1/agents", response_model=AgentList, responses=error_responses())
     async def list_agents(tenant: CurrentTenant) -> Response:

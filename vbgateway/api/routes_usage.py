@@ -14,7 +14,7 @@ from ..gateway import Gateway
 from .envelope import json_response
 from .routing import CurrentTenant, error_responses
 from .schemas import MonthlyResponse, RollupResponse, UsageEventsResponse
-from .wire import monthly_payload, rollup_payload, usage_events_payload
+from .wire import budget_payload, monthly_payload, rollup_payload, usage_events_payload
 
 __all__ = ["DAY_PATTERN", "DEFAULT_RANGE_DAYS", "MAX_MONTHS", "MAX_OFFSET", "build_router"]
 
@@ -47,8 +47,13 @@ def build_router(gw: Gateway, route_class: type[APIRoute]) -> APIRouter:
 
     @router.get("/v1/usage/rollup", response_model=RollupResponse, responses=error_responses(400))
     async def rollup(tenant: CurrentTenant, start: From = None, end: To = None) -> Response:
-        """Totals, per provider and the (up to 10) costliest agents for UTC days ``from``..``to``, both inclusive."""
-        return json_response(rollup_payload(tenant.usage_rollup(*days(start, end))))
+        """Totals, per provider and the (up to 10) costliest agents for UTC days ``from``..``to``, both inclusive.
+
+        ``budget`` (only for a tenant with a budget): its use in the current UTC month, whatever the range.
+        """
+        payload = rollup_payload(tenant.usage_rollup(*days(start, end)))
+        budget = tenant.budget()
+        return json_response(payload if budget is None else {**payload, "budget": budget_payload(budget)})
 
     @router.get("/v1/usage/events", response_model=UsageEventsResponse, responses=error_responses(400))
     async def usage_events(tenant: CurrentTenant, start: From = None, end: To = None,

@@ -75,6 +75,8 @@ def gateway_route_class(gateway: Gateway) -> type[APIRoute]:
 
 _MEANING = {400: "VALIDATION_ERROR (also malformed JSON or a bad X-Correlation-Id) or INVALID_AUDIO",
             401: "INVALID_API_KEY: missing, unknown, revoked or expired key",
+            402: "BUDGET_EXCEEDED: the most this reply can cost does not fit in the tenant's monthly budget "
+                 "(details: limit, spent, reserved, requested, month, requestId); no provider was called",
             403: "INSUFFICIENT_SCOPE: the key lacks the scope this operation needs (details.required)",
             404: "AGENT_NOT_FOUND / SESSION_NOT_FOUND (also another tenant's ids) or NOT_FOUND",
             409: "IDEMPOTENCY_CONFLICT: the key was used with a different request",

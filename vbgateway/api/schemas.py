@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from ..governance.budget_values import Budget
 from ..governance.scopes import SCOPES
 from ..models import Agent, RateLimit, ReplyMetadata, Session, Tenant, Timestamp
 from ..tenant import MAX_CUSTOMER_ID_CHARS, MAX_METADATA_BYTES
@@ -126,6 +127,8 @@ class MeResponse(_Wire):
     pricing: dict[str, ProviderPrice]
     key: MeKey
     rate_limits: MeRateLimits
+    budget: Budget | None = Field(default=None, description="The tenant's monthly budget this UTC month; "
+                                                            "null when it has none.")
 
 
 class AgentEnvelope(_Wire):
@@ -203,6 +206,8 @@ class RollupResponse(_Wire):
     totals: RollupTotals
     by_provider: list[ProviderUsage]
     top_agents_by_cost: list[AgentUsage]
+    budget: Budget | None = Field(default=None, description="Only for a tenant with a budget: its use in the "
+                                                            "current UTC month (whatever the range).")
 
 
 class UsageEventRow(_Wire):

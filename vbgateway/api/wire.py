@@ -20,11 +20,12 @@ from starlette.responses import Response
 
 from ..analytics import Rollup
 from ..gateway import Gateway
+from ..governance.budget_values import Budget
 from ..models import RateLimit, VoiceReply, iso_timestamp
 from ..tenant import TenantClient
 
-__all__ = ["me_governance", "me_payload", "model_response", "monthly_payload", "rollup_payload", "usage_events_payload",
-           "voice_payload"]
+__all__ = ["budget_payload", "me_governance", "me_payload", "model_response", "monthly_payload", "rollup_payload",
+           "usage_events_payload", "voice_payload"]
 
 
 def _money(value: Decimal | float | None) -> float:
@@ -58,6 +59,11 @@ def me_governance(gw: Gateway, tenant: TenantClient) -> dict[str, Any]:
                     "expiresAt": None if expires_at is None else iso_timestamp(expires_at)},
             "rateLimits": {"tenant": wire(gw.rate_limits.limit_of(tenant.id)),
                            "key": wire(None if key_id is None else gw.rate_limits.limit_of(key_id))}}
+
+
+def budget_payload(budget: Budget | None) -> dict[str, Any] | None:
+    """A tenant's budget this month (``GET /v1/me``, ``GET /v1/usage/rollup``): null without one."""
+    return None if budget is None else budget.model_dump(by_alias=True, mode="json")
 
 
 def voice_payload(voice: VoiceReply) -> dict[str, Any]:

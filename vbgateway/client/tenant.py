@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from ..analytics import Rollup
+    from ..governance.budget_values import Budget
 
 __all__ = ["MAX_ID_CHARS", "HttpTenantClient"]
 
@@ -212,6 +213,10 @@ class HttpTenantClient:
         return wire.transcript(self._get(f"/v1/sessions/{segment}/transcript"), self.id)
 
     # ------------------------------------------------------------------ usage
+    def budget(self) -> Budget | None:
+        """This tenant's monthly budget as it stands (spent, reserved, remaining, alerts); None without one."""
+        return wire.budget(self._get("/v1/me").get("budget"))
+
     def usage_rollup(self, start: object, end: object) -> Rollup:
         """Totals, per provider and top agents for UTC days ``start``..``end`` (inclusive)."""
         return wire.rollup(self._get("/v1/usage/rollup", self._days(start, end)))

@@ -19,6 +19,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from ..governance.budget_values import Budget
 from ..governance.keys import KeyGrant
 from ..governance.scopes import ALL_SCOPES
 from ..models import Agent, Reply, Session, Transcript, VoiceReply
@@ -28,8 +29,8 @@ if TYPE_CHECKING:
 
     from ..analytics import Rollup
 
-__all__ = ["agent", "events_frame", "key_grant", "money", "monthly_frame", "reply", "rollup", "session", "transcript",
-           "voice_reply"]
+__all__ = ["agent", "budget", "events_frame", "key_grant", "money", "monthly_frame", "reply", "rollup", "session",
+           "transcript", "voice_reply"]
 
 _STORE_PLACES = Decimal("1E-10")  # DECIMAL(.., 10): the store's money columns
 
@@ -70,6 +71,16 @@ def _exact_usage(metadata: dict[str, Any]) -> dict[str, Any]:
 def reply(wire: dict[str, Any], channel: str = "chat") -> Reply:
     return Reply.model_validate({"message": wire["message"],
                                  "metadata": {**_exact_usage(wire["metadata"]), "channel": channel}})
+
+
+def budget(wire: dict[str, Any] | None) -> Budget | None:
+    """A budget's JSON (``GET /v1/me``) with its money back as the store's exact decimals."""
+    if wire is None:
+        return None
+    exact = {key: money(wire[key]) for key in ("monthlyUsd", "spentUsd", "reservedUsd", "remainingUsd")}
+    alerts = [{**alert, "spentUsd": money(alert["spentUsd"])} for alert in wire["alerts"]]
+    return Budget.model_validate({**wire, **exact, "alertAt": [Decimal(repr(t)) for t in wire["alertAt"]],
+                                  "alerts": [{**a, "threshold": Decimal(repr(a["threshold"]))} for a in alerts]})
 
 
 def transcript(wire: dict[str, Any], tenant_id: str) -> Transcript:

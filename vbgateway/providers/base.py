@@ -38,12 +38,18 @@ class ChatTurn:
 @dataclass(frozen=True, slots=True)
 class ProviderRequest:
     """What every vendor is asked: the agent's prompt, the conversation so far
-    (ending with the new user message) and the tools the agent may use."""
+    (ending with the new user message), the tools the agent may use and the
+    most tokens the reply may hold (``None``: the vendor's own limit).
+
+    A vendor never answers with more output tokens than ``max_output_tokens``:
+    the budget reserves that many before the call (governance/budgets.py).
+    """
 
     system_prompt: str
     messages: tuple[ChatTurn, ...]
     enabled_tools: tuple[str, ...] = ()
     request_id: str = ""
+    max_output_tokens: int | None = None
 
     def input_chars(self) -> int:
         return len(self.system_prompt) + sum([len(turn.content) for turn in self.messages])

@@ -115,13 +115,17 @@ class SimulatedVendor:
             await self.clock.sleep(draw.latency_s)
         if draw.outcome != "ok":
             return draw, "", 0, 0
-        text = _reply_text(request, draw.template)
+        text = _reply_text(request, draw.template, request.max_output_tokens)
         return draw, text, estimate_tokens(request.input_chars()), estimate_tokens(len(text))
 
 
-def _reply_text(request: ProviderRequest, template: tuple[int, int, int]) -> str:
+def _reply_text(request: ProviderRequest, template: tuple[int, int, int], max_tokens: int | None) -> str:
+    """The reply, cut to ``max_tokens`` (4 characters a token, as they are counted) like a model stopping at its limit."""
     opener, body, closer = _OPENERS[template[0]], _BODIES[template[1]], _CLOSERS[template[2]]
     last = request.messages[-1].content if request.messages else ""
     if "invoice" in last.lower() and "InvoiceLookup" in request.enabled_tools:
         body = "I checked with InvoiceLookup: your latest invoice is paid in full and a copy is in your inbox."
-    return " ".join([part for part in (opener, body, closer) if part])
+    text = " ".join([part for part in (opener, body, closer) if part])
+    if max_tokens is not None and len(text) > max_tokens * 4:
+        text = text[: max_tokens * 4]
+    return text

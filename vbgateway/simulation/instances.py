@@ -30,6 +30,7 @@ from ..gateway import Gateway
 from ..gc_tuning import lean_gc
 from ..store import Store, tables
 from ..store.merge import MERGED_TABLES, NO_VACUUM
+from .budgets import apply_shares
 from .digest import TableSums, table_sums
 from .recorder import RowRecorder
 from .scenario import Scenario
@@ -60,6 +61,7 @@ class InstanceSpec:
     commit_window_s: float
     flush_records: int
     journal: bool
+    budgets: dict[str, str] = field(default_factory=dict)  # tenant id -> this instance's share of its budget
 
 
 @dataclass
@@ -117,6 +119,7 @@ def run_instance(spec: InstanceSpec, progress: Progress | None = None, store: St
     try:
         gw = Gateway(store, providers=world.providers, clock=world.clock, retry=scenario.policy,
                      prices=scenario.prices, seed=f"{scenario.seed}/{spec.run}/gateway-{k}", breaker=scenario.breaker)
+        apply_shares(gw, spec.budgets)
         with lean_gc():
             recorder, traffic_digest = world.serve(gw, progress)
             store.flush()

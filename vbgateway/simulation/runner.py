@@ -24,6 +24,7 @@ from ..gateway import Gateway
 from ..reliability import RetryPolicy
 from ..store import Store
 from ..store.merge import Merge
+from .budgets import instance_shares, record_run_alerts, set_scenario_budgets
 from .digest import DIGEST_TABLES, TableSums, add_sums, digest_of, table_sums
 from .instances import (
     CONTROL_TABLES,
@@ -94,16 +95,18 @@ def simulate(scenario: Scenario | str | Path | dict[str, Any],
     target = open_target(db, scenario.start)
     try:
         run_number, before, control = prepare_target(target, scenario)
+        shares = instance_shares(target, scenario)  # each instance's fixed share of a tenant's budget
         count = workers_for(scenario, workers)
         folder = Path(db).parent if isinstance(db, (str, Path)) and str(db) != ":memory:" else None
         with tempfile.TemporaryDirectory(prefix=".vbgateway-sim-", dir=folder) as tmp:
             specs = [InstanceSpec(scenario, k, run_number, None if count == 1 and folder is None else
                                   str(Path(tmp) / f"gateway-{k}.duckdb"), control, commit_window_s, flush_records,
-                                  journal) for k in range(scenario.gateways)]
+                                  journal, shares) for k in range(scenario.gateways)]
             if count > 1:
                 parts = _run_in_processes_and_merge(specs, count, Path(tmp), progress, target)
             else:
                 parts = _run_here_and_merge(specs, progress, target)
+        record_run_alerts(target, scenario)  # the thresholds the merged spend crossed
         return _result(scenario, db, target, parts, before, started, keep_open)
     except BaseException:
         target.close()
@@ -138,6 +141,7 @@ def prepare_target(target: Store, scenario: Scenario) -> tuple[int, TableSums, d
     setup = Gateway(target, clock=VirtualClock(start=scenario.start), prices=scenario.prices,
                     providers=quiet_vendors(), seed=f"{scenario.seed}/setup")
     setup_tenants(setup, scenario)
+    set_scenario_budgets(setup, scenario)
     target.flush()
     return target.open_count, table_sums(setup, DATA_TABLES), target.table_rows(CONTROL_TABLES)
 

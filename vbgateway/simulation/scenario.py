@@ -23,13 +23,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from ..errors import ScenarioError
 from ..governance.breaker import BreakerPolicy
 from ..governance.rate_limits import MAX_PER_MINUTE
+from ..models import DEFAULT_MAX_OUTPUT_TOKENS, MAX_OUTPUT_TOKENS_LIMIT
 from ..providers import VendorA, VendorB, VendorProfile
 from ..reliability import RetryPolicy
+from .budgets import BudgetPlan
 from .examples import example_path, looks_like_name
 
 __all__ = [
     "KNOWN_VENDORS",
     "AgentPlan",
+    "BudgetPlan",
     "DailyProfile",
     "Distribution",
     "Incident",
@@ -151,6 +154,8 @@ class AgentPlan(_Model):
     prompt_chars: int = Field(default=300, ge=1, le=20_000)
     tools: tuple[str, ...] = ()
     share: float = Field(default=1.0, gt=0, description="relative share of the tenant's sessions")
+    max_output_tokens: int = Field(default=DEFAULT_MAX_OUTPUT_TOKENS, ge=1, le=MAX_OUTPUT_TOKENS_LIMIT,
+                                   description="the most tokens a reply holds; what a budget reserves for it")
 
     @model_validator(mode="after")
     def _vendors(self) -> AgentPlan:
@@ -177,12 +182,15 @@ class TenantPlan(_Model):
     """A tenant: created unless one of that name exists (then it and its agents are reused).
 
     ``rate_limit`` (else the scenario's) is set on the tenant; refused sends fail for the customer.
+    ``budget`` (``{monthly_usd: 50, alert_at: [0.5, 0.8, 1.0]}``) is set on
+    the tenant before the run; the gateway instances share it (budgets.py).
     """
 
     name: str = Field(min_length=1, max_length=200)
     agents: tuple[AgentPlan, ...] = ()
     scale: float = Field(default=1.0, ge=0, description="multiplies the traffic's sessions_per_hour")
     rate_limit: RateLimitPlan | None = None
+    budget: BudgetPlan | None = None
 
 
 class VendorSpec(_Model):

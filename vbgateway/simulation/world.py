@@ -21,7 +21,7 @@ from typing import Any
 
 from ..audio import synthesize
 from ..clock import VirtualClock
-from ..errors import AllProvidersFailedError, GatewayError, RateLimitExceededError
+from ..errors import AllProvidersFailedError, BudgetExceededError, GatewayError, RateLimitExceededError
 from ..gateway import Gateway
 from ..models import RateLimit, Reply
 from ..providers import Provider, ProviderRequest, ProviderResponse, VendorA, VendorB
@@ -103,7 +103,8 @@ def setup_tenants(gw: Gateway, scenario: Scenario) -> tuple[list[_Tenant], list[
         for spec in plan.agents:
             agent = have.get(spec.name) or client.create_agent(
                 name=spec.name, primary_provider=spec.primary, fallback_provider=spec.fallback,
-                system_prompt=_prompt(spec.name, spec.prompt_chars), enabled_tools=list(spec.tools))
+                system_prompt=_prompt(spec.name, spec.prompt_chars), enabled_tools=list(spec.tools),
+                max_output_tokens=spec.max_output_tokens)
             agents.append(agent)
         codes = []
         for agent in agents:
@@ -149,11 +150,13 @@ async def _incidents(run: _Run) -> None:
 
 async def _call(run: _Run, tenant: _Tenant, session_id: str, content: str, voice: int,
                 key: str | None) -> Reply | GatewayError:
+    """The reply, or why there is none: every provider failed, or a rate limit or the budget refused it
+    (no provider called; a rate limit's refusal is recorded in request_refusals)."""
     try:
         if voice >= 0:
             return (await tenant.client.send_voice(session_id, run.clips[voice], idempotency_key=key)).reply
         return await tenant.client.send_message(session_id, content, idempotency_key=key)
-    except (AllProvidersFailedError, RateLimitExceededError) as exc:  # a refusal is recorded in request_refusals
+    except (AllProvidersFailedError, RateLimitExceededError, BudgetExceededError) as exc:
         return exc
 
 

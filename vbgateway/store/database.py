@@ -31,6 +31,7 @@ import duckdb
 
 from ..errors import DatabaseBusyError, DatabaseError
 from . import bulk, reads
+from .budget_queries import BudgetQueries
 from .connection import translated
 from .governance_queries import GovernanceQueries
 from .group_commit import GroupCommit, not_durable
@@ -64,7 +65,7 @@ def _close_if_open(store_ref: weakref.ref[Store]) -> None:
         store.close()
 
 
-class Store(RecordQueries, GovernanceQueries):
+class Store(RecordQueries, GovernanceQueries, BudgetQueries):
     """One DuckDB database (a file, ``:memory:`` or an open connection) plus its journal.
 
     ``commit_window_s``: the store runs on virtual time (a ``VirtualClock``'s

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import duckdb
 
 from .connection import database_error
-from .tables import JOURNALED_TABLES
+from .tables import BUDGET_ALERTS, JOURNALED_TABLES
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -24,7 +24,9 @@ if TYPE_CHECKING:
 
 __all__ = ["COPY_BATCH_ROWS", "MERGED_TABLES", "NO_VACUUM", "Merge", "merge_settings"]
 
-MERGED_TABLES = JOURNALED_TABLES  # what a gateway instance adds; the tenants, keys and agents it shares are there
+# What a gateway instance adds; the tenants, keys and agents it shares are there. Not its budget alerts:
+# an instance spends a share of a tenant's budget, so the run's alerts are found on the merged rows.
+MERGED_TABLES = tuple(t for t in JOURNALED_TABLES if t is not BUDGET_ALERTS)
 COPY_BATCH_ROWS = 200_000  # rows per Arrow batch when copying from an open store (bounded memory)
 # No vacuum on the databases a simulation writes. DuckDB's checkpoints compact (vacuum) partly
 # filled row groups; every batch leaves some, and the same ones were rewritten again and again,

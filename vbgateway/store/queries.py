@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
-from ..models import Agent, ApiKeyInfo, Session, Tenant
+from ..models import DEFAULT_MAX_OUTPUT_TOKENS, Agent, ApiKeyInfo, Session, Tenant
 from .tables import AGENTS, API_KEYS, SESSIONS, TENANTS, AgentRow, ApiKeyRow, SessionRow, TenantRow
 
 __all__ = ["RecordQueries", "StoredCall", "StoredMessage"]
@@ -97,20 +97,22 @@ class RecordQueries:
         row = AgentRow(*values)
         return Agent(id=row.id, tenant_id=row.tenant_id, name=row.name, primary_provider=row.primary_provider,
                      fallback_provider=row.fallback_provider, system_prompt=row.system_prompt,
-                     enabled_tools=list(row.enabled_tools), created_at=row.created_at, updated_at=row.updated_at)
+                     enabled_tools=list(row.enabled_tools), created_at=row.created_at, updated_at=row.updated_at,
+                     max_output_tokens=row.max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS)
 
     def insert_agent(self, agent: Agent) -> None:
         row = AgentRow(agent.id, agent.tenant_id, agent.name, agent.primary_provider, agent.fallback_provider,
-                       agent.system_prompt, agent.enabled_tools, agent.created_at, agent.updated_at)
+                       agent.system_prompt, agent.enabled_tools, agent.created_at, agent.updated_at,
+                       agent.max_output_tokens)
         self._execute([(AGENTS.insert_sql(), row)])
 
     def update_agent(self, agent: Agent) -> None:
         """Update in place (the row keeps its place in creation order)."""
         self._execute([("""UPDATE agents SET name = ?, primary_provider = ?, fallback_provider = ?, system_prompt = ?,
-                                              enabled_tools = ?, updated_at = ?
+                                              enabled_tools = ?, updated_at = ?, max_output_tokens = ?
                            WHERE tenant_id = ? AND id = ?""",
                         [agent.name, agent.primary_provider, agent.fallback_provider, agent.system_prompt,
-                         agent.enabled_tools, agent.updated_at, agent.tenant_id, agent.id])])
+                         agent.enabled_tools, agent.updated_at, agent.max_output_tokens, agent.tenant_id, agent.id])])
 
     def get_agent(self, tenant_id: str, agent_id: str) -> Agent | None:
         rows = self._fetchall(f"SELECT {self._AGENT_COLUMNS} FROM agents WHERE tenant_id = ? AND id = ?",

@@ -37,6 +37,7 @@ class Migration:
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create_core_tables", extra_sql="INSERT INTO journal_state VALUES (1, 0, 0);"),
+    Migration(2, "budgets"),
     Migration(3, "key_scopes_and_rate_limits"),
     Migration(4, "breaker_transitions"),
 )

@@ -21,12 +21,13 @@ from decimal import Decimal
 from typing import Annotated, Any, ForwardRef, NamedTuple, get_args, get_origin, get_type_hints
 
 __all__ = [
-    "AGENTS", "API_KEYS", "BREAKER_TRANSITIONS", "BULK_TABLES", "CONTROL_TABLES", "IDEMPOTENCY_RECORDS",
-    "JOURNALED_TABLES", "JOURNAL_ENTRIES", "JOURNAL_STATE", "MESSAGES", "PROVIDER_CALL_EVENTS", "RATE_LIMITS",
-    "REQUEST_REFUSALS", "SCHEMA_MIGRATIONS", "SESSIONS", "SESSION_ACTIVITY", "TABLES", "USAGE_EVENTS", "AgentRow",
-    "ApiKeyRow", "BreakerTransitionRow", "Column", "IdempotencyRow", "JournalRow", "JournalStateRow", "MessageRow",
-    "MigrationRow", "ProviderCallRow", "RateLimitRow", "RequestRefusalRow", "SessionActivityRow", "SessionRow",
-    "Since", "Sql", "Table", "TenantRow", "UsageEventRow", "table_named",
+    "AGENTS", "API_KEYS", "BREAKER_TRANSITIONS", "BUDGETS", "BUDGET_ALERTS", "BULK_TABLES", "CONTROL_TABLES",
+    "IDEMPOTENCY_RECORDS", "JOURNALED_TABLES", "JOURNAL_ENTRIES", "JOURNAL_STATE", "MESSAGES", "PROVIDER_CALL_EVENTS",
+    "RATE_LIMITS", "REQUEST_REFUSALS", "SCHEMA_MIGRATIONS", "SESSIONS", "SESSION_ACTIVITY", "TABLES", "USAGE_EVENTS",
+    "AgentRow", "ApiKeyRow", "BreakerTransitionRow", "BudgetAlertRow", "BudgetRow", "Column", "IdempotencyRow",
+    "JournalRow", "JournalStateRow", "MessageRow", "MigrationRow", "ProviderCallRow", "RateLimitRow",
+    "RequestRefusalRow", "SessionActivityRow", "SessionRow", "Since", "Sql", "Table", "TenantRow", "UsageEventRow",
+    "table_named",
 ]
 
 
@@ -53,6 +54,8 @@ MaybeStamp = Annotated[datetime | None, Sql("TIMESTAMPTZ")]
 Price = Annotated[Decimal, Sql("DECIMAL(18, 7)")]  # USD per 1,000 tokens: at most 7 places
 Money = Annotated[Decimal, Sql("DECIMAL(24, 10)")]
 TextList = Annotated[list[str], Sql("VARCHAR[]")]
+Ratio = Annotated[Decimal, Sql("DECIMAL(9, 6)")]  # a share of a budget (alert thresholds)
+RatioList = Annotated[list[Decimal], Sql("DECIMAL(9, 6)[]")]
 
 
 # ----------------------------------------------------------------- control plane
@@ -85,6 +88,17 @@ class AgentRow(NamedTuple):
     fallback_provider: MaybeText
     system_prompt: Text
     enabled_tools: TextList
+    created_at: Stamp
+    updated_at: Stamp
+    max_output_tokens: Annotated[int | None, Sql("INTEGER"), Since(2)]  # NULL (agents of older databases): 1024
+
+
+class BudgetRow(NamedTuple):
+    """A tenant's monthly spend limit (one per tenant; no row, no limit)."""
+
+    tenant_id: Text
+    monthly_usd: Money
+    alert_at: RatioList  # shares of the limit, ascending, each logged and recorded once a month
     created_at: Stamp
     updated_at: Stamp
 
@@ -164,6 +178,18 @@ class IdempotencyRow(NamedTuple):
     created_at: Stamp
 
 
+class BudgetAlertRow(NamedTuple):
+    """A threshold of a tenant's budget crossed in a UTC month: committed in the journal record of the reply
+    that crossed it, so the ledger and its alerts cannot disagree."""
+
+    tenant_id: Text
+    month: Text  # "2026-03"
+    threshold: Ratio
+    crossed_at: Stamp
+    spent_usd: Money  # the month's committed spend once that reply counted
+    monthly_usd: Money  # the limit then
+
+
 class SessionActivityRow(NamedTuple):
     """Not a table: a session's new ``last_activity_at``, folded into ``sessions`` when applied.
 
@@ -225,7 +251,7 @@ class MigrationRow(NamedTuple):
 
 
 JournalRow = (SessionRow | MessageRow | ProviderCallRow | UsageEventRow | IdempotencyRow | SessionActivityRow
-              | RequestRefusalRow | BreakerTransitionRow)
+              | BudgetAlertRow | RequestRefusalRow | BreakerTransitionRow)
 
 
 class Column(NamedTuple):
@@ -343,13 +369,19 @@ IDEMPOTENCY_RECORDS = Table("idempotency_records", IdempotencyRow, primary_key=(
 JOURNAL_STATE = Table("journal_state", JournalStateRow, primary_key=("id",))
 SCHEMA_MIGRATIONS = Table("schema_migrations", MigrationRow, primary_key=("version",))
 SESSION_ACTIVITY = Table("session_activity", SessionActivityRow)  # journal entries only: never a DuckDB table
+BUDGETS = Table("budgets", BudgetRow, primary_key=("tenant_id",), since=2)
+BUDGET_ALERTS = Table("budget_alerts", BudgetAlertRow, primary_key=("tenant_id", "month", "threshold"), journaled=True,
+                      since=2)
 RATE_LIMITS = Table("rate_limits", RateLimitRow, primary_key=("subject_id",), since=3)
 REQUEST_REFUSALS = Table("request_refusals", RequestRefusalRow, journaled=True, since=3)
 BREAKER_TRANSITIONS = Table("breaker_transitions", BreakerTransitionRow, journaled=True, since=4)
 
 # In the order the migrations created them (and analysts see them listed).
 TABLES: tuple[Table, ...] = (TENANTS, API_KEYS, AGENTS, SESSIONS, MESSAGES, PROVIDER_CALL_EVENTS, USAGE_EVENTS,
-                             IDEMPOTENCY_RECORDS, JOURNAL_STATE, RATE_LIMITS, REQUEST_REFUSALS, BREAKER_TRANSITIONS)
+                             IDEMPOTENCY_RECORDS, JOURNAL_STATE, BUDGETS, BUDGET_ALERTS, RATE_LIMITS, REQUEST_REFUSALS,
+                             BREAKER_TRANSITIONS)
+# Set up once and copied to every simulation instance. Not ``budgets``: an instance enforces its share of a
+# tenant's budget, given to it in memory (simulation/budgets.py), and its database keeps no budget.
 CONTROL_TABLES: tuple[Table, ...] = (TENANTS, API_KEYS, AGENTS, RATE_LIMITS)
 JOURNALED_TABLES: tuple[Table, ...] = tuple(t for t in TABLES if t.journaled)
 BULK_TABLES: tuple[Table, ...] = tuple(t for t in TABLES if t.bulk)

@@ -14,12 +14,14 @@ from pathlib import Path
 import ipywidgets as widgets
 
 from ..analytics import Rollup
+from ..governance.budget_values import Budget, plain_decimal
 from .base import Panel, guarded
 from .login import AnyTenantClient, LoginPanel
 from .style import badge, esc, fmt_change, fmt_int, fmt_usd, gap, table_html
-from .usage_data import PRESETS, Kpi, Period, export_events_csv, kpis, period_for, previous_period
+from .usage_data import PRESETS, Kpi, Period, budget_shares, export_events_csv, kpis, period_for, previous_period
 
-__all__ = ["RECENT_EVENTS", "UsageDashboard", "gauge_html", "heading", "kpi_tiles", "monthly_chart_svg"]
+__all__ = ["RECENT_EVENTS", "UsageDashboard", "budget_gauge_html", "gauge_html", "heading", "kpi_tiles",
+           "monthly_chart_svg"]
 
 RECENT_EVENTS = 10
 
@@ -49,6 +51,34 @@ def gauge_html(spent: Decimal, limit: Decimal) -> str:
             f'<div style="font-size:18px;font-weight:600;margin:2px 0">{fmt_usd(spent)} '
             f'<span class="vb-sub">of {fmt_usd(limit)} · {share * 100:.1f}%</span></div>'
             f'<div class="vb-gauge"><div style="width:{width:.1f}%;background:{color}"></div></div>')
+
+
+def budget_gauge_html(budget: Budget) -> str:
+    """The tenant's real budget: spend and reservations in flight against the limit, and the alerts crossed.
+
+    Spend is green, amber from 75%, red from 100%; reserved spend (replies in
+    flight, at the most they can cost) is the hatched segment after it.
+    """
+    spent_share, reserved_share = budget_shares(budget)
+    color = "#10b981" if spent_share < 0.75 else ("#f59e0b" if spent_share < 1 else "#ef4444")
+    hatch = "repeating-linear-gradient(45deg,#93c5fd 0 4px,#dbeafe 4px 8px)"
+    crossed = {alert.threshold: alert for alert in budget.alerts}
+    marks = []
+    for threshold in budget.alert_at:
+        label = f"{plain_decimal(threshold * 100)}%"
+        alert = crossed.get(threshold)
+        marks.append(badge(f"{label} crossed {alert.crossed_at:%b %d %H:%M} UTC", "warn") if alert is not None
+                     else badge(f"{label} not reached", "muted"))
+    used = float(budget.spent_usd / budget.monthly_usd) * 100 if budget.monthly_usd else 100.0
+    return (f'<div class="vb-sub">Budget for {esc(budget.month)} (UTC)</div>'
+            f'<div style="font-size:18px;font-weight:600;margin:2px 0">{fmt_usd(budget.spent_usd)} '
+            f'<span class="vb-sub">of {fmt_usd(budget.monthly_usd)} · {used:.1f}%</span></div>'
+            f'<div class="vb-gauge" style="display:flex">'
+            f'<div style="width:{spent_share * 100:.1f}%;background:{color};border-radius:0"></div>'
+            f'<div style="width:{reserved_share * 100:.1f}%;background:{hatch};border-radius:0"></div></div>'
+            f'<div class="vb-sub">{fmt_usd(budget.reserved_usd)} reserved by replies in flight · '
+            f'{fmt_usd(budget.remaining_usd)} left</div>'
+            f'<div style="display:flex;flex-wrap:wrap;gap:4px;margin-top:4px">{"".join(marks)}</div>')
 
 
 def monthly_chart_svg(client: AnyTenantClient) -> str:
@@ -128,9 +158,14 @@ class UsageDashboard(Panel):
                                    f'with {esc(before.label())})</span>')
         self.tiles.value = kpi_tiles(kpis(current, previous), before)
         self._breakdowns(current)
-        today = self.login.gateway.now().date()
-        month = client.usage_rollup(today.replace(day=1), today).totals["cost_usd"]
-        self.gauge.value = gauge_html(Decimal(month), Decimal(str(self.limit.value)))
+        budget = client.budget()
+        self.limit.layout.display = "none" if budget is not None else None  # the field is for tenants without one
+        if budget is not None:
+            self.gauge.value = budget_gauge_html(budget)
+        else:
+            today = self.login.gateway.now().date()
+            month = client.usage_rollup(today.replace(day=1), today).totals["cost_usd"]
+            self.gauge.value = gauge_html(Decimal(month), Decimal(str(self.limit.value)))
         self.chart.value = monthly_chart_svg(client)
         recent = client.usage_events(period.start, period.end, limit=RECENT_EVENTS)
         names = {agent.id: agent.name for agent in client.list_agents()}

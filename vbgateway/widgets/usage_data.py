@@ -14,9 +14,10 @@ from pathlib import Path
 
 from ..analytics import MAX_EVENTS_LIMIT, Rollup
 from ..client import HttpTenantClient
+from ..governance.budget_values import Budget
 from ..tenant import TenantClient
 
-__all__ = ["PRESETS", "Kpi", "Period", "export_events_csv", "kpis", "period_for", "previous_period"]
+__all__ = ["PRESETS", "Kpi", "Period", "budget_shares", "export_events_csv", "kpis", "period_for", "previous_period"]
 
 PRESETS = ("This month", "Last 7 days", "Last 30 days", "Custom")
 
@@ -71,6 +72,14 @@ def kpis(current: Rollup, previous: Rollup) -> list[Kpi]:
             Kpi("Messages", now["messages"], before["messages"]),
             Kpi("Sessions", now["sessions"], before["sessions"]),
             Kpi("Tokens", now["tokens_total"], before["tokens_total"])]
+
+
+def budget_shares(budget: Budget) -> tuple[float, float]:
+    """(spent, reserved) as shares of the monthly limit, for the gauge's two segments (together at most 1)."""
+    limit = budget.monthly_usd
+    spent = min(float(budget.spent_usd / limit), 1.0) if limit > 0 else 1.0
+    reserved = min(float(budget.reserved_usd / limit), 1.0 - spent) if limit > 0 else 0.0
+    return max(spent, 0.0), max(reserved, 0.0)
 
 
 def export_events_csv(client: TenantClient | HttpTenantClient, period: Period, directory: str | Path) -> Path:
