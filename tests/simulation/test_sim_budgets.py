@@ -77,6 +77,20 @@ def test_a_budgeted_run_is_the_same_twice_and_in_parallel_processes(run, tmp_pat
     assert monthly_spend(tmp_path / "again.duckdb") == monthly_spend(tmp_path / "parallel.duckdb")
 
 
+def budget_alerts(path) -> list[tuple[object, ...]]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute("SELECT * FROM budget_alerts ORDER BY ALL").fetchall()
+
+
+def test_a_budgeted_run_on_a_dask_cluster_is_the_local_run(run, tmp_path):
+    """The cluster path gives each task its instance's share and finds the alerts on the merged rows too."""
+    result, path = run
+    remote = simulate(budgeted(), tmp_path / "dask.duckdb", cluster="local:1")
+    assert remote.database_digest == result.database_digest and remote.rows.equals(result.rows)
+    assert monthly_spend(tmp_path / "dask.duckdb") == monthly_spend(path)
+    assert budget_alerts(tmp_path / "dask.duckdb") == budget_alerts(path) != []
+
+
 @pytest.mark.parametrize("gateways", [1, 3])
 def test_any_number_of_instances_stays_within_the_budget(tmp_path, gateways):
     path = tmp_path / "sim.duckdb"

@@ -32,6 +32,7 @@ import duckdb
 
 from ..clock import SystemClock
 from ..errors import ValidationError
+from .budgets import instance_shares, record_run_alerts
 from .dask_client import ClusterError, cluster_client, dashboard_link, distributed_module, local_workers, task_bar
 from .instances import InstanceResult, InstanceSpec, run_instance
 from .runner import DEFAULT_COMMIT_WINDOW_S, DEFAULT_FLUSH_RECORDS, _result, open_target, prepare_target
@@ -130,6 +131,7 @@ class _Run:
     control: dict[str, list[tuple[Any, ...]]]
     place: TaskPlace
     merged: bool
+    shares: dict[str, str] = field(default_factory=dict)  # tenant id -> each instance's share of its budget
     outcomes: dict[int, TaskOutcome] = field(default_factory=dict)
     merge: Merge | None = None
 
@@ -142,7 +144,7 @@ def _submit_all(client: Client, runs: list[_Run], progress: Progress | None, com
     for r, run in enumerate(runs):
         for k in range(run.scenario.gateways):
             spec = InstanceSpec(run.scenario, k, run.run_number, None, run.control, commit_window_s, flush_records,
-                                journal)
+                                journal, run.shares)
             future = client.submit(run_task, spec, run.place, key=f"vbgateway-sim-{run.place.run_id}-{k}", pure=False)
             futures[future.key] = (future, r, k)
     total = len(futures)
@@ -267,7 +269,8 @@ def simulate_on_cluster(runs: list[tuple[Scenario, str | Path | duckdb.DuckDBPyC
             run_id = uuid.uuid4().hex[:12]
             run_number, before, control = prepare_target(target, scenario)
             prepared.append(_Run(scenario, ":memory:" if db is None else db, target, run_number, before, control,
-                                 TaskPlace(run_id, stage, lake), merged=not lake_only))
+                                 TaskPlace(run_id, stage, lake), merged=not lake_only,
+                                 shares=instance_shares(target, scenario)))
         with cluster_client(cluster) as client, contextlib.ExitStack() as merges:
             for run in prepared:
                 if run.merged:
@@ -278,6 +281,8 @@ def simulate_on_cluster(runs: list[tuple[Scenario, str | Path | duckdb.DuckDBPyC
         results = []
         for run in prepared:
             control = _lake_control(run) if lake is not None else {}
+            if run.merged:
+                record_run_alerts(run.target, run.scenario)  # the thresholds the merged spend crossed
             result = _result(run.scenario, run.db, run.target, _parts(run), run.before, started, keep_open)
             result.cluster = {"scheduler": address, "dashboard": link, "workers": workers, "tasks": figures["tasks"],
                               "run_id": run.place.run_id, "merged": run.merged,
