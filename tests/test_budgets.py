@@ -130,8 +130,8 @@ def test_an_unknown_tenant_is_not_found_and_nothing_is_written(gw, row_counts, t
 
 
 # ---------------------------------------------------------------------- refusing
-def test_a_request_that_does_not_fit_is_refused_before_any_provider_call_and_writes_nothing(gw, tenant, session,
-                                                                                             clock, row_counts):
+def test_a_request_that_does_not_fit_is_refused_before_any_provider_call_and_writes_only_its_refusal(
+        gw, tenant, session, clock, row_counts):
     needed = reservation(0, "hello")
     gw.set_budget(tenant[0].id, needed - Decimal("0.0000001"))
     calls = {name: p.calls for name, p in gw.providers.items()}
@@ -144,7 +144,8 @@ def test_a_request_that_does_not_fit_is_refused_before_any_provider_call_and_wri
                              "requested": float(needed), "month": "2026-01", "requestId": error.details["requestId"]}
     assert error.details["requestId"].startswith("req_")
     assert {name: p.calls for name, p in gw.providers.items()} == calls
-    assert gw.store.pending_records == pending and row_counts() == before
+    assert gw.store.pending_records == pending  # the refusal row waits in memory (governance/refusals.py)
+    assert row_counts() == {**before, "request_refusals": before["request_refusals"] + 1}  # a read hands it over
     assert gw.get_budget(tenant[0].id).reserved_usd == 0
 
 

@@ -71,7 +71,7 @@ class Gateway:
         if not store.read_only:
             self.rate_limits.load(store.rate_limit_rows())
             store.before_flush += [self.refusals.flush, self.keys.write_usage]
-        self.budgets = budget_admin.open_ledger(store, self.clock, self.prices)
+        self.budgets = budget_admin.open_ledger(store, self.clock, self.prices, self.refusals)
         self.sender = MessageSender(store=store, providers=self.providers, retry=self.retry, clock=self.clock,
                                     ids=self.ids, prices=self.prices, agents=self.agent_for,
                                     rng=random.Random(run_seed), breakers=self.breakers,

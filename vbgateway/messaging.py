@@ -8,8 +8,8 @@ Order of work for ``send``:
    can cost in the tenant's budget, or refuse it with BUDGET_EXCEEDED
    (governance/budgets.py); then the rate limits of the tenant and the key
    (governance/rate_limits.py), whose refusal gives the reservation back.
-   Both are synchronous (nothing awaits between them) and a refusal touches
-   no table. In this
+   Both are synchronous (nothing awaits between them) and a refusal is
+   noted in memory (governance/refusals.py), never in DuckDB. In this
    order neither leaks: a reservation can be given back exactly, while an
    admitted request stays counted by its rate limit, so a request the budget
    refuses is never counted as one. Then call the provider chain
@@ -285,7 +285,7 @@ class MessageSender:
         request = ProviderRequest(agent.system_prompt, (*state.history, ChatTurn("user", content)),
                                   tuple(agent.enabled_tools), request_id, agent.max_output_tokens)
         # BUDGET_EXCEEDED here (None: no budget), then RATE_LIMIT_EXCEEDED: nothing called, nothing written
-        hold = self._budgets.reserve(tenant_id, chain, request)
+        hold = self._budgets.reserve(tenant_id, chain, request, key_id, session.id)
         ticket = None
         if self._limits is not None:
             try:

@@ -8,7 +8,7 @@ checks and the ``Budget`` model), ``scopes`` (the scope vocabulary and the
 scope of every /v1 operation), ``keys`` (issuing, checking, rotating and
 revoking keys), ``rate_limits`` (GCRA limits per tenant and per key, on the
 gateway's clock), ``refusals`` (requests refused before any provider was
-called, journaled in batches for analytics),
+called, for a rate limit or a budget, journaled in batches for analytics),
 ``breaker`` (a circuit breaker per provider, ``BreakerPolicy``, its state
 machine) and ``breaker_chain`` (the chain runner ``reliability.call_chain``
 hands a request to when a breaker is configured). The gateway facade calls

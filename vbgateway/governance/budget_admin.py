@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ..gateway import Gateway
     from ..pricing import PriceTable
     from ..store import Store
+    from .refusals import RefusalLog
 
 __all__ = ["AlertAt", "budget_of", "get_budget", "load_ledger", "open_ledger", "set_budget"]
 
@@ -34,14 +35,16 @@ def load_ledger(store: Store, ledger: BudgetLedger) -> None:
     ledger.load(store.budget_rows(), store.spend_since(ledger.month_start), store.budget_alert_rows(ledger.month))
 
 
-def open_ledger(store: Store, clock: Clock, prices: PriceTable) -> BudgetLedger:
+def open_ledger(store: Store, clock: Clock, prices: PriceTable, refusals: RefusalLog | None = None) -> BudgetLedger:
     """The ledger of a gateway opening ``store``: filled now for a writer, on first use for a reader.
+
+    ``refusals``: where its BUDGET_EXCEEDED refusals are noted (``request_refusals``).
 
     A writer fills it before its first reply, so that spend is counted from
     DuckDB plus every reply it commits; a read-only gateway (reports,
     ``vbgateway budget show``) only reads it, when asked.
     """
-    ledger = BudgetLedger(clock, prices)
+    ledger = BudgetLedger(clock, prices, refusals)
     if not store.read_only:
         load_ledger(store, ledger)
     return ledger

@@ -13,7 +13,9 @@ exceeds the reservation. A request is refused (BUDGET_EXCEEDED) when
 
 so ``committed spend <= limit`` holds at every instant, whatever the
 interleaving: the check and the reservation are one synchronous step on
-the event loop, and nothing awaits in between.
+the event loop, and nothing awaits in between. A refusal is noted in
+``request_refusals`` as a rate limit's is (``refusals.py``: rows in memory,
+journaled in batches), so refusing touches neither a provider nor DuckDB.
 
 The ledger is in memory, on the send path only dict look-ups and integer
 sums: money is counted in units of 10^-10 USD (the store's exact
@@ -61,6 +63,7 @@ from .budget_values import MONEY_PLACES, Budget, BudgetAlert, month_bounds, mont
 if TYPE_CHECKING:
     from ..clock import Clock
     from ..pricing import PriceTable
+    from .refusals import RefusalLog
 
 __all__ = ["BudgetLedger", "Hold", "from_units", "to_units"]
 
@@ -124,9 +127,10 @@ class Hold:
 class BudgetLedger:
     """Per tenant: this month's committed spend, open reservations, limits and recorded alerts."""
 
-    def __init__(self, clock: Clock, prices: PriceTable) -> None:
+    def __init__(self, clock: Clock, prices: PriceTable, refusals: RefusalLog | None = None) -> None:
         self._clock = clock
         self._prices = prices
+        self._refusals = refusals  # BUDGET_EXCEEDED is noted there, as rate-limit refusals are (refusals.py)
         self._unit_prices: dict[str, int] = {}  # units of 10^-10 USD per token
         self._start, self._end = month_bounds(clock.now())
         self.month = month_label(self._start)
@@ -185,10 +189,12 @@ class BudgetLedger:
         return price
 
     # ------------------------------------------------------------------ the send path
-    def reserve(self, tenant_id: str, chain: Sequence[tuple[str, Any]], request: ProviderRequest) -> Hold | None:
+    def reserve(self, tenant_id: str, chain: Sequence[tuple[str, Any]], request: ProviderRequest,
+                key_id: str | None = None, session_id: str | None = None) -> Hold | None:
         """Reserve the most ``request`` can cost, or refuse it (BUDGET_EXCEEDED); None: the tenant has no budget.
 
         ``chain``: the agent's (provider name, provider) pairs, primary first.
+        A refusal is noted in ``request_refusals`` with ``key_id`` and ``session_id``.
         """
         limit = self._limits.get(tenant_id)
         if limit is None:
@@ -205,12 +211,15 @@ class BudgetLedger:
         spent = self._spent.get(tenant_id, 0)
         reserved = self._reserved.get(tenant_id, 0)
         if spent + reserved + amount > limit.units:
-            raise BudgetExceededError(
+            error = BudgetExceededError(
                 f"this request could cost up to {from_units(amount)} USD, more than what is left of the tenant's "
                 f"budget for {self.month}", details={
                     "limit": float(limit.monthly_usd), "spent": float(from_units(spent)),
                     "reserved": float(from_units(reserved)), "requested": float(from_units(amount)),
                     "month": self.month, "requestId": request.request_id})
+            if self._refusals is not None:
+                self._refusals.record(tenant_id, key_id, session_id, request.request_id, error)
+            raise error
         self._reserved[tenant_id] = reserved + amount
         return Hold(self, tenant_id, amount)
 

@@ -15,7 +15,7 @@ rows in memory, committed to the journal as one record:
 From the journal they reach DuckDB with the replies, in the same batches.
 They are counts for reports, not money: a process killed with ``kill -9``
 loses at most the rows of the last second. The table is shared by every
-refusal of this kind (the code says which: ``RATE_LIMIT_EXCEEDED``, ...).
+refusal of this kind (the code says which: ``RATE_LIMIT_EXCEEDED``, ``BUDGET_EXCEEDED``).
 """
 
 from __future__ import annotations

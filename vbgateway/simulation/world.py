@@ -151,7 +151,7 @@ async def _incidents(run: _Run) -> None:
 async def _call(run: _Run, tenant: _Tenant, session_id: str, content: str, voice: int,
                 key: str | None) -> Reply | GatewayError:
     """The reply, or why there is none: every provider failed, or a rate limit or the budget refused it
-    (no provider called; a rate limit's refusal is recorded in request_refusals)."""
+    (no provider called; the refusal is recorded in request_refusals)."""
     try:
         if voice >= 0:
             return (await tenant.client.send_voice(session_id, run.clips[voice], idempotency_key=key)).reply

@@ -203,7 +203,7 @@ class SessionActivityRow(NamedTuple):
 
 
 class RequestRefusalRow(NamedTuple):
-    """A request refused before any provider was called (RATE_LIMIT_EXCEEDED, ...), for analytics.
+    """A request refused before any provider was called (RATE_LIMIT_EXCEEDED, BUDGET_EXCEEDED), for analytics.
 
     Buffered and journaled in batches (governance/refusals.py): a refusal costs no fsync of its own.
     """
