@@ -221,3 +221,31 @@ def test_a_duckdb_file_with_a_foreign_table_of_the_same_name_is_a_database_error
     with pytest.raises(DatabaseError) as info:
         Gateway.open(path, clock=clock)
     assert info.value.code == "DATABASE_ERROR" and isinstance(info.value.__cause__, duckdb.Error)
+
+
+def test_a_database_made_before_a_lower_numbered_migration_was_merged_gains_it(tmp_path, clock):
+    """Budgets (2) were merged after key scopes and breakers (3, 4): a database at 1, 3, 4 gets 2 too."""
+    path = tmp_path / "between.duckdb"
+    with Gateway.open(path, clock=clock) as gw:
+        tenant, key = gw.create_tenant("Between Corp")
+        gw.connect(key).create_agent(name="Support", primary_provider="vendorA", system_prompt="Hi.")
+    with duckdb.connect(str(path)) as con:  # as the code before the merge left it: no trace of migration 2
+        for table in definitions.TABLES:
+            if table.since == 2:
+                con.execute(f"DROP TABLE {table.name}")
+            for column in table.columns:
+                if column.since == 2 and table.since < 2:
+                    con.execute(f"ALTER TABLE {table.name} DROP COLUMN {column.name}")
+        con.execute("DELETE FROM schema_migrations WHERE version = 2")
+    with Gateway.open(path, clock=clock) as gw:
+        versions = gw.sql("SELECT version FROM schema_migrations ORDER BY version")["version"]
+        assert list(versions) == [m.version for m in MIGRATIONS]
+        [agent] = gw.as_tenant(tenant.id).list_agents()
+        assert agent.max_output_tokens == 1024  # NULL in the added column: the default
+        assert gw.set_budget(tenant.id, 5) is not None
+    with Gateway.open(tmp_path / "fresh.duckdb", clock=clock):
+        pass
+    with duckdb.connect(str(path), read_only=True) as con:
+        migrated = catalog(con)
+    with duckdb.connect(str(tmp_path / "fresh.duckdb"), read_only=True) as con:
+        assert catalog(con) == migrated  # the same tables, columns in the same order, the same keys

@@ -6,6 +6,14 @@ The schema is a public interface: analysts query these tables directly
 derived from the table definitions (``tables.py``): the tables it creates,
 with the columns they had at that version, and the columns it adds to
 older tables; ``extra_sql`` holds what definitions cannot say (seed rows).
+
+Features are built in parallel and each is given its migration number in
+advance, so one may be merged after a higher number was released (budgets,
+2, after key scopes and breakers, 3 and 4). ``migrate`` therefore applies
+every migration a database has not recorded, not only those above its
+latest: a database made between those merges gains the missing one. Such a
+late migration creates its own tables and adds columns to no table a later
+migration also extends, so the columns still end in definition order.
 """
 
 from __future__ import annotations
@@ -64,9 +72,10 @@ def migrate(con: duckdb.DuckDBPyConnection, applied_at: object) -> list[str]:
     if current > latest:
         raise DatabaseTooNewError(f"database schema version {current} is newer than this vbgateway ({latest}); "
                                   "upgrade vbgateway", details={"schemaVersion": current, "supported": latest})
+    recorded = {int(row[0]) for row in con.execute("SELECT version FROM schema_migrations").fetchall()}
     applied: list[str] = []
     for migration in MIGRATIONS:
-        if migration.version <= current:
+        if migration.version in recorded:
             continue
         with transaction(con):
             con.execute(migration.sql)
