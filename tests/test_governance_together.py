@@ -150,3 +150,13 @@ def test_a_reply_commits_its_breaker_transition_and_its_budget_alert_in_one_reco
             [(Decimal("0.00001"), reply.metadata.usage.cost_usd)]
     finally:
         s.gw.close()
+
+
+def test_the_rate_limit_charges_the_agent_s_max_output_tokens_at_admission(setup):
+    """The agent's 40 output tokens, not the default 1,024: two sends fit 200 tokens a minute back to back."""
+    setup.gw.set_rate_limit(setup.tenant.id, tokens_per_minute=200)
+    first = setup.send()  # charged ceil((32 + 5) / 4) + 40 = 50, settled to what it used
+    used = first.metadata.usage.tokens_in + first.metadata.usage.tokens_out
+    second = math.ceil((len(PROMPT) + 5 + len(first.message.content) + 5) / 4) + MAX_OUT
+    assert used + second <= 200 < used + second - MAX_OUT + 1024  # fits only when charged 40, not 1,024
+    setup.send()

@@ -20,7 +20,7 @@ endpoints (agents, sessions, transcripts, usage) are not counted: they
 call no provider and spend nothing. Tokens are charged at admission: the
 request's input tokens (the contract's estimate, ceil(characters / 4) over
 the prompt, the history and the message) plus the agent's
-``max_output_tokens`` (1024 for an agent without one). When the reply is
+``max_output_tokens`` (1024 unless the agent was given another). When the reply is
 known the charge is corrected to its ``tokens_in + tokens_out``; a request
 that fails gets its tokens back (it still counts as a request). A request
 larger than a whole minute's tokens is admitted only when the bucket is
@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RateLimitExceededError, ValidationError
-from ..models import RateLimit
+from ..models import DEFAULT_MAX_OUTPUT_TOKENS, RateLimit
 from ..providers.base import ChatTurn, ProviderResponse, estimate_tokens
 from ..store.tables import RateLimitRow
 
@@ -62,7 +62,6 @@ __all__ = ["DEFAULT_MAX_OUTPUT_TOKENS", "MAX_PER_MINUTE", "Bucket", "RateLimiter
 
 MICROS_PER_MINUTE = 60_000_000
 MAX_PER_MINUTE = 1_000_000_000  # a limit is stored as an INTEGER
-DEFAULT_MAX_OUTPUT_TOKENS = 1024  # an agent's max_output_tokens when it has none
 _FIELDS = {"requests_per_minute": "requests_per_minute", "requestsPerMinute": "requests_per_minute",
            "tokens_per_minute": "tokens_per_minute", "tokensPerMinute": "tokens_per_minute"}
 
@@ -251,7 +250,7 @@ class RateLimiter:
         tokens = 0
         if any(limits.tokens is not None for limits in applying):
             chars = len(agent.system_prompt) + sum([len(turn.content) for turn in history]) + len(content)
-            tokens = estimate_tokens(chars) + (getattr(agent, "max_output_tokens", None) or DEFAULT_MAX_OUTPUT_TOKENS)
+            tokens = estimate_tokens(chars) + agent.max_output_tokens
         now_us = round(self._clock.monotonic() * 1_000_000)
         charges = [(bucket, cost, name, limits) for limits in applying
                    for bucket, cost, name in ((limits.requests, 1, "requestsPerMinute"),
