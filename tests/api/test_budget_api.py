@@ -33,7 +33,7 @@ def test_me_has_no_budget_until_one_is_set_and_then_its_figures(gateway, acme):
     assert acme.get("/v1/me").json()["budget"] is None
     gateway.set_budget(acme.id, Decimal("12.5"), alert_at=(0.8,))
     body = acme.get("/v1/me").json()
-    assert set(body) == {"tenant", "pricing", "budget"} and set(body["budget"]) == BUDGET_KEYS
+    assert set(body) == {"tenant", "pricing", "key", "rateLimits", "budget"} and set(body["budget"]) == BUDGET_KEYS
     budget = body["budget"]
     assert (budget["monthlyUsd"], budget["spentUsd"], budget["reservedUsd"], budget["remainingUsd"]) == \
         (12.5, 0.0, 0.0, 12.5)
