@@ -1,39 +1,69 @@
 """vendorA: answers ``{"outputText", "tokensIn", "tokensOut", "latencyMs"}``.
 
 By default latency is uniform 50-300 ms with a 5% chance of a 3x spike, and
-about 10% of calls fail with HTTP 500 (api-contract.md).
+about 10% of calls fail with HTTP 500 (api-contract.md). Its request is
+``{"systemPrompt", "messages": [{"role", "content"}], "enabledTools"}``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from .base import ProviderError, ProviderRequest, ProviderResponse
-from .simulated import SimulatedVendor, VendorProfile
+from .simulated import Conversation, SimulatedService, SimulatedVendor, VendorProfile
+from .wire import Adapter, VendorRequest, VendorResponse, bad_response
 
-__all__ = ["VendorA"]
+__all__ = ["VendorA", "VendorAAdapter", "VendorAService"]
+
+PATH = "/v1/generate"
+
+
+class VendorAAdapter:
+    """Our request to vendorA's and its answer to ours."""
+
+    name = "vendorA"
+
+    def build(self, request: ProviderRequest) -> VendorRequest:
+        return VendorRequest(PATH, {"systemPrompt": request.system_prompt, "messages": request.messages,
+                                    "enabledTools": request.enabled_tools})
+
+    def parse(self, response: VendorResponse) -> ProviderResponse:
+        status = response.status
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise bad_response(self.name, status, "a body that is not JSON") from exc
+        if status == 200:
+            try:
+                return ProviderResponse(str(body["outputText"]), int(body["tokensIn"]), int(body["tokensOut"]), body)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise bad_response(self.name, status) from exc
+        retry_after = body.get("retryAfterMs") if isinstance(body, dict) else None
+        raise ProviderError.from_http(self.name, status, retry_after if isinstance(retry_after, int) else None)
+
+
+class VendorAService(SimulatedService):
+    """The simulated vendorA service."""
+
+    def conversation(self, body: Mapping[str, Any]) -> Conversation:
+        return Conversation(body["systemPrompt"], body["messages"], body["enabledTools"])
+
+    def answer_ok(self, text: str, tokens_in: int, tokens_out: int, latency_ms: int) -> VendorResponse:
+        return VendorResponse(200, data={"outputText": text, "tokensIn": tokens_in, "tokensOut": tokens_out,
+                                         "latencyMs": latency_ms})
+
+    def answer_error(self, retry_after_ms: int) -> VendorResponse:
+        return VendorResponse(500, data={"error": "internal_error", "message": "upstream model crashed"})
+
+    def answer_rate_limited(self, retry_after_ms: int) -> VendorResponse:
+        return VendorResponse(429, data={"error": "rate_limited", "retryAfterMs": retry_after_ms})
 
 
 class VendorA(SimulatedVendor):
     name = "vendorA"
     default_profile = VendorProfile(failure_rate=0.10, latency_ms=(50.0, 300.0), spike_rate=0.05, spike_factor=3.0)
+    service_class = VendorAService
 
-    async def _serve(self, request: ProviderRequest) -> tuple[int, dict[str, Any]]:
-        """The simulated vendorA service: an HTTP status and its JSON body."""
-        draw, text, tokens_in, tokens_out = await self._simulate(request)
-        if draw.outcome == "error":
-            return 500, {"error": "internal_error", "message": "upstream model crashed"}
-        if draw.outcome == "rate_limited":
-            return 429, {"error": "rate_limited", "retryAfterMs": draw.retry_after_ms}
-        return 200, {"outputText": text, "tokensIn": tokens_in, "tokensOut": tokens_out,
-                     "latencyMs": round(draw.latency_s * 1000)}
-
-    async def complete(self, request: ProviderRequest) -> ProviderResponse:
-        status, body = await self._serve(request)
-        if status == 200:
-            try:
-                return ProviderResponse(str(body["outputText"]), int(body["tokensIn"]), int(body["tokensOut"]), body)
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ProviderError("vendorA answered an unexpected shape", error_code="BAD_RESPONSE",
-                                    http_status=status) from exc
-        raise ProviderError.from_http(self.name, status, body.get("retryAfterMs"))
+    def make_adapter(self) -> Adapter:
+        return VendorAAdapter()
