@@ -117,9 +117,10 @@ def test_price_table_accepts_strings_decimals_and_ints_up_to_seven_places(price)
 
 def test_a_gateway_refuses_a_provider_without_a_price(tmp_path) -> None:
     with pytest.raises(GatewayError) as info:
-        Gateway(None, providers={"vendorA": VendorA(seed=1), "vendorC": VendorB(seed=2)},  # type: ignore[arg-type]
-                clock=VirtualClock(start=START))
-    assert info.value.code == "VALIDATION_ERROR"
+        Gateway.open(tmp_path / "unpriced.duckdb", providers={"vendorA": VendorA(seed=1), "vendorC": VendorB(seed=2)},
+                     clock=VirtualClock(start=START))
+    assert info.value.code == "VALIDATION_ERROR" and "vendorC" in info.value.message
+    Gateway.open(tmp_path / "unpriced.duckdb", clock=VirtualClock(start=START)).close()  # the file was let go
 
 
 # --- the cost of a reply --------------------------------------------------------------------
@@ -150,7 +151,8 @@ def test_the_wire_usage_shows_tokens_cost_and_price_as_numbers(healthy) -> None:
     reply = run(tenant.send_message(session.id, "Hello"))
     usage = reply.model_dump(by_alias=True, mode="json")["metadata"]["usage"]
     assert usage == {"tokensIn": reply.metadata.usage.tokens_in, "tokensOut": reply.metadata.usage.tokens_out,
-                     "costUsd": float(reply.metadata.usage.cost_usd), "pricing": {"usdPer1kTokens": 0.003}}
+                     "costUsd": float(reply.metadata.usage.cost_usd),
+                     "pricing": {"usdPer1kTokens": 0.003, "usdPer1mInput": 3.0, "usdPer1mOutput": 3.0}}
 
 
 def test_custom_prices_are_charged(tmp_path) -> None:

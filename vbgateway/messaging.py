@@ -271,7 +271,8 @@ class MessageSender:
                        request_id, message.created_at),
             UsageEventRow(IdFactory.derived("evt", request_id, USAGE_EVENT_INDEX), tenant_id, session.id, agent.id,
                           message.id, request_id, reply.metadata.provider_used, channel, usage.tokens_in,
-                          usage.tokens_out, usage.pricing.usd_per_1k_tokens, usage.cost_usd, message.created_at),
+                          usage.tokens_out, usage.pricing.usd_per_1k_tokens, usage.cost_usd, message.created_at,
+                          usage.pricing.usd_per_1m_input, usage.pricing.usd_per_1m_output),
             SessionActivityRow(session.id, message.created_at, session.created_at),
         ]
         if key is not None:
@@ -297,15 +298,16 @@ class MessageSender:
         then builds the nested models in its compiled core, about three times
         faster than constructing each model separately in Python.
         """
-        prices = self._prices
         response, provider = result.response, result.provider_used
         assert response is not None and provider is not None
         fallback = result.fallback
         attempted = fallback is not None and any(a.provider == fallback for a in result.attempts)
         fallback_attempted = fallback if attempted else None
+        now = self._clock.now()
+        rates = self._prices.rates_at(provider, now)  # billed at the rates in effect as the reply is made
         return Reply.model_validate({
             "message": {"id": IdFactory.derived("msg", request_id, REPLY_MESSAGE_INDEX), "session_id": session_id,
-                        "role": "assistant", "content": response.text, "created_at": self._clock.now()},
+                        "role": "assistant", "content": response.text, "created_at": now},
             "metadata": {
                 "agent_id": agent_id,
                 "provider_used": provider,
@@ -314,8 +316,10 @@ class MessageSender:
                 "fallback_used": result.fallback_used,
                 "attempts": _attempt_dicts(result.attempts),
                 "usage": {"tokens_in": response.tokens_in, "tokens_out": response.tokens_out,
-                          "cost_usd": prices.cost(provider, response.tokens_in, response.tokens_out),
-                          "pricing": {"usd_per_1k_tokens": prices.price_per_1k(provider)}},
+                          "cost_usd": rates.cost(response.tokens_in, response.tokens_out),
+                          "pricing": {"usd_per_1k_tokens": rates.usd_per_1k_tokens,
+                                      "usd_per_1m_input": rates.usd_per_1m_input,
+                                      "usd_per_1m_output": rates.usd_per_1m_output}},
                 "idempotency": {"key": key, "replayed": False},
                 "request_id": request_id,
                 "channel": channel,

@@ -198,7 +198,16 @@ class Attempt(WireModel):
 
 
 class Pricing(WireModel):
+    """The rates a reply was billed at: USD per 1M input and output tokens, and the contract's single rate.
+
+    ``usdPer1kTokens`` is that single rate (for input and output priced
+    apart, the higher of the two per 1,000 tokens). The per-1M rates are
+    null only on replies recorded before prices had two rates.
+    """
+
     usd_per_1k_tokens: Money = Field(alias="usdPer1kTokens")
+    usd_per_1m_input: Money | None = Field(default=None, alias="usdPer1mInput")
+    usd_per_1m_output: Money | None = Field(default=None, alias="usdPer1mOutput")
 
 
 class Usage(WireModel):

@@ -23,7 +23,8 @@ def test_me_answers_the_tenant_and_the_price_of_each_provider(acme):
     assert set(body) == {"tenant", "pricing"}
     assert set(body["tenant"]) == {"id", "name", "createdAt"} and body["tenant"]["id"] == acme.id
     assert ISO.match(body["tenant"]["createdAt"])
-    assert body["pricing"] == {"vendorA": {"usdPer1kTokens": 0.002}, "vendorB": {"usdPer1kTokens": 0.003}}
+    assert body["pricing"] == {"vendorA": {"usdPer1kTokens": 0.002, "usdPer1mInput": 2.0, "usdPer1mOutput": 2.0},
+                               "vendorB": {"usdPer1kTokens": 0.003, "usdPer1mInput": 3.0, "usdPer1mOutput": 3.0}}
 
 
 def test_create_agent_answers_201_with_the_agent(acme):
@@ -84,7 +85,7 @@ def test_send_message_answers_the_reply_and_how_it_was_obtained(acme):
     assert set(meta) == METADATA_KEYS
     assert all(set(a) == ATTEMPT_KEYS for a in meta["attempts"]) and meta["attempts"][0]["retries"] == 0
     assert set(meta["usage"]) == {"tokensIn", "tokensOut", "costUsd", "pricing"}
-    assert meta["usage"]["pricing"] == {"usdPer1kTokens": 0.002}
+    assert meta["usage"]["pricing"] == {"usdPer1kTokens": 0.002, "usdPer1mInput": 2.0, "usdPer1mOutput": 2.0}
     assert isinstance(meta["usage"]["costUsd"], float)
     assert meta["idempotency"] == {"key": "first", "replayed": False}
     assert meta["providerUsed"] == "vendorA" and meta["fallbackUsed"] is False

@@ -98,7 +98,10 @@ class HealthResponse(_Wire):
 
 
 class ProviderPrice(_Wire):
-    usd_per_1k_tokens: float = Field(alias="usdPer1kTokens")
+    usd_per_1k_tokens: float = Field(alias="usdPer1kTokens", description="the single rate per 1,000 tokens; for "
+                                     "input and output priced apart, the higher of the two")
+    usd_per_1m_input: float = Field(alias="usdPer1mInput", description="USD per 1,000,000 input tokens, now")
+    usd_per_1m_output: float = Field(alias="usdPer1mOutput", description="USD per 1,000,000 output tokens, now")
 
 
 class MeResponse(_Wire):

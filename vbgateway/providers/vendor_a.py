@@ -28,7 +28,7 @@ class VendorAAdapter:
         return VendorRequest(PATH, {"systemPrompt": request.system_prompt, "messages": request.messages,
                                     "enabledTools": request.enabled_tools})
 
-    def parse(self, response: VendorResponse) -> ProviderResponse:
+    def parse(self, request: ProviderRequest, response: VendorResponse) -> ProviderResponse:
         status = response.status
         try:
             body = response.json()

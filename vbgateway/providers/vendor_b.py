@@ -28,7 +28,7 @@ class VendorBAdapter:
         return VendorRequest(PATH, {"model": "vendorB", "system": request.system_prompt, "messages": request.messages,
                                     "tools": request.enabled_tools})
 
-    def parse(self, response: VendorResponse) -> ProviderResponse:
+    def parse(self, request: ProviderRequest, response: VendorResponse) -> ProviderResponse:
         status = response.status
         try:
             body = response.json()

@@ -63,14 +63,17 @@ class VendorRequest:
 class VendorResponse:
     """The vendor's answer: status, headers (lower-case names) and the body.
 
-    An HTTP transport gives ``content`` (bytes); the in-process transport
-    gives the decoded body itself (``data``), which nothing then encodes.
+    An HTTP transport gives ``content`` (bytes) and reads ``Retry-After``
+    (an HTTP rule, not a vendor's shape) into ``retry_after_ms``; the
+    in-process transport gives the decoded body itself (``data``), which
+    nothing then encodes.
     """
 
     status: int
     headers: Mapping[str, str] = field(default_factory=dict)
     content: bytes = b""
     data: Any = _NOT_DECODED
+    retry_after_ms: int | None = None
 
     def json(self) -> Any:
         """The body as JSON data (``orjson.JSONDecodeError``, a ``ValueError``, when it is not JSON)."""
@@ -126,15 +129,15 @@ class Adapter(Protocol):
     def build(self, request: ProviderRequest) -> VendorRequest:
         ...
 
-    def parse(self, response: VendorResponse) -> ProviderResponse:
-        """The reply, or ``ProviderError`` (the vendor's error status, or a body not in its shape)."""
+    def parse(self, request: ProviderRequest, response: VendorResponse) -> ProviderResponse:
+        """The reply to ``request``, or ``ProviderError`` (the vendor's error status, or a body not in its shape)."""
         ...
 
 
 class AdapterProvider:
     """A ``Provider`` made of an adapter and a transport.
 
-    ``complete`` is ``adapter.parse(await transport.send(adapter.build(request)))``;
+    ``complete`` is ``adapter.parse(request, await transport.send(adapter.build(request)))``;
     the simulated vendors and the HTTP vendors differ only in the two parts.
     """
 
@@ -149,7 +152,7 @@ class AdapterProvider:
 
     async def complete(self, request: ProviderRequest) -> ProviderResponse:
         adapter = self.adapter
-        return adapter.parse(await self.transport.send(adapter.build(request)))
+        return adapter.parse(request, await self.transport.send(adapter.build(request)))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"

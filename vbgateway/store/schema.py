@@ -37,6 +37,7 @@ class Migration:
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create_core_tables", extra_sql="INSERT INTO journal_state VALUES (1, 0, 0);"),
+    Migration(6, "providers_and_price_versions"),
 )
 
 

@@ -22,10 +22,10 @@ from typing import Annotated, Any, ForwardRef, NamedTuple, get_args, get_origin,
 
 __all__ = [
     "AGENTS", "API_KEYS", "BULK_TABLES", "CONTROL_TABLES", "IDEMPOTENCY_RECORDS", "JOURNALED_TABLES", "JOURNAL_ENTRIES",
-    "JOURNAL_STATE", "MESSAGES", "PROVIDER_CALL_EVENTS", "SCHEMA_MIGRATIONS", "SESSIONS", "SESSION_ACTIVITY",
-    "TABLES", "USAGE_EVENTS", "AgentRow", "ApiKeyRow", "Column", "IdempotencyRow", "JournalRow", "JournalStateRow",
-    "MessageRow", "MigrationRow", "ProviderCallRow", "SessionActivityRow", "SessionRow", "Since", "Sql", "Table",
-    "TenantRow", "UsageEventRow", "table_named",
+    "JOURNAL_STATE", "MESSAGES", "PRICE_VERSIONS", "PROVIDERS", "PROVIDER_CALL_EVENTS", "SCHEMA_MIGRATIONS", "SESSIONS",
+    "SESSION_ACTIVITY", "TABLES", "USAGE_EVENTS", "AgentRow", "ApiKeyRow", "Column", "IdempotencyRow", "JournalRow",
+    "JournalStateRow", "MessageRow", "MigrationRow", "PriceVersionRow", "ProviderCallRow", "ProviderRow",
+    "SessionActivityRow", "SessionRow", "Since", "Sql", "Table", "TenantRow", "UsageEventRow", "table_named",
 ]
 
 
@@ -50,6 +50,7 @@ BigInt = Annotated[int, Sql("BIGINT")]
 Stamp = Annotated[datetime, Sql("TIMESTAMPTZ")]
 MaybeStamp = Annotated[datetime | None, Sql("TIMESTAMPTZ")]
 Price = Annotated[Decimal, Sql("DECIMAL(18, 7)")]  # USD per 1,000 tokens: at most 7 places
+Rate = Annotated[Decimal, Sql("DECIMAL(18, 4)")]  # USD per 1,000,000 tokens: at most 4 places (pricing.RATE_PLACES)
 Money = Annotated[Decimal, Sql("DECIMAL(24, 10)")]
 TextList = Annotated[list[str], Sql("VARCHAR[]")]
 
@@ -132,9 +133,12 @@ class UsageEventRow(NamedTuple):
     channel: Text
     tokens_in: Int
     tokens_out: Int
-    usd_per_1k_tokens: Price
+    usd_per_1k_tokens: Price  # the single rate; for input and output priced apart, the higher one
     cost_usd: Money
     created_at: Stamp
+    # The rates billed (NULL on events billed before prices had two rates: both were usd_per_1k_tokens x 1000).
+    usd_per_1m_input: Annotated[Decimal | None, Sql("DECIMAL(18, 4)"), Since(6)] = None
+    usd_per_1m_output: Annotated[Decimal | None, Sql("DECIMAL(18, 4)"), Since(6)] = None
 
 
 class IdempotencyRow(NamedTuple):
@@ -155,6 +159,28 @@ class SessionActivityRow(NamedTuple):
 
     id: Text
     last_activity_at: Stamp
+    created_at: Stamp
+
+
+# ----------------------------------------------------------------- configured providers and their prices
+class ProviderRow(NamedTuple):
+    """A provider configured as data (``vbgateway providers add``): never its API key, only where to read it."""
+
+    name: Text
+    kind: Text  # "openai": any OpenAI-style chat completions service
+    base_url: Text
+    model: Text
+    api_key_env: MaybeText  # the environment variable holding the key
+    created_at: Stamp
+
+
+class PriceVersionRow(NamedTuple):
+    """A provider's rates from ``effective_from`` on (until its next version)."""
+
+    provider: Text
+    effective_from: Stamp
+    usd_per_1m_input: Rate
+    usd_per_1m_output: Rate
     created_at: Stamp
 
 
@@ -289,10 +315,12 @@ IDEMPOTENCY_RECORDS = Table("idempotency_records", IdempotencyRow, primary_key=(
 JOURNAL_STATE = Table("journal_state", JournalStateRow, primary_key=("id",))
 SCHEMA_MIGRATIONS = Table("schema_migrations", MigrationRow, primary_key=("version",))
 SESSION_ACTIVITY = Table("session_activity", SessionActivityRow)  # journal entries only: never a DuckDB table
+PROVIDERS = Table("providers", ProviderRow, primary_key=("name",), since=6)
+PRICE_VERSIONS = Table("price_versions", PriceVersionRow, primary_key=("provider", "effective_from"), since=6)
 
-# In the order migration 1 created them (and analysts see them listed).
+# In the order their migrations created them (and analysts see them listed).
 TABLES: tuple[Table, ...] = (TENANTS, API_KEYS, AGENTS, SESSIONS, MESSAGES, PROVIDER_CALL_EVENTS, USAGE_EVENTS,
-                             IDEMPOTENCY_RECORDS, JOURNAL_STATE)
+                             IDEMPOTENCY_RECORDS, JOURNAL_STATE, PROVIDERS, PRICE_VERSIONS)
 CONTROL_TABLES: tuple[Table, ...] = (TENANTS, API_KEYS, AGENTS)
 JOURNALED_TABLES: tuple[Table, ...] = tuple(t for t in TABLES if t.journaled)
 BULK_TABLES: tuple[Table, ...] = tuple(t for t in TABLES if t.bulk)
