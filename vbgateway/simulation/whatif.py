@@ -54,7 +54,7 @@ def usage_by_tenant(source: SimulationResult | Gateway | str | Path,
         table["provider"] = table.provider.astype(str)
         return table.drop(columns="cost_units")
     if isinstance(source, Gateway):
-        period = "len(list_filter(?::TIMESTAMPTZ[], b -> b <= u.created_at)) AS period," if starts else ""
+        period = "len(list_filter(?::TIMESTAMPTZ[], lambda b: b <= u.created_at)) AS period," if starts else ""
         frame = source.sql(f"""
             SELECT t.name AS tenant, u.provider, {period} count(*) AS replies,
                    sum(u.tokens_in + u.tokens_out)::BIGINT AS tokens, sum(u.tokens_in)::BIGINT AS tokens_in,
