@@ -19,6 +19,7 @@ from .clock import Clock, SystemClock, VirtualClock
 from .errors import AuthenticationError, NotFoundError, ValidationError
 from .ids import IdFactory, hash_api_key, key_display_prefix, new_api_key
 from .messaging import MessageSender
+from .metrics import GatewayMetrics
 from .models import Agent, ApiKeyInfo, Tenant, clean_text
 from .pricing import PriceTable
 from .providers import Provider, default_providers
@@ -54,9 +55,10 @@ class Gateway:
         # ids when it reopens one: the database's open count joins the seed.
         run_seed = None if seed is None else f"{seed}:{store.open_count}"
         self.ids = IdFactory(run_seed)
+        self.metrics = GatewayMetrics()  # GET /metrics; other parts register their counters on it
         self.sender = MessageSender(store=store, providers=self.providers, retry=self.retry, clock=self.clock,
                                     ids=self.ids, prices=self.prices, agents=self.agent_for,
-                                    rng=random.Random(run_seed))
+                                    rng=random.Random(run_seed), metrics=self.metrics)
         self._agents: dict[str, Agent] = {}
         self._keys: dict[str, Tenant] = {}
 

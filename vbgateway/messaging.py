@@ -36,6 +36,7 @@ from .errors import (
     ValidationError,
 )
 from .ids import IdFactory, is_id
+from .metrics import GatewayMetrics
 from .models import (
     MAX_CONTENT_CHARS,
     Agent,
@@ -137,8 +138,9 @@ class MessageSender:
 
     def __init__(self, *, store: Store, providers: Mapping[str, Provider], retry: RetryPolicy, clock: Clock,
                  ids: IdFactory, prices: PriceTable, agents: Callable[[str, str], Agent | None],
-                 rng: random.Random) -> None:
+                 rng: random.Random, metrics: GatewayMetrics | None = None) -> None:
         self._store = store
+        self._metrics = metrics or GatewayMetrics()
         self._providers = providers
         self._retry = retry
         self._clock = clock
@@ -257,6 +259,7 @@ class MessageSender:
         events = self._event_rows(tenant_id, session, request_id, result.attempts)
         if result.response is None:
             await store.commit_async(events)
+            self._metrics.attempts(result.attempts)
             attempts = [Attempt.model_validate(a).model_dump(by_alias=True, mode="json")
                         for a in _attempt_dicts(result.attempts)]
             raise AllProvidersFailedError("every provider failed to answer",
@@ -279,6 +282,8 @@ class MessageSender:
             rows.append(IdempotencyRow(tenant_id, key, fingerprint, message.id, reply_to_record(reply),
                                        message.created_at))
         await store.commit_async(rows)
+        self._metrics.reply(tenant_id, result.attempts, reply.metadata.provider_used, usage.tokens_in, usage.tokens_out,
+                            usage.cost_usd)
         state.history.extend((ChatTurn("user", content), ChatTurn("assistant", reply.message.content)))
         state.last_activity_at = reply.message.created_at
         return reply
