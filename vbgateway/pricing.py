@@ -135,6 +135,8 @@ class PriceTable:
             table[provider] = _ordered(provider, versions)
         self._versions = table
         self._starts = {provider: [v.effective_from for v in versions] for provider, versions in table.items()}
+        self._only = {provider: versions[0] for provider, versions in table.items()
+                      if len(versions) == 1 and versions[0].effective_from == BEGINNING}
 
     @property
     def providers(self) -> list[str]:
@@ -149,11 +151,12 @@ class PriceTable:
 
     def rates_at(self, provider: str, at: datetime | None = None) -> Rates:
         """The rates in effect at ``at``; without ``at``, the newest version (a scheduled one included)."""
+        only = self._only.get(provider)  # the usual case, on every reply: one version, in effect from the start
+        if only is not None:
+            return only
         versions = self.versions(provider)
         if at is None:
             return versions[-1]
-        if len(versions) == 1 and versions[0].effective_from <= at:  # the usual case, on every reply
-            return versions[0]
         index = bisect.bisect_right(self._starts[provider], at) - 1
         if index < 0:
             raise ValidationError(f"no price for provider {provider!r} in effect at {at.isoformat()}",
@@ -171,7 +174,7 @@ class PriceTable:
     def add_versions(self, provider: str, versions: Sequence[Rates]) -> None:
         """More versions of one provider's prices, in place: the gateway's table as an operator changes prices."""
         merged = self.with_versions({provider: versions})
-        self._versions, self._starts = merged._versions, merged._starts
+        self._versions, self._starts, self._only = merged._versions, merged._starts, merged._only
 
     def with_versions(self, extra: Mapping[str, Sequence[Rates]]) -> PriceTable:
         """This table plus more versions (a version at an effective time already present replaces it)."""

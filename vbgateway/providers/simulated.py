@@ -13,7 +13,7 @@ regardless of how long the calls take.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
@@ -21,7 +21,7 @@ from ..clock import Clock, SystemClock
 from .base import ChatTurn, ProviderRequest, estimate_tokens
 from .wire import Adapter, AdapterProvider, VendorRequest, VendorResponse
 
-__all__ = ["Conversation", "SimulatedService", "SimulatedVendor", "VendorProfile"]
+__all__ = ["SimulatedService", "SimulatedVendor", "VendorProfile"]
 
 _OPENERS = (
     "Thanks for reaching out.",
@@ -75,23 +75,19 @@ class _Draw:
     template: tuple[int, int, int]
 
 
-@dataclass(frozen=True, slots=True)
-class Conversation:
-    """What a simulated service reads from its vendor's request body."""
-
-    system_prompt: str
-    messages: Sequence[ChatTurn]
-    enabled_tools: Sequence[str]
-
-
 class SimulatedService:
     """A simulated vendor's service, and the in-process transport that reaches it.
 
     ``send`` waits the drawn latency on the bound clock and answers with the
-    drawn outcome; subclasses read their vendor's request body
-    (``conversation``) and write its answers (``answer_ok``, ``answer_error``,
-    ``answer_rate_limited``). The body goes back decoded (``VendorResponse.data``).
+    drawn outcome; subclasses name the fields of their vendor's request body
+    that hold the system prompt, the messages and the tools, and write its
+    answers (``answer_ok``, ``answer_error``, ``answer_rate_limited``). The
+    body goes back decoded (``VendorResponse.data``).
     """
+
+    system_field: ClassVar[str] = "system"
+    messages_field: ClassVar[str] = "messages"
+    tools_field: ClassVar[str] = "tools"
 
     def __init__(self, profile: VendorProfile, *, seed: int | str | None = None, clock: Clock | None = None) -> None:
         self.profile = profile
@@ -133,14 +129,13 @@ class SimulatedService:
             return self.answer_error(draw.retry_after_ms)
         if draw.outcome == "rate_limited":
             return self.answer_rate_limited(draw.retry_after_ms)
-        talk = self.conversation(request.body)
-        text = _reply_text(talk, draw.template)
-        chars = len(talk.system_prompt) + sum([len(turn.content) for turn in talk.messages])
+        body = request.body
+        messages: Sequence[ChatTurn] = body[self.messages_field]
+        text = _reply_text(messages, body[self.tools_field], draw.template)
+        chars = len(body[self.system_field]) + sum([len(turn.content) for turn in messages])
         return self.answer_ok(text, estimate_tokens(chars), estimate_tokens(len(text)), round(draw.latency_s * 1000))
 
-    # What a vendor's service reads and writes: its subclass says.
-    def conversation(self, body: Mapping[str, Any]) -> Conversation:
-        raise NotImplementedError
+    # What a vendor's service answers: its subclass says.
 
     def answer_ok(self, text: str, tokens_in: int, tokens_out: int, latency_ms: int) -> VendorResponse:
         raise NotImplementedError
@@ -196,9 +191,9 @@ class SimulatedVendor(AdapterProvider):
         return response.status, response.json()
 
 
-def _reply_text(talk: Conversation, template: tuple[int, int, int]) -> str:
+def _reply_text(messages: Sequence[ChatTurn], tools: Sequence[str], template: tuple[int, int, int]) -> str:
     opener, body, closer = _OPENERS[template[0]], _BODIES[template[1]], _CLOSERS[template[2]]
-    last = talk.messages[-1].content if talk.messages else ""
-    if "invoice" in last.lower() and "InvoiceLookup" in talk.enabled_tools:
+    last = messages[-1].content if messages else ""
+    if "invoice" in last.lower() and "InvoiceLookup" in tools:
         body = "I checked with InvoiceLookup: your latest invoice is paid in full and a copy is in your inbox."
     return " ".join([part for part in (opener, body, closer) if part])

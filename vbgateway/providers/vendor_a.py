@@ -7,11 +7,8 @@ about 10% of calls fail with HTTP 500 (api-contract.md). Its request is
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from .base import ProviderError, ProviderRequest, ProviderResponse
-from .simulated import Conversation, SimulatedService, SimulatedVendor, VendorProfile
+from .simulated import SimulatedService, SimulatedVendor, VendorProfile
 from .wire import Adapter, VendorRequest, VendorResponse, bad_response
 
 __all__ = ["VendorA", "VendorAAdapter", "VendorAService"]
@@ -46,8 +43,7 @@ class VendorAAdapter:
 class VendorAService(SimulatedService):
     """The simulated vendorA service."""
 
-    def conversation(self, body: Mapping[str, Any]) -> Conversation:
-        return Conversation(body["systemPrompt"], body["messages"], body["enabledTools"])
+    system_field, messages_field, tools_field = "systemPrompt", "messages", "enabledTools"
 
     def answer_ok(self, text: str, tokens_in: int, tokens_out: int, latency_ms: int) -> VendorResponse:
         return VendorResponse(200, data={"outputText": text, "tokensIn": tokens_in, "tokensOut": tokens_out,

@@ -7,11 +7,8 @@ is ``{"model", "system", "messages": [{"role", "content"}], "tools"}``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from .base import ProviderError, ProviderRequest, ProviderResponse
-from .simulated import Conversation, SimulatedService, SimulatedVendor, VendorProfile
+from .simulated import SimulatedService, SimulatedVendor, VendorProfile
 from .wire import Adapter, VendorRequest, VendorResponse, bad_response
 
 __all__ = ["VendorB", "VendorBAdapter", "VendorBService"]
@@ -48,8 +45,7 @@ class VendorBAdapter:
 class VendorBService(SimulatedService):
     """The simulated vendorB service."""
 
-    def conversation(self, body: Mapping[str, Any]) -> Conversation:
-        return Conversation(body["system"], body["messages"], body["tools"])
+    system_field, messages_field, tools_field = "system", "messages", "tools"
 
     def answer_ok(self, text: str, tokens_in: int, tokens_out: int, latency_ms: int) -> VendorResponse:
         return VendorResponse(200, data={

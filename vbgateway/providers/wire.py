@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, Self, runtime_checkable
 
 import orjson
@@ -44,18 +44,20 @@ __all__ = [
 _NOT_DECODED: Any = object()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class VendorRequest:
     """One request in the vendor's own shape: a path under the vendor's base URL and a JSON body.
 
     ``body`` is JSON-able data; orjson encodes dataclasses such as ``ChatTurn``
     as objects, so an adapter can hand the conversation over without copying it.
+    Read-only by convention (not ``frozen``: a frozen dataclass costs a
+    microsecond more to build, and one is built for every provider call).
     """
 
     path: str
     body: Mapping[str, Any]
     method: str = "POST"
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] | None = None
     stream: bool = False
 
 
@@ -70,7 +72,7 @@ class VendorResponse:
     """
 
     status: int
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] | None = None
     content: bytes = b""
     data: Any = _NOT_DECODED
     retry_after_ms: int | None = None
