@@ -9,7 +9,8 @@ Hierarchy::
     GatewayError                      (code, message, details, http_status)
     ├── AuthenticationError           INVALID_API_KEY        401
     │                                 OPERATOR_SECRET_REQUIRED 401, INVALID_OPERATOR_SECRET 403
-    │                                 (the local service's operator routes)
+    │                                 (the local service's operator routes, /metrics from another machine)
+    │                                 METRICS_LOOPBACK_ONLY 403 (/metrics from another machine, no secret)
     ├── ValidationError               VALIDATION_ERROR       400
     │   ├── InvalidAudioError         INVALID_AUDIO          400
     │   ├── ScenarioError             INVALID_SCENARIO       400  (a simulation scenario that cannot run)
@@ -18,7 +19,10 @@ Hierarchy::
     ├── NotFoundError                 NOT_FOUND              404
     │   ├── AgentNotFoundError        AGENT_NOT_FOUND        404
     │   └── SessionNotFoundError      SESSION_NOT_FOUND      404
+    │                                 PROVIDER_NOT_FOUND          (``vbgateway providers``: no such provider)
     ├── IdempotencyConflictError      IDEMPOTENCY_CONFLICT   409
+    │   (as GatewayError)             PROVIDER_EXISTS, PROVIDER_IN_USE 409 (adding a name taken; removing a
+    │                                 provider agents name)
     ├── PayloadTooLargeError          PAYLOAD_TOO_LARGE      413
     ├── AllProvidersFailedError       ALL_PROVIDERS_FAILED   502
     ├── DatabaseError                 DATABASE_ERROR         500  (cannot open/create/read/write the file)
