@@ -21,8 +21,6 @@ Hierarchy::
     │   └── SessionNotFoundError      SESSION_NOT_FOUND      404
     │                                 PROVIDER_NOT_FOUND          (``vbgateway providers``: no such provider)
     ├── IdempotencyConflictError      IDEMPOTENCY_CONFLICT   409
-    │   (as GatewayError)             PROVIDER_EXISTS, PROVIDER_IN_USE 409 (adding a name taken; removing a
-    │                                 provider agents name)
     ├── PayloadTooLargeError          PAYLOAD_TOO_LARGE      413
     ├── AllProvidersFailedError       ALL_PROVIDERS_FAILED   502
     ├── DatabaseError                 DATABASE_ERROR         500  (cannot open/create/read/write the file)
@@ -33,6 +31,9 @@ Hierarchy::
     │                                 REPORT_BUSY                 (another run writes to the output folder)
     │                                 REPORT_UNAVAILABLE          (notebook tooling or a report notebook missing)
     └── InternalError                 INTERNAL_ERROR         500
+
+Raised as a plain ``GatewayError`` by ``vbgateway providers``: PROVIDER_EXISTS 409 (the name is
+taken) and PROVIDER_IN_USE 409 (agents name the provider to be removed).
 
 The database, report and internal errors never reach an HTTP client as such: the API answers them as
 INTERNAL_ERROR; they exist so that the CLI and notebooks can say what is wrong.
