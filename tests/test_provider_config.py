@@ -217,3 +217,18 @@ def test_an_agent_on_a_configured_provider_answers_over_the_http_api_billed_by_r
     assert (usage["tokensIn"], usage["tokensOut"]) == (answer["prompt_tokens"], answer["completion_tokens"])
     assert usage["pricing"] == {"usdPer1kTokens": 0.0006, "usdPer1mInput": 0.15, "usdPer1mOutput": 0.6}
     assert me["pricing"]["real"] == usage["pricing"]
+
+
+def test_the_openapi_enum_of_provider_names_follows_a_provider_added_to_a_running_gateway(db):
+    from vbgateway.providers.admin import add_provider
+
+    with Gateway.open(db, clock=VirtualClock()) as gw, LiveServer(create_app(gw)) as live, \
+            httpx.Client(base_url=live.url, timeout=20) as http:
+        def names() -> list[str]:
+            return http.get("/openapi.json").json()["components"]["schemas"]["AgentSpec"]["properties"][
+                "primaryProvider"]["enum"]
+
+        assert names() == ["vendorA", "vendorB"]
+        add_provider(gw, "later", base_url="http://127.0.0.1:9/v1", model="m", api_key_env=None,
+                     usd_per_1m_input="1", usd_per_1m_output="2")
+        assert names() == ["later", "vendorA", "vendorB"]

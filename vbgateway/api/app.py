@@ -101,6 +101,9 @@ def create_app(gateway: Gateway, *, cors_origins: list[str] | None = None,
 
 
 def _openapi(app: FastAPI, gateway: Gateway) -> dict[str, Any]:
-    if app.openapi_schema is None:
-        app.openapi_schema = build_document(app, gateway.providers)
+    """The document, rebuilt if the gateway's providers changed (its enum of provider names must stay true)."""
+    names = tuple(sorted(gateway.providers))
+    if app.openapi_schema is None or getattr(app.state, "openapi_providers", None) != names:
+        app.openapi_schema = build_document(app, names)
+        app.state.openapi_providers = names
     return app.openapi_schema
