@@ -114,20 +114,28 @@ def changed(tmp_path):
 
 def test_each_reply_is_billed_at_the_rates_in_effect_when_it_was_made(changed):
     _, _, replies = changed
-    rates = [(r.metadata.usage.pricing.usd_per_1m_input, r.metadata.usage.pricing.usd_per_1m_output)
-             for r in replies]
-    assert rates == [(2, 2)] * 3 + [(4, 8)] * 2
-    late = replies[-1].metadata.usage
+    pricing = [r.metadata.usage.pricing for r in replies]
+    assert [(p.usd_per_1k_tokens, p.usd_per_1m_input, p.usd_per_1m_output) for p in pricing] == (
+        [(Decimal("0.002"), None, None)] * 3 + [(Decimal("0.008"), 4, 8)] * 2)  # per 1M only when they differ
+    early, late = replies[0].metadata.usage, replies[-1].metadata.usage
+    assert early.cost_usd == (early.tokens_in + early.tokens_out) * Decimal("0.002") / 1000
     assert late.cost_usd == (late.tokens_in * 4 + late.tokens_out * 8) / Decimal(10**6)
-    assert late.pricing.usd_per_1k_tokens == Decimal("0.008")
+
+
+def test_a_single_rate_keeps_the_contract_shape_and_two_rates_add_theirs(changed):
+    _, _, replies = changed
+    assert replies[0].model_dump(by_alias=True, mode="json")["metadata"]["usage"]["pricing"] == {
+        "usdPer1kTokens": 0.002}
+    assert replies[-1].model_dump(by_alias=True, mode="json")["metadata"]["usage"]["pricing"] == {
+        "usdPer1kTokens": 0.008, "usdPer1mInput": 4.0, "usdPer1mOutput": 8.0}
 
 
 def test_the_usage_event_records_the_rates_it_was_billed_at(changed):
     gw, _, replies = changed
-    rows = gw.store.query_rows("SELECT usd_per_1m_input, usd_per_1m_output, cost_usd FROM usage_events "
-                               "ORDER BY created_at")
-    assert [(r[0], r[1]) for r in rows] == [(2, 2)] * 3 + [(4, 8)] * 2
-    assert [r[2] for r in rows] == [r.metadata.usage.cost_usd for r in replies]
+    rows = gw.store.query_rows("SELECT usd_per_1k_tokens, usd_per_1m_input, usd_per_1m_output, cost_usd "
+                               "FROM usage_events ORDER BY created_at")
+    assert [r[:3] for r in rows] == [(Decimal("0.002"), None, None)] * 3 + [(Decimal("0.008"), 4, 8)] * 2
+    assert [r[3] for r in rows] == [r.metadata.usage.cost_usd for r in replies]
 
 
 def test_the_invoice_has_a_line_per_pair_of_rates_and_adds_up_to_the_cent(changed):
@@ -154,13 +162,13 @@ def test_reprice_follows_the_versions_of_the_what_if_table(changed):
     assert total.cost_usd == sum((r.metadata.usage.cost_usd for r in replies), Decimal(0))
 
 
-def test_events_billed_before_two_rates_count_at_their_single_rate_on_invoices(changed):
+def test_events_billed_at_a_single_rate_name_it_once_and_invoices_read_it_as_both(changed):
     gw, tenant, _ = changed
     path = gw.store.path
     gw.close()
-    with duckdb.connect(str(path)) as con:  # as a database written before the migration holds them
-        con.execute("UPDATE usage_events SET usd_per_1m_input = NULL, usd_per_1m_output = NULL "
-                    "WHERE usd_per_1k_tokens = 0.002")
+    with duckdb.connect(str(path)) as con:  # an event billed before prices had two rates looks the same
+        assert con.execute("SELECT count(*) FROM usage_events WHERE usd_per_1m_input IS NULL "
+                           "AND usd_per_1k_tokens = 0.002").fetchone() == (3,)
     with Gateway.open_reader(path) as reader:
         lines = invoice_lines(reader, tenant.id, "2026-01")
     assert [(Decimal(i), Decimal(o)) for i, o in zip(lines.usd_per_1m_input, lines.usd_per_1m_output,
@@ -181,6 +189,7 @@ def test_a_new_price_version_reaches_a_running_gateway_at_once(tmp_path):
         clock.advance(3600)
         after = clock.run(client.send_message(session.id, "hi again"))
         stored = gw.store.query_rows("SELECT provider, effective_from FROM price_versions")
-    assert before.metadata.usage.pricing.usd_per_1m_input == 2 and after.metadata.usage.pricing.usd_per_1m_input == 5
+    assert before.metadata.usage.pricing.usd_per_1k_tokens == Decimal("0.002")
+    assert (after.metadata.usage.pricing.usd_per_1m_input, after.metadata.usage.pricing.usd_per_1m_output) == (5, 6)
     assert [(p, e.astimezone(UTC)) for p, e in stored] == [("vendorA", START + timedelta(hours=1))]
     assert BEGINNING < START

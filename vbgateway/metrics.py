@@ -1,9 +1,10 @@
 """The gateway's metrics: counted cheaply where things happen, written as Prometheus text when scraped.
 
 Every reply passes through here, so counting must cost next to nothing:
-a reply is noted as it is (one list append) and added up in batches; the
-HTTP layer adds to plain dicts keyed by label values (and bumps a bucket of
-a histogram); nothing is formatted or locked. ``render()`` (``GET
+the send path and the HTTP layer only add to plain dicts keyed by label
+values (a provider call by provider, error code and duration in ms, from
+which outcomes and histogram buckets are derived when scraped); nothing is
+formatted, locked or kept alive per reply. ``render()`` (``GET
 /metrics``) turns them into prometheus-client metric families, through a
 registry of this gateway's own: no module-level state, so two gateways in a
 process (tests, simulation instances) never mix their figures.
@@ -26,6 +27,7 @@ What is counted (all names start ``vbgateway_``):
 from __future__ import annotations
 
 import bisect
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -36,7 +38,6 @@ if TYPE_CHECKING:
 __all__ = [
     "BREAKER_STATES",
     "CONTENT_TYPE",
-    "FOLD_EVERY",
     "LATENCY_BUCKETS_S",
     "REQUEST_BUCKETS_S",
     "GatewayMetrics",
@@ -49,7 +50,6 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # the Prometheus text
 REQUEST_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 LATENCY_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}  # the value of a breaker state gauge
-FOLD_EVERY = 1024  # replies noted before they are added up
 _ZERO = Decimal(0)
 
 
@@ -63,12 +63,12 @@ class Histogram:
         self.bounds = tuple(bounds)
         self.series: dict[tuple[str, ...], list[float]] = {}  # labels -> [count per bucket..., +Inf, sum]
 
-    def observe(self, labels: tuple[str, ...], value: float) -> None:
+    def observe(self, labels: tuple[str, ...], value: float, times: int = 1) -> None:
         series = self.series.get(labels)
         if series is None:
             series = self.series[labels] = [0.0] * (len(self.bounds) + 2)
-        series[bisect.bisect_left(self.bounds, value)] += 1
-        series[-1] += value
+        series[bisect.bisect_left(self.bounds, value)] += times
+        series[-1] += value * times
 
     def family(self) -> Any:
         from prometheus_client.core import HistogramMetricFamily
@@ -131,16 +131,13 @@ class GatewayMetrics:
         self.request_seconds = Histogram("vbgateway_http_request_duration_seconds",
                                          "Time from a request's first byte to its answer's last.", ("route",),
                                          REQUEST_BUCKETS_S)
-        self.calls: dict[tuple[str, str | None], int] = {}  # (provider, error code or None) -> calls
-        self._call_ms: dict[str, list[int]] = {}  # provider -> [calls per bucket..., +Inf, sum of ms]
-        self._call_bounds_ms = tuple(b * 1000 for b in LATENCY_BUCKETS_S)
+        self._attempts: dict[tuple[str, str | None, int], int] = {}  # (provider, error code, ms) -> calls
         self.call_seconds = Histogram("vbgateway_provider_call_duration_seconds",
                                       "Duration of one provider call (one attempt).", ("provider",), LATENCY_BUCKETS_S)
         self.first_token_seconds = Histogram("vbgateway_provider_time_to_first_token_seconds",
                                              "Time from a streaming call's start to its first text.", ("provider",),
                                              LATENCY_BUCKETS_S)
         self.replies: dict[tuple[str, str], list[Any]] = {}  # (tenant, provider) -> [replies, in, out, cost]
-        self._pending: list[tuple[str | None, Iterable[AttemptLog], str, int, int, Decimal]] = []
         self.named: dict[str, NamedCounter] = {}
         self.counter("vbgateway_budget_refusals_total", "Messages refused because a budget was spent.", ("tenant",))
         self.counter("vbgateway_rate_limit_refusals_total", "Messages refused by a rate limit.", ("tenant",))
@@ -155,43 +152,32 @@ class GatewayMetrics:
         self.request_seconds.observe((route,), seconds)
 
     def attempts(self, attempts: Iterable[AttemptLog]) -> None:
-        """Provider calls of a message that got no reply, each with its outcome and duration."""
-        self._pending.append((None, attempts, "", 0, 0, _ZERO))
-        if len(self._pending) >= FOLD_EVERY:
-            self.fold()
+        """Provider calls, each counted by (provider, error code, duration in ms): outcomes and histogram
+        buckets are derived from those counts when scraped, so a call costs one dict update here."""
+        counts = self._attempts
+        for attempt in attempts:
+            key = (attempt.provider, attempt.error_code, attempt.latency_ms)
+            counts[key] = counts.get(key, 0) + 1
 
     def reply(self, tenant_id: str, attempts: Iterable[AttemptLog], provider: str, tokens_in: int, tokens_out: int,
               cost_usd: Decimal) -> None:
-        """A billed reply: its provider calls, tokens and cost (kept as given; added up in batches)."""
-        pending = self._pending
-        pending.append((tenant_id, attempts, provider, tokens_in, tokens_out, cost_usd))
-        if len(pending) >= FOLD_EVERY:
-            self.fold()
+        """A billed reply: its provider calls, tokens and cost.
 
-    def fold(self) -> None:
-        """Add the replies and calls noted since the last fold to the totals (before a scrape, and every
-        ``FOLD_EVERY`` replies: one loop over many costs less per reply than a call for each)."""
-        pending, self._pending = self._pending, []
-        calls, replies, durations = self.calls, self.replies, self._call_ms
-        bounds, locate, width = self._call_bounds_ms, bisect.bisect_left, len(self._call_bounds_ms) + 2
-        for tenant_id, attempts, provider, tokens_in, tokens_out, cost_usd in pending:
-            for attempt in attempts:
-                key = (attempt.provider, attempt.error_code)
-                calls[key] = calls.get(key, 0) + 1
-                series = durations.get(attempt.provider)
-                if series is None:
-                    series = durations[attempt.provider] = [0] * width
-                series[locate(bounds, attempt.latency_ms)] += 1
-                series[-1] += attempt.latency_ms
-            if tenant_id is None:
-                continue
-            totals = replies.get((tenant_id, provider))
-            if totals is None:
-                totals = replies[(tenant_id, provider)] = [0, 0, 0, _ZERO]
-            totals[0] += 1
-            totals[1] += tokens_in
-            totals[2] += tokens_out
-            totals[3] += cost_usd
+        Counted at once rather than noted for later: a batch kept for adding up would keep its
+        objects alive past the young generation, and the cycle collector's extra work cost more
+        than the adding.
+        """
+        counts = self._attempts
+        for attempt in attempts:
+            key = (attempt.provider, attempt.error_code, attempt.latency_ms)
+            counts[key] = counts.get(key, 0) + 1
+        totals = self.replies.get((tenant_id, provider))
+        if totals is None:
+            totals = self.replies[(tenant_id, provider)] = [0, 0, 0, _ZERO]
+        totals[0] += 1
+        totals[1] += tokens_in
+        totals[2] += tokens_out
+        totals[3] += cost_usd
 
     def first_token(self, provider: str, seconds: float) -> None:
         self.first_token_seconds.observe((provider,), seconds)
@@ -220,7 +206,6 @@ class GatewayMetrics:
     def families(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily
 
-        self.fold()
         requests = CounterMetricFamily("vbgateway_http_requests", "HTTP requests answered, by route and status.",
                                        labels=("method", "route", "status"))
         for request, value in list(self.requests.items()):
@@ -229,12 +214,16 @@ class GatewayMetrics:
         yield self.request_seconds.family()
         calls = CounterMetricFamily("vbgateway_provider_calls", "Provider calls (attempts), by outcome.",
                                     labels=("provider", "outcome"))
-        for (provider, error_code), value in list(self.calls.items()):
-            calls.add_metric([provider, "ok" if error_code is None else error_code.lower()], value)
+        outcomes: Counter[tuple[str, str]] = Counter()
+        durations = Histogram(self.call_seconds.name, self.call_seconds.documentation, ("provider",),
+                              LATENCY_BUCKETS_S)
+        for (provider, error_code, ms), n in list(self._attempts.items()):
+            outcomes[(provider, "ok" if error_code is None else error_code.lower())] += n
+            durations.observe((provider,), ms / 1000.0, n)
+        for key, value in outcomes.items():
+            calls.add_metric(list(key), value)
         yield calls
-        for provider, series in list(self._call_ms.items()):  # milliseconds as counted; seconds as shown
-            self.call_seconds.series[(provider,)] = [*series[:-1], series[-1] / 1000.0]
-        yield self.call_seconds.family()
+        yield durations.family()
         yield self.first_token_seconds.family()
         replies = CounterMetricFamily("vbgateway_replies", "Replies billed.", labels=("tenant", "provider"))
         tokens = CounterMetricFamily("vbgateway_tokens", "Tokens billed.", labels=("tenant", "provider", "direction"))

@@ -71,13 +71,16 @@ class Rates:
     input and output rates exactly that rate per 1,000 tokens; for a
     provider priced apart, the higher of the two (an upper bound on what a
     token costs, which is what a reservation needs). The rates billed are
-    always the two per-1M ones.
+    always the two per-1M ones; a reply and its usage event name them only
+    when they differ (equal, both are ``usd_per_1k_tokens`` x 1000).
     """
 
     usd_per_1m_input: Decimal
     usd_per_1m_output: Decimal
     effective_from: datetime = BEGINNING
     usd_per_1k_tokens: Decimal = field(default=Decimal(0), compare=False)
+    # What a reply's ``usage.pricing`` holds (the per-1M rates only when they differ), built once, not per reply.
+    pricing: dict[str, Decimal] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.effective_from.tzinfo is None:
@@ -85,6 +88,10 @@ class Rates:
         if not self.usd_per_1k_tokens:
             single = max(self.usd_per_1m_input, self.usd_per_1m_output) / 1000
             object.__setattr__(self, "usd_per_1k_tokens", single)
+        pricing = {"usd_per_1k_tokens": self.usd_per_1k_tokens}
+        if not self.single:
+            pricing.update(usd_per_1m_input=self.usd_per_1m_input, usd_per_1m_output=self.usd_per_1m_output)
+        object.__setattr__(self, "pricing", pricing)
 
     @classmethod
     def of(cls, usd_per_1m_input: object, usd_per_1m_output: object, effective_from: datetime = BEGINNING, *,

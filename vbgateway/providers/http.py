@@ -104,7 +104,7 @@ class HttpTransport:
         with self._translated():
             response = await client.send(self._build(request))
         headers = response.headers
-        return VendorResponse(response.status_code, headers, response.content,
+        return VendorResponse(response.status_code, headers=headers, content=response.content,
                               retry_after_ms=retry_after_ms(headers, self.clock.now()))
 
     @asynccontextmanager

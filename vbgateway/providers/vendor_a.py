@@ -46,14 +46,14 @@ class VendorAService(SimulatedService):
     system_field, messages_field, tools_field = "systemPrompt", "messages", "enabledTools"
 
     def answer_ok(self, text: str, tokens_in: int, tokens_out: int, latency_ms: int) -> VendorResponse:
-        return VendorResponse(200, data={"outputText": text, "tokensIn": tokens_in, "tokensOut": tokens_out,
+        return VendorResponse(200, {"outputText": text, "tokensIn": tokens_in, "tokensOut": tokens_out,
                                          "latencyMs": latency_ms})
 
     def answer_error(self, retry_after_ms: int) -> VendorResponse:
-        return VendorResponse(500, data={"error": "internal_error", "message": "upstream model crashed"})
+        return VendorResponse(500, {"error": "internal_error", "message": "upstream model crashed"})
 
     def answer_rate_limited(self, retry_after_ms: int) -> VendorResponse:
-        return VendorResponse(429, data={"error": "rate_limited", "retryAfterMs": retry_after_ms})
+        return VendorResponse(429, {"error": "rate_limited", "retryAfterMs": retry_after_ms})
 
 
 class VendorA(SimulatedVendor):

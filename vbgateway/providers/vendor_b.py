@@ -48,7 +48,7 @@ class VendorBService(SimulatedService):
     system_field, messages_field, tools_field = "system", "messages", "tools"
 
     def answer_ok(self, text: str, tokens_in: int, tokens_out: int, latency_ms: int) -> VendorResponse:
-        return VendorResponse(200, data={
+        return VendorResponse(200, {
             "id": "chatcmpl-sim",
             "object": "chat.completion",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
@@ -56,10 +56,10 @@ class VendorBService(SimulatedService):
         })
 
     def answer_error(self, retry_after_ms: int) -> VendorResponse:
-        return VendorResponse(503, data={"error": {"type": "server_error", "message": "service unavailable"}})
+        return VendorResponse(503, {"error": {"type": "server_error", "message": "service unavailable"}})
 
     def answer_rate_limited(self, retry_after_ms: int) -> VendorResponse:
-        return VendorResponse(429, data={"error": {"type": "rate_limit", "message": "slow down"},
+        return VendorResponse(429, {"error": {"type": "rate_limit", "message": "slow down"},
                                          "retryAfterMs": retry_after_ms})
 
 

@@ -72,16 +72,17 @@ class VendorResponse:
     """
 
     status: int
+    data: Any = _NOT_DECODED  # second: the in-process transport builds one per call, positionally
     headers: Mapping[str, str] | None = None
     content: bytes = b""
-    data: Any = _NOT_DECODED
     retry_after_ms: int | None = None
 
     def json(self) -> Any:
         """The body as JSON data (``orjson.JSONDecodeError``, a ``ValueError``, when it is not JSON)."""
-        if self.data is _NOT_DECODED:
-            self.data = orjson.loads(self.content)
-        return self.data
+        data = self.data
+        if data is _NOT_DECODED:
+            data = self.data = orjson.loads(self.content)
+        return data
 
 
 @dataclass(frozen=True, slots=True)

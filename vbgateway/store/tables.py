@@ -136,7 +136,8 @@ class UsageEventRow(NamedTuple):
     usd_per_1k_tokens: Price  # the single rate; for input and output priced apart, the higher one
     cost_usd: Money
     created_at: Stamp
-    # The rates billed (NULL on events billed before prices had two rates: both were usd_per_1k_tokens x 1000).
+    # The rates billed when input and output are priced apart; NULL for a single rate (both are
+    # usd_per_1k_tokens x 1000), as on every event billed before prices had two rates.
     usd_per_1m_input: Annotated[Decimal | None, Sql("DECIMAL(18, 4)"), Since(6)] = None
     usd_per_1m_output: Annotated[Decimal | None, Sql("DECIMAL(18, 4)"), Since(6)] = None
 
