@@ -50,8 +50,8 @@ class VendorRequest:
 
     ``body`` is JSON-able data; orjson encodes dataclasses such as ``ChatTurn``
     as objects, so an adapter can hand the conversation over without copying it.
-    Read-only by convention (not ``frozen``: a frozen dataclass costs a
-    microsecond more to build, and one is built for every provider call).
+    Read-only by convention (not ``frozen``: a frozen dataclass is slower to
+    build, and one is built for every provider call).
     """
 
     path: str
