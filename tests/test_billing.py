@@ -117,9 +117,10 @@ def test_price_table_accepts_strings_decimals_and_ints_up_to_seven_places(price)
 
 def test_a_gateway_refuses_a_provider_without_a_price(tmp_path) -> None:
     with pytest.raises(GatewayError) as info:
-        Gateway(None, providers={"vendorA": VendorA(seed=1), "vendorC": VendorB(seed=2)},  # type: ignore[arg-type]
-                clock=VirtualClock(start=START))
-    assert info.value.code == "VALIDATION_ERROR"
+        Gateway.open(tmp_path / "unpriced.duckdb", providers={"vendorA": VendorA(seed=1), "vendorC": VendorB(seed=2)},
+                     clock=VirtualClock(start=START))
+    assert info.value.code == "VALIDATION_ERROR" and "vendorC" in info.value.message
+    Gateway.open(tmp_path / "unpriced.duckdb", clock=VirtualClock(start=START)).close()  # the file was let go
 
 
 # --- the cost of a reply --------------------------------------------------------------------

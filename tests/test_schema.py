@@ -53,7 +53,8 @@ FROZEN_MIGRATION_1 = """
 
 TABLES = {"tenants", "api_keys", "agents", "sessions", "messages", "provider_call_events", "usage_events",
           "idempotency_records", "schema_migrations", "journal_state", "budgets", "budget_alerts", "rate_limits",
-          "request_refusals", "breaker_transitions"}
+          "request_refusals", "breaker_transitions",
+          "providers", "price_versions"}
 
 
 def columns(gw, table: str) -> list[str]:

@@ -9,7 +9,8 @@ Hierarchy::
     GatewayError                      (code, message, details, http_status)
     ├── AuthenticationError           INVALID_API_KEY        401  (unknown, revoked or expired key)
     │                                 OPERATOR_SECRET_REQUIRED 401, INVALID_OPERATOR_SECRET 403
-    │                                 (the local service's operator routes)
+    │                                 (the local service's operator routes, /metrics from another machine)
+    │                                 METRICS_LOOPBACK_ONLY 403 (/metrics from another machine, no secret)
     ├── InsufficientScopeError        INSUFFICIENT_SCOPE     403  (details: required, granted)
     ├── ValidationError               VALIDATION_ERROR       400
     │   ├── InvalidAudioError         INVALID_AUDIO          400
@@ -19,6 +20,7 @@ Hierarchy::
     ├── NotFoundError                 NOT_FOUND              404
     │   ├── AgentNotFoundError        AGENT_NOT_FOUND        404
     │   └── SessionNotFoundError      SESSION_NOT_FOUND      404
+    │                                 PROVIDER_NOT_FOUND          (``vbgateway providers``: no such provider)
     ├── BudgetExceededError           BUDGET_EXCEEDED        402  (the tenant's monthly budget cannot cover the reply)
     ├── IdempotencyConflictError      IDEMPOTENCY_CONFLICT   409
     ├── PayloadTooLargeError          PAYLOAD_TOO_LARGE      413
@@ -32,6 +34,9 @@ Hierarchy::
     │                                 REPORT_BUSY                 (another run writes to the output folder)
     │                                 REPORT_UNAVAILABLE          (notebook tooling or a report notebook missing)
     └── InternalError                 INTERNAL_ERROR         500
+
+Raised as a plain ``GatewayError`` by ``vbgateway providers``: PROVIDER_EXISTS 409 (the name is
+taken) and PROVIDER_IN_USE 409 (agents name the provider to be removed).
 
 The database, report and internal errors never reach an HTTP client as such: the API answers them as
 INTERNAL_ERROR; they exist so that the CLI and notebooks can say what is wrong.

@@ -24,9 +24,11 @@ from .governance.breaker import BreakerPolicy, Breakers, BreakerState
 from .governance.budget_values import DEFAULT_ALERT_AT, Budget
 from .ids import IdFactory, hash_api_key, key_display_prefix, new_api_key
 from .messaging import MessageSender
+from .metrics import GatewayMetrics
 from .models import Agent, ApiKeyInfo, RateLimit, Tenant, clean_text
 from .pricing import PriceTable
 from .providers import Provider, default_providers
+from .providers.registry import install
 from .reliability import RetryPolicy
 from .store import Store
 from .store.database import DEFAULT_FLUSH_ROWS
@@ -49,17 +51,16 @@ class Gateway:
         self.store = store
         self.clock: Clock = clock or SystemClock()
         self.providers: dict[str, Provider] = dict(providers or default_providers(seed))
+        self.retry = retry or RetryPolicy()
+        # Configured providers and stored prices join the given ones; every provider must have a price.
+        self.prices = install(store, self.providers, prices if isinstance(prices, PriceTable) else PriceTable(prices))
         for provider in self.providers.values():
             provider.bind(self.clock)
-        self.retry = retry or RetryPolicy()
-        self.prices = prices if isinstance(prices, PriceTable) else PriceTable(prices)
-        missing = [name for name in self.providers if name not in self.prices.providers]
-        if missing:
-            raise ValidationError(f"no price for provider(s) {', '.join(missing)}")
         # A seeded gateway is reproducible on a fresh database, and never reuses
         # ids when it reopens one: the database's open count joins the seed.
         run_seed = None if seed is None else f"{seed}:{store.open_count}"
         self.ids = IdFactory(run_seed)
+        self.metrics = GatewayMetrics()  # GET /metrics; other parts register their counters on it
         self.breaker = breaker
         self.breakers = None if breaker is None else Breakers(
             breaker, self.providers, self.clock,
@@ -75,7 +76,7 @@ class Gateway:
         self.sender = MessageSender(store=store, providers=self.providers, retry=self.retry, clock=self.clock,
                                     ids=self.ids, prices=self.prices, agents=self.agent_for,
                                     rng=random.Random(run_seed), breakers=self.breakers,
-                                    limits=self.rate_limits, budgets=self.budgets)
+                                    limits=self.rate_limits, budgets=self.budgets, metrics=self.metrics)
         self._agents: dict[str, Agent] = {}
 
     @classmethod
@@ -94,7 +95,12 @@ class Gateway:
         window = clock.commit_window_s if isinstance(clock, VirtualClock) else None
         store = Store(target, now=clock.now(), commit_window_s=window,
                       flush_records=flush_records or DEFAULT_FLUSH_ROWS)
-        return cls(store, providers=providers, clock=clock, retry=retry, prices=prices, seed=seed, breaker=breaker)
+        try:
+            return cls(store, providers=providers, clock=clock, retry=retry, prices=prices, seed=seed,
+                       breaker=breaker)
+        except BaseException:
+            store.close()  # e.g. a provider without a price: the file is not left held
+            raise
 
     @classmethod
     def open_reader(cls, path: str | Path, *, wait_s: float = 60.0, providers: Mapping[str, Provider] | None = None,

@@ -48,6 +48,7 @@ from .errors import (
 )
 from .governance.budgets import BudgetLedger, Hold
 from .ids import IdFactory, is_id
+from .metrics import GatewayMetrics
 from .models import (
     MAX_CONTENT_CHARS,
     Agent,
@@ -165,8 +166,9 @@ class MessageSender:
     def __init__(self, *, store: Store, providers: Mapping[str, Provider], retry: RetryPolicy, clock: Clock,
                  ids: IdFactory, prices: PriceTable, agents: Callable[[str, str], Agent | None],
                  rng: random.Random, breakers: Breakers | None = None, limits: RateLimiter | None = None,
-                 budgets: BudgetLedger | None = None) -> None:
+                 budgets: BudgetLedger | None = None, metrics: GatewayMetrics | None = None) -> None:
         self._store = store
+        self._metrics = metrics or GatewayMetrics()
         self._providers = providers
         self._retry = retry
         self._breakers = breakers
@@ -323,6 +325,7 @@ class MessageSender:
         events = self._event_rows(tenant_id, session, request_id, result.attempts)
         if result.response is None:
             await store.commit_async([*events, *result.transitions])
+            self._metrics.attempts(result.attempts)
             raise _chain_failed(request_id, result)
         reply = self._build_reply(result, agent.id, session.id, request_id, channel, key)
         message, usage = reply.message, reply.metadata.usage
@@ -334,7 +337,8 @@ class MessageSender:
                        request_id, message.created_at),
             UsageEventRow(IdFactory.derived("evt", request_id, USAGE_EVENT_INDEX), tenant_id, session.id, agent.id,
                           message.id, request_id, reply.metadata.provider_used, channel, usage.tokens_in,
-                          usage.tokens_out, usage.pricing.usd_per_1k_tokens, usage.cost_usd, message.created_at),
+                          usage.tokens_out, usage.pricing.usd_per_1k_tokens, usage.cost_usd, message.created_at,
+                          usage.pricing.usd_per_1m_input, usage.pricing.usd_per_1m_output),
             SessionActivityRow(session.id, message.created_at, session.created_at),
         ]
         if key is not None:
@@ -344,6 +348,8 @@ class MessageSender:
             rows.extend(result.transitions)
         self._budgets.charge(tenant_id, hold, usage.cost_usd, message.created_at, rows)  # cost replaces reservation
         await store.commit_async(rows)
+        self._metrics.reply(tenant_id, result.attempts, reply.metadata.provider_used, usage.tokens_in, usage.tokens_out,
+                            usage.cost_usd)
         state.history.extend((ChatTurn("user", content), ChatTurn("assistant", reply.message.content)))
         state.last_activity_at = reply.message.created_at
         return reply
@@ -363,15 +369,16 @@ class MessageSender:
         then builds the nested models in its compiled core, about three times
         faster than constructing each model separately in Python.
         """
-        prices = self._prices
         response, provider = result.response, result.provider_used
         assert response is not None and provider is not None
         fallback = result.fallback
         attempted = fallback is not None and any(a.provider == fallback for a in result.attempts)
         fallback_attempted = fallback if attempted else None
+        now = self._clock.now()
+        rates = self._prices.rates_at(provider, now)  # billed at the rates in effect as the reply is made
         return Reply.model_validate({
             "message": {"id": IdFactory.derived("msg", request_id, REPLY_MESSAGE_INDEX), "session_id": session_id,
-                        "role": "assistant", "content": response.text, "created_at": self._clock.now()},
+                        "role": "assistant", "content": response.text, "created_at": now},
             "metadata": {
                 "agent_id": agent_id,
                 "provider_used": provider,
@@ -380,8 +387,8 @@ class MessageSender:
                 "fallback_used": result.fallback_used,
                 "attempts": _attempt_dicts(result.attempts),
                 "usage": {"tokens_in": response.tokens_in, "tokens_out": response.tokens_out,
-                          "cost_usd": prices.cost(provider, response.tokens_in, response.tokens_out),
-                          "pricing": {"usd_per_1k_tokens": prices.price_per_1k(provider)}},
+                          "cost_usd": rates.cost(response.tokens_in, response.tokens_out),
+                          "pricing": rates.pricing},
                 "idempotency": {"key": key, "replayed": False},
                 "request_id": request_id,
                 "channel": channel,

@@ -243,8 +243,23 @@ class Attempt(WireModel):
     error_code: str | None = None
 
 
+def _absent(value: object) -> bool:
+    return value is None
+
+
 class Pricing(WireModel):
+    """The rates a reply was billed at.
+
+    ``usdPer1kTokens`` is the contract's single rate, input and output alike.
+    A provider that prices input and output apart also gives both rates, USD
+    per 1,000,000 tokens (and its ``usdPer1kTokens`` is the higher one); for a
+    single rate they are left out, as the contract's shape has them: both are
+    ``usdPer1kTokens`` x 1000.
+    """
+
     usd_per_1k_tokens: Money = Field(alias="usdPer1kTokens")
+    usd_per_1m_input: Money | None = Field(default=None, alias="usdPer1mInput", exclude_if=_absent)
+    usd_per_1m_output: Money | None = Field(default=None, alias="usdPer1mOutput", exclude_if=_absent)
 
 
 class Usage(WireModel):

@@ -207,8 +207,8 @@ def test_usage_monthly_has_twelve_months_oldest_first_with_a_column_per_provider
 
 def test_openapi_and_docs_are_served_and_describe_the_real_shapes(http):
     spec = http.get("/openapi.json").json()
-    assert set(spec["paths"]) == {"/health", "/v1/me", "/v1/agents", "/v1/agents/{agentId}", "/v1/sessions",
-                                  "/v1/sessions/{sessionId}", "/v1/sessions/{sessionId}/messages",
+    assert set(spec["paths"]) == {"/health", "/metrics", "/v1/me", "/v1/agents", "/v1/agents/{agentId}",
+                                  "/v1/sessions", "/v1/sessions/{sessionId}", "/v1/sessions/{sessionId}/messages",
                                   "/v1/sessions/{sessionId}/transcript",
                                   "/v1/sessions/{sessionId}/voice", "/v1/usage/rollup", "/v1/usage/events",
                                   "/v1/usage/monthly"}

@@ -50,6 +50,6 @@ def test_schemathesis_finds_no_failure_with_all_checks(tmp_path):
     report = run.stdout + run.stderr
     assert run.returncode == 0, report[-6000:]
     assert "No issues found" in report, report[-6000:]
-    assert "Selected: 17/17" in report and "Tested: 17" in report  # every operation, /health and /v1/operator included
+    assert "Selected: 18/18" in report and "Tested: 18" in report  # every operation: /health, /metrics, /v1/operator
     tested_phases = [phase for phase in ("Coverage", "Fuzzing", "Stateful") if f"✅ {phase}" in report]
     assert tested_phases == ["Coverage", "Fuzzing", "Stateful"], report[-3000:]

@@ -47,7 +47,8 @@ def lines_frame(amounts: list[Decimal]) -> pd.DataFrame:
     n = len(amounts)
     return pd.DataFrame({
         "agent_id": [f"agt_{i}" for i in range(n)], "agent_name": [f"Agent {i}" for i in range(n)],
-        "provider": ["vendorA"] * n, "unit_price_usd_per_1k": pd.Series([Decimal("0.002")] * n, dtype=object),
+        "provider": ["vendorA"] * n, "usd_per_1m_input": pd.Series([Decimal("2.0000")] * n, dtype=object),
+        "usd_per_1m_output": pd.Series([Decimal("2.0000")] * n, dtype=object),
         "replies": [1] * n, "tokens_in": [10] * n, "tokens_out": [20] * n, "tokens_total": [30] * n,
         "amount_usd": pd.Series(amounts, dtype=pd.ArrowDtype(pa.decimal128(38, 10))),
     })

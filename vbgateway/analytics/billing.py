@@ -21,10 +21,12 @@ __all__ = ["billed_events_digest", "invoice_lines"]
 
 
 def invoice_lines(gw: Gateway, tenant_id: str, month: object) -> pd.DataFrame:
-    """One billing line per agent, provider and unit price for a calendar month.
+    """One billing line per agent, provider and pair of rates for a calendar month.
 
     A price change inside the month gives the agent and provider a second line
-    rather than a blended price, so every line is tokens / 1000 x unit price.
+    rather than a blended price, so every line is tokens_in x input rate +
+    tokens_out x output rate, per 1,000,000 tokens. Events billed before prices
+    had two rates count both at their single rate (``usd_per_1k_tokens`` x 1000).
     """
     if not isinstance(tenant_id, str):
         raise ValidationError("an invoice is for one tenant", details={"field": "tenant_id"})
@@ -32,14 +34,15 @@ def invoice_lines(gw: Gateway, tenant_id: str, month: object) -> pd.DataFrame:
     lower, upper = day_range(first, last)
     return gw.sql("""
         SELECT u.agent_id, coalesce(any_value(a.name), '(deleted agent)') AS agent_name, u.provider,
-               u.usd_per_1k_tokens AS unit_price_usd_per_1k, count(*) AS replies,
-               sum(u.tokens_in)::BIGINT AS tokens_in, sum(u.tokens_out)::BIGINT AS tokens_out,
+               coalesce(u.usd_per_1m_input, u.usd_per_1k_tokens * 1000)::DECIMAL(18, 4) AS usd_per_1m_input,
+               coalesce(u.usd_per_1m_output, u.usd_per_1k_tokens * 1000)::DECIMAL(18, 4) AS usd_per_1m_output,
+               count(*) AS replies, sum(u.tokens_in)::BIGINT AS tokens_in, sum(u.tokens_out)::BIGINT AS tokens_out,
                (sum(u.tokens_in) + sum(u.tokens_out))::BIGINT AS tokens_total,
                sum(u.cost_usd)::DECIMAL(38, 10) AS amount_usd
         FROM usage_events u LEFT JOIN agents a ON a.id = u.agent_id AND a.tenant_id = u.tenant_id
         WHERE u.tenant_id = ? AND u.created_at >= ? AND u.created_at < ?
-        GROUP BY u.agent_id, u.provider, u.usd_per_1k_tokens
-        ORDER BY agent_name, u.agent_id, u.provider, unit_price_usd_per_1k""", [tenant_id, lower, upper])
+        GROUP BY u.agent_id, u.provider, 4, 5
+        ORDER BY agent_name, u.agent_id, u.provider, 4, 5""", [tenant_id, lower, upper])
 
 
 def billed_events_digest(gw: Gateway, tenant_id: str, month: object) -> tuple[int, Decimal, str]:

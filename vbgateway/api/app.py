@@ -27,7 +27,7 @@ from .. import __version__
 from ..errors import GatewayError
 from ..gateway import Gateway
 from ..voice import MAX_AUDIO_BYTES
-from . import routes_health, routes_operator, routes_sessions, routes_tenant, routes_usage
+from . import routes_health, routes_metrics, routes_operator, routes_sessions, routes_tenant, routes_usage
 from .docs import install_docs
 from .envelope import gateway_error_response, http_error_response, request_id_of, validation_error_response
 from .fastpath import MessagesFastPath
@@ -56,7 +56,8 @@ def create_app(gateway: Gateway, *, cors_origins: list[str] | None = None,
     runs on another port than the API); ``cors_origins`` adds a deployed
     dashboard's exact origins (``vbgateway serve --cors-origin``).
     ``operator_secret`` adds the /v1/operator routes (routes_operator.py), guarded by it;
-    without one they do not exist.
+    without one they do not exist. ``GET /metrics`` (routes_metrics.py) is served to loopback
+    peers, and to others carrying that secret.
     """
     app = FastAPI(title=TITLE, version=__version__, docs_url=None, redoc_url=None,
                   description="The /v1 contract of VocalBridge Ops. Every non-2xx answer is the error envelope.")
@@ -67,6 +68,7 @@ def create_app(gateway: Gateway, *, cors_origins: list[str] | None = None,
     for router in routers.values():
         app.include_router(router)
     app.include_router(routes_health.build_router(gateway))
+    app.include_router(routes_metrics.build_router(gateway, operator_secret))
     if operator_secret:
         app.include_router(routes_operator.build_router(gateway, operator_secret))
     install_docs(app, TITLE)
@@ -93,12 +95,15 @@ def create_app(gateway: Gateway, *, cors_origins: list[str] | None = None,
                        allow_methods=["GET", "POST", "PUT", "OPTIONS"], allow_headers=CORS_ALLOWED_HEADERS,
                        expose_headers=CORS_EXPOSED_HEADERS, max_age=600)
     app.add_middleware(RequestContextMiddleware, monotonic=gateway.clock.monotonic, body_limit=body_limit,
-                       voice_limit=max(body_limit, VOICE_BODY_LIMIT))
+                       voice_limit=max(body_limit, VOICE_BODY_LIMIT), metrics=gateway.metrics)
     app.openapi = lambda: _openapi(app, gateway)  # type: ignore[method-assign]
     return app
 
 
 def _openapi(app: FastAPI, gateway: Gateway) -> dict[str, Any]:
-    if app.openapi_schema is None:
-        app.openapi_schema = build_document(app, gateway.providers)
+    """The document, rebuilt if the gateway's providers changed (its enum of provider names must stay true)."""
+    names = tuple(sorted(gateway.providers))
+    if app.openapi_schema is None or getattr(app.state, "openapi_providers", None) != names:
+        app.openapi_schema = build_document(app, names)
+        app.state.openapi_providers = names
     return app.openapi_schema

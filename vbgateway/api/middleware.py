@@ -15,7 +15,8 @@ a task and a memory stream per request.
   byte of the body is read; a chunked body is counted as it arrives.
 - One JSON log line per request: ids, tenant, route template, status, latency.
   Never the API key, a query string or a body: they may hold secrets or
-  customers' words.
+  customers' words. The same request is counted in the gateway's metrics
+  (route template and status, never a raw path).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import GatewayError, PayloadTooLargeError
 from ..ids import is_id
+from ..metrics import GatewayMetrics
 from .constraints import CORRELATION_ID, CORRELATION_ID_MAX
 from .envelope import error_response, gateway_error_response, internal_error_response, new_request_id
 
@@ -43,8 +45,10 @@ _CORRELATION_ID = re.compile(CORRELATION_ID.encode("ascii"))
 class RequestContextMiddleware:
     """Request id, size limits and access logging around the whole app."""
 
-    def __init__(self, app: ASGIApp, *, monotonic: Callable[[], float], body_limit: int, voice_limit: int) -> None:
+    def __init__(self, app: ASGIApp, *, monotonic: Callable[[], float], body_limit: int, voice_limit: int,
+                 metrics: GatewayMetrics | None = None) -> None:
         self.app = app
+        self.metrics = metrics
         self.monotonic = monotonic  # the gateway's clock: nothing else in the package reads time itself
         self.body_limit = body_limit
         self.voice_limit = voice_limit
@@ -93,6 +97,9 @@ class RequestContextMiddleware:
             if status == 0:
                 await internal_error_response(request_id)(scope, receive, send_with_ids)
         finally:
+            if self.metrics is not None:
+                self.metrics.request(scope["method"], getattr(scope.get("route"), "path", None) or "unmatched", status,
+                                     self.monotonic() - started)
             self._log(scope, state, request_id, status, started)
 
     def _log(self, scope: Scope, state: dict[str, Any], request_id: str, status: int, started: float) -> None:

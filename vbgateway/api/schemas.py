@@ -102,7 +102,14 @@ class HealthResponse(_Wire):
 
 
 class ProviderPrice(_Wire):
-    usd_per_1k_tokens: float = Field(alias="usdPer1kTokens")
+    usd_per_1k_tokens: float = Field(alias="usdPer1kTokens", description="the single rate per 1,000 tokens; for "
+                                     "input and output priced apart, the higher of the two")
+    usd_per_1m_input: float | None = Field(default=None, alias="usdPer1mInput",
+                                           description="USD per 1,000,000 input tokens, now; given only when input "
+                                                       "and output are priced apart")
+    usd_per_1m_output: float | None = Field(default=None, alias="usdPer1mOutput",
+                                            description="USD per 1,000,000 output tokens, now; given only when input "
+                                                        "and output are priced apart")
 
 
 class MeKey(_Wire):

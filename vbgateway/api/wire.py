@@ -44,7 +44,15 @@ def _rows(frame: pd.DataFrame) -> Iterable[dict[str, Any]]:
 
 
 def me_payload(gw: Gateway, tenant_wire: dict[str, Any]) -> dict[str, Any]:
-    pricing = {name: {"usdPer1kTokens": _money(gw.prices.price_per_1k(name))} for name in sorted(gw.providers)}
+    """The tenant and, per provider, the rates in effect now (per 1M input and output where they differ)."""
+    now = gw.clock.now()
+    pricing: dict[str, dict[str, float]] = {}
+    for name in sorted(gw.providers):
+        rates = gw.prices.rates_at(name, now)
+        pricing[name] = {"usdPer1kTokens": _money(rates.usd_per_1k_tokens)}
+        if not rates.single:
+            pricing[name].update(usdPer1mInput=_money(rates.usd_per_1m_input),
+                                 usdPer1mOutput=_money(rates.usd_per_1m_output))
     return {"tenant": tenant_wire, "pricing": pricing}
 
 

@@ -1,22 +1,30 @@
-"""LLM providers: the protocol, the two simulated vendors, and the default registry."""
+"""LLM providers: the protocol, adapters over transports, the two simulated vendors, and the default registry."""
 
 from __future__ import annotations
 
 from .base import ChatTurn, Provider, ProviderError, ProviderRequest, ProviderResponse, estimate_tokens
-from .simulated import SimulatedVendor, VendorProfile
+from .simulated import SimulatedService, SimulatedVendor, VendorProfile
 from .vendor_a import VendorA
 from .vendor_b import VendorB
+from .wire import Adapter, AdapterProvider, TextDelta, Transport, VendorRequest, VendorResponse
 
 __all__ = [
+    "Adapter",
+    "AdapterProvider",
     "ChatTurn",
     "Provider",
     "ProviderError",
     "ProviderRequest",
     "ProviderResponse",
+    "SimulatedService",
     "SimulatedVendor",
+    "TextDelta",
+    "Transport",
     "VendorA",
     "VendorB",
     "VendorProfile",
+    "VendorRequest",
+    "VendorResponse",
     "default_providers",
     "estimate_tokens",
 ]

@@ -68,7 +68,10 @@ class ProviderError(Exception):
 
     ``error_code`` is one of SERVER_ERROR, RATE_LIMITED, TIMEOUT,
     BAD_RESPONSE, CLIENT_ERROR. Only server errors, rate limits and timeouts
-    are worth trying again.
+    are worth trying again; a SERVER_ERROR without an HTTP status is a
+    connection that failed (refused, reset, dropped before the answer ended).
+    ``retry_after_ms`` is the wait the vendor asked for (a 429's, or a 5xx's
+    ``Retry-After``).
     """
 
     def __init__(
@@ -90,14 +93,18 @@ class ProviderError(Exception):
         if status == 429:
             return cls(f"{vendor} rate limited the call", error_code="RATE_LIMITED", http_status=429,
                        retry_after_ms=retry_after_ms)
-        code = "SERVER_ERROR" if status >= 500 else "CLIENT_ERROR"
-        return cls(f"{vendor} answered HTTP {status}", error_code=code, http_status=status)
+        if status >= 500:
+            return cls(f"{vendor} answered HTTP {status}", error_code="SERVER_ERROR", http_status=status,
+                       retry_after_ms=retry_after_ms)
+        return cls(f"{vendor} answered HTTP {status}", error_code="CLIENT_ERROR", http_status=status)
 
     @property
     def retryable(self) -> bool:
         if self.error_code == "TIMEOUT":
             return True
-        return self.http_status is not None and (self.http_status == 429 or self.http_status >= 500)
+        if self.http_status is None:
+            return self.error_code == "SERVER_ERROR"
+        return self.http_status == 429 or self.http_status >= 500
 
 
 @runtime_checkable

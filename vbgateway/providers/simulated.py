@@ -1,21 +1,27 @@
 """Simulated vendors: deterministic stand-ins for real LLM services.
 
 They are part of the product, not test mocks: the demo, the tests and the
-simulation workbench all send their traffic to them. Each draws every random
-number it needs at the start of a call from its own seeded generator, so a
-seeded run is reproducible regardless of how long the calls take.
+simulation workbench all send their traffic to them. Each is a provider like
+any other, an adapter over a transport (``wire.py``); its transport is the
+simulated vendor's service itself, in process (``SimulatedService``), so the
+adapter reads the same raw shapes an HTTP vendor would send, without a byte
+being encoded. The service draws every random number it needs at the start of
+a call from its own seeded generator, so a seeded run is reproducible
+regardless of how long the calls take.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from ..clock import Clock, SystemClock
-from .base import ProviderRequest, estimate_tokens
+from .base import ChatTurn, ProviderRequest, estimate_tokens
+from .wire import Adapter, AdapterProvider, VendorRequest, VendorResponse
 
-__all__ = ["SimulatedVendor", "VendorProfile"]
+__all__ = ["SimulatedService", "SimulatedVendor", "VendorProfile"]
 
 _OPENERS = (
     "Thanks for reaching out.",
@@ -69,16 +75,23 @@ class _Draw:
     template: tuple[int, int, int]
 
 
-class SimulatedVendor:
-    """Shared machinery: seeded draws, simulated latency, a plausible reply."""
+class SimulatedService:
+    """A simulated vendor's service, and the in-process transport that reaches it.
 
-    name = "simulated"
-    default_profile = VendorProfile()
+    ``send`` waits the drawn latency on the bound clock and answers with the
+    drawn outcome; subclasses name the fields of their vendor's request body
+    that hold the system prompt, the messages and the tools, and write its
+    answers (``answer_ok``, ``answer_error``, ``answer_rate_limited``). The
+    body goes back decoded (``VendorResponse.data``).
+    """
 
-    def __init__(self, profile: VendorProfile | None = None, *, seed: int | str | None = None,
-                 clock: Clock | None = None, **profile_fields: Any) -> None:
-        base = profile or self.default_profile
-        self.profile = VendorProfile(**{**base.__dict__, **profile_fields}) if profile_fields else base
+    system_field: ClassVar[str] = "system"
+    messages_field: ClassVar[str] = "messages"
+    tools_field: ClassVar[str] = "tools"
+    max_tokens_field: ClassVar[str] = "max_tokens"  # absent: no limit but the vendor's own
+
+    def __init__(self, profile: VendorProfile, *, seed: int | str | None = None, clock: Clock | None = None) -> None:
+        self.profile = profile
         self._rng = random.Random(seed)
         self.clock: Clock = clock or SystemClock()
         self.calls = 0
@@ -107,23 +120,84 @@ class SimulatedVendor:
         opener, body = divmod(pick, len(_BODIES))
         return _Draw(latency_ms / 1000.0, outcome, retry_after, (opener, body, closer))
 
-    async def _simulate(self, request: ProviderRequest) -> tuple[_Draw, str, int, int]:
-        """Wait the drawn latency; return the draw, and for a success the reply text and token counts."""
+    async def send(self, request: VendorRequest) -> VendorResponse:
+        """Wait the drawn latency; answer the drawn outcome in the vendor's shape."""
         self.calls += 1
         draw = self._draw()
         if draw.latency_s > 0:
             await self.clock.sleep(draw.latency_s)
-        if draw.outcome != "ok":
-            return draw, "", 0, 0
-        text = _reply_text(request, draw.template, request.max_output_tokens)
-        return draw, text, estimate_tokens(request.input_chars()), estimate_tokens(len(text))
+        if draw.outcome == "error":
+            return self.answer_error(draw.retry_after_ms)
+        if draw.outcome == "rate_limited":
+            return self.answer_rate_limited(draw.retry_after_ms)
+        body = request.body
+        messages: Sequence[ChatTurn] = body[self.messages_field]
+        text = _reply_text(messages, body[self.tools_field], draw.template, body.get(self.max_tokens_field))
+        chars = len(body[self.system_field]) + sum([len(turn.content) for turn in messages])
+        return self.answer_ok(text, estimate_tokens(chars), estimate_tokens(len(text)), round(draw.latency_s * 1000))
+
+    # What a vendor's service answers: its subclass says.
+
+    def answer_ok(self, text: str, tokens_in: int, tokens_out: int, latency_ms: int) -> VendorResponse:
+        raise NotImplementedError
+
+    def answer_error(self, retry_after_ms: int) -> VendorResponse:
+        raise NotImplementedError
+
+    def answer_rate_limited(self, retry_after_ms: int) -> VendorResponse:
+        raise NotImplementedError
 
 
-def _reply_text(request: ProviderRequest, template: tuple[int, int, int], max_tokens: int | None) -> str:
+class SimulatedVendor(AdapterProvider):
+    """A simulated vendor as a provider: its adapter over its service.
+
+    Built like before the split (``VendorA(seed=1, failure_rate=0.2)``), and
+    ``profile``, ``calls`` and ``clock`` still read (and ``profile`` swaps)
+    the service's, as the simulation's incidents do.
+    """
+
+    name = "simulated"
+    default_profile = VendorProfile()
+    service_class: ClassVar[type[SimulatedService]] = SimulatedService
+
+    def __init__(self, profile: VendorProfile | None = None, *, seed: int | str | None = None,
+                 clock: Clock | None = None, **profile_fields: Any) -> None:
+        base = profile or self.default_profile
+        chosen = VendorProfile(**{**base.__dict__, **profile_fields}) if profile_fields else base
+        self.service = self.service_class(chosen, seed=seed, clock=clock)
+        super().__init__(self.name, self.make_adapter(), self.service)
+
+    def make_adapter(self) -> Adapter:
+        raise NotImplementedError
+
+    @property
+    def profile(self) -> VendorProfile:
+        return self.service.profile
+
+    @profile.setter
+    def profile(self, profile: VendorProfile) -> None:
+        self.service.profile = profile
+
+    @property
+    def calls(self) -> int:
+        return self.service.calls
+
+    @property
+    def clock(self) -> Clock:
+        return self.service.clock
+
+    async def _serve(self, request: ProviderRequest) -> tuple[int, Any]:
+        """The raw answer of the vendor's service to ``request``: its HTTP status and its body."""
+        response = await self.service.send(self.adapter.build(request))
+        return response.status, response.json()
+
+
+def _reply_text(messages: Sequence[ChatTurn], tools: Sequence[str], template: tuple[int, int, int],
+                max_tokens: int | None) -> str:
     """The reply, cut to ``max_tokens`` (4 characters a token, as they are counted) like a model stopping at its limit."""
     opener, body, closer = _OPENERS[template[0]], _BODIES[template[1]], _CLOSERS[template[2]]
-    last = request.messages[-1].content if request.messages else ""
-    if "invoice" in last.lower() and "InvoiceLookup" in request.enabled_tools:
+    last = messages[-1].content if messages else ""
+    if "invoice" in last.lower() and "InvoiceLookup" in tools:
         body = "I checked with InvoiceLookup: your latest invoice is paid in full and a copy is in your inbox."
     text = " ".join([part for part in (opener, body, closer) if part])
     if max_tokens is not None and len(text) > max_tokens * 4:

@@ -1,39 +1,70 @@
 """vendorA: answers ``{"outputText", "tokensIn", "tokensOut", "latencyMs"}``.
 
 By default latency is uniform 50-300 ms with a 5% chance of a 3x spike, and
-about 10% of calls fail with HTTP 500 (api-contract.md).
+about 10% of calls fail with HTTP 500 (api-contract.md). Its request is
+``{"systemPrompt", "messages": [{"role", "content"}], "enabledTools"}``, with
+``maxOutputTokens`` when the agent sets one.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from .base import ProviderError, ProviderRequest, ProviderResponse
-from .simulated import SimulatedVendor, VendorProfile
+from .simulated import SimulatedService, SimulatedVendor, VendorProfile
+from .wire import Adapter, VendorRequest, VendorResponse, bad_response
 
-__all__ = ["VendorA"]
+__all__ = ["VendorA", "VendorAAdapter", "VendorAService"]
+
+PATH = "/v1/generate"
+
+
+class VendorAAdapter:
+    """Our request to vendorA's and its answer to ours."""
+
+    name = "vendorA"
+
+    def build(self, request: ProviderRequest) -> VendorRequest:
+        body: dict[str, object] = {"systemPrompt": request.system_prompt, "messages": request.messages,
+                                   "enabledTools": request.enabled_tools}
+        if request.max_output_tokens is not None:
+            body["maxOutputTokens"] = request.max_output_tokens
+        return VendorRequest(PATH, body)
+
+    def parse(self, request: ProviderRequest, response: VendorResponse) -> ProviderResponse:
+        status = response.status
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise bad_response(self.name, status, "a body that is not JSON") from exc
+        if status == 200:
+            try:
+                return ProviderResponse(str(body["outputText"]), int(body["tokensIn"]), int(body["tokensOut"]), body)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise bad_response(self.name, status) from exc
+        retry_after = body.get("retryAfterMs") if isinstance(body, dict) else None
+        raise ProviderError.from_http(self.name, status, retry_after if isinstance(retry_after, int) else None)
+
+
+class VendorAService(SimulatedService):
+    """The simulated vendorA service."""
+
+    system_field, messages_field, tools_field = "systemPrompt", "messages", "enabledTools"
+    max_tokens_field = "maxOutputTokens"
+
+    def answer_ok(self, text: str, tokens_in: int, tokens_out: int, latency_ms: int) -> VendorResponse:
+        return VendorResponse(200, {"outputText": text, "tokensIn": tokens_in, "tokensOut": tokens_out,
+                                         "latencyMs": latency_ms})
+
+    def answer_error(self, retry_after_ms: int) -> VendorResponse:
+        return VendorResponse(500, {"error": "internal_error", "message": "upstream model crashed"})
+
+    def answer_rate_limited(self, retry_after_ms: int) -> VendorResponse:
+        return VendorResponse(429, {"error": "rate_limited", "retryAfterMs": retry_after_ms})
 
 
 class VendorA(SimulatedVendor):
     name = "vendorA"
     default_profile = VendorProfile(failure_rate=0.10, latency_ms=(50.0, 300.0), spike_rate=0.05, spike_factor=3.0)
+    service_class = VendorAService
 
-    async def _serve(self, request: ProviderRequest) -> tuple[int, dict[str, Any]]:
-        """The simulated vendorA service: an HTTP status and its JSON body."""
-        draw, text, tokens_in, tokens_out = await self._simulate(request)
-        if draw.outcome == "error":
-            return 500, {"error": "internal_error", "message": "upstream model crashed"}
-        if draw.outcome == "rate_limited":
-            return 429, {"error": "rate_limited", "retryAfterMs": draw.retry_after_ms}
-        return 200, {"outputText": text, "tokensIn": tokens_in, "tokensOut": tokens_out,
-                     "latencyMs": round(draw.latency_s * 1000)}
-
-    async def complete(self, request: ProviderRequest) -> ProviderResponse:
-        status, body = await self._serve(request)
-        if status == 200:
-            try:
-                return ProviderResponse(str(body["outputText"]), int(body["tokensIn"]), int(body["tokensOut"]), body)
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ProviderError("vendorA answered an unexpected shape", error_code="BAD_RESPONSE",
-                                    http_status=status) from exc
-        raise ProviderError.from_http(self.name, status, body.get("retryAfterMs"))
+    def make_adapter(self) -> Adapter:
+        return VendorAAdapter()

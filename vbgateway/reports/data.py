@@ -38,6 +38,7 @@ __all__ = [
     "invoice_data",
     "month_is_over",
     "open_db",
+    "prices_match",
     "round_to_cents",
     "save_tables",
     "usage_data",
@@ -177,8 +178,7 @@ def invoice_data(gw: Gateway, tenant_id: str, month: str, *, now: datetime | Non
         raise InternalError("invoice lines do not add up to the billed events; refusing to issue it")
     rounded, total_due = round_to_cents(lines.amount_usd)
     lines["amount_rounded_usd"] = pd.Series(rounded, index=lines.index, dtype=pd.ArrowDtype(pa.decimal128(38, 2)))
-    prices = {p: gw.prices.price_per_1k(p) for p in gw.prices.providers}
-    matches = all(prices.get(p) == Decimal(u) for p, u in zip(lines.provider, lines.unit_price_usd_per_1k, strict=True))
+    matches = prices_match(gw, lines)
     as_of = (now or gw.clock.now()).astimezone(UTC)
     meta = {
         "invoice_number": f"VB-{first:%Y%m}-{scope.removeprefix('tnt_')[:12].upper()}",
@@ -190,6 +190,13 @@ def invoice_data(gw: Gateway, tenant_id: str, month: str, *, now: datetime | Non
     summary = pd.DataFrame([{k: (str(v) if isinstance(v, Decimal) else v) for k, v in
                              {"tenant_id": scope, "tenant_name": name, **meta}.items()}])
     return ReportData("invoice", scope, name, first, last, {"lines": lines, "summary": summary}, meta)
+
+
+def prices_match(gw: Gateway, lines: pd.DataFrame) -> bool:
+    """Whether every line's rates are a version of its provider's prices in the gateway's price table."""
+    known = {(p, r.usd_per_1m_input, r.usd_per_1m_output) for p in gw.prices.providers for r in gw.prices.versions(p)}
+    billed = zip(lines.provider, lines.usd_per_1m_input, lines.usd_per_1m_output, strict=True)
+    return all((p, Decimal(i), Decimal(o)) in known for p, i, o in billed)
 
 
 def _now() -> str:

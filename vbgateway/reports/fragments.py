@@ -39,8 +39,9 @@ _PAGE_CSS = """<style>
 </style>"""
 
 _LINE_CAPTIONS = {"agent_name": "Agent", "provider": "Provider", "replies": "Replies",
-                  "unit_price_usd_per_1k": "USD per 1k tokens", "tokens_in": "Tokens in", "tokens_out": "Tokens out",
-                  "tokens_total": "Tokens", "amount_rounded_usd": "Amount"}
+                  "usd_per_1m_input": "USD per 1M tokens in", "usd_per_1m_output": "USD per 1M tokens out",
+                  "tokens_in": "Tokens in", "tokens_out": "Tokens out", "tokens_total": "Tokens",
+                  "amount_rounded_usd": "Amount"}
 
 
 def header_html(data: ReportData) -> str:
@@ -70,11 +71,11 @@ def empty_notice_html(data: ReportData) -> str:
 
 
 def invoice_lines_table(data: ReportData) -> Any:
-    """The charges, one row per agent, provider and unit price, each amount as rounded for the total."""
+    """The charges, one row per agent, provider and pair of rates, each amount as rounded for the total."""
     from ..charts import style_table  # Altair comes with it: loaded only where a notebook draws
 
     lines = data.tables["lines"].drop(columns=["agent_id", "amount_usd"])
-    return style_table(lines, money=["amount_rounded_usd"], prices=["unit_price_usd_per_1k"],
+    return style_table(lines, money=["amount_rounded_usd"], prices=["usd_per_1m_input", "usd_per_1m_output"],
                        counts=["replies", "tokens_in", "tokens_out", "tokens_total"], captions=_LINE_CAPTIONS,
                        caption="Charges per agent and provider")
 

@@ -40,6 +40,7 @@ from .journal import Journal
 from .lending import Lender
 from .merge import Merge
 from .pending import Applier
+from .provider_rows import ProviderQueries
 from .queries import RecordQueries
 from .records import plain_record
 from .tables import JournalRow
@@ -65,7 +66,7 @@ def _close_if_open(store_ref: weakref.ref[Store]) -> None:
         store.close()
 
 
-class Store(RecordQueries, GovernanceQueries, BudgetQueries):
+class Store(RecordQueries, GovernanceQueries, BudgetQueries, ProviderQueries):
     """One DuckDB database (a file, ``:memory:`` or an open connection) plus its journal.
 
     ``commit_window_s``: the store runs on virtual time (a ``VirtualClock``'s

@@ -48,6 +48,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "budgets"),
     Migration(3, "key_scopes_and_rate_limits"),
     Migration(4, "breaker_transitions"),
+    Migration(6, "providers_and_price_versions"),
 )
 
 

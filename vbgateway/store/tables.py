@@ -22,12 +22,12 @@ from typing import Annotated, Any, ForwardRef, NamedTuple, get_args, get_origin,
 
 __all__ = [
     "AGENTS", "API_KEYS", "BREAKER_TRANSITIONS", "BUDGETS", "BUDGET_ALERTS", "BULK_TABLES", "CONTROL_TABLES",
-    "IDEMPOTENCY_RECORDS", "JOURNALED_TABLES", "JOURNAL_ENTRIES", "JOURNAL_STATE", "MESSAGES", "PROVIDER_CALL_EVENTS",
-    "RATE_LIMITS", "REQUEST_REFUSALS", "SCHEMA_MIGRATIONS", "SESSIONS", "SESSION_ACTIVITY", "TABLES", "USAGE_EVENTS",
-    "AgentRow", "ApiKeyRow", "BreakerTransitionRow", "BudgetAlertRow", "BudgetRow", "Column", "IdempotencyRow",
-    "JournalRow", "JournalStateRow", "MessageRow", "MigrationRow", "ProviderCallRow", "RateLimitRow",
-    "RequestRefusalRow", "SessionActivityRow", "SessionRow", "Since", "Sql", "Table", "TenantRow", "UsageEventRow",
-    "table_named",
+    "IDEMPOTENCY_RECORDS", "JOURNALED_TABLES", "JOURNAL_ENTRIES", "JOURNAL_STATE", "MESSAGES", "PRICE_VERSIONS",
+    "PROVIDERS", "PROVIDER_CALL_EVENTS", "RATE_LIMITS", "REQUEST_REFUSALS", "SCHEMA_MIGRATIONS", "SESSIONS",
+    "SESSION_ACTIVITY", "TABLES", "USAGE_EVENTS", "AgentRow", "ApiKeyRow", "BreakerTransitionRow", "BudgetAlertRow",
+    "BudgetRow", "Column", "IdempotencyRow", "JournalRow", "JournalStateRow", "MessageRow", "MigrationRow",
+    "PriceVersionRow", "ProviderCallRow", "ProviderRow", "RateLimitRow", "RequestRefusalRow", "SessionActivityRow",
+    "SessionRow", "Since", "Sql", "Table", "TenantRow", "UsageEventRow", "table_named",
 ]
 
 
@@ -52,6 +52,7 @@ BigInt = Annotated[int, Sql("BIGINT")]
 Stamp = Annotated[datetime, Sql("TIMESTAMPTZ")]
 MaybeStamp = Annotated[datetime | None, Sql("TIMESTAMPTZ")]
 Price = Annotated[Decimal, Sql("DECIMAL(18, 7)")]  # USD per 1,000 tokens: at most 7 places
+Rate = Annotated[Decimal, Sql("DECIMAL(18, 4)")]  # USD per 1,000,000 tokens: at most 4 places (pricing.RATE_PLACES)
 Money = Annotated[Decimal, Sql("DECIMAL(24, 10)")]
 TextList = Annotated[list[str], Sql("VARCHAR[]")]
 Ratio = Annotated[Decimal, Sql("DECIMAL(9, 6)")]  # a share of a budget (alert thresholds)
@@ -164,9 +165,13 @@ class UsageEventRow(NamedTuple):
     channel: Text
     tokens_in: Int
     tokens_out: Int
-    usd_per_1k_tokens: Price
+    usd_per_1k_tokens: Price  # the single rate; for input and output priced apart, the higher one
     cost_usd: Money
     created_at: Stamp
+    # The rates billed when input and output are priced apart; NULL for a single rate (both are
+    # usd_per_1k_tokens x 1000), as on every event billed before prices had two rates.
+    usd_per_1m_input: Annotated[Decimal | None, Sql("DECIMAL(18, 4)"), Since(6)] = None
+    usd_per_1m_output: Annotated[Decimal | None, Sql("DECIMAL(18, 4)"), Since(6)] = None
 
 
 class IdempotencyRow(NamedTuple):
@@ -235,6 +240,28 @@ class BreakerTransitionRow(NamedTuple):
     window_calls: Int
     window_failures: Int
     created_at: Stamp  # when the state changed (a cooldown ends at its opening plus cooldown_s)
+
+
+# ----------------------------------------------------------------- configured providers and their prices
+class ProviderRow(NamedTuple):
+    """A provider configured as data (``vbgateway providers add``): never its API key, only where to read it."""
+
+    name: Text
+    kind: Text  # "openai": any OpenAI-style chat completions service
+    base_url: Text
+    model: Text
+    api_key_env: MaybeText  # the environment variable holding the key
+    created_at: Stamp
+
+
+class PriceVersionRow(NamedTuple):
+    """A provider's rates from ``effective_from`` on (until its next version)."""
+
+    provider: Text
+    effective_from: Stamp
+    usd_per_1m_input: Rate
+    usd_per_1m_output: Rate
+    created_at: Stamp
 
 
 # ----------------------------------------------------------------- bookkeeping
@@ -375,13 +402,16 @@ BUDGET_ALERTS = Table("budget_alerts", BudgetAlertRow, primary_key=("tenant_id",
 RATE_LIMITS = Table("rate_limits", RateLimitRow, primary_key=("subject_id",), since=3)
 REQUEST_REFUSALS = Table("request_refusals", RequestRefusalRow, journaled=True, since=3)
 BREAKER_TRANSITIONS = Table("breaker_transitions", BreakerTransitionRow, journaled=True, since=4)
+PROVIDERS = Table("providers", ProviderRow, primary_key=("name",), since=6)
+PRICE_VERSIONS = Table("price_versions", PriceVersionRow, primary_key=("provider", "effective_from"), since=6)
 
 # In the order the migrations created them (and analysts see them listed).
 TABLES: tuple[Table, ...] = (TENANTS, API_KEYS, AGENTS, SESSIONS, MESSAGES, PROVIDER_CALL_EVENTS, USAGE_EVENTS,
                              IDEMPOTENCY_RECORDS, JOURNAL_STATE, BUDGETS, BUDGET_ALERTS, RATE_LIMITS, REQUEST_REFUSALS,
-                             BREAKER_TRANSITIONS)
+                             BREAKER_TRANSITIONS, PROVIDERS, PRICE_VERSIONS)
 # Set up once and copied to every simulation instance. Not ``budgets``: an instance enforces its share of a
-# tenant's budget, given to it in memory (simulation/budgets.py), and its database keeps no budget.
+# tenant's budget, given to it in memory (simulation/budgets.py), and its database keeps no budget. Not the
+# configured providers: instances call the simulated vendors.
 CONTROL_TABLES: tuple[Table, ...] = (TENANTS, API_KEYS, AGENTS, RATE_LIMITS)
 JOURNALED_TABLES: tuple[Table, ...] = tuple(t for t in TABLES if t.journaled)
 BULK_TABLES: tuple[Table, ...] = tuple(t for t in TABLES if t.bulk)
