@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from ..errors import ValidationError
+from . import aggregated
 from .periods import day_range, month_range
 
 if TYPE_CHECKING:
@@ -25,21 +26,13 @@ def invoice_lines(gw: Gateway, tenant_id: str, month: object) -> pd.DataFrame:
 
     A price change inside the month gives the agent and provider a second line
     rather than a blended price, so every line is tokens / 1000 x unit price.
+    Read from ``daily_usage``, which keeps the unit price of every reply.
     """
     if not isinstance(tenant_id, str):
         raise ValidationError("an invoice is for one tenant", details={"field": "tenant_id"})
     first, last = month_range(month)
     lower, upper = day_range(first, last)
-    return gw.sql("""
-        SELECT u.agent_id, coalesce(any_value(a.name), '(deleted agent)') AS agent_name, u.provider,
-               u.usd_per_1k_tokens AS unit_price_usd_per_1k, count(*) AS replies,
-               sum(u.tokens_in)::BIGINT AS tokens_in, sum(u.tokens_out)::BIGINT AS tokens_out,
-               (sum(u.tokens_in) + sum(u.tokens_out))::BIGINT AS tokens_total,
-               sum(u.cost_usd)::DECIMAL(38, 10) AS amount_usd
-        FROM usage_events u LEFT JOIN agents a ON a.id = u.agent_id AND a.tenant_id = u.tenant_id
-        WHERE u.tenant_id = ? AND u.created_at >= ? AND u.created_at < ?
-        GROUP BY u.agent_id, u.provider, u.usd_per_1k_tokens
-        ORDER BY agent_name, u.agent_id, u.provider, unit_price_usd_per_1k""", [tenant_id, lower, upper])
+    return aggregated.invoice_rows(gw, tenant_id, lower, upper)
 
 
 def billed_events_digest(gw: Gateway, tenant_id: str, month: object) -> tuple[int, Decimal, str]:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, Query
 from fastapi.routing import APIRoute
 from starlette.responses import Response
 
-from ..analytics import DEFAULT_EVENTS_LIMIT, MAX_EVENTS_LIMIT, parse_day
+from ..analytics import DEFAULT_EVENTS_LIMIT, MAX_EVENTS_LIMIT, day_range, parse_day
+from ..analytics.aggregated import cached
 from ..gateway import Gateway
 from .envelope import json_response
 from .routing import CurrentTenant, error_responses
@@ -19,6 +21,7 @@ from .wire import monthly_payload, rollup_payload, usage_events_payload
 __all__ = ["DAY_PATTERN", "DEFAULT_RANGE_DAYS", "MAX_MONTHS", "MAX_OFFSET", "build_router"]
 
 DEFAULT_RANGE_DAYS = 30
+_LAST_INSTANT = timedelta(microseconds=1)  # a day range's upper end is exclusive: its last day holds this instant
 DAY_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"  # date.fromisoformat alone also reads 20260131 and 2026-W05-6
 _AS_DATE = {"format": "date"}
 From = Annotated[str | None, Query(
@@ -48,7 +51,11 @@ def build_router(gw: Gateway, route_class: type[APIRoute]) -> APIRouter:
     @router.get("/v1/usage/rollup", response_model=RollupResponse, responses=error_responses(400))
     async def rollup(tenant: CurrentTenant, start: From = None, end: To = None) -> Response:
         """Totals, per provider and the (up to 10) costliest agents for UTC days ``from``..``to``, both inclusive."""
-        return json_response(rollup_payload(tenant.usage_rollup(*days(start, end))))
+        lower, upper = day_range(*days(start, end), max_days=None)
+        # The answer's bytes are kept until the store next changes: dashboards ask the same periods again and again.
+        body = cached(gw, ("rollup-body", tenant.id, lower, upper),
+                      lambda: orjson.dumps(rollup_payload(tenant.usage_rollup(lower, upper - _LAST_INSTANT))))
+        return Response(body, media_type="application/json")
 
     @router.get("/v1/usage/events", response_model=UsageEventsResponse, responses=error_responses(400))
     async def usage_events(tenant: CurrentTenant, start: From = None, end: To = None,

@@ -3,7 +3,8 @@
 A simulation's gateway instances each write a database of their own; once
 an instance is done its rows are appended to the target database. The
 tables and their column lists come from the table definitions, so a merge
-names every column and cannot mix them up.
+names every column and cannot mix them up. The merged usage events and
+messages are added to the target's daily aggregates in the same transaction.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
+from . import aggregates
 from .connection import database_error
-from .tables import JOURNALED_TABLES
+from .tables import JOURNALED_TABLES, MESSAGES, USAGE_EVENTS
 
 if TYPE_CHECKING:
     from .database import Store
@@ -34,7 +36,14 @@ COPY_BATCH_ROWS = 200_000  # rows per Arrow batch when copying from an open stor
 # outside the merge.
 NO_VACUUM: dict[str, bool | int | str] = {"max_vacuum_tasks": 0}
 _ATTACHED = "vb_instance"
+# What the daily aggregates read of another store's rows (``aggregates.add_usage`` / ``add_messages``).
+_AGGREGATED_COLUMNS = {
+    USAGE_EVENTS.name: "tenant_id, session_id, agent_id, provider, channel, usd_per_1k_tokens, tokens_in, tokens_out, "
+                       "cost_usd, created_at",
+    MESSAGES.name: "tenant_id, channel, created_at",
+}
 _COPY = "_vb_copy"
+_ROWS = "_vb_copied_rows"
 
 
 def merge_settings() -> dict[str, bool | int | str]:
@@ -59,6 +68,8 @@ class Merge:
         try:
             for table in MERGED_TABLES:
                 con.execute(table.copy_sql(f"{_ATTACHED}.{table.name}"))
+            aggregates.add_usage(con, f"{_ATTACHED}.{USAGE_EVENTS.name}")
+            aggregates.add_messages(con, f"{_ATTACHED}.{MESSAGES.name}")
         except duckdb.Error as exc:
             raise database_error(exc, f"cannot merge the rows of {path}", Path(path)) from exc
         finally:
@@ -75,5 +86,16 @@ class Merge:
                 con.execute(table.copy_sql(_COPY))
             except duckdb.Error as exc:
                 raise database_error(exc, f"cannot merge the rows of {table.name}") from exc
+            finally:
+                con.unregister(_COPY)
+        for table, add in ((USAGE_EVENTS, aggregates.add_usage), (MESSAGES, aggregates.add_messages)):
+            columns = _AGGREGATED_COLUMNS[table.name]
+            con.register(_COPY, source._arrow_reader(f"SELECT {columns} FROM {table.name}", COPY_BATCH_ROWS))
+            try:  # a stream is read once; the aggregates read their rows more than once
+                con.execute(f"CREATE TEMP TABLE {_ROWS} AS SELECT * FROM {_COPY}")
+                add(con, _ROWS)
+                con.execute(f"DROP TABLE {_ROWS}")
+            except duckdb.Error as exc:
+                raise database_error(exc, f"cannot add the rows of {table.name} to the daily aggregates") from exc
             finally:
                 con.unregister(_COPY)

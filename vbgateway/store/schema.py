@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import duckdb
 
 from ..errors import DatabaseTooNewError
+from .aggregates import backfill_sql
 from .connection import transaction
 from .tables import SCHEMA_MIGRATIONS, TABLES
 
@@ -37,6 +38,8 @@ class Migration:
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create_core_tables", extra_sql="INSERT INTO journal_state VALUES (1, 0, 0);"),
+    # Daily aggregates for dashboards (``aggregates.py``), filled from the rows already stored.
+    Migration(5, "daily_usage", extra_sql=backfill_sql()),
 )
 
 
