@@ -14,13 +14,19 @@ the module of the question it answers:
 - ``series``: a row per month, day or channel, zeros included, for charts;
 - ``attempts``: latency and reliability from every try (``provider_call_events``);
 - ``kpis``: a period against the one before it;
-- ``billing``: one tenant's month for an invoice.
+- ``billing``: one tenant's month for an invoice;
+- ``aggregated``: the same figures of one tenant from the daily aggregates (what the above use);
+- ``forecast`` and ``forecast_check``: month-end spend at this pace, and how good that forecast is;
+- ``anomalies``: days whose spend, error rate or p95 latency stand out from their recent past.
 """
 
 from __future__ import annotations
 
+from .anomalies import anomalies, anomaly_scores
 from .attempts import Reliability, latency, reliability
 from .billing import billed_events_digest, invoice_lines
+from .forecast import SpendForecast, month_end_forecast, month_end_forecasts
+from .forecast_check import forecast_backtest, forecast_coverage
 from .kpis import KPIS, compare
 from .periods import MAX_RANGE_DAYS, day_range, month_range, parse_day, previous_period
 from .series import by_channel, daily, monthly
@@ -33,6 +39,7 @@ from .totals import (
     by_tenant,
     events,
     rollup,
+    rollup_from_events,
 )
 
 __all__ = [
@@ -44,6 +51,9 @@ __all__ = [
     "ZERO",
     "Reliability",
     "Rollup",
+    "SpendForecast",
+    "anomalies",
+    "anomaly_scores",
     "billed_events_digest",
     "by_channel",
     "by_tenant",
@@ -51,12 +61,17 @@ __all__ = [
     "daily",
     "day_range",
     "events",
+    "forecast_backtest",
+    "forecast_coverage",
     "invoice_lines",
     "latency",
+    "month_end_forecast",
+    "month_end_forecasts",
     "month_range",
     "monthly",
     "parse_day",
     "previous_period",
     "reliability",
     "rollup",
+    "rollup_from_events",
 ]

@@ -30,9 +30,11 @@ import duckdb
 
 from .tables import DAILY_MESSAGES, DAILY_SESSIONS, DAILY_USAGE, SESSION_DAYS, Table
 
-__all__ = ["AGGREGATE_KEYS", "DIMENSIONS", "add_messages", "add_usage", "backfill_sql", "day_of", "usage_statements"]
+__all__ = ["AGGREGATE_KEYS", "CHUNK_ROWS", "DIMENSIONS", "add_messages", "add_usage", "backfill", "day_of",
+           "usage_statements"]
 
 _US_PER_DAY = 86_400_000_000
+CHUNK_ROWS = 200_000  # usage rows added at a time: a part's sessions, whole, fit in a simulation's 100 MB
 # The dimensions of ``daily_sessions``: (name, the session_days column that gives its value).
 DIMENSIONS: tuple[tuple[str, str], ...] = (("tenant", "''"), ("agent", "agent_id"), ("provider", "provider"),
                                            ("channel", "channel"))
@@ -140,25 +142,34 @@ def _messages_statements(source: str) -> list[str]:
         FROM {source} GROUP BY ALL""")]
 
 
-def add_usage(con: duckdb.DuckDBPyConnection, source: str, *, sessions_since: datetime | date | None = None) -> None:
+def add_usage(con: duckdb.DuckDBPyConnection, source: str, *, sessions_since: datetime | date | None = None,
+              chunk_rows: int = CHUNK_ROWS) -> None:
     """Add the usage_events rows of relation ``source`` to the aggregates (inside the caller's transaction).
 
     ``sessions_since``: no session of ``source`` was used before this (its
-    sessions' creation time); ``None`` reads all of ``session_days``.
+    sessions' creation time); ``None`` reads all of ``session_days``. A
+    source of more than ``chunk_rows`` rows (a bulk insert, a merge) is added
+    in parts of whole sessions, so memory stays bounded (a simulation's
+    databases run with a 100 MB limit).
     """
     since = None
     params: list[Any] = []
-    inserted = 0
     if sessions_since is not None:
         first = sessions_since.date() if isinstance(sessions_since, datetime) else sessions_since
         since, params = "?", [first - timedelta(days=1)]  # a day's margin: clocks of other hosts
-    statements = usage_statements(source, since)
-    for i, sql in enumerate(statements):
-        if i == 4 and not inserted:
-            continue  # no session used on a new day: the session counts stay as they are
-        result = con.execute(sql, params if "?" in sql else None)
-        if i == 3:
-            inserted = result.fetchall()[0][0]
+    [(rows,)] = con.execute(f"SELECT count(*) FROM {source}").fetchall()
+    if not rows:
+        return
+    parts = max(1, -(-int(rows) // chunk_rows))
+    for part in range(parts):
+        rows_of_part = source if parts == 1 else f"(SELECT * FROM {source} WHERE hash(session_id) % {parts} = {part})"
+        inserted = 0
+        for i, sql in enumerate(usage_statements(rows_of_part, since)):
+            if i == 4 and not inserted:
+                continue  # no session used on a new day: the session counts stay as they are
+            result = con.execute(sql, params if "?" in sql else None)
+            if i == 3:
+                inserted = result.fetchall()[0][0]
 
 
 def add_messages(con: duckdb.DuckDBPyConnection, source: str) -> None:
@@ -167,6 +178,7 @@ def add_messages(con: duckdb.DuckDBPyConnection, source: str) -> None:
         con.execute(sql)
 
 
-def backfill_sql() -> str:
-    """Migration 5: the aggregates of every row stored before they existed."""
-    return ";\n".join([*usage_statements("usage_events"), *_messages_statements("messages")]) + ";"
+def backfill(con: duckdb.DuckDBPyConnection) -> None:
+    """Migration 5: the aggregates of every row stored before they existed (in the migration's transaction)."""
+    add_usage(con, "usage_events")
+    add_messages(con, "messages")

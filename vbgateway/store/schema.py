@@ -5,17 +5,19 @@ The schema is a public interface: analysts query these tables directly
 ``MIGRATIONS``; an applied migration is never edited. A migration's DDL is
 derived from the table definitions (``tables.py``): the tables it creates,
 with the columns they had at that version, and the columns it adds to
-older tables; ``extra_sql`` holds what definitions cannot say (seed rows).
+older tables; ``extra_sql`` holds what definitions cannot say (seed rows), and
+``fill`` the data work a new table needs (derived rows, in parts).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import duckdb
 
 from ..errors import DatabaseTooNewError
-from .aggregates import backfill_sql
+from .aggregates import backfill
 from .connection import transaction
 from .tables import SCHEMA_MIGRATIONS, TABLES
 
@@ -27,6 +29,7 @@ class Migration:
     version: int
     name: str
     extra_sql: str = ""
+    fill: Callable[[duckdb.DuckDBPyConnection], None] | None = None  # data work after the DDL, same transaction
 
     @property
     def sql(self) -> str:
@@ -39,7 +42,7 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create_core_tables", extra_sql="INSERT INTO journal_state VALUES (1, 0, 0);"),
     # Daily aggregates for dashboards (``aggregates.py``), filled from the rows already stored.
-    Migration(5, "daily_usage", extra_sql=backfill_sql()),
+    Migration(5, "daily_usage", fill=backfill),
 )
 
 
@@ -70,6 +73,8 @@ def migrate(con: duckdb.DuckDBPyConnection, applied_at: object) -> list[str]:
             continue
         with transaction(con):
             con.execute(migration.sql)
+            if migration.fill is not None:
+                migration.fill(con)
             con.execute(SCHEMA_MIGRATIONS.insert_sql(), [migration.version, migration.name, applied_at])
         applied.append(migration.name)
     return applied
