@@ -10,6 +10,9 @@ Prints one line per figure as it is measured and, last, one JSON object:
     monthly_ms              one tenant, last 12 months by provider                    (target <= 100)
     all_tenants_rollup_ms   every tenant, one month                                   (target <= 500)
     forecast_ms             month-end spend forecast of every tenant, mid-month       (target <= 500)
+    fit_s                   fit_scenario over a simulated month of --fit-messages customer messages
+                            (bench_simulation.py's month; the synthetic events have no sessions
+                            or messages to fit)                                       (target <= 10 at 1,000,000)
     report_usage_s          `vbgateway report usage`, kernel start included,
                             one tenant with --events/10 events over a year            (target <= 15)
     export_rows_per_s       `vbgateway export` of every usage event                   (target >= 1,000,000)
@@ -114,6 +117,27 @@ def query_figures(db: Path, report: Callable[[str, float], None]) -> tuple[str, 
     return heavy, heavy_events
 
 
+def fit_figures(work: Path, messages: int, report: Callable[[str, float], None]) -> None:
+    """Simulate a month once (kept in ``work``), then time ``fit_scenario`` over it."""
+    from bench_simulation import month
+
+    from vbgateway.simulation import simulate
+    from vbgateway.simulation.fit import fit_scenario
+
+    scenario = month(messages)
+    db = work / f"fit-month-{messages}.duckdb"
+    if not db.exists():
+        start = time.perf_counter()
+        simulate(scenario, db=db)
+        report("fit_month_simulated_s", round(time.perf_counter() - start, 1))
+    with Gateway.open_reader(db) as gw:
+        report("fit_replies", int(gw.sql("SELECT count(*) AS n FROM usage_events").n[0]))
+        start = time.perf_counter()
+        fitted = fit_scenario(gw, scenario.start, scenario.stop)
+        report("fit_s", round(time.perf_counter() - start, 2))
+    report("fit_incidents", len(fitted.incidents))
+
+
 def rollup_requests(keys: list[str], last: date, *, cold: bool, count: int = 4000) -> list[bytes]:
     """GET /v1/usage/rollup requests: dashboard periods of every tenant, or (``cold``) ranges never repeated."""
     def get(key: str, first: date, end: date) -> bytes:
@@ -184,7 +208,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--tenants", type=int, default=100)
     parser.add_argument("--keep", help="build (or reuse) the database in this folder")
-    parser.add_argument("--only", choices=["http", "queries"],
+    parser.add_argument("--fit-messages", type=int, default=1_000_000,
+                        help="customer messages in the simulated month fit_s fits (default 1,000,000)")
+    parser.add_argument("--only", choices=["http", "queries", "fit"],
                         help="build the database if need be, then only these figures")
     parser.add_argument("--http-seconds", type=float, default=8.0, help="measured seconds per HTTP figure")
     args = parser.parse_args()
@@ -202,10 +228,12 @@ def main() -> None:
                          weights=weights, seed=1)
 
     if args.only is not None:
-        if not db.exists():
+        if not db.exists() and args.only != "fit":
             build(db, spec, report)
         if args.only == "queries":
             query_figures(db, report)
+        elif args.only == "fit":
+            fit_figures(work, args.fit_messages, report)
         else:
             http_figures(db, report, args.http_seconds)
         print(json.dumps(figures))
@@ -233,6 +261,7 @@ def main() -> None:
     exported = export_usage(db, work / "lake")
     report("export_rows_per_s", round(exported.rows / (time.perf_counter() - start)))
     http_figures(db, report, args.http_seconds)
+    fit_figures(work, args.fit_messages, report)
     print(json.dumps(figures))
     if not args.keep:  # a database, a report and an export: gigabytes per run
         shutil.rmtree(work, ignore_errors=True)

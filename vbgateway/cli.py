@@ -16,7 +16,7 @@ from .errors import GatewayError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS = ("basics", "serve", "simulate", "report", "export", "scenario")
+COMMANDS = ("basics", "serve", "simulate", "report", "export", "scenario", "replay")
 
 
 def build_parser() -> argparse.ArgumentParser:

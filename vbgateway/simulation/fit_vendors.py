@@ -5,7 +5,8 @@ included) of a period, and returns what a scenario file says about vendors:
 
 - ``find_incidents``: windows where a vendor's failure rate (HTTP 5xx: an
   outage; 429: a rate-limit storm) or its median latency jumps far above its
-  own normal level. Five-minute bins find them; each edge is then placed at
+  own normal level. Five-minute bins find them (longer ones for a quiet
+  vendor, so a busy bin holds at least 20 tries); each edge is then placed at
   the single change point of the tries around it that best splits them into
   two rates (a two-segment Bernoulli, or for latency a two-segment mean, by
   maximum likelihood), searched from the last normal bin before the window
@@ -104,7 +105,8 @@ def find_incidents(gw: Gateway, vendor: str, lower: datetime, upper: datetime) -
     if len(calls["t"]) < _MIN_BIN_CALLS:
         return []
     origin = lower.timestamp()
-    bins = ((calls["t"] - origin) // BIN_S).astype(np.int64)
+    width = _bin_width(calls["t"] - origin)
+    bins = ((calls["t"] - origin) // width).astype(np.int64)
     count = np.bincount(bins, minlength=int(bins.max()) + 1).astype(np.float64)
     valid = count >= _MIN_BIN_CALLS
     found: list[FoundIncident] = []
@@ -125,8 +127,8 @@ def find_incidents(gw: Gateway, vendor: str, lower: datetime, upper: datetime) -
             before = _last_normal(valid & ~flagged, first, -1)
             after = _last_normal(valid & ~flagged, last, 1)
             gaussian = kind == "latency"
-            start = _edge(calls, signal, origin + before * BIN_S, origin + (first + 1) * BIN_S, gaussian)
-            end = _edge(calls, signal, origin + last * BIN_S, origin + (after + 1) * BIN_S, gaussian)
+            start = _edge(calls, signal, origin + before * width, origin + (first + 1) * width, gaussian)
+            end = _edge(calls, signal, origin + last * width, origin + (after + 1) * width, gaussian)
             inside = (calls["t"] >= start) & (calls["t"] < end)
             outside = ~inside
             rate = float(signal[inside].mean()) if kind != "latency" and inside.any() else 0.0
@@ -135,6 +137,13 @@ def find_incidents(gw: Gateway, vendor: str, lower: datetime, upper: datetime) -
             found.append(FoundIncident(vendor, kind, datetime.fromtimestamp(start, lower.tzinfo),
                                        datetime.fromtimestamp(end, lower.tzinfo), round(rate, 3), round(factor, 2)))
     return found
+
+
+def _bin_width(seconds: np.ndarray) -> float:
+    """``BIN_S``, or a multiple of it (up to an hour) that gives a busy bin enough tries to judge a rate."""
+    per_bin = np.bincount((seconds // BIN_S).astype(np.int64))
+    busy = float(np.quantile(per_bin[per_bin > 0], 0.75)) if (per_bin > 0).any() else 0.0
+    return float(BIN_S * min(12, max(1, int(np.ceil(_MIN_BIN_CALLS / max(busy, 1.0))))))
 
 
 def _last_normal(normal: np.ndarray, at: int, step: int) -> int:
