@@ -12,13 +12,14 @@ quiet Saturday is not an anomaly):
 and flagged when ``|z| > THRESHOLD`` (3.5). Only whole days are judged: not
 today, whose spend is still growing, nor days after the last day with usage.
 A median absolute deviation of a few days can be tiny by chance, so the
-scale has a floor, the spread sampling alone gives a day's value: 10% of the
-median for spend; for an error rate the binomial spread sqrt(p (1 - p) / n)
-of the day's n tries, and at least one percentage point; for a p95 latency
-10% of the median, or median / sqrt(0.05 n) when the day's slowest 5% are
-only a few tries. At least ``MIN_BASELINE`` earlier days of the same kind
-are needed: before that nothing is flagged (the first days of a tenant, or
-of a dataset, have no past to stand out from).
+scale has a floor, the spread sampling alone gives a day's value: for spend
+10% of the median, or 2.5 / sqrt(replies) of it on a quiet day (replies come
+in sessions of a few); for an error rate the binomial spread
+sqrt(p (1 - p) / n) of the day's n tries, and at least one percentage point;
+for a p95 latency 10% of the median, or 2 / sqrt(0.05 n) of it when the
+day's slowest 5% are only a few tries. At least ``MIN_BASELINE`` earlier
+days of the same kind are needed: before that nothing is flagged (the first
+days of a tenant, or of a dataset, have no past to stand out from).
 
 Spend reads the daily aggregates; error rates and latency percentiles read
 ``provider_call_events`` (every try, failed ones included).
@@ -47,11 +48,11 @@ _COLUMNS = ["day", "tenant_id", "provider", "metric", "value", "baseline", "z", 
 
 
 def _series(gw: Gateway, tenant_id: str | None, first: date, last: date) -> pd.DataFrame:
-    """Long table: day, tenant_id, provider ('' for all providers), metric, value, attempts."""
+    """Long table: day, tenant_id, provider ('' for all providers), metric, value, attempts (replies for spend)."""
     lower, upper = day_range(first, last)
     where, params = tenant_scope(tenant_id)
     spend = gw.store.read_rows(f"""
-        SELECT day, tenant_id, sum(cost_usd)::DOUBLE FROM daily_usage
+        SELECT day, tenant_id, sum(cost_usd)::DOUBLE, sum(replies) FROM daily_usage
         WHERE {where} AND day BETWEEN ? AND ? GROUP BY ALL""", params + [first, last])
     began = dict(gw.store.read_rows(f"SELECT tenant_id, min(day) FROM daily_usage WHERE {where} GROUP BY ALL", params))
     calls = gw.store.read_rows(f"""
@@ -60,11 +61,12 @@ def _series(gw: Gateway, tenant_id: str | None, first: date, last: date) -> pd.D
         FROM provider_call_events WHERE {where} AND created_at >= ? AND created_at < ? GROUP BY ALL""",
                                params + [lower, upper])
     rows: list[tuple[Any, ...]] = []
-    spent = {(d, t): v for d, t, v in spend}
+    spent = {(d, t): (v, int(n)) for d, t, v, n in spend}
     for tenant, start in began.items():  # a day without replies spent nothing: a zero, not a gap
         day = max(start, first)
         while day <= last:
-            rows.append((day, tenant, "", "spend_usd", spent.get((day, tenant), 0.0), 0))
+            value, replies = spent.get((day, tenant), (0.0, 0))
+            rows.append((day, tenant, "", "spend_usd", value, replies))
             day += timedelta(days=1)
     for day, tenant, provider, attempts, failed, p95 in calls:
         rows.append((day, tenant, provider, "error_rate", failed / attempts, attempts))
@@ -78,8 +80,9 @@ def _floor(metric: str, median: float, attempts: int) -> float:
         p = min(max(median, 0.0), 1.0)
         return max(float(np.sqrt(p * (1 - p) / max(attempts, 1))), 0.01)
     if metric == "p95_latency_ms":  # a p95 rests on the slowest 5% of the day's tries
-        return max(0.10 * abs(median), abs(median) / float(np.sqrt(max(0.05 * attempts, 1.0))), 1e-9)
-    return max(0.10 * abs(median), 1e-9)
+        return max(0.10 * abs(median), 2 * abs(median) / float(np.sqrt(max(0.05 * attempts, 1.0))), 1e-9)
+    # spend: the day's replies come in sessions of a few, so it varies by about 2.5 / sqrt(replies)
+    return max(0.10 * abs(median), 2.5 * abs(median) / float(np.sqrt(max(attempts, 1))), 1e-9)
 
 
 def _score(group: pd.DataFrame, baseline_days: int, min_baseline: int, threshold: float) -> list[dict[str, Any]]:
