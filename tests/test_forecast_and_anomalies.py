@@ -163,3 +163,10 @@ def test_the_dashboard_gauge_says_where_the_month_is_heading():
     html = gauge_html(Decimal("3.2"), Decimal("10"), forecast)
     assert "At this pace: $9.50 by month end (80% interval $8.75 – $10.40) · may pass the limit" in html
     assert "At this pace" not in gauge_html(Decimal("3.2"), Decimal("10"))
+
+
+def test_a_month_at_either_end_of_the_calendar_is_forecast_too(gw):
+    tenant, _ = gw.create_tenant("Edge Corp")
+    last = analytics.month_end_forecast(gw, tenant.id, month="9999-12")
+    first = analytics.month_end_forecast(gw, tenant.id, month="0001-01")
+    assert (last.remaining_days, last.point_usd) == (31, 0) and (first.remaining_days, first.point_usd) == (0, 0)

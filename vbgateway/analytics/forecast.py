@@ -119,6 +119,14 @@ def forecast_spend(history: np.ndarray, history_weekdays: np.ndarray, remaining_
     return point, float(min(low, point)), float(max(high, point))
 
 
+def _plus(day: date, days: int) -> date:
+    """``day`` moved by ``days``, held at the calendar's ends (0001-01-01, 9999-12-31): any month can be asked."""
+    try:
+        return day + timedelta(days=days)
+    except OverflowError:
+        return date.max if days > 0 else date.min
+
+
 def _daily_spend(gw: Gateway, tenant_id: str | None, first: date, last: date) -> dict[str, dict[date, Decimal]]:
     """Exact spend per tenant and day in ``first``..``last`` (days without usage are absent)."""
     where, params = ("tenant_id = ? AND ", [tenant_id]) if tenant_id is not None else ("", [])
@@ -153,20 +161,20 @@ def month_end_forecasts(gw: Gateway, tenant_id: str | None = None, *, month: str
         raise ValidationError("interval is a share between 0 and 1", details={"field": "interval"})
     moment = (as_of or gw.clock.now()).astimezone(UTC)
     first, last = month_range(month if month is not None else f"{moment:%Y-%m}")
-    today = min(max(moment.date(), first), last + timedelta(days=1))  # the first day not over
-    start = min(today - timedelta(days=history_days), first)
+    today = min(max(moment.date(), first), _plus(last, 1))  # the first day not over
+    start = min(_plus(today, -history_days), first)
     spend = _daily_spend(gw, tenant_id, start, last)
     began = _first_days(gw, tenant_id, today)
     tenants = [tenant_id] if tenant_id is not None else sorted(set(spend) | set(began))
-    remaining = [today + timedelta(days=i) for i in range((last - today).days + 1)]
+    remaining = [today + timedelta(days=i) for i in range(max((last - today).days + 1, 0))]
     out = []
     # Spend up to the moment: at midnight exactly, nothing of that day yet (what a backtest asks).
-    through = moment.date() - timedelta(days=1) if moment.timetz() == _MIDNIGHT else moment.date()
+    through = _plus(moment.date(), -1) if moment.timetz() == _MIDNIGHT else moment.date()
     for tenant in tenants:
         days = spend.get(tenant, {})
         so_far = sum((c for d, c in days.items() if first <= d <= last and d <= through), Decimal(0))
         before_today = sum((c for d, c in days.items() if first <= d < today), Decimal(0))
-        origin = max(today - timedelta(days=history_days), began.get(tenant, today))
+        origin = max(_plus(today, -history_days), began.get(tenant, today))
         past = [origin + timedelta(days=i) for i in range((today - origin).days)]
         history = np.array([float(days.get(d, 0)) for d in past], dtype=np.float64)
         today_so_far = float(days.get(today, 0)) if today <= through else 0.0
