@@ -37,8 +37,9 @@ import pyarrow.parquet as pq
 from . import __version__
 from .clock import SystemClock
 from .errors import DatabaseError, ValidationError
+from .store import aggregates
 from .store.merge import MERGED_TABLES
-from .store.tables import AGENTS, TENANTS, Table
+from .store.tables import AGENTS, MESSAGES, TENANTS, USAGE_EVENTS, Table
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -265,6 +266,9 @@ def lake_views(con: duckdb.DuckDBPyConnection, lake: str | Path) -> None:
     if TENANTS.name not in patterns:  # an export carries no names: its tenants are known by id
         con.execute("INSERT INTO tenants SELECT tenant_id, tenant_id, min(created_at) FROM usage_events "
                     "GROUP BY tenant_id ORDER BY tenant_id")
+    # The daily aggregates the rollups, KPIs and series read are not written to a lake: made here from its rows.
+    aggregates.add_usage(con, USAGE_EVENTS.name)
+    aggregates.add_messages(con, MESSAGES.name)
 
 
 @contextmanager

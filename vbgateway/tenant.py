@@ -260,6 +260,12 @@ class TenantClient:
 
         return analytics.events(self._gw, self.id, start, end, limit=limit, offset=offset)
 
+    def usage_forecast(self, month: str | None = None) -> analytics.SpendForecast:
+        """This month's (or ``month``'s, ``YYYY-MM``) spend so far and at this pace by its end, 80% interval."""
+        from . import analytics
+
+        return analytics.month_end_forecast(self._gw, self.id, month=month)
+
     def usage_monthly(self, months: int = 12) -> pd.DataFrame:
         """Cost per provider per calendar month, the last ``months`` including the current, zeros included."""
         self.require("usage:read")

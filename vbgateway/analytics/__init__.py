@@ -15,14 +15,20 @@ the module of the question it answers:
 - ``attempts``: latency and reliability from every try (``provider_call_events``);
 - ``breakers``: circuit breaker transitions and open time (operators only: no tenant scope);
 - ``kpis``: a period against the one before it;
-- ``billing``: one tenant's month for an invoice.
+- ``billing``: one tenant's month for an invoice;
+- ``aggregated``: the same figures of one tenant from the daily aggregates (what the above use);
+- ``forecast`` and ``forecast_check``: month-end spend at this pace, and how good that forecast is;
+- ``anomalies``: days whose spend, error rate or p95 latency stand out from their recent past.
 """
 
 from __future__ import annotations
 
+from .anomalies import anomalies, anomaly_scores
 from .attempts import Reliability, latency, reliability
 from .billing import billed_events_digest, invoice_lines
 from .breakers import breaker_open_time, breaker_transitions
+from .forecast import SpendForecast, month_end_forecast, month_end_forecasts
+from .forecast_check import forecast_backtest, forecast_coverage
 from .kpis import KPIS, compare
 from .periods import MAX_RANGE_DAYS, day_range, month_range, parse_day, previous_period
 from .series import by_channel, daily, monthly
@@ -35,6 +41,7 @@ from .totals import (
     by_tenant,
     events,
     rollup,
+    rollup_from_events,
 )
 
 __all__ = [
@@ -46,6 +53,9 @@ __all__ = [
     "ZERO",
     "Reliability",
     "Rollup",
+    "SpendForecast",
+    "anomalies",
+    "anomaly_scores",
     "billed_events_digest",
     "breaker_open_time",
     "breaker_transitions",
@@ -55,12 +65,17 @@ __all__ = [
     "daily",
     "day_range",
     "events",
+    "forecast_backtest",
+    "forecast_coverage",
     "invoice_lines",
     "latency",
+    "month_end_forecast",
+    "month_end_forecasts",
     "month_range",
     "monthly",
     "parse_day",
     "previous_period",
     "reliability",
     "rollup",
+    "rollup_from_events",
 ]

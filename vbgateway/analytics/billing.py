@@ -27,6 +27,8 @@ def invoice_lines(gw: Gateway, tenant_id: str, month: object) -> pd.DataFrame:
     rather than a blended price, so every line is tokens_in x input rate +
     tokens_out x output rate, per 1,000,000 tokens. Events billed before prices
     had two rates count both at their single rate (``usd_per_1k_tokens`` x 1000).
+    Read from the events rather than ``daily_usage``: the aggregates keep one
+    unit price per reply, not its pair of rates, and a line is exact to the cent.
     """
     if not isinstance(tenant_id, str):
         raise ValidationError("an invoice is for one tenant", details={"field": "tenant_id"})

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from . import aggregated
 from .attempts import Reliability, reliability
 from .periods import day_range, previous_period, tenant_scope
 
@@ -41,11 +42,11 @@ def _kpis(gw: Gateway, tenant_id: str | None, start: date, end: date,
           known: Reliability | None = None) -> dict[str, Decimal]:
     lower, upper = day_range(start, end)
     where, params = tenant_scope(tenant_id)
-    usage = gw.sql(f"""
+    usage = (aggregated.kpi_row(gw, tenant_id, lower, upper) if tenant_id is not None else gw.sql(f"""
         SELECT count(*) AS replies, count(DISTINCT session_id) AS sessions,
                coalesce(sum(tokens_in) + sum(tokens_out), 0)::BIGINT AS tokens_total,
                coalesce(sum(cost_usd), 0)::DECIMAL(38, 10) AS cost_usd
-        FROM usage_events WHERE {where} AND created_at >= ? AND created_at < ?""", params + [lower, upper]).iloc[0]
+        FROM usage_events WHERE {where} AND created_at >= ? AND created_at < ?""", params + [lower, upper])).iloc[0]
     p95 = gw.sql(f"""SELECT quantile_cont(latency_ms, 0.95) AS p95 FROM provider_call_events
                      WHERE {where} AND created_at >= ? AND created_at < ?""", params + [lower, upper]).p95.iloc[0]
     rel = (known or reliability(gw, tenant_id, start, end)).summary

@@ -58,6 +58,8 @@ def month_range(month: object) -> tuple[date, date]:
         except ValueError:
             first = None
         if first is not None and len(month.strip()) == 7:
+            if (first.year, first.month) == (date.max.year, date.max.month):
+                return first, date.max  # 9999-12 has no following month to count back from
             year, mon = divmod(first.year * 12 + first.month, 12)
             return first, date(year, mon + 1, 1) - timedelta(days=1)
     raise ValidationError("month must be given as YYYY-MM", details={"field": "month", "value": str(month)[:40]})

@@ -1,28 +1,32 @@
 """Totals and pages of billed usage: ``GET /v1/usage/rollup``, ``GET /v1/usage/events`` and the operators' tenant list.
 
-All three read ``usage_events``. The rollup and the event pages take any range
-("all time" included), as clients of the original service ask them: their cost
-follows the rows in the period, not its number of days.
+One tenant's rollup and the tenant list read the daily aggregates
+(``aggregated.py``): their cost follows the days and groups of the period, not its
+rows. The event pages read ``usage_events``. The rollup and the event pages
+take any range ("all time" included), as clients of the original service ask them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date, timedelta
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+import pyarrow as pa
 
 from ..errors import ValidationError
 from ..models import DEFAULT_EVENTS_LIMIT, MAX_EVENTS_LIMIT
+from ..store.reads import to_frame
+from . import aggregated
 from .periods import day_range, tenant_scope
 
 if TYPE_CHECKING:
     from ..gateway import Gateway
 
 __all__ = ["DEFAULT_EVENTS_LIMIT", "MAX_EVENTS_LIMIT", "TOP_AGENTS", "ZERO", "Rollup", "by_tenant", "events",
-           "rollup"]
+           "rollup", "rollup_from_events"]
 
 TOP_AGENTS = 10
 ZERO = Decimal(0)
@@ -42,17 +46,43 @@ class Rollup:
 def rollup(gw: Gateway, tenant_id: str | None, start: object, end: object, *, top: int = TOP_AGENTS) -> Rollup:
     """The figures of ``GET /v1/usage/rollup``: totals, per provider and the ``top`` costliest agents.
 
-    One statement, one scan: GROUPING SETS give the total row, the provider rows and the agent
+    One tenant's rollup comes from the daily aggregates (``aggregated.rollup_parts``),
+    and is kept until the store next changes: dashboards ask the same periods
+    over and over. All tenants' (operators) comes from the events.
+    """
+    _check_top(top)
+    lower, upper = day_range(start, end, max_days=None)
+    if tenant_id is None:
+        return _rollup_of(_event_rows(gw, None, lower, upper), lower, upper, top)
+    kept = aggregated.cached(gw, ("rollup", tenant_id, lower, upper, top),
+                             lambda: _rollup_of_parts(aggregated.rollup_parts(gw, tenant_id, lower, upper),
+                                                      lower, upper, top))
+    return replace(kept, totals=dict(kept.totals), by_provider=kept.by_provider.copy(),
+                   top_agents=kept.top_agents.copy())
+
+
+def rollup_from_events(gw: Gateway, tenant_id: str | None, start: object, end: object, *,
+                       top: int = TOP_AGENTS) -> Rollup:
+    """``rollup`` computed from ``usage_events`` and ``messages`` themselves (what the aggregates must equal)."""
+    _check_top(top)
+    lower, upper = day_range(start, end, max_days=None)
+    return _rollup_of(_event_rows(gw, tenant_id, lower, upper), lower, upper, top)
+
+
+def _check_top(top: object) -> None:
+    if isinstance(top, bool) or not isinstance(top, int) or top < 0:
+        raise ValidationError("top is a whole number >= 0", details={"field": "top"})
+
+
+def _event_rows(gw: Gateway, tenant_id: str | None, lower: datetime, upper: datetime) -> pd.DataFrame:
+    """One statement, one scan: GROUPING SETS give the total row, the provider rows and the agent
     rows (each with its exact distinct session count), the message count rides along as a
     scalar subquery. Per-statement overheads and further scans of the period would cost more
     than the aggregation itself.
     """
-    if isinstance(top, bool) or not isinstance(top, int) or top < 0:
-        raise ValidationError("top is a whole number >= 0", details={"field": "top"})
-    lower, upper = day_range(start, end, max_days=None)
     where, params = tenant_scope(tenant_id)
     window = params + [lower, upper]
-    rows = gw.sql(f"""
+    return gw.sql(f"""
         WITH grouped AS (
             SELECT grouping(provider) AS no_provider, grouping(agent_id) AS no_agent, provider, agent_id,
                    count(DISTINCT session_id) AS sessions,
@@ -66,7 +96,45 @@ def rollup(gw: Gateway, tenant_id: str | None, start: object, end: object, *, to
                (SELECT count(*) FROM messages WHERE {where} AND created_at >= ? AND created_at < ?) AS messages
         FROM grouped g LEFT JOIN agents a ON a.id = g.agent_id
         ORDER BY g.no_provider, g.provider, g.no_agent, g.cost_usd DESC, g.agent_id""", window + window)
-    # Ordered: provider rows (by provider), agent rows (costliest first), the total row last.
+
+
+_PROVIDER_COLUMNS = {"provider": pa.string(), "sessions": pa.int64(), "tokens_in": pa.int64(),
+                     "tokens_out": pa.int64(), "tokens_total": pa.int64(), "cost_usd": pa.decimal128(38, 10)}
+_AGENT_COLUMNS = {"agent_id": pa.string(), "agent_name": pa.string(), "sessions": pa.int64(),
+                  "tokens_total": pa.int64(), "cost_usd": pa.decimal128(38, 10)}
+
+
+def _frame(columns: dict[str, pa.DataType], rows: list[tuple[Any, ...]]) -> pd.DataFrame:
+    """Rows as a DataFrame typed as ``gw.sql`` types a query's result (exact decimals stay Arrow-backed)."""
+    values = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
+    table = pa.table({name: pa.array(list(v), kind) for (name, kind), v in zip(columns.items(), values, strict=True)})
+    return to_frame(table)
+
+
+def _rollup_of_parts(parts: aggregated.RollupParts, lower: datetime, upper: datetime, top: int) -> Rollup:
+    """A ``Rollup`` from the aggregates' rows, ordered and typed as ``_rollup_of`` gives it from the events."""
+    providers, agents, total = [], [], None
+    for provider, agent_id, name, tokens_in, tokens_out, cost in parts.usage:
+        if provider is not None:
+            providers.append((provider, parts.sessions.get(("provider", provider), 0), tokens_in, tokens_out,
+                              tokens_in + tokens_out, cost))
+        elif agent_id is not None:
+            agents.append((agent_id, name, parts.sessions.get(("agent", agent_id), 0), tokens_in + tokens_out, cost))
+        else:
+            total = (tokens_in, tokens_out, cost)
+    assert total is not None  # the empty grouping set always gives its row
+    providers.sort(key=lambda row: row[0])
+    agents.sort(key=lambda row: (-row[4], row[0]))
+    tokens_in, tokens_out, cost = total
+    summary = {"sessions": parts.sessions.get(("tenant", ""), 0), "messages": parts.messages,
+               "tokens_in": int(tokens_in), "tokens_out": int(tokens_out), "tokens_total": int(tokens_in + tokens_out),
+               "cost_usd": Decimal(cost)}
+    return Rollup(lower.date(), (upper - timedelta(microseconds=1)).date(), summary,
+                  _frame(_PROVIDER_COLUMNS, providers), _frame(_AGENT_COLUMNS, agents[:top]))
+
+
+def _rollup_of(rows: pd.DataFrame, lower: datetime, upper: datetime, top: int) -> Rollup:
+    """A ``Rollup`` from its rows: provider rows (by provider), agent rows (costliest first), the total row last."""
     providers = int((rows["no_provider"].to_numpy() == 0).sum())
     agents = len(rows) - providers - 1
     total = {name: rows[name].iat[-1] for name in ("sessions", "messages", "tokens_in", "tokens_out", "cost_usd")}
@@ -102,12 +170,6 @@ def events(gw: Gateway, tenant_id: str | None, start: object, end: object, *,
 
 
 def by_tenant(gw: Gateway, start: object, end: object, *, top: int = 20) -> pd.DataFrame:
-    """Operators only: the tenants with the highest cost in the period, with their names."""
+    """Operators only: the tenants with the highest cost in the period, with their names (from the aggregates)."""
     lower, upper = day_range(start, end)
-    return gw.sql("""
-        SELECT u.tenant_id, coalesce(any_value(t.name), '(deleted tenant)') AS tenant_name, count(*) AS replies,
-               count(DISTINCT u.session_id) AS sessions, (sum(u.tokens_in) + sum(u.tokens_out))::BIGINT AS tokens_total,
-               sum(u.cost_usd)::DECIMAL(38, 10) AS cost_usd
-        FROM usage_events u LEFT JOIN tenants t ON t.id = u.tenant_id
-        WHERE u.created_at >= ? AND u.created_at < ?
-        GROUP BY u.tenant_id ORDER BY cost_usd DESC, u.tenant_id LIMIT ?""", [lower, upper, top])
+    return aggregated.by_tenant_rows(gw, lower, upper, top)

@@ -5,20 +5,23 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, Query
 from fastapi.routing import APIRoute
 from starlette.responses import Response
 
-from ..analytics import DEFAULT_EVENTS_LIMIT, MAX_EVENTS_LIMIT, parse_day
+from ..analytics import DEFAULT_EVENTS_LIMIT, MAX_EVENTS_LIMIT, day_range, month_end_forecast, parse_day
+from ..analytics.aggregated import cached
 from ..gateway import Gateway
 from .envelope import json_response
 from .routing import CurrentTenant, error_responses
 from .schemas import MonthlyResponse, RollupResponse, UsageEventsResponse
-from .wire import budget_payload, monthly_payload, rollup_payload, usage_events_payload
+from .wire import budget_payload, forecast_payload, monthly_payload, rollup_payload, usage_events_payload
 
 __all__ = ["DAY_PATTERN", "DEFAULT_RANGE_DAYS", "MAX_MONTHS", "MAX_OFFSET", "build_router"]
 
 DEFAULT_RANGE_DAYS = 30
+_LAST_INSTANT = timedelta(microseconds=1)  # a day range's upper end is exclusive: its last day holds this instant
 DAY_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"  # date.fromisoformat alone also reads 20260131 and 2026-W05-6
 _AS_DATE = {"format": "date"}
 From = Annotated[str | None, Query(
@@ -32,6 +35,8 @@ MAX_OFFSET = 2**53 - 1  # any page a client can count to (JSON's exact integers)
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Events to skip, newest first (for the next page).")]
 MAX_MONTHS = 120
 Months = Annotated[int, Query(ge=1, le=MAX_MONTHS, description="Calendar months, the current one included.")]
+WithForecast = Annotated[bool, Query(description="Add `forecast`: the month of `to`, spend so far and at this pace "
+                                                 "by its end, with an 80% interval.")]
 
 
 def build_router(gw: Gateway, route_class: type[APIRoute]) -> APIRouter:
@@ -46,14 +51,29 @@ def build_router(gw: Gateway, route_class: type[APIRoute]) -> APIRouter:
         return (last - span if last - date.min >= span else date.min), last  # 0001-01-05 has no 29 days before
 
     @router.get("/v1/usage/rollup", response_model=RollupResponse, responses=error_responses(400))
-    async def rollup(tenant: CurrentTenant, start: From = None, end: To = None) -> Response:
+    async def rollup(tenant: CurrentTenant, start: From = None, end: To = None,
+                     forecast: WithForecast = False) -> Response:
         """Totals, per provider and the (up to 10) costliest agents for UTC days ``from``..``to``, both inclusive.
 
+        With ``forecast=true``, also the month of ``to``: spend so far and at this pace by its end.
         ``budget`` (only for a tenant with a budget): its use in the current UTC month, whatever the range.
         """
-        payload = rollup_payload(tenant.usage_rollup(*days(start, end)))
-        budget = tenant.budget()
-        return json_response(payload if budget is None else {**payload, "budget": budget_payload(budget)})
+        lower, upper = day_range(*days(start, end), max_days=None)
+        last = (upper - _LAST_INSTANT).date()
+        today = gw.clock.now().date() if forecast else None  # a forecast changes with the day as well as the data
+
+        def answer() -> bytes:
+            payload = rollup_payload(tenant.usage_rollup(lower, last))
+            if forecast:
+                payload["forecast"] = forecast_payload(month_end_forecast(gw, tenant.id, month=f"{last:%Y-%m}"))
+            return orjson.dumps(payload)
+
+        # The answer's bytes are kept until the store next changes: dashboards ask the same periods again and again.
+        body = cached(gw, ("rollup-body", tenant.id, lower, upper, today), answer)
+        budget = tenant.budget()  # read apart from the kept bytes: it follows the month and the budget's settings
+        if budget is None:
+            return Response(body, media_type="application/json")
+        return json_response({**orjson.loads(body), "budget": budget_payload(budget)})
 
     @router.get("/v1/usage/events", response_model=UsageEventsResponse, responses=error_responses(400))
     async def usage_events(tenant: CurrentTenant, start: From = None, end: To = None,

@@ -37,6 +37,7 @@ __all__ = [
     "MonthlyResponse",
     "ProviderPrice",
     "ProviderUsage",
+    "RollupForecast",
     "RollupRange",
     "RollupResponse",
     "RollupTotals",
@@ -208,6 +209,27 @@ class AgentUsage(_Wire):
     cost_usd: float
 
 
+class RollupForecast(_Wire):
+    """The month of ``to``: spend so far (exact) and at this pace by its end (point and 80% interval, to the cent).
+
+    Day-of-week means of the last eight weeks' daily spend, with a residual
+    bootstrap for the interval (docs/analytics.md: method, assumptions, coverage).
+    """
+
+    month: str = Field(examples=["2026-01"])
+    as_of: str = Field(description="the day the forecast is made on (UTC): earlier days are history",
+                       examples=["2026-01-14"])
+    month_to_date_usd: float
+    point_usd: float
+    low_usd: float
+    high_usd: float
+    interval: float = Field(description="the share of month ends the interval is meant to hold", examples=[0.8])
+    history_days: int = Field(description="days of history the forecast learnt from (0: the figures are the "
+                                          "month to date)")
+    remaining_days: int = Field(description="days of the month still forecast, the current one included")
+    method: str
+
+
 class RollupResponse(_Wire):
     range: RollupRange
     totals: RollupTotals
@@ -215,6 +237,7 @@ class RollupResponse(_Wire):
     top_agents_by_cost: list[AgentUsage]
     budget: Budget | None = Field(default=None, description="Only for a tenant with a budget: its use in the "
                                                             "current UTC month (whatever the range).")
+    forecast: RollupForecast | None = Field(default=None, description="only with `forecast=true`")
 
 
 class UsageEventRow(_Wire):

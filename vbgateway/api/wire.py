@@ -18,13 +18,14 @@ import pandas as pd
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from ..analytics import Rollup
+from ..analytics import Rollup, SpendForecast
 from ..gateway import Gateway
 from ..governance.budget_values import Budget
 from ..models import RateLimit, VoiceReply, iso_timestamp
 from ..tenant import TenantClient
 
-__all__ = ["budget_payload", "me_governance", "me_payload", "model_response", "monthly_payload", "rollup_payload",
+__all__ = ["budget_payload", "forecast_payload", "me_governance", "me_payload", "model_response", "monthly_payload",
+           "rollup_payload",
            "usage_events_payload", "voice_payload"]
 
 
@@ -103,6 +104,14 @@ def rollup_payload(rollup: Rollup) -> dict[str, Any]:
                              "sessions": _int(r["sessions"]), "tokensTotal": _int(r["tokens_total"]),
                              "costUsd": _money(r["cost_usd"])} for r in _rows(rollup.top_agents)],
     }
+
+
+def forecast_payload(forecast: SpendForecast) -> dict[str, Any]:
+    """``RollupForecast``: a month-end forecast on the wire (money as numbers, the day it was made on)."""
+    return {"month": forecast.month, "asOf": forecast.as_of.date().isoformat(),
+            "monthToDateUsd": _money(forecast.month_to_date_usd), "pointUsd": _money(forecast.point_usd),
+            "lowUsd": _money(forecast.low_usd), "highUsd": _money(forecast.high_usd), "interval": forecast.interval,
+            "historyDays": forecast.history_days, "remainingDays": forecast.remaining_days, "method": forecast.method}
 
 
 def _timestamp(value: object) -> str:

@@ -51,7 +51,7 @@ from .transport import Request, Transport, json_request
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..analytics import Rollup
+    from ..analytics import Rollup, SpendForecast
     from ..governance.budget_values import Budget
 
 __all__ = ["MAX_ID_CHARS", "HttpTenantClient"]
@@ -228,6 +228,15 @@ class HttpTenantClient:
         page = _whole(limit, "limit", 1, MAX_EVENTS_LIMIT, f"limit is a whole number from 1 to {MAX_EVENTS_LIMIT}")
         skip = _whole(offset, "offset", 0, None, "offset is a whole number >= 0")
         return wire.events_frame(self._get("/v1/usage/events", {**days, "limit": page, "offset": skip}), self.id)
+
+    def usage_forecast(self, month: str | None = None) -> SpendForecast:
+        """This month's (or ``month``'s, ``YYYY-MM``) spend so far and at this pace by its end, 80% interval."""
+        params = {"forecast": "true"}
+        if month is not None:
+            from ..analytics import month_range
+
+            params.update(self._days(*month_range(month)))
+        return wire.forecast(self._get("/v1/usage/rollup", params)["forecast"], self.id)
 
     def usage_monthly(self, months: int = 12) -> pd.DataFrame:
         """Cost per provider per calendar month, the last ``months`` including the current, zeros included."""

@@ -15,7 +15,7 @@ come back truncated to the millisecond.
 from __future__ import annotations
 
 import base64
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -27,10 +27,10 @@ from ..models import Agent, Reply, Session, Transcript, VoiceReply
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..analytics import Rollup
+    from ..analytics import Rollup, SpendForecast
 
-__all__ = ["agent", "budget", "events_frame", "key_grant", "money", "monthly_frame", "reply", "rollup", "session",
-           "transcript", "voice_reply"]
+__all__ = ["agent", "budget", "events_frame", "forecast", "key_grant", "money", "monthly_frame", "reply", "rollup",
+           "session", "transcript", "voice_reply"]
 
 _STORE_PLACES = Decimal("1E-10")  # DECIMAL(.., 10): the store's money columns
 
@@ -135,6 +135,19 @@ def rollup(wire: dict[str, Any]) -> Rollup:
     span = wire["range"]
     return Rollup(start=date.fromisoformat(span["from"]), end=date.fromisoformat(span["to"]), totals=summary,
                   by_provider=by_provider, top_agents=top_agents)
+
+
+def forecast(wire: dict[str, Any], tenant_id: str) -> SpendForecast:
+    """A rollup's ``forecast`` object as ``analytics.SpendForecast`` (made on the day ``asOf``)."""
+    from ..analytics import SpendForecast
+
+    made = date.fromisoformat(wire["asOf"])
+    return SpendForecast(tenant_id=tenant_id, month=wire["month"], as_of=datetime(made.year, made.month, made.day,
+                                                                                   tzinfo=UTC),
+                         month_to_date_usd=money(wire["monthToDateUsd"]), point_usd=money(wire["pointUsd"]),
+                         low_usd=money(wire["lowUsd"]), high_usd=money(wire["highUsd"]),
+                         history_days=wire["historyDays"], remaining_days=wire["remainingDays"],
+                         interval=wire["interval"], method=wire["method"])
 
 
 def events_frame(wire: dict[str, Any], tenant_id: str) -> pd.DataFrame:

@@ -33,6 +33,8 @@ from .fragments import (
     invoice_footer_html,
     invoice_lines_table,
     invoice_total_html,
+    outlook_tables,
+    pace_html,
 )
 from .runner import (
     LOCK_NAME,
@@ -64,7 +66,9 @@ __all__ = [
     "invoice_total_html",
     "month_is_over",
     "open_db",
+    "outlook_tables",
     "output_lock",
+    "pace_html",
     "plan",
     "round_to_cents",
     "run_job",

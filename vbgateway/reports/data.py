@@ -143,9 +143,19 @@ def usage_data(gw: Gateway, tenant_id: str, start: object, end: object) -> Repor
     }
     if scope is None:
         tables["by_tenant"] = analytics.by_tenant(gw, first, last)
+    tables["anomalies"] = analytics.anomalies(gw, scope, first, last)
+    tables["forecast"] = _forecasts(gw, scope, last)
     meta = {"event_count": replies, "cost_usd": roll.totals["cost_usd"], "generated_at": _now(),
             "version": __version__, "previous": analytics.previous_period(first, last)}
     return ReportData("usage", tenant_id, name, first, last, tables, meta)
+
+
+def _forecasts(gw: Gateway, scope: str | None, last: date) -> pd.DataFrame:
+    """Month-end spend at this pace for the month of ``last`` (one row per tenant; a month over is its spend)."""
+    rows = [f.as_dict() for f in analytics.month_end_forecasts(gw, scope, month=f"{last:%Y-%m}")]
+    columns = ["tenant_id", "month", "as_of", "month_to_date_usd", "point_usd", "low_usd", "high_usd", "interval",
+               "history_days", "remaining_days", "method"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def round_to_cents(amounts: Iterable[object]) -> tuple[list[Decimal], Decimal]:
@@ -180,15 +190,18 @@ def invoice_data(gw: Gateway, tenant_id: str, month: str, *, now: datetime | Non
     lines["amount_rounded_usd"] = pd.Series(rounded, index=lines.index, dtype=pd.ArrowDtype(pa.decimal128(38, 2)))
     matches = prices_match(gw, lines)
     as_of = (now or gw.clock.now()).astimezone(UTC)
+    final = month_is_over(first, as_of)
     meta = {
         "invoice_number": f"VB-{first:%Y%m}-{scope.removeprefix('tnt_')[:12].upper()}",
         "event_count": count, "total_usd": total, "total_due_usd": total_due, "rounding_usd": total_due - total,
-        "final": month_is_over(first, as_of), "as_of": f"{as_of:%Y-%m-%d %H:%M:%S} UTC",
+        "final": final, "as_of": f"{as_of:%Y-%m-%d %H:%M:%S} UTC",
         "events_sha256": digest, "price_table_sha": gw.prices.digest(), "prices_match": matches,
         "version": __version__, "generated_at": _now(), "month": f"{first:%Y-%m}",
     }
     summary = pd.DataFrame([{k: (str(v) if isinstance(v, Decimal) else v) for k, v in
                              {"tenant_id": scope, "tenant_name": name, **meta}.items()}])
+    # A month still running also says where it is heading ("at this pace"); the statement's figures stay exact.
+    meta["forecast"] = None if final else analytics.month_end_forecast(gw, scope, month=month, as_of=as_of)
     return ReportData("invoice", scope, name, first, last, {"lines": lines, "summary": summary}, meta)
 
 

@@ -21,6 +21,8 @@ __all__ = [
     "invoice_footer_html",
     "invoice_lines_table",
     "invoice_total_html",
+    "outlook_tables",
+    "pace_html",
 ]
 
 ROUNDING_RULE = ("Each line is rounded to the cent (half up); the total is the sum of the rounded lines. "
@@ -86,7 +88,32 @@ def invoice_total_html(data: ReportData) -> str:
 
     label = "Total due" if data.meta["final"] else "Month to date, not final"
     return (f'{_PAGE_CSS}<div class="vb-total">{label}: {usd(data.meta["total_due_usd"])}</div>'
-            f'<div class="vb-rule">{html.escape(ROUNDING_RULE)}</div>')
+            f'{pace_html(data.meta.get("forecast"))}<div class="vb-rule">{html.escape(ROUNDING_RULE)}</div>')
+
+
+def pace_html(forecast: Any) -> str:
+    """"At this pace": a month still running, heading for its end (``analytics.SpendForecast``), or nothing."""
+    from ..charts import usd
+
+    if forecast is None or forecast.history_days == 0:
+        return ""
+    return (f'<div class="vb-rule">At this pace: {usd(forecast.point_usd)} by the end of {forecast.month} '
+            f'({forecast.interval:.0%} interval {usd(forecast.low_usd)} to {usd(forecast.high_usd)}; '
+            f'{html.escape(forecast.method)}, from {forecast.history_days} days of history)</div>')
+
+
+def outlook_tables(data: ReportData) -> tuple[Any, Any]:
+    """The usage report's forecast and anomaly tables, each with a caption saying how it was made."""
+    from ..charts import style_table
+
+    forecast = data.tables["forecast"].drop(columns=["as_of", "method", "interval"])
+    flagged = data.tables["anomalies"]
+    return (style_table(forecast, money=["month_to_date_usd", "point_usd", "low_usd", "high_usd"],
+                        counts=["history_days", "remaining_days"],
+                        caption="Month-end spend at this pace, with an 80% interval (day-of-week means, "
+                                "residual bootstrap)"),
+            style_table(flagged, caption=f"{len(flagged)} anomalous days: robust z-score against the same kind of "
+                                         "day (weekday or weekend) in the previous 28, |z| > 3.5"))
 
 
 def invoice_footer_html(data: ReportData) -> str:

@@ -25,7 +25,8 @@ import threading
 
 import duckdb
 
-from .tables import JOURNALED_TABLES, SESSION_ACTIVITY, Table
+from . import aggregates
+from .tables import JOURNALED_TABLES, MESSAGES, SESSION_ACTIVITY, USAGE_EVENTS, Table
 
 __all__ = ["APPLY_NICE", "JOURNALED_COLUMNS", "apply_batch", "lower_thread_priority"]
 
@@ -62,14 +63,34 @@ def _rows(table: str) -> str:
     return f"(SELECT unnest(record.{table}) AS r FROM _vb_rows)"
 
 
+def _typed(table: Table) -> str:
+    """The batch's rows of ``table``, typed as its columns."""
+    columns = ", ".join(f"{_value(kind, i)} AS {name}" for i, (name, kind) in enumerate(JOURNALED_COLUMNS[table.name]))
+    return f"SELECT {columns} FROM {_rows(table.name)}"
+
+
+def _insert(table: Table) -> tuple[str, ...]:
+    """The statements that insert the batch's rows of ``table``; rows the aggregates read too are staged once."""
+    verb = "INSERT OR IGNORE" if table.primary_key else "INSERT"
+    names = ", ".join(table.column_names)
+    if table.name not in _STAGED:
+        return (f"{verb} INTO {table.name} ({names}) {_typed(table)}",)
+    return (f"CREATE TEMP TABLE {_STAGED[table.name]} AS {_typed(table)}",
+            f"{verb} INTO {table.name} ({names}) SELECT {names} FROM {_STAGED[table.name]}")
+
+
+_STAGED = {USAGE_EVENTS.name: "_vb_usage", MESSAGES.name: "_vb_messages"}
 _SCHEMA = json.dumps({table: [["VARCHAR"]] for table in (*_INSERT_ORDER, _ACTIVITY)})
 _STATEMENTS = (
     f"CREATE TEMP TABLE _vb_rows AS SELECT from_json(line, '{_SCHEMA}') AS record FROM (SELECT unnest(?) AS line)",
-    *(f"{'INSERT OR IGNORE' if t.primary_key else 'INSERT'} INTO {t.name} ({', '.join(t.column_names)}) "
-      f"SELECT {', '.join(_value(kind, i) for i, (_, kind) in enumerate(JOURNALED_COLUMNS[t.name]))} "
-      f"FROM {_rows(t.name)}"
-      for t in JOURNALED_TABLES),
+    *(sql for t in JOURNALED_TABLES for sql in _insert(t)),
 )
+# The creation time of the sessions whose replies the batch bills, if every one of them is known (their
+# activity rows carry it): how far back the aggregates must look for those sessions' earlier days.
+_SESSIONS_SINCE = f"""SELECT count(*) FILTER (a.created_at IS NULL), min(a.created_at)
+    FROM (SELECT DISTINCT session_id FROM _vb_usage) u
+    LEFT JOIN (SELECT r[{_ID + 1}] AS id, min({_value(_TS, _CREATED)}) AS created_at FROM {_rows(_ACTIVITY)}
+               WHERE r[{_CREATED + 1}] IS NOT NULL GROUP BY 1) a ON a.id = u.session_id"""
 # Journal lines written before the session's created_at was added to session_activity lack it.
 _ACTIVITY_SPAN = (f"SELECT count(*), count(r[{_CREATED + 1}]), min({_value(_TS, _CREATED)}) "
                   f"FROM {_rows(_ACTIVITY)}")
@@ -81,7 +102,8 @@ _UPDATE_RECENT_ACTIVITY = _UPDATE_ACTIVITY + " AND sessions.created_at >= ?"
 
 
 def apply_batch(con: duckdb.DuckDBPyConnection, payloads: list[str]) -> None:
-    """Insert the rows of plain records given as their JSON (inside the caller's transaction).
+    """Insert the rows of plain records given as their JSON, and add them to the daily aggregates
+    (inside the caller's transaction).
 
     The JSON goes in as one list parameter: cheaper than registering an Arrow table, and nothing to
     unregister if a statement fails (the caller's ROLLBACK drops the temporary table).
@@ -94,7 +116,11 @@ def apply_batch(con: duckdb.DuckDBPyConnection, payloads: list[str]) -> None:
         con.execute(_UPDATE_RECENT_ACTIVITY, [oldest])
     elif rows:
         con.execute(_UPDATE_ACTIVITY)
-    con.execute("DROP TABLE _vb_rows")
+    unknown, since = con.execute(_SESSIONS_SINCE).fetchall()[0]
+    aggregates.add_usage(con, "_vb_usage", sessions_since=since if not unknown else None)
+    aggregates.add_messages(con, "_vb_messages")
+    for name in ("_vb_rows", *_STAGED.values()):
+        con.execute(f"DROP TABLE {name}")
 
 
 # Background applies (``Applier._apply_in_background``) run on one DuckDB thread at a low priority:

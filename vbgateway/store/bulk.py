@@ -2,6 +2,8 @@
 
 These are not replies anyone was promised: each operation lands whole or not
 at all, in one transaction, after what is pending was applied (``flush``).
+Usage events and messages are added to the daily aggregates in that same
+transaction (``aggregates.py``).
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from ..errors import ValidationError
+from . import aggregates
 from .connection import transaction, translated
 from .handle import DuckHandle
 from .merge import Merge, merge_settings
 from .settings import temporarily
-from .tables import BULK_TABLES, CONTROL_TABLES, Table, table_named
+from .tables import BULK_TABLES, CONTROL_TABLES, MESSAGES, USAGE_EVENTS, Table, table_named
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -48,6 +51,7 @@ def bulk_insert(handle: DuckHandle, flush: Flush, table: str, rows: pa.Table) ->
         try:
             with handle.transaction(), translated(f"cannot insert {rows.num_rows} rows into {table}", handle.path):
                 con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _vb_bulk").fetchall()
+                _add_to_aggregates(con, table)
         finally:
             con.unregister("_vb_bulk")
     return int(rows.num_rows)
@@ -69,6 +73,7 @@ def bulk_insert_many(handle: DuckHandle, flush: Flush, tables: dict[str, pa.Tabl
 
     def insert(cursor: duckdb.DuckDBPyConnection, table: str) -> None:
         cursor.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _vb_bulk").fetchall()
+        _add_to_aggregates(cursor, table)  # each aggregate table is written by one of the transactions only
 
     with handle.lock, translated(f"cannot insert rows into {', '.join(tables)}", handle.path), ExitStack() as stack:
         flush()
@@ -85,7 +90,16 @@ def bulk_insert_many(handle: DuckHandle, flush: Flush, tables: dict[str, pa.Tabl
         failures = [error for error in (f.exception() for f in done) if error is not None]
         if failures:
             raise failures[0]
+    handle.version += 1
     return {table: rows.num_rows for table, rows in tables.items()}
+
+
+def _add_to_aggregates(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """Add the rows just inserted from ``_vb_bulk`` to the daily aggregates, in the same transaction."""
+    if table == USAGE_EVENTS.name:
+        aggregates.add_usage(con, "_vb_bulk")
+    elif table == MESSAGES.name:
+        aggregates.add_messages(con, "_vb_bulk")
 
 
 def _copyable(name: str) -> Table:

@@ -31,6 +31,7 @@ import duckdb
 
 from ..errors import DatabaseBusyError, DatabaseError
 from . import bulk, reads
+from .answers import AnswerCache
 from .budget_queries import BudgetQueries
 from .connection import translated
 from .governance_queries import GovernanceQueries
@@ -96,6 +97,7 @@ class Store(RecordQueries, GovernanceQueries, BudgetQueries, ProviderQueries):
                                   window_s=commit_window_s, fsync=self._journal.durable)
         self._lender: Lender | None = None
         self._at_exit: weakref.finalize[[weakref.ref[Store]], Store] | None = None
+        self.answers = AnswerCache(self)  # read answers kept until the next write (``answers.py``)
         self.open_count = 0
         try:
             if read_only:
@@ -171,6 +173,11 @@ class Store(RecordQueries, GovernanceQueries, BudgetQueries, ProviderQueries):
     @flush_records.setter
     def flush_records(self, value: int) -> None:
         self._applier.flush_records = value
+
+    @property
+    def data_version(self) -> int:
+        """How many writes DuckDB committed since the store opened: an answer holds while this is unchanged."""
+        return self._handle.version
 
     @property
     def pending_records(self) -> int:
@@ -312,6 +319,13 @@ class Store(RecordQueries, GovernanceQueries, BudgetQueries, ProviderQueries):
                 self._applier.apply_pending()
 
         return self._handle.fetchall(sql, params, apply_if_still_pending)
+
+    def read_rows(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        """The package's own read queries (never a caller's SQL): every committed record counts, as in
+        ``query_rows``, without parsing the statement first to check it only reads."""
+        if not len(self._applier.index):
+            return self._handle.fetchall(sql, params)
+        return self._handle.fetchall(sql, params, self._applier.apply_pending)
 
     def _execute(self, statements: list[tuple[str, Sequence[Any]]]) -> None:
         """Control-plane writes, in one transaction."""

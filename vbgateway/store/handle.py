@@ -47,6 +47,7 @@ class DuckHandle:
         self._owns_connection = True
         self._side: duckdb.DuckDBPyConnection | None = None  # a second cursor, for reads while ``lock`` is busy
         self._side_lock = threading.Lock()
+        self.version = 0  # counts committed writes: an answer computed at one version holds until the next
 
     # ----------------------------------------------------------------- opening
     def open_writer(self, target: str | Path | duckdb.DuckDBPyConnection, now: Any, *, lend: bool) -> tuple[int, int]:
@@ -188,6 +189,7 @@ class DuckHandle:
             with transaction(con):
                 apply_batch(con, payloads)
                 con.execute("UPDATE journal_state SET applied_seq = ? WHERE id = 1", [up_to_seq]).fetchall()
+            self.version += 1
         except duckdb.Error as exc:
             raise database_error(exc, f"cannot apply {len(payloads)} journal records", self.path,
                                  callers_rows=False) from exc
@@ -206,6 +208,7 @@ class DuckHandle:
                     yield
             finally:
                 self.in_transaction = False
+                self.version += 1  # committed or not: a cached answer is recomputed either way
 
     def execute_all(self, statements: list[tuple[str, Any]], doing: str) -> None:
         """Several statements in one transaction."""

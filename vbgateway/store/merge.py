@@ -3,19 +3,22 @@
 A simulation's gateway instances each write a database of their own; once
 an instance is done its rows are appended to the target database. The
 tables and their column lists come from the table definitions, so a merge
-names every column and cannot mix them up.
+names every column and cannot mix them up. The merged usage events and
+messages are added to the target's daily aggregates in the same transaction.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
 
+from . import aggregates
 from .connection import database_error
-from .tables import BUDGET_ALERTS, JOURNALED_TABLES
+from .tables import BUDGET_ALERTS, JOURNALED_TABLES, MESSAGES, USAGE_EVENTS
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -38,7 +41,11 @@ COPY_BATCH_ROWS = 200_000  # rows per Arrow batch when copying from an open stor
 # outside the merge.
 NO_VACUUM: dict[str, bool | int | str] = {"max_vacuum_tasks": 0}
 _ATTACHED = "vb_instance"
+# How the rows of a merged table reach the daily aggregates (in the merge's transaction).
+_AGGREGATES: dict[str, Callable[[duckdb.DuckDBPyConnection, str], None]] = {
+    USAGE_EVENTS.name: aggregates.add_usage, MESSAGES.name: aggregates.add_messages}
 _COPY = "_vb_copy"
+_ROWS = "_vb_copied_rows"
 
 
 def merge_settings() -> dict[str, bool | int | str]:
@@ -63,6 +70,8 @@ class Merge:
         try:
             for table in MERGED_TABLES:
                 con.execute(table.copy_sql(f"{_ATTACHED}.{table.name}"))
+            aggregates.add_usage(con, f"{_ATTACHED}.{USAGE_EVENTS.name}")
+            aggregates.add_messages(con, f"{_ATTACHED}.{MESSAGES.name}")
         except duckdb.Error as exc:
             raise database_error(exc, f"cannot merge the rows of {path}", Path(path)) from exc
         finally:
@@ -79,15 +88,27 @@ class Merge:
         """Append Arrow rows (the table's columns, by name) to data table ``table_name``.
 
         How rows that were made elsewhere arrive: an instance run on another
-        machine hands its tables back as Arrow streams or Parquet files.
+        machine hands its tables back as Arrow streams or Parquet files. Usage
+        events and messages are added to the daily aggregates in the same
+        transaction; a stream is read once and the aggregates read their rows
+        more than once, so those rows are kept in a temporary table meanwhile.
         """
         table = next((t for t in MERGED_TABLES if t.name == table_name), None)
         if table is None:
             raise ValueError(f"{table_name!r} is not a data table a simulation merges")
+        add = _AGGREGATES.get(table.name)
         con = self._target
         con.register(_COPY, rows)
         try:
-            con.execute(table.copy_sql(_COPY))
+            if add is None:
+                con.execute(table.copy_sql(_COPY))
+            else:
+                con.execute(f"CREATE TEMP TABLE {_ROWS} AS SELECT * FROM {_COPY}")
+                try:
+                    con.execute(table.copy_sql(_ROWS))
+                    add(con, _ROWS)
+                finally:
+                    con.execute(f"DROP TABLE IF EXISTS {_ROWS}")
         except duckdb.Error as exc:
             raise database_error(exc, f"cannot merge the rows of {table.name}") from exc
         finally:

@@ -5,7 +5,8 @@ The schema is a public interface: analysts query these tables directly
 ``MIGRATIONS``; an applied migration is never edited. A migration's DDL is
 derived from the table definitions (``tables.py``): the tables it creates,
 with the columns they had at that version, and the columns it adds to
-older tables; ``extra_sql`` holds what definitions cannot say (seed rows).
+older tables; ``extra_sql`` holds what definitions cannot say (seed rows), and
+``fill`` the data work a new table needs (derived rows, in parts).
 
 Features are built in parallel and each is given its migration number in
 advance, so one may be merged after a higher number was released (budgets,
@@ -18,11 +19,13 @@ migration also extends, so the columns still end in definition order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import duckdb
 
 from ..errors import DatabaseTooNewError
+from .aggregates import backfill
 from .connection import transaction
 from .tables import SCHEMA_MIGRATIONS, TABLES
 
@@ -34,6 +37,7 @@ class Migration:
     version: int
     name: str
     extra_sql: str = ""
+    fill: Callable[[duckdb.DuckDBPyConnection], None] | None = None  # data work after the DDL, same transaction
 
     @property
     def sql(self) -> str:
@@ -48,6 +52,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "budgets"),
     Migration(3, "key_scopes_and_rate_limits"),
     Migration(4, "breaker_transitions"),
+    # Daily aggregates for dashboards (``aggregates.py``), filled from the rows already stored.
+    Migration(5, "daily_usage", fill=backfill),
     Migration(6, "providers_and_price_versions"),
 )
 
@@ -80,6 +86,8 @@ def migrate(con: duckdb.DuckDBPyConnection, applied_at: object) -> list[str]:
             continue
         with transaction(con):
             con.execute(migration.sql)
+            if migration.fill is not None:
+                migration.fill(con)
             con.execute(SCHEMA_MIGRATIONS.insert_sql(), [migration.version, migration.name, applied_at])
         applied.append(migration.name)
     return applied

@@ -16,18 +16,20 @@ value: the journal reads it as NULL, so an added column is nullable.
 
 # No ``from __future__ import annotations``: the row classes' annotations are read as objects when a
 # ``Table`` is defined, without evaluating strings (which cost each process ten milliseconds at start-up).
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, ForwardRef, NamedTuple, get_args, get_origin, get_type_hints
 
 __all__ = [
-    "AGENTS", "API_KEYS", "BREAKER_TRANSITIONS", "BUDGETS", "BUDGET_ALERTS", "BULK_TABLES", "CONTROL_TABLES",
-    "IDEMPOTENCY_RECORDS", "JOURNALED_TABLES", "JOURNAL_ENTRIES", "JOURNAL_STATE", "MESSAGES", "PRICE_VERSIONS",
-    "PROVIDERS", "PROVIDER_CALL_EVENTS", "RATE_LIMITS", "REQUEST_REFUSALS", "SCHEMA_MIGRATIONS", "SESSIONS",
-    "SESSION_ACTIVITY", "TABLES", "USAGE_EVENTS", "AgentRow", "ApiKeyRow", "BreakerTransitionRow", "BudgetAlertRow",
-    "BudgetRow", "Column", "IdempotencyRow", "JournalRow", "JournalStateRow", "MessageRow", "MigrationRow",
-    "PriceVersionRow", "ProviderCallRow", "ProviderRow", "RateLimitRow", "RequestRefusalRow", "SessionActivityRow",
-    "SessionRow", "Since", "Sql", "Table", "TenantRow", "UsageEventRow", "table_named",
+    "AGENTS", "AGGREGATE_TABLES", "API_KEYS", "BREAKER_TRANSITIONS", "BUDGETS", "BUDGET_ALERTS", "BULK_TABLES",
+    "CONTROL_TABLES", "DAILY_MESSAGES", "DAILY_SESSIONS", "DAILY_USAGE", "IDEMPOTENCY_RECORDS", "JOURNALED_TABLES",
+    "JOURNAL_ENTRIES", "JOURNAL_STATE", "MESSAGES", "PRICE_VERSIONS", "PROVIDERS", "PROVIDER_CALL_EVENTS",
+    "RATE_LIMITS", "REQUEST_REFUSALS", "SCHEMA_MIGRATIONS", "SESSIONS", "SESSION_ACTIVITY", "SESSION_DAYS", "TABLES",
+    "USAGE_EVENTS", "AgentRow", "ApiKeyRow", "BreakerTransitionRow", "BudgetAlertRow", "BudgetRow", "Column",
+    "DailyMessagesRow", "DailySessionsRow", "DailyUsageRow", "IdempotencyRow", "JournalRow", "JournalStateRow",
+    "MessageRow", "MigrationRow", "PriceVersionRow", "ProviderCallRow", "ProviderRow", "RateLimitRow",
+    "RequestRefusalRow", "SessionActivityRow", "SessionDayRow", "SessionRow", "Since", "Sql", "Table", "TenantRow",
+    "UsageEventRow", "table_named",
 ]
 
 
@@ -54,6 +56,8 @@ MaybeStamp = Annotated[datetime | None, Sql("TIMESTAMPTZ")]
 Price = Annotated[Decimal, Sql("DECIMAL(18, 7)")]  # USD per 1,000 tokens: at most 7 places
 Rate = Annotated[Decimal, Sql("DECIMAL(18, 4)")]  # USD per 1,000,000 tokens: at most 4 places (pricing.RATE_PLACES)
 Money = Annotated[Decimal, Sql("DECIMAL(24, 10)")]
+Total = Annotated[Decimal, Sql("DECIMAL(38, 10)")]  # a sum of Money: exact, with room for any number of rows
+Day = Annotated[date, Sql("DATE")]  # a UTC calendar day
 TextList = Annotated[list[str], Sql("VARCHAR[]")]
 Ratio = Annotated[Decimal, Sql("DECIMAL(9, 6)")]  # a share of a budget (alert thresholds)
 RatioList = Annotated[list[Decimal], Sql("DECIMAL(9, 6)[]")]
@@ -262,6 +266,59 @@ class PriceVersionRow(NamedTuple):
     usd_per_1m_input: Rate
     usd_per_1m_output: Rate
     created_at: Stamp
+# ----------------------------------------------------------------- daily aggregates (``aggregates.py``)
+class DailyUsageRow(NamedTuple):
+    """Billed replies of one UTC day, summed per tenant, agent, provider, channel and unit price."""
+
+    tenant_id: Text
+    day: Day
+    agent_id: Text
+    provider: Text
+    channel: Text
+    usd_per_1k_tokens: Price
+    replies: BigInt
+    tokens_in: BigInt
+    tokens_out: BigInt
+    cost_usd: Total
+
+
+class DailyMessagesRow(NamedTuple):
+    """Messages (user and assistant) of one UTC day per tenant and channel."""
+
+    tenant_id: Text
+    day: Day
+    channel: Text
+    messages: BigInt
+
+
+class DailySessionsRow(NamedTuple):
+    """Sessions with billed replies, counted so that any range of days gives exact distinct counts.
+
+    ``dimension`` is ``tenant`` (``value`` empty), ``agent``, ``provider`` or
+    ``channel``. A session counts once on each day it was used within that
+    dimension's value, with ``gap_days``: days since its previous day of use
+    there (0 on its first). The distinct sessions of days ``a``..``b`` are
+    the counts with ``a <= day <= b`` and ``gap_days = 0 OR day - gap_days < a``:
+    each session once, on its first day of use inside the range.
+    """
+
+    tenant_id: Text
+    day: Day
+    dimension: Text
+    value: Text
+    gap_days: Int
+    sessions: BigInt
+
+
+class SessionDayRow(NamedTuple):
+    """Each day a session was used, per agent, provider and channel: what keeps ``daily_sessions`` exact."""
+
+    tenant_id: Text
+    session_id: Text
+    day: Day
+    agent_id: Text
+    provider: Text
+    channel: Text
 
 
 # ----------------------------------------------------------------- bookkeeping
@@ -404,11 +461,19 @@ REQUEST_REFUSALS = Table("request_refusals", RequestRefusalRow, journaled=True, 
 BREAKER_TRANSITIONS = Table("breaker_transitions", BreakerTransitionRow, journaled=True, since=4)
 PROVIDERS = Table("providers", ProviderRow, primary_key=("name",), since=6)
 PRICE_VERSIONS = Table("price_versions", PriceVersionRow, primary_key=("provider", "effective_from"), since=6)
+# The aggregates carry no index either (an ART index over them took more room than the events they sum):
+# a write finds its rows by joining on the key, and DuckDB's min/max of the day (and of the tenant, rows
+# being inserted in (tenant, day) order) skips the rest. ``aggregates.AGGREGATE_KEYS`` names each key.
+DAILY_USAGE = Table("daily_usage", DailyUsageRow, since=5)
+DAILY_MESSAGES = Table("daily_messages", DailyMessagesRow, since=5)
+DAILY_SESSIONS = Table("daily_sessions", DailySessionsRow, since=5)
+SESSION_DAYS = Table("session_days", SessionDayRow, since=5)
 
 # In the order the migrations created them (and analysts see them listed).
 TABLES: tuple[Table, ...] = (TENANTS, API_KEYS, AGENTS, SESSIONS, MESSAGES, PROVIDER_CALL_EVENTS, USAGE_EVENTS,
                              IDEMPOTENCY_RECORDS, JOURNAL_STATE, BUDGETS, BUDGET_ALERTS, RATE_LIMITS, REQUEST_REFUSALS,
-                             BREAKER_TRANSITIONS, PROVIDERS, PRICE_VERSIONS)
+                             BREAKER_TRANSITIONS, DAILY_USAGE, DAILY_MESSAGES, DAILY_SESSIONS, SESSION_DAYS,
+                             PROVIDERS, PRICE_VERSIONS)
 # Set up once and copied to every simulation instance. Not ``budgets``: an instance enforces its share of a
 # tenant's budget, given to it in memory (simulation/budgets.py), and its database keeps no budget. Not the
 # configured providers: instances call the simulated vendors.
@@ -416,6 +481,8 @@ CONTROL_TABLES: tuple[Table, ...] = (TENANTS, API_KEYS, AGENTS, RATE_LIMITS)
 JOURNALED_TABLES: tuple[Table, ...] = tuple(t for t in TABLES if t.journaled)
 BULK_TABLES: tuple[Table, ...] = tuple(t for t in TABLES if t.bulk)
 JOURNAL_ENTRIES: tuple[Table, ...] = (*JOURNALED_TABLES, SESSION_ACTIVITY)  # what a journal line may hold
+# Derived from usage_events and messages in the same transaction as they are written: never written alone.
+AGGREGATE_TABLES: tuple[Table, ...] = (DAILY_USAGE, DAILY_MESSAGES, DAILY_SESSIONS, SESSION_DAYS)
 
 _BY_NAME = {t.name: t for t in (*TABLES, SCHEMA_MIGRATIONS, SESSION_ACTIVITY)}
 

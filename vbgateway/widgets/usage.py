@@ -1,7 +1,7 @@
 """UsageDashboard: what the tenant spent, on what, and how it compares with the period before.
 
 Reads only through the tenant client's analytics (``usage_rollup``,
-``usage_events``, ``usage_monthly``), draws charts with ``vbgateway.charts``
+``usage_events``, ``usage_monthly``, ``usage_forecast``), draws charts with ``vbgateway.charts``
 rendered to SVG by vl-convert (offline: no CDN, no frontend extension), and
 exports the period's events as CSV.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import ipywidgets as widgets
 
-from ..analytics import Rollup
+from ..analytics import Rollup, SpendForecast
 from ..governance.budget_values import Budget, plain_decimal
 from .base import Panel, guarded
 from .login import AnyTenantClient, LoginPanel
@@ -42,15 +42,25 @@ def kpi_tiles(items: list[Kpi], previous: Period) -> str:
     return '<div style="display:flex;flex-wrap:wrap;gap:10px">' + "".join(tiles) + "</div>"
 
 
-def gauge_html(spent: Decimal, limit: Decimal) -> str:
-    """Month-to-date spend as a bar against the monthly limit: green, amber from 75%, red over."""
+def gauge_html(spent: Decimal, limit: Decimal, forecast: SpendForecast | None = None) -> str:
+    """Month-to-date spend as a bar against the monthly limit: green, amber from 75%, red over.
+
+    With ``forecast``, a line below: the month's end at this pace, its 80% interval, and whether
+    the interval reaches the limit.
+    """
     share = float(spent / limit) if limit > 0 else 1.0
     color = "#10b981" if share < 0.75 else ("#f59e0b" if share < 1 else "#ef4444")
     width = max(0.0, min(share, 1.0)) * 100
+    pace = ""
+    if forecast is not None and forecast.history_days > 0:
+        warn = " · may pass the limit" if limit > 0 and forecast.high_usd > limit else ""
+        pace = (f'<div class="vb-sub">At this pace: {fmt_usd(forecast.point_usd)} by month end '
+                f'({forecast.interval:.0%} interval {fmt_usd(forecast.low_usd)} – {fmt_usd(forecast.high_usd)}'
+                f'){esc(warn)}</div>')
     return (f'<div class="vb-sub">Spend this month against the limit</div>'
             f'<div style="font-size:18px;font-weight:600;margin:2px 0">{fmt_usd(spent)} '
             f'<span class="vb-sub">of {fmt_usd(limit)} · {share * 100:.1f}%</span></div>'
-            f'<div class="vb-gauge"><div style="width:{width:.1f}%;background:{color}"></div></div>')
+            f'<div class="vb-gauge"><div style="width:{width:.1f}%;background:{color}"></div></div>{pace}')
 
 
 def budget_gauge_html(budget: Budget) -> str:
@@ -165,7 +175,7 @@ class UsageDashboard(Panel):
         else:
             today = self.login.gateway.now().date()
             month = client.usage_rollup(today.replace(day=1), today).totals["cost_usd"]
-            self.gauge.value = gauge_html(Decimal(month), Decimal(str(self.limit.value)))
+            self.gauge.value = gauge_html(Decimal(month), Decimal(str(self.limit.value)), client.usage_forecast())
         self.chart.value = monthly_chart_svg(client)
         recent = client.usage_events(period.start, period.end, limit=RECENT_EVENTS)
         names = {agent.id: agent.name for agent in client.list_agents()}
