@@ -30,6 +30,7 @@ from .. import __version__, analytics
 from ..clock import SystemClock
 from ..errors import DatabaseError, InternalError, ValidationError
 from ..gateway import Gateway
+from .governance import budget_tables, refusal_tables
 
 __all__ = [
     "CENT",
@@ -143,6 +144,7 @@ def usage_data(gw: Gateway, tenant_id: str, start: object, end: object) -> Repor
     }
     if scope is None:
         tables["by_tenant"] = analytics.by_tenant(gw, first, last)
+    tables.update(refusal_tables(gw, scope, first, last))
     meta = {"event_count": replies, "cost_usd": roll.totals["cost_usd"], "generated_at": _now(),
             "version": __version__, "previous": analytics.previous_period(first, last)}
     return ReportData("usage", tenant_id, name, first, last, tables, meta)
@@ -189,7 +191,8 @@ def invoice_data(gw: Gateway, tenant_id: str, month: str, *, now: datetime | Non
     }
     summary = pd.DataFrame([{k: (str(v) if isinstance(v, Decimal) else v) for k, v in
                              {"tenant_id": scope, "tenant_name": name, **meta}.items()}])
-    return ReportData("invoice", scope, name, first, last, {"lines": lines, "summary": summary}, meta)
+    tables = {"lines": lines, "summary": summary, **budget_tables(gw, scope, first, last)}
+    return ReportData("invoice", scope, name, first, last, tables, meta)
 
 
 def prices_match(gw: Gateway, lines: pd.DataFrame) -> bool:
