@@ -107,6 +107,7 @@ def test_the_invoice_shows_the_budget_its_peak_use_and_the_alerts_crossed(govern
     assert "Monthly budget</th>" in page and "Peak use</th>" in page and percent(month_spend / limit) in page
     assert [percent(t) for t in alerts.threshold] == ["50.0%", "80.0%"] and "Cumulative spend" in page and "<svg" in page
     assert all(f"<td>{percent(t)}</td>" in page for t in alerts.threshold)
+    assert "<td>50%, 80%</td>" in page  # the thresholds of the budget
     csv = pd.read_csv(out / "invoice" / spender / "2026-01" / "data" / "budget.csv", dtype=str)
     assert Decimal(csv.spent_usd[0]) == month_spend and Decimal(csv.monthly_usd[0]) == limit
     curve = pd.read_csv(out / "invoice" / spender / "2026-01" / "data" / "budget_curve.csv", dtype=str)

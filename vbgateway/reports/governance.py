@@ -62,7 +62,7 @@ def budget_tables(gw: Gateway, tenant_id: str, first: date, last: date) -> dict[
         row = gw.sql("SELECT monthly_usd, alert_at FROM budgets WHERE tenant_id = ?", [tenant_id])
         if len(row):
             limit = _money(row.monthly_usd)[0]
-            alert_at = ", ".join(f"{Decimal(str(a)) * 100:g}%" for a in row.alert_at[0])
+            alert_at = ", ".join(f"{(Decimal(str(a)) * 100).normalize():f}%" for a in row.alert_at[0])
     if len(alerts):
         limit = _money(alerts.monthly_usd)[-1]
     daily = gw.sql("SELECT CAST(date_trunc('day', created_at AT TIME ZONE 'UTC') AS DATE) AS day, "
