@@ -88,6 +88,18 @@ def from_units(units: int) -> Decimal:
     return Decimal(units).scaleb(-MONEY_PLACES)
 
 
+_UNITS_PER_USD = float(10**MONEY_PLACES)
+_EXACT_FLOAT = 2**53
+
+
+def _usd_float(units: int) -> float:
+    """``float(from_units(units))`` without the Decimal: both operands are exact floats, so the division
+    rounds once, exactly as the Decimal's conversion does."""
+    if -_EXACT_FLOAT <= units <= _EXACT_FLOAT:
+        return units / _UNITS_PER_USD
+    return float(from_units(units))
+
+
 @dataclass(frozen=True, slots=True)
 class _Limit:
     """A tenant's limit (in units), its thresholds, and the spend at which the next unrecorded one is crossed."""
@@ -211,17 +223,26 @@ class BudgetLedger:
         spent = self._spent.get(tenant_id, 0)
         reserved = self._reserved.get(tenant_id, 0)
         if spent + reserved + amount > limit.units:
-            error = BudgetExceededError(
-                f"this request could cost up to {from_units(amount)} USD, more than what is left of the tenant's "
-                f"budget for {self.month}", details={
-                    "limit": float(limit.monthly_usd), "spent": float(from_units(spent)),
-                    "reserved": float(from_units(reserved)), "requested": float(from_units(amount)),
-                    "month": self.month, "requestId": request.request_id})
-            if self._refusals is not None:
-                self._refusals.record(tenant_id, key_id, session_id, request.request_id, error)
-            raise error
+            raise self._refused(tenant_id, limit, spent, reserved, amount, request.request_id, key_id, session_id)
         self._reserved[tenant_id] = reserved + amount
         return Hold(self, tenant_id, amount)
+
+    def _refused(self, tenant_id: str, limit: _Limit, spent: int, reserved: int, amount: int, request_id: str,
+                 key_id: str | None, session_id: str | None) -> BudgetExceededError:
+        """The refusal, noted; raised by the caller, whose frame then holds no reference to it.
+
+        A frame holding the exception it raises is a reference cycle (exception, traceback,
+        frame): under a burst of refusals those cycles, each with the request's objects, are
+        what the cycle collector spends its time on.
+        """
+        error = BudgetExceededError(
+            f"this request could cost up to {from_units(amount)} USD, more than what is left of the tenant's "
+            f"budget for {self.month}", details={
+                "limit": float(limit.monthly_usd), "spent": _usd_float(spent), "reserved": _usd_float(reserved),
+                "requested": _usd_float(amount), "month": self.month, "requestId": request_id})
+        if self._refusals is not None:
+            self._refusals.record(tenant_id, key_id, session_id, request_id, error)
+        return error
 
     def charge(self, tenant_id: str, hold: Hold | None, cost: Decimal, at: datetime, rows: list[Any]) -> None:
         """A reply of ``cost`` made at ``at`` is about to be committed with ``rows``: it replaces its reservation.
