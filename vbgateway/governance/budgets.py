@@ -62,7 +62,7 @@ from .budget_values import MONEY_PLACES, Budget, BudgetAlert, month_bounds, mont
 
 if TYPE_CHECKING:
     from ..clock import Clock
-    from ..pricing import PriceTable
+    from ..pricing import PriceTable, Rates
     from .refusals import RefusalLog
 
 __all__ = ["BudgetLedger", "Hold", "from_units", "to_units"]
@@ -143,7 +143,7 @@ class BudgetLedger:
         self._clock = clock
         self._prices = prices
         self._refusals = refusals  # BUDGET_EXCEEDED is noted there, as rate-limit refusals are (refusals.py)
-        self._unit_prices: dict[str, int] = {}  # units of 10^-10 USD per token
+        self._unit_prices: dict[str, tuple[Rates, int]] = {}  # the rates, and their units of 10^-10 USD per token
         self._start, self._end = month_bounds(clock.now())
         self.month = month_label(self._start)
         self._limits: dict[str, _Limit] = {}
@@ -194,10 +194,18 @@ class BudgetLedger:
         _log.info("budgets: month %s begins", self.month)
 
     def _unit_price(self, provider: str) -> int:
-        """A provider's price in units per token (exact: a price has at most 7 places per 1,000 tokens)."""
-        price = self._unit_prices.get(provider)
-        if price is None:
-            price = self._unit_prices[provider] = int(self._prices.price_per_1k(provider).scaleb(_TOKEN_PLACES))
+        """A provider's newest price in units per token (exact: at most 7 places per 1,000 tokens).
+
+        Cached with the ``Rates`` it came from: a version added at run time
+        (``PriceTable.add_versions``) is a new object, so the next reservation
+        converts it instead of holding the old price.
+        """
+        rates = self._prices.rates_at(provider)
+        cached = self._unit_prices.get(provider)
+        if cached is not None and cached[0] is rates:
+            return cached[1]
+        price = int(rates.usd_per_1k_tokens.scaleb(_TOKEN_PLACES))
+        self._unit_prices[provider] = (rates, price)
         return price
 
     # ------------------------------------------------------------------ the send path
