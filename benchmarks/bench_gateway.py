@@ -7,6 +7,7 @@ Prints one line per figure as it is measured and, last, one JSON object:
     governed_concurrent_msgs_per_s  the same run with a budget, a rate limit and circuit breakers
                             configured, none of them triggered (asserted in the run)
     governed_ratio          governed / plain concurrent, runs alternating   (target >= 0.9)
+    governed_cpu_ratio      the same from CPU time per message (plain / governed), steadier when loaded
     fallback_msgs_per_s     VirtualClock, vendorA always failing: 3 tries + vendorB (target >= 1500)
     budget_refusals_per_s   concurrent sends to a tenant whose budget cannot cover one reply, all
                             refused with BUDGET_EXCEEDED; asserted: no provider called, no reply
@@ -159,17 +160,17 @@ def measure(mode: str, messages: int, workdir: Path) -> dict[str, float]:
     client, session_ids = _setup(gw, sessions, budget_usd="1000000" if mode == "governed" else None)
     per_session = max(1, messages // sessions)
     total = per_session * sessions
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     gw.clock.run(_send_all(client, session_ids, per_session, concurrency))
     if mode == "governed":  # the figure is the untriggered path: nothing refused, every circuit closed
         assert gw.refusals.recorded == 0, f"{gw.refusals.recorded} requests refused"
         assert all(s.state == "closed" for s in gw.breaker_states().values()), gw.breaker_states()
         assert gw.breaker_states(), "no breakers configured"
     gw.close()  # everything applied to DuckDB is part of the cost
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"messages": total, "seconds": round(elapsed, 3), "msgs_per_s": round(total / elapsed, 1),
-            "peak_rss_mb": round(peak_kb / 1024, 1)}
+            "cpu_us_per_msg": round(cpu / total * 1e6, 1), "peak_rss_mb": round(peak_kb / 1024, 1)}
 
 
 def _child(mode: str, messages: int, workdir: Path) -> dict[str, float]:
@@ -208,11 +209,13 @@ def main() -> None:
             if only and name not in only:
                 continue
             rates: dict[str, list[float]] = {mode: [] for mode, _ in turns}
+            cpu: dict[str, list[float]] = {mode: [] for mode, _ in turns}
             for _ in range(repeats):  # this machine is shared: report the median of several runs
                 for mode, count in turns:
                     result = _child(mode, max(200, int(count * scale)), Path(tmp))
                     print(f"{mode:<11} {result}", flush=True)
                     rates[mode].append(result["msgs_per_s"])
+                    cpu[mode].append(result.get("cpu_us_per_msg", 0.0))
             for mode, measured in rates.items():
                 label = {"governed": "governed_concurrent_msgs_per_s",
                          "refusals": "budget_refusals_per_s"}.get(mode, f"{mode}_msgs_per_s")
@@ -220,6 +223,9 @@ def main() -> None:
             if "governed" in rates:
                 ratios = [g / c for c, g in zip(rates["concurrent"], rates["governed"], strict=True)]
                 figures["governed_ratio"] = round(statistics.median(ratios), 3)
+                # CPU per message (every thread of the child): steadier than wall time on a loaded machine
+                figures["governed_cpu_ratio"] = round(statistics.median(cpu["concurrent"]) /
+                                                      statistics.median(cpu["governed"]), 3)
         if not only or "memory" in only:
             result = _child("memory", max(1000, int(100_000 * scale)), Path(tmp))
             print(f"{'memory':<11} {result}", flush=True)
