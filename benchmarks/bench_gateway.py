@@ -119,9 +119,9 @@ def _measure_refusals(db: Path, messages: int) -> dict[str, float]:
     calls_before = [p.calls for p in providers.values()]  # type: ignore[attr-defined]
     per_session = max(1, messages // len(session_ids))
     total = per_session * len(session_ids)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     refused = gw.clock.run(_refuse_all(client, session_ids, per_session, 200))
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     calls_after = [p.calls for p in providers.values()]  # type: ignore[attr-defined]
     batches = counter.sync
     assert refused == total == gw.refusals.recorded, (refused, total, gw.refusals.recorded)
@@ -130,7 +130,7 @@ def _measure_refusals(db: Path, messages: int) -> dict[str, float]:
     assert batches <= -(-total // 256), f"{batches} journal records for {total} refusals"
     gw.close()
     return {"messages": total, "seconds": round(elapsed, 3), "msgs_per_s": round(total / elapsed, 1),
-            "refusal_journal_records": batches}
+            "cpu_us_per_msg": round(cpu / total * 1e6, 1), "refusal_journal_records": batches}
 
 
 def measure(mode: str, messages: int, workdir: Path) -> dict[str, float]:
