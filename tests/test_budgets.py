@@ -12,6 +12,7 @@ import pytest
 
 from vbgateway import Gateway, GatewayError, VirtualClock
 from vbgateway.errors import BudgetExceededError
+from vbgateway.pricing import Rates
 from vbgateway.providers import VendorA, VendorB
 
 PROMPT = "You are a careful support agent. " * 6  # 198 characters: input tokens dominate a reservation
@@ -167,6 +168,22 @@ def test_the_dearest_provider_of_the_chain_prices_the_reservation(gw, tenant, cl
     session = client.create_session(only_a.id)
     gw.set_budget(tenant[0].id, reservation(0, "hi", price=PRICE_A))  # enough at vendorA's price alone
     assert clock.run(client.send_message(session.id, "hi")).metadata.provider_used == "vendorA"
+
+
+def test_a_price_version_added_at_run_time_changes_what_the_next_reservation_holds(gw, tenant, session, clock):
+    _, client = tenant
+    gw.set_budget(tenant[0].id, Decimal("0.0000001"))  # less than any reply: each request shows what it would hold
+    with pytest.raises(BudgetExceededError) as before:
+        clock.run(client.send_message(session.id, "hello"))
+    assert Decimal(str(before.value.details["requested"])) == reservation(0, "hello", price=PRICE_B)
+    dearer = Decimal("0.006")
+    gw.prices.add_versions("vendorB", [Rates.per_1k(dearer, clock.now())])
+    with pytest.raises(BudgetExceededError) as after:
+        clock.run(client.send_message(session.id, "hello"))
+    assert Decimal(str(after.value.details["requested"])) == reservation(0, "hello", price=dearer)
+    gw.set_budget(tenant[0].id, reservation(0, "hello", price=dearer) - Decimal("1E-7"))  # fit the old price only
+    with pytest.raises(BudgetExceededError):
+        clock.run(client.send_message(session.id, "hello"))
 
 
 def test_the_reservation_grows_with_the_conversation(gw, tenant, session, clock):

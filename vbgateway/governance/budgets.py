@@ -62,7 +62,7 @@ from .budget_values import MONEY_PLACES, Budget, BudgetAlert, month_bounds, mont
 
 if TYPE_CHECKING:
     from ..clock import Clock
-    from ..pricing import PriceTable
+    from ..pricing import PriceTable, Rates
     from .refusals import RefusalLog
 
 __all__ = ["BudgetLedger", "Hold", "from_units", "to_units"]
@@ -86,6 +86,18 @@ def to_units(amount: Decimal) -> int:
 
 def from_units(units: int) -> Decimal:
     return Decimal(units).scaleb(-MONEY_PLACES)
+
+
+_UNITS_PER_USD = float(10**MONEY_PLACES)
+_EXACT_FLOAT = 2**53
+
+
+def _usd_float(units: int) -> float:
+    """``float(from_units(units))`` without the Decimal: both operands are exact floats, so the division
+    rounds once, exactly as the Decimal's conversion does."""
+    if -_EXACT_FLOAT <= units <= _EXACT_FLOAT:
+        return units / _UNITS_PER_USD
+    return float(from_units(units))
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +143,7 @@ class BudgetLedger:
         self._clock = clock
         self._prices = prices
         self._refusals = refusals  # BUDGET_EXCEEDED is noted there, as rate-limit refusals are (refusals.py)
-        self._unit_prices: dict[str, int] = {}  # units of 10^-10 USD per token
+        self._unit_prices: dict[str, tuple[Rates, int]] = {}  # the rates, and their units of 10^-10 USD per token
         self._start, self._end = month_bounds(clock.now())
         self.month = month_label(self._start)
         self._limits: dict[str, _Limit] = {}
@@ -182,10 +194,18 @@ class BudgetLedger:
         _log.info("budgets: month %s begins", self.month)
 
     def _unit_price(self, provider: str) -> int:
-        """A provider's price in units per token (exact: a price has at most 7 places per 1,000 tokens)."""
-        price = self._unit_prices.get(provider)
-        if price is None:
-            price = self._unit_prices[provider] = int(self._prices.price_per_1k(provider).scaleb(_TOKEN_PLACES))
+        """A provider's newest price in units per token (exact: at most 7 places per 1,000 tokens).
+
+        Cached with the ``Rates`` it came from: a version added at run time
+        (``PriceTable.add_versions``) is a new object, so the next reservation
+        converts it instead of holding the old price.
+        """
+        rates = self._prices.rates_at(provider)
+        cached = self._unit_prices.get(provider)
+        if cached is not None and cached[0] is rates:
+            return cached[1]
+        price = int(rates.usd_per_1k_tokens.scaleb(_TOKEN_PLACES))
+        self._unit_prices[provider] = (rates, price)
         return price
 
     # ------------------------------------------------------------------ the send path
@@ -211,17 +231,26 @@ class BudgetLedger:
         spent = self._spent.get(tenant_id, 0)
         reserved = self._reserved.get(tenant_id, 0)
         if spent + reserved + amount > limit.units:
-            error = BudgetExceededError(
-                f"this request could cost up to {from_units(amount)} USD, more than what is left of the tenant's "
-                f"budget for {self.month}", details={
-                    "limit": float(limit.monthly_usd), "spent": float(from_units(spent)),
-                    "reserved": float(from_units(reserved)), "requested": float(from_units(amount)),
-                    "month": self.month, "requestId": request.request_id})
-            if self._refusals is not None:
-                self._refusals.record(tenant_id, key_id, session_id, request.request_id, error)
-            raise error
+            raise self._refused(tenant_id, limit, spent, reserved, amount, request.request_id, key_id, session_id)
         self._reserved[tenant_id] = reserved + amount
         return Hold(self, tenant_id, amount)
+
+    def _refused(self, tenant_id: str, limit: _Limit, spent: int, reserved: int, amount: int, request_id: str,
+                 key_id: str | None, session_id: str | None) -> BudgetExceededError:
+        """The refusal, noted; raised by the caller, whose frame then holds no reference to it.
+
+        A frame holding the exception it raises is a reference cycle (exception, traceback,
+        frame): under a burst of refusals those cycles, each with the request's objects, are
+        what the cycle collector spends its time on.
+        """
+        error = BudgetExceededError(
+            f"this request could cost up to {from_units(amount)} USD, more than what is left of the tenant's "
+            f"budget for {self.month}", details={
+                "limit": float(limit.monthly_usd), "spent": _usd_float(spent), "reserved": _usd_float(reserved),
+                "requested": _usd_float(amount), "month": self.month, "requestId": request_id})
+        if self._refusals is not None:
+            self._refusals.record(tenant_id, key_id, session_id, request_id, error)
+        return error
 
     def charge(self, tenant_id: str, hold: Hold | None, cost: Decimal, at: datetime, rows: list[Any]) -> None:
         """A reply of ``cost`` made at ``at`` is about to be committed with ``rows``: it replaces its reservation.

@@ -241,27 +241,41 @@ class RateLimiter:
 
     def _admit(self, entry: _TenantLimits, tenant_id: str, key_id: str | None, session_id: str, agent: Agent,
                history: Sequence[ChatTurn], content: str) -> Ticket | None:
-        applying = [entry.tenant] if entry.tenant is not None else []
+        # On every reply of a limited tenant: plain loops, no lists or closures built per request.
+        tenant_limits = entry.tenant
         key_limits = entry.keys.get(key_id) if key_id is not None else None
-        if key_limits is not None:
-            applying.append(key_limits)
-        if not applying:
-            return None
+        if key_limits is None:
+            if tenant_limits is None:
+                return None
+            applying: tuple[_Limits, ...] = (tenant_limits,)
+        else:
+            applying = (key_limits,) if tenant_limits is None else (tenant_limits, key_limits)
         tokens = 0
-        if any(limits.tokens is not None for limits in applying):
-            chars = len(agent.system_prompt) + sum([len(turn.content) for turn in history]) + len(content)
-            tokens = estimate_tokens(chars) + agent.max_output_tokens
+        for limits in applying:
+            if limits.tokens is not None:
+                chars = len(agent.system_prompt) + sum([len(turn.content) for turn in history]) + len(content)
+                tokens = estimate_tokens(chars) + agent.max_output_tokens
+                break
         now_us = round(self._clock.monotonic() * 1_000_000)
-        charges = [(bucket, cost, name, limits) for limits in applying
-                   for bucket, cost, name in ((limits.requests, 1, "requestsPerMinute"),
-                                              (limits.tokens, tokens, "tokensPerMinute")) if bucket is not None]
-        waits = [(bucket.wait(now_us, cost), name, limits) for bucket, cost, name, limits in charges]
-        longest = max(waits, key=lambda wait: wait[0])
-        if longest[0] > 0:
+        longest: tuple[int, str, _Limits] | None = None  # the first of the longest waits, as max() picks it
+        for limits in applying:
+            if limits.requests is not None:
+                wait = limits.requests.wait(now_us, 1)
+                if wait > 0 and (longest is None or wait > longest[0]):
+                    longest = (wait, "requestsPerMinute", limits)
+            if limits.tokens is not None:
+                wait = limits.tokens.wait(now_us, tokens)
+                if wait > 0 and (longest is None or wait > longest[0]):
+                    longest = (wait, "tokensPerMinute", limits)
+        if longest is not None:
             raise self._refuse(tenant_id, key_id, session_id, *longest)
-        for bucket, cost, _, _ in charges:
-            bucket.take(now_us, cost)
-        token_buckets = tuple(limits.tokens for limits in applying if limits.tokens is not None)
+        token_buckets: tuple[Bucket, ...] = ()
+        for limits in applying:
+            if limits.requests is not None:
+                limits.requests.take(now_us, 1)
+            if limits.tokens is not None:
+                limits.tokens.take(now_us, tokens)
+                token_buckets += (limits.tokens,)
         return Ticket(token_buckets, tokens) if token_buckets else None
 
     def _refuse(self, tenant_id: str, key_id: str | None, session_id: str, wait_us: int, name: str,

@@ -1,11 +1,13 @@
 """Reports behind ``vbgateway report``: usage and invoice notebooks run with papermill.
 
-Three parts, each readable alone:
+The parts, each readable alone:
 
 - ``data``: what a report shows (tables and facts), computed once for the
   HTML and for the CSV/Parquet files;
 - ``fragments``: the HTML pieces the notebooks display around charts and tables;
-- ``runner``: planning the jobs and executing the notebooks under an output lock.
+- ``runner``: planning the jobs and executing the notebooks under an output lock;
+- ``governance`` and ``governance_view``: a tenant's budget on its invoice, refused
+  requests and breaker open time on the usage report, as tables and as HTML sections.
 
 The notebooks themselves (``notebooks/usage_report.ipynb``, ``notebooks/invoice.ipynb``)
 ship inside this package and use the names re-exported here

@@ -30,6 +30,7 @@ from .. import __version__, analytics
 from ..clock import SystemClock
 from ..errors import DatabaseError, InternalError, ValidationError
 from ..gateway import Gateway
+from .governance import budget_tables, refusal_tables
 
 __all__ = [
     "CENT",
@@ -145,6 +146,7 @@ def usage_data(gw: Gateway, tenant_id: str, start: object, end: object) -> Repor
         tables["by_tenant"] = analytics.by_tenant(gw, first, last)
     tables["anomalies"] = analytics.anomalies(gw, scope, first, last)
     tables["forecast"] = _forecasts(gw, scope, last)
+    tables.update(refusal_tables(gw, scope, first, last))
     meta = {"event_count": replies, "cost_usd": roll.totals["cost_usd"], "generated_at": _now(),
             "version": __version__, "previous": analytics.previous_period(first, last)}
     return ReportData("usage", tenant_id, name, first, last, tables, meta)
@@ -202,7 +204,8 @@ def invoice_data(gw: Gateway, tenant_id: str, month: str, *, now: datetime | Non
                              {"tenant_id": scope, "tenant_name": name, **meta}.items()}])
     # A month still running also says where it is heading ("at this pace"); the statement's figures stay exact.
     meta["forecast"] = None if final else analytics.month_end_forecast(gw, scope, month=month, as_of=as_of)
-    return ReportData("invoice", scope, name, first, last, {"lines": lines, "summary": summary}, meta)
+    tables = {"lines": lines, "summary": summary, **budget_tables(gw, scope, first, last)}
+    return ReportData("invoice", scope, name, first, last, tables, meta)
 
 
 def prices_match(gw: Gateway, lines: pd.DataFrame) -> bool:
