@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import subprocess
 import sys
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from vbgateway import Gateway, GatewayError, RetryPolicy
+from vbgateway import BreakerPolicy, Gateway, GatewayError, RetryPolicy
 from vbgateway.simulation import load_scenario, simulate
 from vbgateway.simulation.replay import observed_sessions, replay
 
@@ -70,16 +69,22 @@ def test_other_prices_change_the_cost_and_nothing_else(outage_day: Path):
         dearer.close()
 
 
-def test_a_breaker_goes_to_the_gateway_only_when_it_takes_one(outage_day: Path):
-    takes_breaker = "breaker" in inspect.signature(Gateway.__init__).parameters
-    if takes_breaker:  # a gateway with breakers: the option is passed as it is
-        from vbgateway import reliability
-
-        result = replay(outage_day, *DAY, breaker=reliability.BreakerPolicy())  # type: ignore[attr-defined]
-        assert result.totals["messages"]["replayed"] == result.totals["messages"]["observed"]
-    else:
+def test_a_breaker_replays_the_outage_with_skips_and_a_bad_one_is_refused(outage_day: Path):
+    plain = replay(outage_day, *DAY, keep_open=True)
+    guarded = replay(outage_day, *DAY, breaker=BreakerPolicy(failure_threshold=3, cooldown_s=30), keep_open=True)
+    try:
+        assert guarded.totals["messages"]["replayed"] == guarded.totals["messages"]["observed"]
+        assert plain.gateway is not None and guarded.gateway is not None
+        skipped = guarded.gateway.sql("SELECT count(*) AS n FROM provider_call_events WHERE status = 'skipped'").n[0]
+        opened = guarded.gateway.sql("SELECT count(*) AS n FROM breaker_transitions WHERE to_state = 'open'").n[0]
+        assert skipped > 0 and opened > 0
+        assert plain.gateway.sql("SELECT count(*) AS n FROM breaker_transitions").n[0] == 0
+    finally:
+        plain.close()
+        guarded.close()
+    for bad in (object(), {"failure_threshold": 0}):
         with pytest.raises(GatewayError) as info:
-            replay(outage_day, *DAY, breaker=object())
+            replay(outage_day, *DAY, breaker=bad)
         assert info.value.code == "VALIDATION_ERROR" and "breaker" in info.value.message
 
 

@@ -28,11 +28,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+import pydantic
 
 from ..audio import synthesize
 from ..clock import VirtualClock
 from ..errors import AllProvidersFailedError, ValidationError
 from ..gateway import Gateway
+from ..governance.breaker import BreakerPolicy
 from ..providers import VendorA, VendorB
 from ..reliability import RetryPolicy
 from ..store import Store
@@ -120,6 +122,17 @@ class Replay:
             self.gateway = None
 
 
+def _breaker_policy(given: Any) -> BreakerPolicy:
+    """A ``BreakerPolicy``, or its fields as a mapping; anything else is a VALIDATION_ERROR before any replay."""
+    if isinstance(given, BreakerPolicy):
+        return given
+    try:
+        return BreakerPolicy.model_validate(given)
+    except pydantic.ValidationError as exc:
+        raise ValidationError(f"breaker: not a breaker policy ({exc.errors()[0]['msg']})",
+                              details={"field": "breaker"}) from exc
+
+
 def _gateway(store: Store, clock: VirtualClock, vendors: dict[str, Any], policy: RetryPolicy,
              prices: Any, seed: int, options: dict[str, Any]) -> Gateway:
     accepted = inspect.signature(Gateway.__init__).parameters
@@ -198,7 +211,7 @@ def replay(source: str | Path | Gateway, start: object, end: object, *, policy: 
         control = gw.store.table_rows(_CONTROL)
     options = dict(gateway_options)
     if breaker is not None:
-        options["breaker"] = breaker
+        options["breaker"] = _breaker_policy(breaker)
     clock = VirtualClock(start=lower)
     vendors = {name: cls(fitted.vendor_profiles()[name], seed=f"replay/{seed}/{name}") for name, cls in _VENDORS.items()}
     store = Store(":memory:", now=lower, journal=False, commit_window_s=clock.commit_window_s)
