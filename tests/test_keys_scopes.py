@@ -37,6 +37,7 @@ OPERATIONS = {
     "usage_rollup": ("usage:read", lambda c, x: c.usage_rollup("2026-01-01", "2026-01-31")),
     "usage_events": ("usage:read", lambda c, x: c.usage_events("2026-01-01", "2026-01-31")),
     "usage_monthly": ("usage:read", lambda c, x: c.usage_monthly(3)),
+    "usage_forecast": ("usage:read", lambda c, x: c.usage_forecast()),
 }
 
 

@@ -262,6 +262,7 @@ class TenantClient:
 
     def usage_forecast(self, month: str | None = None) -> analytics.SpendForecast:
         """This month's (or ``month``'s, ``YYYY-MM``) spend so far and at this pace by its end, 80% interval."""
+        self.require("usage:read")
         from . import analytics
 
         return analytics.month_end_forecast(self._gw, self.id, month=month)
