@@ -37,9 +37,9 @@ import pyarrow.parquet as pq
 from . import __version__
 from .clock import SystemClock
 from .errors import DatabaseError, ValidationError
-from .store import aggregates
 from .store.merge import MERGED_TABLES
-from .store.tables import AGENTS, MESSAGES, TENANTS, USAGE_EVENTS, Table
+from .store.tables import AGENTS, TENANTS, Table
+from .store.views import tables_as_views
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -252,23 +252,11 @@ def lake_views(con: duckdb.DuckDBPyConnection, lake: str | Path) -> None:
     if not _is_local(fs):
         con.register_filesystem(fs)
     patterns = lake_files(lake)
-    for table in LAKE_TABLES:
-        con.execute(f"DROP TABLE {table.name}")
-        if table.name in patterns:
-            con.execute(f"CREATE VIEW {table.name} AS {_typed(table, _parquet(patterns[table.name], _partitioned(table)))}")
-        else:
-            empty = ", ".join(f"CAST(NULL AS {c.sql_type}) AS {c.name}" for c in table.columns)
-            con.execute(f"CREATE VIEW {table.name} AS SELECT {empty} WHERE false")
-    for table in _CONTROL:
-        if table.name in patterns:
-            con.execute(f"INSERT INTO {table.name} SELECT DISTINCT ON (id) * FROM "
-                        f"({_typed(table, _parquet(patterns[table.name], False))}) ORDER BY id")
-    if TENANTS.name not in patterns:  # an export carries no names: its tenants are known by id
-        con.execute("INSERT INTO tenants SELECT tenant_id, tenant_id, min(created_at) FROM usage_events "
-                    "GROUP BY tenant_id ORDER BY tenant_id")
-    # The daily aggregates the rollups, KPIs and series read are not written to a lake: made here from its rows.
-    aggregates.add_usage(con, USAGE_EVENTS.name)
-    aggregates.add_messages(con, MESSAGES.name)
+    views = {table: _typed(table, _parquet(patterns[table.name], _partitioned(table))) if table.name in patterns
+             else None for table in LAKE_TABLES}
+    control = {table: _typed(table, _parquet(patterns[table.name], False)) for table in _CONTROL
+               if table.name in patterns}
+    tables_as_views(con, views, control)
 
 
 @contextmanager
