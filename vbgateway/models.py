@@ -28,6 +28,7 @@ __all__ = [
     "AgentSpec",
     "ApiKeyInfo",
     "Attempt",
+    "Channel",
     "Idempotency",
     "Message",
     "Money",
@@ -64,6 +65,7 @@ def iso_timestamp(value: datetime) -> str:
 
 
 Timestamp = Annotated[datetime, PlainSerializer(iso_timestamp, return_type=str, when_used="json")]
+Channel = Literal["chat", "voice", "openai"]  # openai: the OpenAI-compatible front door (/v1/chat/completions)
 Money = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]
 
 
@@ -284,7 +286,7 @@ class ReplyMetadata(WireModel):
     usage: Usage
     idempotency: Idempotency
     request_id: str
-    channel: Literal["chat", "voice"] = Field(default="chat", exclude=True)
+    channel: Channel = Field(default="chat", exclude=True)
 
 
 class Reply(WireModel):
@@ -334,7 +336,7 @@ class UsageEvent(WireModel):
     session_id: str
     agent_id: str
     provider: str
-    channel: Literal["chat", "voice"]
+    channel: Channel
     tokens_in: int
     tokens_out: int
     cost_usd: Money

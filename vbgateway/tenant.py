@@ -276,18 +276,40 @@ class TenantClient:
 
     # ------------------------------------------------------------------ messages
     async def send_message(self, session_id: str, content: str, *, idempotency_key: str | None = None,
-                           request_id: str | None = None) -> Reply:
+                           request_id: str | None = None, channel: TextChannel = "chat") -> Reply:
         """Send a user message; returns the assistant's reply, billed exactly once.
 
         ``request_id`` (a ``req_`` id, e.g. the HTTP request's) names the request in
         the reply, the attempt log and the usage event; by default one is made.
+        ``channel`` is where the message came in: ``chat`` (the /v1 contract) or
+        ``openai`` (the OpenAI-compatible front door); it is part of the request for
+        idempotency, so one key cannot name a message on both doors.
         """
         self.require("chat")
         content = validate_content(content)
         key = validate_idempotency_key(idempotency_key)
-        fingerprint = request_fingerprint("chat", session_id, content) if key is not None else ""
-        return await self._gw.sender.send(self.id, session_id, content, channel="chat", idempotency_key=key,
+        channel = validate_channel(channel)
+        fingerprint = request_fingerprint(channel, session_id, content) if key is not None else ""
+        return await self._gw.sender.send(self.id, session_id, content, channel=channel, idempotency_key=key,
                                           fingerprint=fingerprint, request_id=request_id, key_id=self._grant.key_id)
+
+    def stream_message(self, session_id: str, content: str, *, idempotency_key: str | None = None,
+                       request_id: str | None = None, channel: TextChannel = "chat") -> ReplyStream:
+        """``send_message`` as it is written: ``async for item in ...`` gives ``TextDelta`` items, then the ``Reply``.
+
+        Billed exactly once whatever the caller does: a caller that stops
+        iterating (a client that disconnected) leaves the reply to be finished,
+        stored and billed; the same idempotency key then replays it. Errors
+        before the first delta are the ones ``send_message`` raises; a provider
+        failing after it raises STREAM_INTERRUPTED (nothing billed).
+        """
+        self.require("chat")
+        content = validate_content(content)
+        key = validate_idempotency_key(idempotency_key)
+        channel = validate_channel(channel)
+        fingerprint = request_fingerprint(channel, session_id, content) if key is not None else ""
+        return self._gw.sender.stream(self.id, session_id, content, channel=channel, idempotency_key=key,
+                                      fingerprint=fingerprint, request_id=request_id, key_id=self._grant.key_id)
 
     async def send_voice(self, session_id: str, audio: bytes, audio_duration_ms: int | None = None, *,
                          idempotency_key: str | None = None, request_id: str | None = None) -> VoiceReply:

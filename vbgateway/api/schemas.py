@@ -16,7 +16,7 @@ from pydantic.alias_generators import to_camel
 
 from ..governance.budget_values import Budget
 from ..governance.scopes import SCOPES
-from ..models import Agent, RateLimit, ReplyMetadata, Session, Tenant, Timestamp
+from ..models import Agent, Channel, RateLimit, ReplyMetadata, Session, Tenant, Timestamp
 from ..tenant import MAX_CUSTOMER_ID_CHARS, MAX_METADATA_BYTES
 from .constraints import MAX_CONTENT_CHARS, NON_BLANK_TEXT, TEXT
 
@@ -245,7 +245,7 @@ class UsageEventRow(_Wire):
     session_id: str
     agent_id: str
     provider: str
-    channel: Literal["chat", "voice"]
+    channel: Channel
     tokens_in: int
     tokens_out: int
     cost_usd: float
