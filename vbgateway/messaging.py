@@ -31,11 +31,11 @@ import hashlib
 import json
 import random
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import orjson
 
@@ -61,6 +61,7 @@ from .models import (
 from .providers.base import ChatTurn, ProviderRequest
 from .reliability import AttemptLog, ChainResult, call_chain
 from .store.tables import IdempotencyRow, JournalRow, MessageRow, ProviderCallRow, SessionActivityRow, UsageEventRow
+from .streaming import ReplySink, ReplyStream, StreamInterruptedError, keep_until_done
 
 if TYPE_CHECKING:
     from .clock import Clock
@@ -72,7 +73,7 @@ if TYPE_CHECKING:
     from .reliability import RetryPolicy
     from .store import Store
 
-__all__ = ["MAX_IDEMPOTENCY_KEY_CHARS", "MessageSender", "SessionState"]
+__all__ = ["MAX_IDEMPOTENCY_KEY_CHARS", "MessageSender", "SessionState", "TextChannel", "validate_channel"]
 
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 USAGE_EVENT_INDEX = 1023  # attempt events of a request count up from 0; its usage event takes the last slot
@@ -103,6 +104,16 @@ def validate_content(content: object) -> str:
         return clean_text(content)
     except ValueError as exc:
         raise ValidationError(str(exc), details={"field": "content"}) from exc
+
+
+TextChannel = Literal["chat", "openai"]  # the doors a text message comes in by (voice has its own path)
+
+
+def validate_channel(channel: object) -> TextChannel:
+    if channel not in get_args(TextChannel):
+        raise ValidationError(f"a text message's channel is one of {', '.join(get_args(TextChannel))}",
+                              details={"field": "channel"})
+    return channel  # type: ignore[return-value]
 
 
 def validate_idempotency_key(key: object) -> str | None:
@@ -140,6 +151,13 @@ def _attempt_dicts(log: list[AttemptLog]) -> list[dict[str, Any]]:
     """The attempt log in the shape of ``Attempt`` (snake_case), for one validation of a whole reply."""
     return [{"provider": a.provider, "status": a.status, "http_status": a.http_status, "latency_ms": a.latency_ms,
              "retries": a.retries, "error_code": a.error_code} for a in log]
+
+
+def _stream_interrupted(request_id: str, result: ChainResult) -> StreamInterruptedError:
+    """502 STREAM_INTERRUPTED: the provider failed after text was sent; no other provider may continue it."""
+    attempts = [Attempt.model_validate(a).model_dump(by_alias=True, mode="json") for a in _attempt_dicts(result.attempts)]
+    return StreamInterruptedError("the provider failed after the reply began; nothing was billed",
+                                  details={"requestId": request_id, "attempts": attempts})
 
 
 def _chain_failed(request_id: str, result: ChainResult) -> AllProvidersFailedError:
@@ -181,6 +199,8 @@ class MessageSender:
         self._budgets = budgets if budgets is not None else BudgetLedger(clock, prices)
         self._sessions: OrderedDict[str, SessionState] = OrderedDict()
         self._in_flight: dict[tuple[str, str], tuple[str, asyncio.Future[Reply]]] = {}
+        self._detached: set[asyncio.Task[Reply]] = set()  # streamed sends whose reader left, until they end
+        self._keep_detached = keep_until_done(self._detached)
 
     # ------------------------------------------------------------------ sessions
     def remember(self, state: SessionState) -> None:
@@ -214,18 +234,20 @@ class MessageSender:
     # ------------------------------------------------------------------ send
     async def send(self, tenant_id: str, session_id: object, content: str, *, channel: str,
                    idempotency_key: str | None, fingerprint: str, request_id: str | None = None,
-                   key_id: str | None = None) -> Reply:
+                   key_id: str | None = None, sink: ReplySink | None = None) -> Reply:
         """One billed reply; ``request_id`` lets a caller (the HTTP API) reuse its own ``req_`` id.
 
         ``fingerprint`` (``request_fingerprint``) is only read with an idempotency key; ``key_id``
-        (None: the operator's client) selects the key's own rate limit.
+        (None: the operator's client) selects the key's own rate limit; ``sink`` streams the
+        reply's text as it is written (``stream``).
         """
         if request_id is not None and not is_id(request_id, "req"):
             raise ValidationError("a request id looks like req_ followed by 20 characters",
                                   details={"field": "requestId"})
         state = self.session_state(tenant_id, session_id)
         if idempotency_key is None:
-            return await self._send_once(tenant_id, state, content, channel, None, fingerprint, request_id, key_id)
+            return await self._send_once(tenant_id, state, content, channel, None, fingerprint, request_id, key_id,
+                                         sink)
         slot = (tenant_id, idempotency_key)
         while True:
             in_flight = self._in_flight.get(slot)
@@ -248,7 +270,7 @@ class MessageSender:
         self._in_flight[slot] = (fingerprint, future)
         try:
             reply = await self._send_once(tenant_id, state, content, channel, idempotency_key, fingerprint,
-                                          request_id, key_id)
+                                          request_id, key_id, sink)
         except asyncio.CancelledError:
             future.cancel()  # waiters see the cancellation and run the request themselves
             raise
@@ -262,6 +284,20 @@ class MessageSender:
         finally:
             self._in_flight.pop(slot, None)
 
+    def stream(self, tenant_id: str, session_id: object, content: str, *, channel: str,
+               idempotency_key: str | None, fingerprint: str, request_id: str | None = None,
+               key_id: str | None = None) -> ReplyStream:
+        """``send`` as a ``ReplyStream``: text as it is written, then the reply (streaming.py)."""
+        def start(sink: ReplySink) -> Coroutine[Any, Any, Reply]:
+            return self.send(tenant_id, session_id, content, channel=channel, idempotency_key=idempotency_key,
+                             fingerprint=fingerprint, request_id=request_id, key_id=key_id, sink=sink)
+        return ReplyStream(start, self._keep_detached)
+
+    async def finish_detached(self) -> None:
+        """Wait for the streamed replies whose readers went away: each is stored and billed before a close."""
+        while self._detached:
+            await asyncio.wait(list(self._detached))
+
     @staticmethod
     def _conflict(key: str) -> IdempotencyConflictError:
         return IdempotencyConflictError("this idempotency key was already used with a different request",
@@ -273,7 +309,8 @@ class MessageSender:
         return reply.model_copy(update={"metadata": reply.metadata.model_copy(update={"idempotency": idem})})
 
     async def _send_once(self, tenant_id: str, state: SessionState, content: str, channel: str,
-                         key: str | None, fingerprint: str, request_id: str | None, key_id: str | None) -> Reply:
+                         key: str | None, fingerprint: str, request_id: str | None, key_id: str | None,
+                         sink: ReplySink | None) -> Reply:
         providers = self._providers
         session = state.session
         agent = self._agent_for(tenant_id, session.agent_id)
@@ -300,10 +337,10 @@ class MessageSender:
         state.next_position += 2  # reserve both slots now: concurrent sends on one session never collide
         if hold is None:
             return await self._answer(tenant_id, state, content, channel, key, fingerprint, agent, request_id,
-                                      received_at, position, chain, request, None, ticket)
+                                      received_at, position, chain, request, None, ticket, sink)
         try:
             return await self._answer(tenant_id, state, content, channel, key, fingerprint, agent, request_id,
-                                      received_at, position, chain, request, hold, ticket)
+                                      received_at, position, chain, request, hold, ticket, sink)
         except BaseException as exc:
             hold.abandon(exc)  # the reservation goes back, or a cost whose commit failed
             raise
@@ -311,11 +348,11 @@ class MessageSender:
     async def _answer(self, tenant_id: str, state: SessionState, content: str, channel: str, key: str | None,
                       fingerprint: str, agent: Agent, request_id: str, received_at: datetime, position: int,
                       chain: list[tuple[str, Provider]], request: ProviderRequest, hold: Hold | None,
-                      ticket: Ticket | None) -> Reply:
+                      ticket: Ticket | None, sink: ReplySink | None) -> Reply:
         """Steps 3-5 once admitted: the provider chain, then the reply committed with its cost settled."""
         store, session = self._store, state.session
         try:
-            result = await call_chain(chain, request, self._retry, self._clock, self._rng, self._breakers)
+            result = await call_chain(chain, request, self._retry, self._clock, self._rng, self._breakers, sink)
         except BaseException:
             if ticket is not None:
                 ticket.settle(None)
@@ -326,6 +363,8 @@ class MessageSender:
         if result.response is None:
             await store.commit_async([*events, *result.transitions])
             self._metrics.attempts(result.attempts)
+            if sink is not None and sink.started:
+                raise _stream_interrupted(request_id, result)
             raise _chain_failed(request_id, result)
         reply = self._build_reply(result, agent.id, session.id, request_id, channel, key)
         message, usage = reply.message, reply.metadata.usage
@@ -350,6 +389,8 @@ class MessageSender:
         await store.commit_async(rows)
         self._metrics.reply(tenant_id, result.attempts, reply.metadata.provider_used, usage.tokens_in, usage.tokens_out,
                             usage.cost_usd)
+        if sink is not None and sink.first_token_s is not None:
+            self._metrics.first_token(reply.metadata.provider_used, sink.first_token_s)
         state.history.extend((ChatTurn("user", content), ChatTurn("assistant", reply.message.content)))
         state.last_activity_at = reply.message.created_at
         return reply

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .clock import Clock
 from .providers.base import Provider, ProviderError, ProviderRequest, ProviderResponse
+from .streaming import ReplySink, stream_attempt
 
 if TYPE_CHECKING:
     from .governance.breaker import Breakers
@@ -125,11 +126,14 @@ class ChainResult:
 
 
 async def _one_attempt(provider: Provider, name: str, request: ProviderRequest, policy: RetryPolicy,
-                       clock: Clock, log: list[AttemptLog], index: int) -> ProviderResponse:
+                       clock: Clock, log: list[AttemptLog], index: int, sink: ReplySink | None) -> ProviderResponse:
     started_at, t0 = clock.now(), clock.monotonic()
     try:
-        async with clock.timeout(policy.timeout_s):
-            response = await provider.complete(request)
+        if sink is None:
+            async with clock.timeout(policy.timeout_s):
+                response = await provider.complete(request)
+        else:
+            response = await stream_attempt(provider, name, request, policy.timeout_s, clock, sink, t0)
     except TimeoutError:
         error = ProviderError(f"{name} did not answer within {policy.timeout_s:g}s", error_code="TIMEOUT")
     except ProviderError as exc:
@@ -147,32 +151,42 @@ async def _one_attempt(provider: Provider, name: str, request: ProviderRequest, 
 
 
 async def _try_provider(provider: Provider, name: str, request: ProviderRequest, policy: RetryPolicy,
-                        clock: Clock, rng: random.Random, log: list[AttemptLog]) -> ProviderResponse | None:
-    """Try one provider until it answers, the error is not retryable, or the policy gives up."""
+                        clock: Clock, rng: random.Random, log: list[AttemptLog],
+                        sink: ReplySink | None = None) -> ProviderResponse | None:
+    """Try one provider until it answers, the error is not retryable, the policy gives up, or
+    (streaming) text has reached the caller."""
     started = clock.monotonic()
     failed = 0
     while True:
         try:
-            return await _one_attempt(provider, name, request, policy, clock, log, failed)
+            return await _one_attempt(provider, name, request, policy, clock, log, failed, sink)
         except ProviderError as error:
             failed += 1
-            if not error.retryable or policy.gives_up(failed, clock.monotonic() - started):
+            if not error.retryable or policy.gives_up(failed, clock.monotonic() - started) or (
+                    sink is not None and sink.started):
                 return None
             await clock.sleep(policy.wait_s(failed, error, rng))
 
 
 async def call_chain(providers: Sequence[tuple[str, Provider]], request: ProviderRequest, policy: RetryPolicy,
-                     clock: Clock, rng: random.Random, breakers: Breakers | None = None) -> ChainResult:
-    """Primary first, then (if the policy allows) the fallback; every attempt logged."""
+                     clock: Clock, rng: random.Random, breakers: Breakers | None = None,
+                     sink: ReplySink | None = None) -> ChainResult:
+    """Primary first, then (if the policy allows) the fallback; every attempt logged.
+
+    With a ``sink`` (a streaming send) each attempt streams into it, and no
+    provider is tried again once text has reached it (``streaming.py``).
+    """
     primary = providers[0][0]
     fallback = providers[1][0] if len(providers) > 1 and policy.fallback else None
     result = ChainResult(None, None, primary, fallback)
     chain = providers if policy.fallback else providers[:1]
     if breakers is not None:
-        return await breakers.call_chain(chain, request, policy, clock, rng, result)
+        return await breakers.call_chain(chain, request, policy, clock, rng, result, sink)
     for name, provider in chain:
-        response = await _try_provider(provider, name, request, policy, clock, rng, result.attempts)
+        response = await _try_provider(provider, name, request, policy, clock, rng, result.attempts, sink)
         if response is not None:
             result.response, result.provider_used = response, name
+            return result
+        if sink is not None and sink.started:
             return result
     return result

@@ -20,7 +20,14 @@ import pydantic
 from .errors import AgentNotFoundError, ValidationError
 from .governance import OPERATOR_GRANT, KeyGrant
 from .governance.budget_admin import budget_of
-from .messaging import SessionState, request_fingerprint, validate_content, validate_idempotency_key
+from .messaging import (
+    SessionState,
+    TextChannel,
+    request_fingerprint,
+    validate_channel,
+    validate_content,
+    validate_idempotency_key,
+)
 from .models import (
     DEFAULT_EVENTS_LIMIT,
     Agent,
@@ -44,6 +51,7 @@ if TYPE_CHECKING:
     from . import analytics
     from .gateway import Gateway
     from .governance.budget_values import Budget
+    from .streaming import ReplyStream
 
 __all__ = ["TenantClient", "check_session_input", "parse_input", "validation_error"]
 

@@ -14,6 +14,8 @@ The app does not own the gateway: whoever opened it closes it.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -59,7 +61,7 @@ def create_app(gateway: Gateway, *, cors_origins: list[str] | None = None,
     without one they do not exist. ``GET /metrics`` (routes_metrics.py) is served to loopback
     peers, and to others carrying that secret.
     """
-    app = FastAPI(title=TITLE, version=__version__, docs_url=None, redoc_url=None,
+    app = FastAPI(title=TITLE, version=__version__, docs_url=None, redoc_url=None, lifespan=_finishing(gateway),
                   description="The /v1 contract of VocalBridge Ops. Every non-2xx answer is the error envelope.")
     app.state.gateway = gateway
     route_class = gateway_route_class(gateway)
@@ -98,6 +100,15 @@ def create_app(gateway: Gateway, *, cors_origins: list[str] | None = None,
                        voice_limit=max(body_limit, VOICE_BODY_LIMIT), metrics=gateway.metrics)
     app.openapi = lambda: _openapi(app, gateway)  # type: ignore[method-assign]
     return app
+
+
+def _finishing(gateway: Gateway) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The app's lifespan: at shutdown, streamed replies whose clients left are finished (stored, billed) first."""
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await gateway.sender.finish_detached()
+    return lifespan
 
 
 def _openapi(app: FastAPI, gateway: Gateway) -> dict[str, Any]:

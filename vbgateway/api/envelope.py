@@ -38,7 +38,7 @@ __all__ = [
 
 _log = logging.getLogger("vbgateway.api.errors")
 # Codes the API answers with as they are; anything else 5xx is hidden behind INTERNAL_ERROR.
-_PUBLIC_5XX = {"ALL_PROVIDERS_FAILED"}
+_PUBLIC_5XX = {"ALL_PROVIDERS_FAILED", "STREAM_INTERRUPTED"}
 _STATUS_CODES = {400: "VALIDATION_ERROR", 401: "INVALID_API_KEY", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
                  409: "IDEMPOTENCY_CONFLICT", 413: "PAYLOAD_TOO_LARGE", 415: "VALIDATION_ERROR",
                  422: "VALIDATION_ERROR"}

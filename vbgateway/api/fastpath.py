@@ -75,11 +75,12 @@ class MessagesFastPath:
             response = body_lost_response(request_id)
         else:
             response = await answer_message(tenant, session_id, headers.get("content-type"), body,
-                                            headers.get("idempotency-key"), request_id)
+                                            headers.get("idempotency-key"), request_id, headers.get("accept"))
         await response(scope, receive, send)
 
 
-_WANTED = {b"x-api-key": "x-api-key", b"content-type": "content-type", b"idempotency-key": "idempotency-key"}
+_WANTED = {b"x-api-key": "x-api-key", b"content-type": "content-type", b"idempotency-key": "idempotency-key",
+           b"accept": "accept"}
 
 
 def _first_values(scope: Scope) -> dict[str, str]:

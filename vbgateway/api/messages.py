@@ -29,6 +29,7 @@ from ..errors import GatewayError
 from ..tenant import TenantClient
 from .envelope import error_response, gateway_error_response, internal_error_response, validation_error_response
 from .schemas import MessageBody
+from .sse import EventStream, delta_events, open_reply_stream, wants_event_stream
 from .wire import model_response
 
 __all__ = ["MESSAGES_PATH", "answer_message", "body_lost_response", "idempotency_key_text", "reply_status"]
@@ -87,12 +88,20 @@ def read_message(content_type: str | None, body: bytes) -> MessageBody:
 
 
 async def answer_message(tenant: TenantClient, session_id: str, content_type: str | None, body: bytes,
-                         idempotency_key: str | None, request_id: str) -> Response:
-    """The whole answer to one authenticated request: the reply, or the error envelope."""
+                         idempotency_key: str | None, request_id: str, accept: str | None = None) -> Response:
+    """The whole answer to one authenticated request: the reply, or the error envelope.
+
+    With ``Accept: text/event-stream`` the reply is streamed (sse.py): errors
+    before its first text are answered as without it.
+    """
     try:
         message = read_message(content_type, body)
-        reply = await tenant.send_message(session_id, message.content,
-                                          idempotency_key=idempotency_key_text(idempotency_key), request_id=request_id)
+        key = idempotency_key_text(idempotency_key)
+        if wants_event_stream(accept):
+            stream = tenant.stream_message(session_id, message.content, idempotency_key=key, request_id=request_id)
+            first, items = await open_reply_stream(stream)
+            return EventStream(delta_events(first, items, request_id), items)
+        reply = await tenant.send_message(session_id, message.content, idempotency_key=key, request_id=request_id)
     except RequestValidationError as exc:
         return validation_error_response(request_id, exc, content_type or "")
     except GatewayError as exc:

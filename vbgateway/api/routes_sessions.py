@@ -57,7 +57,7 @@ def build_router(gw: Gateway, route_class: type[APIRoute]) -> APIRouter:
         except ClientDisconnect:
             return body_lost_response(request_id_of(request))
         return await answer_message(tenant, session_id, request.headers.get("content-type"), body, idempotency_key,
-                                    request_id_of(request))
+                                    request_id_of(request), request.headers.get("accept"))
 
     @router.get("/v1/sessions/{sessionId}", response_model=SessionEnvelope, responses=error_responses(404))
     async def get_session(session_id: SessionId, tenant: CurrentTenant) -> Response:

@@ -56,6 +56,7 @@ from ..store.tables import BreakerTransitionRow
 
 if TYPE_CHECKING:
     from ..reliability import ChainResult, RetryPolicy
+    from ..streaming import ReplySink
 
 __all__ = ["CIRCUIT_OPEN", "CLOSED", "DENIED", "HALF_OPEN", "OPEN", "SKIPPED", "STATES", "WINDOW_BUCKETS",
            "BreakerPolicy", "BreakerState", "Breakers", "ProviderBreaker", "StateName"]
@@ -319,9 +320,10 @@ class Breakers:
         self._run_chain = run_chain
 
     def call_chain(self, chain: Sequence[tuple[str, Provider]], request: ProviderRequest, policy: RetryPolicy,
-                   clock: Clock, rng: random.Random, result: ChainResult) -> Awaitable[ChainResult]:
+                   clock: Clock, rng: random.Random, result: ChainResult,
+                   sink: ReplySink | None = None) -> Awaitable[ChainResult]:
         """``reliability.call_chain`` behind these breakers (``breaker_chain.run_chain``)."""
-        return self._run_chain(self, chain, request, policy, clock, rng, result)
+        return self._run_chain(self, chain, request, policy, clock, rng, result, sink)
 
     def __repr__(self) -> str:
         states = ", ".join(f"{name}={b.state}" for name, b in self.by_name.items())

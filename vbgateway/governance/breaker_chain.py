@@ -21,6 +21,7 @@ from ..reliability import AttemptLog, ChainResult, RetryPolicy, _one_attempt, _t
 from .breaker import CIRCUIT_OPEN, DENIED, SKIPPED
 
 if TYPE_CHECKING:
+    from ..streaming import ReplySink
     from .breaker import Breakers, ProviderBreaker
 
 __all__ = ["run_chain"]
@@ -32,7 +33,7 @@ def _skip(name: str, index: int, clock: Clock) -> AttemptLog:
 
 async def _try_guarded(breaker: ProviderBreaker, provider: Provider, name: str, request: ProviderRequest,
                        policy: RetryPolicy, clock: Clock, rng: random.Random,
-                       log: list[AttemptLog]) -> ProviderResponse | None:
+                       log: list[AttemptLog], sink: ReplySink | None) -> ProviderResponse | None:
     started = clock.monotonic()
     failed = 0
     ticket = breaker.admit()
@@ -41,11 +42,12 @@ async def _try_guarded(breaker: ProviderBreaker, provider: Provider, name: str, 
             log.append(_skip(name, failed, clock))
             return None
         try:
-            response = await _one_attempt(provider, name, request, policy, clock, log, failed)
+            response = await _one_attempt(provider, name, request, policy, clock, log, failed, sink)
         except ProviderError as error:
             failed += 1
             breaker.failed(ticket, error)
-            if not error.retryable or policy.gives_up(failed, clock.monotonic() - started):
+            if not error.retryable or policy.gives_up(failed, clock.monotonic() - started) or (
+                    sink is not None and sink.started):
                 return None
             wait = policy.wait_s(failed, error, rng)
         except BaseException:  # cancelled: a probe's slot must not stay taken
@@ -62,7 +64,8 @@ async def _try_guarded(breaker: ProviderBreaker, provider: Provider, name: str, 
 
 
 async def run_chain(breakers: Breakers, chain: Sequence[tuple[str, Provider]], request: ProviderRequest,
-                    policy: RetryPolicy, clock: Clock, rng: random.Random, result: ChainResult) -> ChainResult:
+                    policy: RetryPolicy, clock: Clock, rng: random.Random, result: ChainResult,
+                    sink: ReplySink | None = None) -> ChainResult:
     """Try the chain's providers in turn, each behind its breaker; see ``breaker.py`` for the rules."""
     guarded = True
     if breakers.not_closed and breakers.all_open(name for name, _ in chain):
@@ -76,11 +79,13 @@ async def run_chain(breakers: Breakers, chain: Sequence[tuple[str, Provider]], r
     for name, provider in chain:
         if guarded:
             response = await _try_guarded(breakers.by_name[name], provider, name, request, policy, clock, rng,
-                                          result.attempts)
+                                          result.attempts, sink)
         else:
-            response = await _try_provider(provider, name, request, policy, clock, rng, result.attempts)
+            response = await _try_provider(provider, name, request, policy, clock, rng, result.attempts, sink)
         if response is not None:
             result.response, result.provider_used = response, name
+            break
+        if sink is not None and sink.started:  # text reached the caller: no other provider may add to it
             break
     return _with_transitions(breakers, result)
 

@@ -22,7 +22,9 @@ billed. Every request and every answer is recorded (``received``,
 - ``Fault.drop()``: the connection closed without an answer;
   ``Fault.drop(after_chunks=2)``: a stream cut off after two events;
 - ``Fault.malformed()``: 200 with a body that is not a chat completion;
-- ``Fault.no_usage()``: a normal answer (or stream) without ``usage``.
+- ``Fault.no_usage()``: a normal answer (or stream) without ``usage``;
+- ``Fault.trickle(0.05)``: a stream whose events come that far apart
+  (``after_chunks=`` cuts it off too).
 """
 
 from __future__ import annotations
@@ -81,6 +83,11 @@ class Fault:
     @classmethod
     def no_usage(cls) -> Fault:
         return cls("no_usage")
+
+    @classmethod
+    def trickle(cls, per_chunk_s: float, *, after_chunks: int | None = None) -> Fault:
+        """A stream whose events come ``per_chunk_s`` apart (a long reply being written), optionally cut off."""
+        return cls("trickle", delay_s=per_chunk_s, after_chunks=after_chunks)
 
 
 
@@ -262,9 +269,10 @@ class Upstream:
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         with_usage = kind != "no_usage"
         if stream:
-            cut = fault.after_chunks if fault is not None and kind == "drop" else None
+            cut = fault.after_chunks if fault is not None and kind in ("drop", "trickle") else None
             include = with_usage and bool((body.get("stream_options") or {}).get("include_usage"))
-            return await self._stream(writer, text, usage if include else None, cut)
+            gap = fault.delay_s if fault is not None and kind == "trickle" else 0.0
+            return await self._stream(writer, text, usage if include else None, cut, gap)
         answer: dict[str, Any] = {
             "id": f"chatcmpl-{len(self._state.answered)}", "object": "chat.completion", "model": self.model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]}
@@ -275,7 +283,7 @@ class Upstream:
         return True
 
     async def _stream(self, writer: asyncio.StreamWriter, text: str, usage: dict[str, int] | None,
-                      cut_after: int | None) -> bool:
+                      cut_after: int | None, gap_s: float = 0.0) -> bool:
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
                      b"transfer-encoding: chunked\r\n\r\n")
         pieces = [word + " " for word in text.split(" ")]
@@ -291,6 +299,8 @@ class Upstream:
                 self._record(Answered(200, text, None, "drop", stream=True))
                 return False
             event.update({"id": "chatcmpl-stream", "object": "chat.completion.chunk", "model": self.model})
+            if gap_s and sent:
+                await self.clock.sleep(gap_s)
             _chunk(writer, b"data: " + orjson.dumps(event) + b"\n\n")
             await writer.drain()
         _chunk(writer, b"data: [DONE]\n\n")
