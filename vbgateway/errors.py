@@ -75,6 +75,7 @@ __all__ = [
     "RowsRejectedError",
     "ScenarioError",
     "SessionNotFoundError",
+    "StreamInterruptedError",
     "UnsupportedPythonError",
     "ValidationError",
 ]
@@ -206,6 +207,14 @@ class AllProvidersFailedError(GatewayError):
     """Every provider of the chain failed; ``details['attempts']`` lists each try."""
 
     default_code = "ALL_PROVIDERS_FAILED"
+    default_status = 502
+
+
+class StreamInterruptedError(GatewayError):
+    """A streamed reply's provider failed after its first text reached the client: the stream ends,
+    nothing is billed, and no other provider is asked (it could not continue the text)."""
+
+    default_code = "STREAM_INTERRUPTED"
     default_status = 502
 
 

@@ -28,7 +28,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from .errors import GatewayError
+from .errors import GatewayError, StreamInterruptedError
 from .models import Reply
 from .providers.base import ProviderError, ProviderRequest, ProviderResponse, estimate_tokens
 from .providers.wire import TextDelta
@@ -43,13 +43,6 @@ __all__ = ["CHARS_PER_TOKEN_BOUND", "ReplySink", "ReplyStream", "StreamInterrupt
 CHARS_PER_TOKEN_BOUND = 16  # reading stops at max_output_tokens x this many characters: a vendor ignoring max_tokens
 _DONE = object()
 _log = logging.getLogger("vbgateway.streaming")
-
-
-class StreamInterruptedError(GatewayError):
-    """The provider failed after the reply's first text was sent: the stream ends, nothing is billed."""
-
-    default_code = "STREAM_INTERRUPTED"
-    http_status = 502
 
 
 class ReplySink:

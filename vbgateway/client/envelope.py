@@ -16,7 +16,7 @@ from typing import Any
 from .. import errors
 from ..errors import GatewayError
 
-__all__ = ["ERROR_CLASSES", "error_from_answer", "unreachable"]
+__all__ = ["ERROR_CLASSES", "error_from_answer", "error_from_event", "unreachable"]
 
 
 def _error_classes() -> dict[str, type[GatewayError]]:
@@ -50,6 +50,14 @@ def error_from_answer(status: int, body: Any, request_id: str | None) -> Gateway
     if request_id:
         error.add_note(f"request id: {request_id}")
     return error
+
+
+def error_from_event(body: Any) -> GatewayError:
+    """The exception of a stream's ``error`` event (an envelope without its answer's status)."""
+    envelope = body.get("error") if isinstance(body, dict) else None
+    code = envelope.get("code") if isinstance(envelope, dict) else None
+    known = ERROR_CLASSES.get(code) if isinstance(code, str) else None
+    return error_from_answer(known.default_status if known is not None else 502, body, None)
 
 
 def unreachable(url: str, exc: Exception) -> GatewayError:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -43,9 +43,11 @@ from ..models import (
     Transcript,
     VoiceReply,
 )
+from ..providers.wire import TextDelta
 from ..tenant import check_session_input, parse_input
 from ..voice import MAX_AUDIO_DURATION_MS, audio_bytes
 from . import wire
+from .envelope import error_from_answer, error_from_event
 from .transport import Request, Transport, json_request
 
 if TYPE_CHECKING:
@@ -269,6 +271,35 @@ class HttpTenantClient:
         request = json_request("POST", f"/v1/sessions/{segment}/messages", {"role": "user", "content": content},
                                headers=headers)
         return self._as_asked(wire.reply(await self._http.acall(request, replay_safe=True)), key)
+
+    async def stream_message(self, session_id: str, content: str, *, idempotency_key: str | None = None,
+                             request_id: str | None = None) -> AsyncIterator[TextDelta | Reply]:
+        """``send_message`` as it is written: ``TextDelta`` items, then the ``Reply`` (Server-Sent Events).
+
+        Leaving the loop early (or losing the connection) does not lose the
+        reply: the gateway finishes, stores and bills it once, and the same
+        idempotency key replays it (pass one to be able to ask again).
+        """
+        content = validate_content(content)
+        key = validate_idempotency_key(idempotency_key)
+        segment = _segment(session_id)
+        if segment is None:
+            raise _session_not_found(session_id)
+        request = json_request("POST", f"/v1/sessions/{segment}/messages", {"role": "user", "content": content},
+                               headers=self._send_headers(key, request_id))
+        events = self._http.aevents(request)
+        try:
+            async for event, data in events:
+                if event == "delta":
+                    yield TextDelta(data["text"])
+                elif event == "done":
+                    yield self._as_asked(wire.reply(data), key)
+                    return
+                elif event == "error":
+                    raise error_from_event(data)
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+        raise error_from_answer(502, None, None)  # the stream ended without its reply
 
     async def send_voice(self, session_id: str, audio: bytes, audio_duration_ms: int | None = None, *,
                          idempotency_key: str | None = None, request_id: str | None = None) -> VoiceReply:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -21,6 +21,7 @@ import orjson
 
 from .. import __version__
 from ..clock import Clock
+from ..errors import GatewayError
 from .envelope import error_from_answer, unreachable
 from .retry import RETRY_STATUSES, HttpRetryPolicy, blocking_sleep, retry_after_seconds
 from .streams import StreamPool
@@ -52,6 +53,8 @@ class Transport:
         self._head = b"".join(b"\r\n%s: %s" % (k.encode("ascii"), v.encode("ascii")) for k, v in fixed.items())
         self._sync: httpx.Client | None = None
         self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, StreamPool] = weakref.WeakKeyDictionary()
+        self._streaming: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+            weakref.WeakKeyDictionary())
 
     # ------------------------------------------------------------------ connections
     def _sync_client(self) -> httpx.Client:
@@ -74,9 +77,13 @@ class Transport:
 
     async def aclose(self) -> None:
         """Close the connections of the running event loop."""
-        pool = self._pools.pop(asyncio.get_running_loop(), None)
+        loop = asyncio.get_running_loop()
+        pool = self._pools.pop(loop, None)
         if pool is not None:
             await pool.aclose()
+        streaming = self._streaming.pop(loop, None)
+        if streaming is not None:
+            await streaming.aclose()
 
     # ------------------------------------------------------------------ exchanges
     def call(self, request: Request, *, replay_safe: bool) -> dict[str, Any]:
@@ -115,6 +122,44 @@ class Transport:
             await self.clock.sleep(wait)
             waited, attempt = waited + wait, attempt + 1
 
+    async def aevents(self, request: Request) -> AsyncIterator[tuple[str, Any]]:
+        """Server-Sent Events of a streamed answer: ``(event, data)`` pairs, data decoded from JSON.
+
+        Retried like ``acall`` until an event stream begins (a refused
+        connection, a 429 or 503 before it); never after, since text already
+        given cannot be taken back. Any other answer is raised as its error.
+        """
+        client = self._streaming_client()
+        headers = {**(request.get("headers") or {}), "Accept": "text/event-stream"}
+        waited, attempt = 0.0, 0
+        while True:
+            try:
+                async with client.stream(request["method"], request["url"], content=request.get("content"),
+                                         headers=headers) as response:
+                    wait = self._wait_after(response.status_code, response.headers, attempt, waited)
+                    if wait is None:
+                        if response.status_code != 200 or not response.headers.get(
+                                "content-type", "").startswith("text/event-stream"):
+                            raise _stream_refused(response.status_code, response.headers, await response.aread())
+                        async for event in _events(response.aiter_lines()):
+                            yield event
+                        return
+            except httpx.TransportError as exc:
+                wait = self.retry.wait_before(attempt, None, waited)
+                if wait is None:
+                    raise unreachable(self.base_url, exc) from exc
+            await self.clock.sleep(wait)
+            waited, attempt = waited + wait, attempt + 1
+
+    def _streaming_client(self) -> httpx.AsyncClient:
+        """An ``httpx.AsyncClient`` of the running loop, for answers read as they arrive."""
+        loop = asyncio.get_running_loop()
+        client = self._streaming.get(loop)
+        if client is None:
+            transport = httpx.AsyncHTTPTransport(uds=self._uds)
+            client = self._streaming[loop] = httpx.AsyncClient(transport=transport, **self._options)
+        return client
+
     def _encode(self, request: Request) -> bytes:
         """The request as HTTP/1.1 bytes: head and body, written in one piece."""
         headers: dict[str, str | bytes] = dict(request.get("headers") or {})
@@ -152,6 +197,31 @@ def _answer(status: int, headers: Mapping[str, str], content: bytes) -> dict[str
     if 200 <= status < 300:  # a 2xx that is not a JSON object: something else answered
         raise error_from_answer(502, None, headers.get("x-request-id"))
     raise error_from_answer(status, body, headers.get("x-request-id"))
+
+
+def _stream_refused(status: int, headers: Mapping[str, str], content: bytes) -> GatewayError:
+    """The error of an answer that is not an event stream (a refusal before the reply began)."""
+    try:
+        body = orjson.loads(content) if content else None
+    except orjson.JSONDecodeError:
+        body = None
+    return error_from_answer(status if status >= 400 else 502, body, headers.get("x-request-id"))
+
+
+async def _events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, Any]]:
+    """Server-Sent Events from their lines: ``event:`` and ``data:`` fields, dispatched at a blank line."""
+    name, data = "message", list[str]()
+    async for line in lines:
+        if not line:
+            if data:
+                yield name, orjson.loads("\n".join(data))
+            name, data = "message", []
+        elif line.startswith("event:"):
+            name = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip(" "))
+    if data:
+        yield name, orjson.loads("\n".join(data))
 
 
 def json_request(method: str, path: str, body: Mapping[str, Any] | None = None, *,
