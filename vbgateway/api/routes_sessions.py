@@ -24,6 +24,11 @@ from .wire import model_response, voice_payload
 __all__ = ["MESSAGES_PATH", "build_router"]
 
 REPLAYED = "The stored reply of an earlier request with this Idempotency-Key; nothing is billed again."
+STREAMED = ("The stored reply replayed (JSON), or, with `Accept: text/event-stream`, the reply as Server-Sent "
+            "Events: `event: delta` with `{\"text\"}` per piece, then `event: done` with the reply as the JSON "
+            "answer holds it, or `event: error` with the error envelope (STREAM_INTERRUPTED: the provider failed "
+            "after the first text; nothing billed). Errors before the first text are answered as without streaming.")
+EVENT_STREAM = {"text/event-stream": {"schema": {"type": "string"}}}
 # The route reads its body itself (messages.answer_message, shared with the fast path), so FastAPI
 # cannot see the body's model: it is declared here.
 MESSAGE_REQUEST_BODY = {"requestBody": {"required": True, "content": {"application/json": {
@@ -44,7 +49,7 @@ def build_router(gw: Gateway, route_class: type[APIRoute]) -> APIRouter:
         return model_response(SessionEnvelope(session=session), 201)
 
     @router.post(MESSAGES_PATH, status_code=201, response_model=Reply, openapi_extra=MESSAGE_REQUEST_BODY,
-                 responses={200: {"model": Reply, "description": REPLAYED},
+                 responses={200: {"model": Reply, "description": STREAMED, "content": EVENT_STREAM},
                             **error_responses(400, 402, 404, 409, 502, 503)})
     async def send_message(request: Request, session_id: SessionId, tenant: CurrentTenant,
                            idempotency_key: IdempotencyKey = None) -> Response:
