@@ -33,6 +33,7 @@ from .reliability import RetryPolicy
 from .store import Store
 from .store.database import DEFAULT_FLUSH_ROWS
 from .tenant import TenantClient
+from .tracing import enable_from_environment
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -65,8 +66,10 @@ class Gateway:
         self.breakers = None if breaker is None else Breakers(
             breaker, self.providers, self.clock,
             IdFactory(None if run_seed is None else f"{run_seed}/breakers").new("gw"))  # its own draw: ids stay
+        self.metrics.watch_breakers(self.breakers)
+        enable_from_environment(self)  # VBGATEWAY_OTEL=1: OpenTelemetry spans per reply (tracing.py)
         # Governance (vbgateway/governance/): refused requests, rate limits, keys, budgets.
-        self.refusals = RefusalLog(store, self.clock)
+        self.refusals = RefusalLog(store, self.clock, self.metrics)
         self.rate_limits = RateLimiter(self.clock, self.refusals, store)
         self.keys = KeyRing(store, self.clock, self.ids, self.rate_limits)
         if not store.read_only:

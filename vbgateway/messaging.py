@@ -363,6 +363,9 @@ class MessageSender:
         if result.response is None:
             await store.commit_async([*events, *result.transitions])
             self._metrics.attempts(result.attempts)
+            if self._metrics.tracer is not None:  # OpenTelemetry spans, built from the attempt log (tracing.py)
+                self._metrics.tracer.failed(tenant_id, request_id, agent.id, request, received_at, result.attempts,
+                                            sink is not None and sink.started)
             if sink is not None and sink.started:
                 raise _stream_interrupted(request_id, result)
             raise _chain_failed(request_id, result)
@@ -389,6 +392,8 @@ class MessageSender:
         await store.commit_async(rows)
         self._metrics.reply(tenant_id, result.attempts, reply.metadata.provider_used, usage.tokens_in, usage.tokens_out,
                             usage.cost_usd)
+        if self._metrics.tracer is not None:  # OpenTelemetry spans, built from the finished reply (tracing.py)
+            self._metrics.tracer.reply(tenant_id, request, received_at, reply, result.attempts)
         if sink is not None and sink.first_token_s is not None:
             self._metrics.first_token(reply.metadata.provider_used, sink.first_token_s)
         state.history.extend((ChatTurn("user", content), ChatTurn("assistant", reply.message.content)))

@@ -20,8 +20,17 @@ What is counted (all names start ``vbgateway_``):
 - ``provider_time_to_first_token_seconds{provider}`` (streaming replies);
 - ``replies_total``, ``tokens_total{direction}`` and ``cost_usd_total``,
   each by ``tenant`` (its id) and ``provider``: what was billed;
-- named counters and gauges other parts register (``counter``, ``gauge``):
-  budget and rate-limit refusals, circuit breaker states.
+- ``budget_refusals_total{tenant}`` and ``rate_limit_refusals_total{tenant}``:
+  messages refused with BUDGET_EXCEEDED or RATE_LIMIT_EXCEEDED, counted where
+  refusals are noted (``governance/refusals.py``, one dict update each);
+- ``breaker_state{provider}`` (0 closed, 1 half open, 2 open) and
+  ``breaker_transitions_total{provider,to}``: read from the gateway's
+  breakers when scraped (``watch_breakers``), so a state costs nothing until
+  someone looks. A gateway without a breaker policy has no breaker series;
+- named counters and gauges other parts register (``counter``, ``gauge``).
+
+``tracer`` is the gateway's OpenTelemetry span writer (``tracing.py``), or
+None: the send path checks that attribute and does nothing more when off.
 """
 
 from __future__ import annotations
@@ -33,12 +42,16 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .governance.breaker import Breakers
     from .reliability import AttemptLog
+    from .tracing import ReplyTracer
 
 __all__ = [
     "BREAKER_STATES",
+    "COMPUTED_FAMILIES",
     "CONTENT_TYPE",
     "LATENCY_BUCKETS_S",
+    "REFUSAL_COUNTERS",
     "REQUEST_BUCKETS_S",
     "GatewayMetrics",
     "Histogram",
@@ -50,6 +63,10 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # the Prometheus text
 REQUEST_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 LATENCY_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}  # the value of a breaker state gauge
+COMPUTED_FAMILIES = frozenset({"vbgateway_breaker_state", "vbgateway_breaker_transitions",
+                               "vbgateway_breaker_transitions_total"})
+REFUSAL_COUNTERS = {"BUDGET_EXCEEDED": "vbgateway_budget_refusals_total",  # refusal code -> its counter
+                    "RATE_LIMIT_EXCEEDED": "vbgateway_rate_limit_refusals_total"}
 _ZERO = Decimal(0)
 
 
@@ -141,8 +158,16 @@ class GatewayMetrics:
         self.named: dict[str, NamedCounter] = {}
         self.counter("vbgateway_budget_refusals_total", "Messages refused because a budget was spent.", ("tenant",))
         self.counter("vbgateway_rate_limit_refusals_total", "Messages refused by a rate limit.", ("tenant",))
-        self.gauge("vbgateway_breaker_state", "A provider's circuit breaker: 0 closed, 1 half open, 2 open.",
-                   ("provider",))
+        self.breakers: Breakers | None = None  # read when scraped (watch_breakers)
+        self.tracer: ReplyTracer | None = None  # OpenTelemetry spans per reply (tracing.py); None: off
+
+    def watch_breakers(self, breakers: Breakers | None) -> None:
+        """Report these breakers' states and transitions when scraped (None: a gateway without breakers)."""
+        self.breakers = breakers
+
+    def refusal_counts(self) -> dict[str, dict[tuple[str, ...], float]]:
+        """Per refusal code, the dict its counter adds to: ``refusals.py`` bumps it with one update."""
+        return {code: self.named[name].values for code, name in REFUSAL_COUNTERS.items()}
 
     # ------------------------------------------------------------------ counting (hot paths)
     def request(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -185,12 +210,14 @@ class GatewayMetrics:
     # ------------------------------------------------------------------ named figures (other parts)
     def counter(self, name: str, documentation: str, labelnames: Sequence[str] = ()) -> NamedCounter:
         """The counter ``name``, registered on first use (the same object after)."""
+        _not_computed(name)
         found = self.named.get(name)
         if found is None:
             found = self.named[name] = NamedCounter(name, documentation, labelnames)
         return found
 
     def gauge(self, name: str, documentation: str, labelnames: Sequence[str] = ()) -> NamedGauge:
+        _not_computed(name)
         found = self.named.get(name)
         if found is None:
             found = self.named[name] = NamedGauge(name, documentation, labelnames)
@@ -236,6 +263,25 @@ class GatewayMetrics:
         yield from (replies, tokens, cost)
         for named in list(self.named.values()):
             yield named.family()
+        yield from self._breaker_families()
+
+    def _breaker_families(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        states = GaugeMetricFamily("vbgateway_breaker_state",
+                                   "A provider's circuit breaker now: 0 closed, 1 half open, 2 open.",
+                                   labels=("provider",))
+        transitions = CounterMetricFamily("vbgateway_breaker_transitions",
+                                          "Circuit breaker state changes, by provider and the state entered.",
+                                          labels=("provider", "to"))
+        breakers = self.breakers
+        if breakers is not None:
+            for name, state in breakers.current_states().items():  # an elapsed cooldown shows as half open
+                states.add_metric([name], BREAKER_STATES[state])
+            for (name, to), n in list(breakers.transition_counts.items()):
+                transitions.add_metric([name, to], n)
+        yield states
+        yield transitions
 
     def render(self) -> bytes:
         """Every figure in the Prometheus text format."""
@@ -245,6 +291,11 @@ class GatewayMetrics:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_Collector(self))
         return bytes(generate_latest(registry))
+
+
+def _not_computed(name: str) -> None:
+    if name in COMPUTED_FAMILIES:
+        raise ValueError(f"{name} is computed when scraped (from the gateway's breakers); it cannot be set")
 
 
 class _Collector:

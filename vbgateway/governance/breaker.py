@@ -28,7 +28,8 @@ without a fallback is such a chain as soon as its provider opens: with
 ``"try_anyway"`` the breaker only ever redirects traffic to a fallback,
 with ``"fail_fast"`` it also sheds load.
 
-Every state change becomes a ``breaker_transitions`` row. Rows are kept in
+Every state change becomes a ``breaker_transitions`` row, and is counted by
+provider and state entered for ``GET /metrics`` (``transition_counts``). Rows are kept in
 memory and leave with the journal record of the request that caused them
 (its reply, or its failure), so the send path never writes to DuckDB for a
 breaker. Time is the gateway's clock (monotonic for windows and cooldowns,
@@ -280,6 +281,8 @@ class ProviderBreaker:
         owner.record(BreakerTransitionRow(owner.gateway_id, owner.next_seq(), self.name, self.state, to, reason,
                                           self.consecutive, self.window.total_calls, self.window.total_failures,
                                           at))
+        counts, key = owner.transition_counts, (self.name, to)
+        counts[key] = counts.get(key, 0) + 1
         if self.state is CLOSED:
             owner.not_closed += 1
         elif to is CLOSED:
@@ -292,6 +295,12 @@ class ProviderBreaker:
         elif to is CLOSED:
             self.consecutive = 0
             self.window.clear()
+
+    def current_state(self) -> StateName:
+        """The state ``view`` reports (an elapsed cooldown shows as half-open), without reading the window."""
+        if self.state is OPEN and self._owner.clock.monotonic() - self.opened_at >= self.policy.cooldown_s:
+            return HALF_OPEN
+        return self.state
 
     def view(self) -> BreakerState:
         """This breaker as it stands now (an elapsed cooldown shows as half-open; nothing is recorded)."""
@@ -313,6 +322,7 @@ class Breakers:
         self.policy, self.clock, self.gateway_id = policy, clock, gateway_id
         self.not_closed = 0  # breakers open or half-open: while 0 a chain needs no all-open check
         self.pending: list[BreakerTransitionRow] = []
+        self.transition_counts: dict[tuple[str, str], int] = {}  # (provider, state entered) -> changes, for /metrics
         self._seq = 0
         self.by_name: Mapping[str, ProviderBreaker] = {name: ProviderBreaker(name, self) for name in providers}
         from .breaker_chain import run_chain  # it imports this module
@@ -352,3 +362,7 @@ class Breakers:
 
     def states(self) -> dict[str, BreakerState]:
         return {name: b.view() for name, b in self.by_name.items()}
+
+    def current_states(self) -> dict[str, StateName]:
+        """Per provider, its state now (what ``GET /metrics`` shows)."""
+        return {name: b.current_state() for name, b in self.by_name.items()}

@@ -16,6 +16,10 @@ From the journal they reach DuckDB with the replies, in the same batches.
 They are counts for reports, not money: a process killed with ``kill -9``
 loses at most the rows of the last second. The table is shared by every
 refusal of this kind (the code says which: ``RATE_LIMIT_EXCEEDED``, ``BUDGET_EXCEEDED``).
+
+Each refusal is also counted by tenant for ``GET /metrics``
+(``vbgateway_budget_refusals_total``, ``vbgateway_rate_limit_refusals_total``):
+one dict update on the counter's own values, nothing formatted until scraped.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from ..store.tables import RequestRefusalRow
 if TYPE_CHECKING:
     from ..clock import Clock
     from ..errors import GatewayError
+    from ..metrics import GatewayMetrics
     from ..store import Store
 
 __all__ = ["MAX_WAITING", "REFUSAL_BATCH", "REFUSAL_FLUSH_S", "RefusalLog"]
@@ -45,9 +50,10 @@ _log = logging.getLogger("vbgateway.governance")
 class RefusalLog:
     """Refusal rows waiting for the journal; ``commit`` sends them, all in one record."""
 
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: Store, clock: Clock, metrics: GatewayMetrics | None = None) -> None:
         self._store = store
         self._clock = clock
+        self._counted = {} if metrics is None else metrics.refusal_counts()  # code -> {(tenant,): refusals}
         self._rows: list[RequestRefusalRow] = []
         self._lock = threading.Lock()  # a read on another thread may commit while the loop refuses
         self.recorded = 0  # refusals since the gateway opened, committed or not
@@ -60,6 +66,10 @@ class RefusalLog:
         """Note one refusal; commits the batch when it is full (or soon, on the running loop)."""
         row = RequestRefusalRow(tenant_id, key_id, session_id, request_id, error.code, self._clock.now(),
                                 orjson.dumps(error.details).decode())
+        counted = self._counted.get(error.code)
+        if counted is not None:
+            label = (tenant_id,)
+            counted[label] = counted.get(label, 0.0) + 1.0
         with self._lock:
             rows = self._rows
             rows.append(row)
