@@ -48,11 +48,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
 import select
-import shutil
 import signal
 import socket
 import statistics
@@ -101,7 +101,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_for_port(port: int, process: subprocess.Popen, name: str, timeout: float = 60) -> None:
+def _wait_for_port(port: int, process: subprocess.Popen[Any], name: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -114,17 +114,15 @@ def _wait_for_port(port: int, process: subprocess.Popen, name: str, timeout: flo
     raise RuntimeError(f"{name} did not listen on port {port} within {timeout:.0f} s")
 
 
-def _stop(process: subprocess.Popen | None) -> None:
+def _stop(process: subprocess.Popen[Any] | None) -> None:
     """SIGTERM, then SIGKILL after 20 s; to the whole group of a process that leads one (LiteLLM's workers)."""
     if process is None:
         return
     group = os.getpgid(process.pid) == process.pid if process.poll() is None else False
 
     def signal_it(sig: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, sig) if group else process.send_signal(sig)
-        except ProcessLookupError:
-            pass
 
     if process.poll() is None:
         signal_it(signal.SIGTERM)
@@ -419,7 +417,7 @@ def _load_line(name: str, r: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------- LiteLLM
-def start_litellm(executable: str, upstream_url: str, work: Path) -> tuple[subprocess.Popen | None, int, str]:
+def start_litellm(executable: str, upstream_url: str, work: Path) -> tuple[subprocess.Popen[Any] | None, int, str]:
     """A LiteLLM proxy (one worker, no database) in front of the upstream; (process, port, why not) ."""
     if not Path(executable).exists():
         return None, 0, f"{executable} not found (python3 -m venv /tmp/litellm-venv && " \
@@ -476,7 +474,7 @@ def main() -> None:
     pairs = 100 if args.quick else args.pairs
     seconds = 2.0 if args.quick else args.seconds
     warmup = 1.0 if args.quick else args.warmup
-    started: list[subprocess.Popen] = []
+    started: list[subprocess.Popen[Any]] = []
 
     def stop_all(*_: object) -> None:
         for process in reversed(started):
