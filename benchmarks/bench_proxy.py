@@ -158,6 +158,19 @@ def _cpu_seconds(pid: int) -> float:
     return total
 
 
+def wait_until_idle(pid: int, limit_s: float = 20.0) -> float:
+    """Wait until ``pid`` uses under 5% of a core (its store applied the warm-up's replies); the seconds waited."""
+    started = time.perf_counter()
+    last = _cpu_seconds(pid)
+    while time.perf_counter() - started < limit_s:
+        time.sleep(0.5)
+        now = _cpu_seconds(pid)
+        if now - last < 0.025:
+            break
+        last = now
+    return time.perf_counter() - started
+
+
 def upstream_child() -> None:
     """The upstream's process: its server on a uvloop loop in its own thread; stops when stdin closes."""
     try:
@@ -507,6 +520,9 @@ def main() -> None:
             gateway_url = f"http://127.0.0.1:{port}"
             plain, streamed = config["sessions"][:pairs], config["sessions"][pairs:2 * pairs]
             warm_sessions(gateway_url, config["key"], config["sessions"])
+            settled = wait_until_idle(gateway.pid)
+            print(f"warm-up          every session's first message; the server settled {settled:.1f} s later",
+                  flush=True)
 
             seq = sequential(gateway_url, upstream_url, config["key"], plain, stream=False)
             print(f"overhead_p50_ms          {seq['overhead_ms']:6.2f}   (gateway p50 {seq['gateway_p50_ms']:.2f} ms, "
