@@ -45,6 +45,7 @@ bench: setup
 	$(PY) benchmarks/bench_api.py
 	$(PY) benchmarks/bench_analytics.py
 	$(PY) benchmarks/bench_simulation.py
+	$(PY) benchmarks/bench_proxy.py
 
 clean:
 	-@[ -x $(VENV)/bin/vbgateway ] && $(VENV)/bin/vbgateway service stop --db $(DB)

@@ -9,6 +9,10 @@ connection SERVER_ERROR without an HTTP status (both retryable). A
 ``Retry-After`` (seconds or an HTTP date, or OpenAI's ``retry-after-ms``) is
 read into ``VendorResponse.retry_after_ms`` on every answer.
 
+The client's connections are ``pool.KeepAlivePool``'s, whose cost per
+request stays flat however many requests are in flight (httpx's default
+pool walks every connection on every request and answer).
+
 An ``httpx.AsyncClient`` belongs to the event loop it first ran on, so the
 transport keeps one client (one pool) per running loop: a deployed gateway
 runs one loop and so one pool; a notebook or a test that runs several loops
@@ -30,6 +34,7 @@ import orjson
 
 from ..clock import Clock, SystemClock
 from .base import ProviderError
+from .pool import KeepAlivePool
 from .wire import VendorRequest, VendorResponse
 
 __all__ = ["BACKSTOP_TIMEOUT_S", "HttpStream", "HttpTransport", "retry_after_ms"]
@@ -74,7 +79,7 @@ class HttpTransport:
         self.base_url = base_url.rstrip("/")
         self.vendor = vendor
         self._headers = {**_JSON, **(headers or {})}
-        self._limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_keepalive)
+        self._max_connections, self._max_keepalive = max_connections, max_keepalive
         self.clock: Clock = clock or SystemClock()
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
             weakref.WeakKeyDictionary())
@@ -90,7 +95,8 @@ class HttpTransport:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            client = httpx.AsyncClient(limits=self._limits, timeout=httpx.Timeout(BACKSTOP_TIMEOUT_S),
+            pool = KeepAlivePool(self.clock, max_connections=self._max_connections, max_keepalive=self._max_keepalive)
+            client = httpx.AsyncClient(transport=pool, timeout=httpx.Timeout(BACKSTOP_TIMEOUT_S),
                                        headers=self._headers, trust_env=False, follow_redirects=False)
             self._clients[loop] = client
         return client
