@@ -107,10 +107,11 @@ def validate_content(content: object) -> str:
 
 
 TextChannel = Literal["chat", "openai"]  # the doors a text message comes in by (voice has its own path)
+_TEXT_CHANNELS = frozenset(get_args(TextChannel))
 
 
 def validate_channel(channel: object) -> TextChannel:
-    if channel not in get_args(TextChannel):
+    if channel not in _TEXT_CHANNELS:
         raise ValidationError(f"a text message's channel is one of {', '.join(get_args(TextChannel))}",
                               details={"field": "channel"})
     return channel  # type: ignore[return-value]
