@@ -111,7 +111,7 @@ _TEXT_CHANNELS = frozenset(get_args(TextChannel))
 
 
 def validate_channel(channel: object) -> TextChannel:
-    if channel not in _TEXT_CHANNELS:
+    if not isinstance(channel, str) or channel not in _TEXT_CHANNELS:
         raise ValidationError(f"a text message's channel is one of {', '.join(get_args(TextChannel))}",
                               details={"field": "channel"})
     return channel  # type: ignore[return-value]
