@@ -42,6 +42,9 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("GET", "/v1/usage/rollup"): "usage:read",
     ("GET", "/v1/usage/events"): "usage:read",
     ("GET", "/v1/usage/monthly"): "usage:read",
+    ("POST", "/v1/chat/completions"): "chat",  # the OpenAI-compatible front door (api/routes_openai.py)
+    ("GET", "/v1/models"): "agents:read",
+    ("GET", "/v1/models/{model}"): "agents:read",
 }
 OPEN_ROUTES: frozenset[tuple[str, str]] = frozenset({("GET", "/v1/me")})
 
