@@ -23,10 +23,10 @@ sessions:
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from starlette.responses import Response
 
 from ..errors import GatewayError, ValidationError
@@ -35,7 +35,8 @@ from ..tenant import MAX_CUSTOMER_ID_CHARS
 from .constraints import MAX_CONTENT_CHARS, TEXT
 from .envelope import _PUBLIC_5XX, retry_after
 
-__all__ = ["CHUNK", "COMPLETION", "ChatCompletionRequest", "ChatMessage", "OpenAIErrorResponse", "ResponseFormat", "TextPart",
+__all__ = ["CHUNK", "COMPLETION", "ChatCompletion", "ChatCompletionRequest", "ChatMessage", "CompletionChoice",
+           "CompletionMessage", "CompletionUsage", "ModelList", "ModelObject", "OpenAIErrorResponse", "ResponseFormat", "TextPart",
            "chunk", "completion", "done_event", "error_type", "gateway_metadata", "last_user_text", "model_object",
            "openai_error", "openai_error_response", "usage"]
 
@@ -45,6 +46,16 @@ MAX_MODEL_CHARS = 300
 _TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 402: "insufficient_quota",
           403: "permission_error", 404: "invalid_request_error", 409: "invalid_request_error",
           413: "invalid_request_error", 429: "rate_limit_error"}
+
+
+def _whole(value: Any) -> Any:
+    """1.0 as 1: JSON Schema's ``integer`` is any whole number, and strict validation would refuse it."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_whole)]
+PositiveWhole = Annotated[int, Field(ge=1), BeforeValidator(_whole)]
+OnlyOne = Annotated[int, Field(ge=1, le=1), BeforeValidator(_whole)]
 
 
 class _Strict(BaseModel):
@@ -92,17 +103,17 @@ class ChatCompletionRequest(_Strict):
     user: str | None = Field(default=None, json_schema_extra={"minLength": 1, "maxLength": MAX_CUSTOMER_ID_CHARS,
                                                                "pattern": TEXT},
                              description="The end user: the customer id of a session this request opens.")
-    n: int | None = Field(default=None, ge=1, le=1, description="Only 1: an agent gives one reply.")
+    n: OnlyOne | None = Field(default=None, description="Only 1: an agent gives one reply.")
     temperature: float | None = Field(default=None, ge=0, le=2, description="Accepted and ignored.")
     top_p: float | None = Field(default=None, ge=0, le=1, description="Accepted and ignored.")
-    max_tokens: int | None = Field(default=None, ge=1, description="Accepted and ignored: the agent's "
+    max_tokens: PositiveWhole | None = Field(default=None, description="Accepted and ignored: the agent's "
                                                                    "maxOutputTokens bounds every reply.")
-    max_completion_tokens: int | None = Field(default=None, ge=1, description="As max_tokens.")
+    max_completion_tokens: PositiveWhole | None = Field(default=None, description="As max_tokens.")
     presence_penalty: float | None = Field(default=None, ge=-2, le=2, description="Accepted and ignored.")
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2, description="Accepted and ignored.")
     stop: str | list[str] | None = Field(default=None, description="Accepted and ignored.")
-    seed: int | None = Field(default=None, description="Accepted and ignored.")
-    logprobs: bool | None = Field(default=None, description="Only false: no log probabilities.")
+    seed: WholeNumber | None = Field(default=None, description="Accepted and ignored.")
+    logprobs: Literal[False] | None = Field(default=None, description="Only false: no log probabilities.")
     response_format: ResponseFormat | None = None
     tools: list[Any] | None = _unsupported("the agent's enabled tools apply")
     functions: list[Any] | None = _unsupported("the agent's enabled tools apply")
@@ -114,12 +125,54 @@ class ChatCompletionRequest(_Strict):
             raise ValueError("tools and functions are not supported here: the agent's enabled tools apply")
         return value
 
-    @field_validator("logprobs")
-    @classmethod
-    def _no_logprobs(cls, value: bool | None) -> bool | None:
-        if value:
-            raise ValueError("log probabilities are not supported")
-        return value
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class CompletionMessage(_Open):
+    role: Literal["assistant"]
+    content: str
+    refusal: None = None
+
+
+class CompletionChoice(_Open):
+    index: int
+    message: CompletionMessage
+    logprobs: None = None
+    finish_reason: Literal["stop"]
+
+
+class CompletionUsage(_Open):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletion(_Open):
+    """A non-streamed answer; ``vbgateway`` holds requestId, sessionId, providerUsed, costUsd, replayed..."""
+
+    id: str = Field(pattern="^chatcmpl-")
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    system_fingerprint: str | None = None
+    choices: list[CompletionChoice]
+    usage: CompletionUsage
+    vbgateway: dict[str, Any]
+
+
+class ModelObject(_Open):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+    vbgateway: dict[str, Any] = Field(description="agentId, name, alias (agent:<name>), providers.")
+
+
+class ModelList(_Open):
+    object: Literal["list"]
+    data: list[ModelObject]
 
 
 class _ErrorBody(BaseModel):

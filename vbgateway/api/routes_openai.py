@@ -24,6 +24,7 @@ sends) or ``X-API-Key``, and every error leaves in OpenAI's shape
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -48,7 +49,10 @@ from ..tenant import TenantClient
 from .envelope import json_response, request_id_of
 from .messages import idempotency_key_text
 from .openai_wire import (
+    ChatCompletion,
     ChatCompletionRequest,
+    ModelList,
+    ModelObject,
     OpenAIErrorResponse,
     chunk,
     completion,
@@ -63,7 +67,7 @@ from .openai_wire import (
 from .routing import current_tenant
 from .sse import EventStream, ReplyItems, open_reply_stream
 
-__all__ = ["AGENT_PREFIX", "COMPLETIONS_PATH", "KEYED_SESSIONS", "build_router", "openai_route_class",
+__all__ = ["AGENT_PREFIX", "COMPLETIONS_PATH", "KEYED_SESSIONS", "build_router", "complete_document", "openai_route_class",
            "resolve_agent"]
 
 COMPLETIONS_PATH = "/v1/chat/completions"
@@ -80,12 +84,21 @@ IdempotencyKey = Annotated[str | None, Header(
 
 
 def api_key_of(headers: Headers) -> str:
-    """``X-API-Key``, else the token of ``Authorization: Bearer <key>`` (the OpenAI SDK's way)."""
+    """The key of ``Authorization: Bearer <key>`` (the OpenAI SDK's way) and/or ``X-API-Key``.
+
+    Every credential given must hold: an Authorization header of another
+    scheme, or two headers naming different keys, give no key (401), so
+    that a wrong credential is never hidden by a right one.
+    """
     key = headers.get("x-api-key")
-    if key:
-        return key
-    scheme, _, token = headers.get("authorization", "").strip().partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
+    authorization = headers.get("authorization")
+    if authorization is None:
+        return key or ""
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or (key is not None and key != token):
+        return ""
+    return token
 
 
 def _gateway_error(exc: Exception) -> GatewayError | None:
@@ -258,11 +271,48 @@ _SEND_ERRORS = {status: {"model": OpenAIErrorResponse, "description": meaning} f
     503: "all_providers_failed: every provider's circuit breaker is open"}.items()}
 
 
+_STREAMED = ("A chat.completion; with stream true, text/event-stream of `data: {chat.completion.chunk}` events "
+             "ending in `data: [DONE]` (or a `data: {\"error\": ...}` event if the provider fails mid-way)")
+_SESSION_HEADER = {"description": "The session this conversation is kept in: send it back to continue.",
+                   "required": True, "schema": {"type": "string", "pattern": "^ses_[0-9a-z]{20}$"}}
+_BEARER = {"type": "http", "scheme": "bearer", "description": "The tenant's key (sk_...) as a bearer token, "
+                                                             "as the OpenAI SDKs send it."}
+_ERROR = {"$ref": "#/components/schemas/OpenAIErrorResponse"}
+_EITHER_ERROR = {"anyOf": [_ERROR, {"$ref": "#/components/schemas/ErrorResponse"}]}
+
+
+def complete_document(document: dict[str, Any]) -> None:
+    """What FastAPI cannot see: Bearer or X-API-Key, the stream, OpenAI-shaped 403/429, and refusals
+    made before the route (a body over the limit, a bad X-Correlation-Id) in the /v1 envelope."""
+    document["components"]["securitySchemes"]["BearerAuth"] = _BEARER
+    for path, item in document.get("paths", {}).items():
+        if path != COMPLETIONS_PATH and not path.startswith("/v1/models"):
+            continue
+        for operation in item.values():
+            operation["security"] = [{"BearerAuth": []}, {"APIKeyHeader": []}]
+            responses = operation["responses"]
+            responses["403"]["content"] = {"application/json": {"schema": dict(_ERROR)}}
+            for status in ("400", "413"):
+                responses[status]["content"] = {"application/json": {"schema": copy.deepcopy(_EITHER_ERROR)}}
+            if path == COMPLETIONS_PATH:
+                responses["200"]["content"]["text/event-stream"] = {"schema": {"type": "string"}}
+                for status, response in responses.items():
+                    if status not in ("401", "413"):  # an error before the session is known has none
+                        header = {**_SESSION_HEADER, "required": status == "200"}
+                        response.setdefault("headers", {})["X-Session-Id"] = header
+                responses["429"] = {"description": "rate_limit_exceeded: Retry-After says when to try again",
+                                    "headers": {"Retry-After": {"required": True,
+                                                                "schema": {"type": "integer", "minimum": 1}},
+                                                "X-Session-Id": dict(_SESSION_HEADER)},
+                                    "content": {"application/json": {"schema": dict(_ERROR)}}}
+
+
 def build_router(gateway: Gateway) -> APIRouter:
     router = APIRouter(route_class=openai_route_class(gateway), tags=["OpenAI-compatible"])
     keyed = _KeyedSessions(gateway)
 
-    @router.post(COMPLETIONS_PATH, response_model=None, responses={**_ERRORS, **_SEND_ERRORS})
+    @router.post(COMPLETIONS_PATH, response_model=None,
+                 responses={200: {"model": ChatCompletion, "description": _STREAMED}, **_ERRORS, **_SEND_ERRORS})
     async def chat_completions(request: Request, body: ChatCompletionRequest,
                                session_header: SessionHeader = None,
                                idempotency_key: IdempotencyKey = None) -> Response:
@@ -294,14 +344,16 @@ def build_router(gateway: Gateway) -> APIRouter:
             return openai_error_response(request_id, exc, headers)
         return json_response(completion(reply, body.model), 200, headers)
 
-    @router.get("/v1/models", response_model=None, responses=_ERRORS)
+    @router.get("/v1/models", response_model=None,
+                responses={200: {"model": ModelList, "description": "The agents"}, **_ERRORS})
     async def list_models(request: Request) -> Response:
         """The tenant's agents as OpenAI models (``id``: the agent id; ``vbgateway.alias``: ``agent:<name>``)."""
         tenant = await current_tenant(request)
         owner = tenant.tenant.name
         return json_response({"object": "list", "data": [model_object(a, owner) for a in tenant.list_agents()]})
 
-    @router.get("/v1/models/{model}", response_model=None, responses=_ERRORS)
+    @router.get("/v1/models/{model}", response_model=None,
+                responses={200: {"model": ModelObject, "description": "The agent"}, **_ERRORS})
     async def get_model(request: Request, model: Annotated[str, Path(description="An agent id or agent:<name>")]
                         ) -> Response:
         """One agent as an OpenAI model."""
