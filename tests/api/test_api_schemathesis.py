@@ -42,7 +42,8 @@ def test_schemathesis_finds_no_failure_with_all_checks(tmp_path):
                    "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
             run = subprocess.run(
                 [sys.executable, "-m", "schemathesis.cli", "run", f"{live.url}/openapi.json",
-                 "--header", f"X-API-Key: {key}", "--header", f"Authorization: Bearer {key}", "--header", f"X-Operator-Secret: {OPERATOR_SECRET}",
+                 "--header", f"X-API-Key: {key}", "--header", f"Authorization: Bearer {key}",
+                 "--header", f"X-Operator-Secret: {OPERATOR_SECRET}",
                  "--checks", "all", "--generation-deterministic",
                  "--max-examples", str(MAX_EXAMPLES), "--workers", "1",
                  "--request-timeout", "20", "--no-color"],

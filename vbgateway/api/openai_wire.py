@@ -36,7 +36,8 @@ from .constraints import MAX_CONTENT_CHARS, TEXT
 from .envelope import _PUBLIC_5XX, retry_after
 
 __all__ = ["CHUNK", "COMPLETION", "ChatCompletion", "ChatCompletionRequest", "ChatMessage", "CompletionChoice",
-           "CompletionMessage", "CompletionUsage", "ModelList", "ModelObject", "OpenAIErrorResponse", "ResponseFormat", "TextPart",
+           "CompletionMessage", "CompletionUsage", "ModelList", "ModelObject", "OpenAIErrorResponse", "ResponseFormat",
+           "TextPart",
            "chunk", "completion", "done_event", "error_type", "gateway_metadata", "last_user_text", "model_object",
            "openai_error", "openai_error_response", "usage"]
 

@@ -258,13 +258,14 @@ async def _completion_events(first: TextDelta | Reply, items: ReplyItems, comple
     yield done_event()
 
 
-_ERRORS = {status: {"model": OpenAIErrorResponse, "description": meaning} for status, meaning in {
+_Responses = dict[int | str, dict[str, Any]]
+_ERRORS: _Responses = {status: {"model": OpenAIErrorResponse, "description": meaning} for status, meaning in {
     400: "invalid_request_error: a malformed or unsupported request (param names the field)",
     401: "invalid_api_key: missing, unknown, revoked or expired key (Bearer or X-API-Key)",
     404: "model_not_found (also another tenant's agents), session_not_found",
     413: "payload_too_large: a body over 1 MB",
     500: "internal_error"}.items()}
-_SEND_ERRORS = {status: {"model": OpenAIErrorResponse, "description": meaning} for status, meaning in {
+_SEND_ERRORS: _Responses = {status: {"model": OpenAIErrorResponse, "description": meaning} for status, meaning in {
     402: "budget_exceeded: the most this reply can cost does not fit in the tenant's monthly budget",
     409: "idempotency_conflict: the key was used with a different request",
     502: "all_providers_failed: every provider failed (details.attempts lists every try)",

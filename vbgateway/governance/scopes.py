@@ -21,7 +21,7 @@ __all__ = ["ALL_SCOPES", "OPEN_ROUTES", "ROUTE_SCOPES", "SCOPES", "parse_scopes"
 SCOPES: dict[str, str] = {
     "agents:read": "list and read the tenant's agents",
     "agents:write": "create and change agents",
-    "chat": "open sessions and send chat and voice messages (rate limits count these sends)",
+    "chat": "open sessions and send chat and voice messages, also by /v1/chat/completions (rate limits count these sends)",
     "sessions:read": "read sessions and their transcripts",
     "usage:read": "usage rollup, events and monthly cost",
 }
