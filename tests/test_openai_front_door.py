@@ -260,6 +260,16 @@ def test_an_agent_name_that_several_agents_carry_is_refused_not_guessed(door):
     assert info.value.code == "model_ambiguous" and door.agent.id in info.value.message
 
 
+def test_agent_names_follow_creations_and_renames_at_once(door):
+    door.ask(model="agent:Support")  # the tenant's names are now known to the door
+    fresh = door.gw.connect(door.key).create_agent(name="Fresh", primary_provider="vendorB", system_prompt="x")
+    assert door.ask(model="agent:Fresh").parse().model_extra["vbgateway"]["agentId"] == fresh.id
+    door.gw.connect(door.key).update_agent(door.agent.id, name="Helpdesk")
+    with pytest.raises(openai.NotFoundError):
+        door.ask(model="agent:Support")
+    assert door.ask(model="agent:Helpdesk").parse().model_extra["vbgateway"]["agentId"] == door.agent.id
+
+
 @pytest.mark.parametrize(("change", "param"), [
     ({"n": 2}, "n"),
     ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),

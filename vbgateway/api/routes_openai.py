@@ -39,7 +39,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from ..errors import AgentNotFoundError, GatewayError, IdempotencyConflictError, ValidationError
+from ..errors import GatewayError, IdempotencyConflictError, ValidationError
 from ..gateway import Gateway
 from ..governance.scopes import scope_for_route
 from ..messaging import reply_from_record, validate_content, validate_idempotency_key
@@ -48,6 +48,7 @@ from ..streaming import TextDelta
 from ..tenant import TenantClient
 from .envelope import json_response, request_id_of
 from .messages import idempotency_key_text
+from .openai_models import AgentNames
 from .openai_wire import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -67,11 +68,9 @@ from .openai_wire import (
 from .routing import current_tenant
 from .sse import EventStream, ReplyItems, open_reply_stream
 
-__all__ = ["AGENT_PREFIX", "COMPLETIONS_PATH", "KEYED_SESSIONS", "build_router", "complete_document", "openai_route_class",
-           "resolve_agent"]
+__all__ = ["COMPLETIONS_PATH", "KEYED_SESSIONS", "build_router", "complete_document", "openai_route_class"]
 
 COMPLETIONS_PATH = "/v1/chat/completions"
-AGENT_PREFIX = "agent:"
 KEYED_SESSIONS = 10_000  # idempotency keys whose opened session is remembered in memory (the store has the rest)
 _log = logging.getLogger("vbgateway.api.errors")
 
@@ -145,30 +144,6 @@ def openai_route_class(gateway: Gateway) -> type[APIRoute]:
             return authenticated
 
     return OpenAIRoute
-
-
-def resolve_agent(gateway: Gateway, tenant: TenantClient, model: str) -> Agent:
-    """The agent ``model`` names: an agent id, or ``agent:<name>`` naming exactly one of the tenant's agents.
-
-    Names are not unique within a tenant; a name that several agents carry
-    is refused (400 ``model_ambiguous``, listing their ids) rather than guessed.
-    """
-    if model.startswith(AGENT_PREFIX):
-        name = model[len(AGENT_PREFIX):]
-        matches = [agent for agent in gateway.store.list_agents(tenant.id) if agent.name == name]
-        if len(matches) > 1:
-            ids = sorted(agent.id for agent in matches)
-            raise ValidationError(f"{len(matches)} agents are named {name[:100]!r}: name one by its id "
-                                  f"({', '.join(ids[:10])})",
-                                  details={"field": "model", "openaiCode": "model_ambiguous", "agentIds": ids[:10]})
-        agent = matches[0] if matches else None
-    else:
-        agent = gateway.agent_for(tenant.id, model)
-    if agent is None:
-        raise AgentNotFoundError(f"the model {model[:100]!r} does not exist: name an agent by its id or as "
-                                 f"agent:<name> (GET /v1/models lists them)",
-                                 details={"field": "model", "openaiCode": "model_not_found", "model": model[:100]})
-    return agent
 
 
 class _KeyedSessions:
@@ -302,15 +277,16 @@ def complete_document(document: dict[str, Any]) -> None:
                         header = {**_SESSION_HEADER, "required": status == "200"}
                         response.setdefault("headers", {})["X-Session-Id"] = header
                 responses["429"] = {"description": "rate_limit_exceeded: Retry-After says when to try again",
-                                    "headers": {"Retry-After": {"required": True,
-                                                                "schema": {"type": "integer", "minimum": 1}},
-                                                "X-Session-Id": dict(_SESSION_HEADER)},
+                                    "headers": {**copy.deepcopy(responses["400"]["headers"]),
+                                                "Retry-After": {"required": True,
+                                                                "schema": {"type": "integer", "minimum": 1}}},
                                     "content": {"application/json": {"schema": dict(_ERROR)}}}
 
 
 def build_router(gateway: Gateway) -> APIRouter:
     router = APIRouter(route_class=openai_route_class(gateway), tags=["OpenAI-compatible"])
     keyed = _KeyedSessions(gateway)
+    agents = AgentNames(gateway)
 
     @router.post(COMPLETIONS_PATH, response_model=None,
                  responses={200: {"model": ChatCompletion, "description": _STREAMED}, **_ERRORS, **_SEND_ERRORS})
@@ -324,7 +300,7 @@ def build_router(gateway: Gateway) -> APIRouter:
         """
         tenant = await current_tenant(request)
         request_id = request_id_of(request)
-        agent = resolve_agent(gateway, tenant, body.model)
+        agent = agents.resolve(tenant.id, body.model)
         text = validate_content(last_user_text(body))
         key = validate_idempotency_key(idempotency_key_text(idempotency_key))
         session_id = await _session(gateway, keyed, tenant, agent, body.model, session_header, key, body.user)
@@ -359,6 +335,6 @@ def build_router(gateway: Gateway) -> APIRouter:
                         ) -> Response:
         """One agent as an OpenAI model."""
         tenant = await current_tenant(request)
-        return json_response(model_object(resolve_agent(gateway, tenant, model), tenant.tenant.name))
+        return json_response(model_object(agents.resolve(tenant.id, model), tenant.tenant.name))
 
     return router
