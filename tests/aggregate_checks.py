@@ -92,7 +92,7 @@ def assert_tenant_answers_match_events(gw: Gateway, tenant_id: str, start: date,
             SELECT channel, count(*) AS replies, count(DISTINCT session_id) AS sessions, sum(tokens_in) AS tokens_in,
                    sum(tokens_out) AS tokens_out, sum(cost_usd) AS cost_usd
             FROM usage_events WHERE tenant_id = ? AND created_at >= ? AND created_at < ? GROUP BY channel),
-        channels AS (SELECT unnest(['chat', 'voice']) AS channel UNION SELECT channel FROM used)
+        channels AS (SELECT unnest(['chat', 'openai', 'voice']) AS channel UNION SELECT channel FROM used)
         SELECT c.channel, coalesce(u.replies, 0)::BIGINT AS replies, coalesce(u.sessions, 0)::BIGINT AS sessions,
                coalesce(u.tokens_in, 0)::BIGINT AS tokens_in, coalesce(u.tokens_out, 0)::BIGINT AS tokens_out,
                (coalesce(u.tokens_in, 0) + coalesce(u.tokens_out, 0))::BIGINT AS tokens_total,

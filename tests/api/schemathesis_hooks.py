@@ -1,7 +1,7 @@
 """Schemathesis hooks for ``test_api_schemathesis.py``: the rules JSON Schema cannot write down.
 
 Loaded by the ``schemathesis`` command through ``SCHEMATHESIS_HOOKS``. The
-OpenAPI document states every rule on a single value; three rules relate a
+OpenAPI document states every rule on a single value; four rules relate a
 value to another one or to content, and the document can only describe them
 in words. For requests generated as valid (positive mode), these hooks make
 the generated values obey them, so that "valid per the document" means
@@ -10,6 +10,7 @@ the generated values obey them, so that "valid per the document" means
 - ``from`` is not after ``to`` (``to`` defaults to today, ``from`` to 29 days before ``to``);
 - an agent's fallback provider differs from its primary (on PUT, from the stored one too);
 - a voice upload is a real recording (here a short WAV);
+- a chat completion names the agent the test made, and its last message is the user's, with text;
 - a key is minted (``/v1/operator/api-keys``) for a tenant that exists: the one the test made
   (any other name is a documented 404, and only that would ever be tested).
 
@@ -28,6 +29,7 @@ import schemathesis
 
 PROVIDERS = ("vendorA", "vendorB")
 KNOWN_TENANT = "Schemathesis Corp"  # made by test_api_schemathesis.py
+KNOWN_AGENT = "Schemathesis Agent"  # made by it too: the model chat completions name
 
 
 def _wav(ms: int = 400, rate: int = 8000) -> bytes:
@@ -86,4 +88,7 @@ def map_case(context: Any, case: Any) -> Any:
         case.body["tenantName"] = KNOWN_TENANT
     elif path.endswith("/voice") and isinstance(case.body, dict) and "audio" in case.body:
         case.body["audio"] = WAV
+    elif path == "/v1/chat/completions" and isinstance(case.body, dict) and case.body.get("messages"):
+        case.body["messages"][-1] = {"role": "user", "content": "hello"}  # the turn sent is the user's, in text
+        case.body["model"] = f"agent:{KNOWN_AGENT}"  # an agent that exists (any other name is a documented 404)
     return case

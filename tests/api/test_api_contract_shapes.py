@@ -211,7 +211,7 @@ def test_openapi_and_docs_are_served_and_describe_the_real_shapes(http):
                                   "/v1/sessions", "/v1/sessions/{sessionId}", "/v1/sessions/{sessionId}/messages",
                                   "/v1/sessions/{sessionId}/transcript",
                                   "/v1/sessions/{sessionId}/voice", "/v1/usage/rollup", "/v1/usage/events",
-                                  "/v1/usage/monthly"}
+                                  "/v1/usage/monthly", "/v1/chat/completions", "/v1/models", "/v1/models/{model}"}
     reply = spec["components"]["schemas"]["Reply"]
     assert set(reply["properties"]) == {"message", "metadata"}
     assert set(spec["components"]["schemas"]["ReplyMetadata"]["properties"]) == METADATA_KEYS

@@ -23,21 +23,34 @@ from vbgateway.errors import RateLimitExceededError
 from vbgateway.governance import ROUTE_SCOPES, SCOPES
 from vbgateway.governance.scopes import OPEN_ROUTES
 
+FRONT_DOOR = ("/v1/chat/completions", "/v1/models")  # the OpenAI-compatible routes answer in OpenAI's shape
 AGENT = {"name": "Support", "primaryProvider": "vendorA", "fallbackProvider": "vendorB",
          "systemPrompt": "You are helpful.", "enabledTools": []}
+
+
+def assert_refused(response: httpx.Response, template: str, code: str) -> dict:
+    """The error of a refusal: the /v1 envelope, or OpenAI's shape (lower-case code) on the front door."""
+    if template.startswith(FRONT_DOOR):
+        body = response.json()
+        assert response.status_code == 403 and body["error"]["code"] == code.lower(), response.text
+        assert body["error"]["type"] == "permission_error"
+        return body["error"]  # type: ignore[no-any-return]
+    return assert_error(response, 403, code)
 
 
 def call(http: httpx.Client, key: str, method: str, template: str, ids: SimpleNamespace,
          body: str = "valid") -> httpx.Response:
     """One request to ``template`` with a body the route takes (``body="broken"``: malformed JSON)."""
-    path = template.replace("{agentId}", ids.agent).replace("{sessionId}", ids.session)
+    path = template.replace("{agentId}", ids.agent).replace("{sessionId}", ids.session).replace("{model}", ids.agent)
     headers = {"X-API-Key": key}
     if path.endswith("/voice"):
         files = {"audio": ("a.wav", make_wav(400), "audio/wav")}
         return http.request(method, path, headers=headers, files=files)
     if method == "GET":
         return http.request(method, path, headers=headers)
-    payload = {"/v1/agents": AGENT, "/v1/sessions": {"agentId": ids.agent}}.get(path, {"content": "Hello"})
+    payload = {"/v1/agents": AGENT, "/v1/sessions": {"agentId": ids.agent},
+               "/v1/chat/completions": {"model": ids.agent, "messages": [{"role": "user", "content": "Hello"}]},
+               }.get(path, {"content": "Hello"})
     if method == "PUT":
         payload = {"name": "Renamed"}
     content = b"{not json" if body == "broken" else httpx.Request("POST", "/", json=payload).content
@@ -66,7 +79,7 @@ def test_each_operation_answers_403_to_a_key_without_its_scope_and_serves_one_wi
         if scope == needed:
             assert response.status_code in (200, 201), (scope, response.text)
         else:
-            error = assert_error(response, 403, "INSUFFICIENT_SCOPE")
+            error = assert_refused(response, template, "INSUFFICIENT_SCOPE")
             assert error["details"] == {"required": needed, "granted": [scope]}
 
 
@@ -74,7 +87,7 @@ def test_each_operation_answers_403_to_a_key_without_its_scope_and_serves_one_wi
                                                         and not k[1].endswith("/voice")))
 def test_the_scope_is_checked_before_the_body_is_read(http, tenant, method, template):
     wrong = next(key for scope, key in tenant.keys.items() if scope != ROUTE_SCOPES[(method, template)])
-    assert_error(call(http, wrong, method, template, tenant, body="broken"), 403, "INSUFFICIENT_SCOPE")
+    assert_refused(call(http, wrong, method, template, tenant, body="broken"), template, "INSUFFICIENT_SCOPE")
 
 
 def test_me_needs_no_scope_and_names_the_key_s_scopes_and_limits(gateway, http, tenant):
@@ -118,9 +131,10 @@ def test_every_v1_route_names_its_scope_in_the_openapi_document(http):
                 continue
             assert operation["x-required-scope"] == ROUTE_SCOPES[key]
             assert ROUTE_SCOPES[key] in operation["description"]
+            shape = "OpenAIErrorResponse" if path.startswith(FRONT_DOOR) else "ErrorResponse"
             assert operation["responses"]["403"]["content"]["application/json"]["schema"] == {
-                "$ref": "#/components/schemas/ErrorResponse"}
-            limited = path.endswith(("/messages", "/voice"))
+                "$ref": f"#/components/schemas/{shape}"}
+            limited = path.endswith(("/messages", "/voice", "/chat/completions"))
             assert ("429" in operation["responses"]) == limited
             if limited:
                 assert operation["responses"]["429"]["headers"]["Retry-After"]["required"] is True

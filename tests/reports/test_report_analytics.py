@@ -44,11 +44,11 @@ def test_daily_of_an_empty_tenant_is_zeros(reader, fixture_db):
     assert len(daily) == 7 and int(daily.replies.sum()) == 0 and sum(Decimal(c) for c in daily.cost_usd) == 0
 
 
-def test_by_channel_always_has_chat_and_voice(reader, fixture_db):
+def test_by_channel_always_has_chat_openai_and_voice(reader, fixture_db):
     live = a.by_channel(reader, fixture_db.live, *LIVE_DAY)
 
-    assert list(live.channel) == ["chat", "voice"]
-    assert list(live.replies) == [fixture_db.live_replies, 0]
+    assert list(live.channel) == ["chat", "openai", "voice"]
+    assert list(live.replies) == [fixture_db.live_replies, 0, 0]
 
 
 def test_by_channel_adds_up_to_the_total(reader, fixture_db):

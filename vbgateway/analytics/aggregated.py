@@ -107,7 +107,7 @@ def daily_rows(gw: Gateway, tenant_id: str, lower: datetime, upper: datetime) ->
 
 
 def by_channel_rows(gw: Gateway, tenant_id: str, lower: datetime, upper: datetime) -> pd.DataFrame:
-    """``series.by_channel`` of one tenant: chat and voice always, any other channel used."""
+    """``series.by_channel`` of one tenant: chat, openai and voice always, any other channel used."""
     first, last = days_of(lower, upper)
     days = [tenant_id, first, last]
     return gw.sql(f"""
@@ -117,7 +117,7 @@ def by_channel_rows(gw: Gateway, tenant_id: str, lower: datetime, upper: datetim
             FROM daily_usage WHERE tenant_id = ? AND day BETWEEN ? AND ? GROUP BY channel),
         s AS (SELECT value AS channel, sum(sessions) AS sessions FROM daily_sessions
               WHERE tenant_id = ? AND dimension = 'channel' AND {_SESSIONS_IN_RANGE} GROUP BY ALL),
-        channels AS (SELECT unnest(['chat', 'voice']) AS channel UNION SELECT channel FROM used)
+        channels AS (SELECT unnest(['chat', 'openai', 'voice']) AS channel UNION SELECT channel FROM used)
         SELECT c.channel, coalesce(u.replies, 0)::BIGINT AS replies, coalesce(s.sessions, 0)::BIGINT AS sessions,
                coalesce(u.tokens_in, 0)::BIGINT AS tokens_in, coalesce(u.tokens_out, 0)::BIGINT AS tokens_out,
                (coalesce(u.tokens_in, 0) + coalesce(u.tokens_out, 0))::BIGINT AS tokens_total,

@@ -81,7 +81,7 @@ def daily(gw: Gateway, tenant_id: str | None, start: object, end: object) -> pd.
 
 
 def by_channel(gw: Gateway, tenant_id: str | None, start: object, end: object) -> pd.DataFrame:
-    """Replies, sessions, tokens and cost per channel; chat and voice are always present."""
+    """Replies, sessions, tokens and cost per channel; chat, openai (the front door) and voice are always present."""
     lower, upper = day_range(start, end)
     if tenant_id is not None:
         return aggregated.by_channel_rows(gw, tenant_id, lower, upper)
@@ -91,7 +91,7 @@ def by_channel(gw: Gateway, tenant_id: str | None, start: object, end: object) -
             SELECT channel, count(*) AS replies, count(DISTINCT session_id) AS sessions, sum(tokens_in) AS tokens_in,
                    sum(tokens_out) AS tokens_out, sum(cost_usd) AS cost_usd
             FROM usage_events WHERE {where} AND created_at >= ? AND created_at < ? GROUP BY channel),
-        channels AS (SELECT unnest(['chat', 'voice']) AS channel UNION SELECT channel FROM used)
+        channels AS (SELECT unnest(['chat', 'openai', 'voice']) AS channel UNION SELECT channel FROM used)
         SELECT c.channel, coalesce(u.replies, 0)::BIGINT AS replies, coalesce(u.sessions, 0)::BIGINT AS sessions,
                coalesce(u.tokens_in, 0)::BIGINT AS tokens_in, coalesce(u.tokens_out, 0)::BIGINT AS tokens_out,
                (coalesce(u.tokens_in, 0) + coalesce(u.tokens_out, 0))::BIGINT AS tokens_total,

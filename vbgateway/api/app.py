@@ -29,7 +29,15 @@ from .. import __version__
 from ..errors import GatewayError
 from ..gateway import Gateway
 from ..voice import MAX_AUDIO_BYTES
-from . import routes_health, routes_metrics, routes_operator, routes_sessions, routes_tenant, routes_usage
+from . import (
+    routes_health,
+    routes_metrics,
+    routes_openai,
+    routes_operator,
+    routes_sessions,
+    routes_tenant,
+    routes_usage,
+)
 from .docs import install_docs
 from .envelope import gateway_error_response, http_error_response, request_id_of, validation_error_response
 from .fastpath import MessagesFastPath
@@ -45,8 +53,9 @@ TITLE = "VocalBridge Ops gateway"
 DEFAULT_BODY_LIMIT = 1024 * 1024  # JSON bodies
 VOICE_BODY_LIMIT = MAX_AUDIO_BYTES + 64 * 1024  # 10 MB of audio plus multipart framing and fields
 LOCALHOST_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d{1,5})?$"
-CORS_ALLOWED_HEADERS = ["X-API-Key", "Idempotency-Key", "Content-Type", "X-Request-Id", "X-Correlation-Id"]
-CORS_EXPOSED_HEADERS = ["X-Request-Id", "X-Correlation-Id", "Idempotency-Key", "Retry-After"]
+CORS_ALLOWED_HEADERS = ["X-API-Key", "Idempotency-Key", "Content-Type", "X-Request-Id", "X-Correlation-Id",
+                        "Authorization", "X-Session-Id"]
+CORS_EXPOSED_HEADERS = ["X-Request-Id", "X-Correlation-Id", "Idempotency-Key", "Retry-After", "X-Session-Id"]
 
 
 def create_app(gateway: Gateway, *, cors_origins: list[str] | None = None,
@@ -69,6 +78,7 @@ def create_app(gateway: Gateway, *, cors_origins: list[str] | None = None,
                for module in (routes_tenant, routes_sessions, routes_usage)}
     for router in routers.values():
         app.include_router(router)
+    app.include_router(routes_openai.build_router(gateway))  # /v1/chat/completions, /v1/models
     app.include_router(routes_health.build_router(gateway))
     app.include_router(routes_metrics.build_router(gateway, operator_secret))
     if operator_secret:

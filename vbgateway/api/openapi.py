@@ -44,6 +44,7 @@ from .constraints import (
     NON_BLANK_TEXT,
     TOOL_NAME,
 )
+from .routes_openai import complete_document
 from .routes_operator import OPERATOR_PREFIX, OPERATOR_SCHEME
 from .routing import API_KEY_SCHEME
 
@@ -82,6 +83,7 @@ def build_document(app: FastAPI, providers: Iterable[str]) -> dict[str, Any]:
         if name in schemas:
             schemas[name]["properties"] = _agent_fields(names, schemas[name]["properties"], nullable)
     _voice_form(document, schemas)
+    complete_document(document)  # the OpenAI-compatible routes (routes_openai.py)
     return document
 
 

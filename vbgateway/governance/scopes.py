@@ -21,7 +21,7 @@ __all__ = ["ALL_SCOPES", "OPEN_ROUTES", "ROUTE_SCOPES", "SCOPES", "parse_scopes"
 SCOPES: dict[str, str] = {
     "agents:read": "list and read the tenant's agents",
     "agents:write": "create and change agents",
-    "chat": "open sessions and send chat and voice messages (rate limits count these sends)",
+    "chat": "open sessions and send chat and voice messages, also by /v1/chat/completions (rate limits count these sends)",
     "sessions:read": "read sessions and their transcripts",
     "usage:read": "usage rollup, events and monthly cost",
 }
@@ -42,6 +42,9 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("GET", "/v1/usage/rollup"): "usage:read",
     ("GET", "/v1/usage/events"): "usage:read",
     ("GET", "/v1/usage/monthly"): "usage:read",
+    ("POST", "/v1/chat/completions"): "chat",  # the OpenAI-compatible front door (api/routes_openai.py)
+    ("GET", "/v1/models"): "agents:read",
+    ("GET", "/v1/models/{model}"): "agents:read",
 }
 OPEN_ROUTES: frozenset[tuple[str, str]] = frozenset({("GET", "/v1/me")})
 
