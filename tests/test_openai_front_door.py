@@ -116,13 +116,36 @@ def test_the_sync_sdk_gets_a_chat_completion_billed_once_with_channel_openai(doo
     assert abs(answer.created - time.time()) < 60
 
 
-def test_the_upstream_gets_the_agents_system_prompt_and_only_the_last_message_of_a_new_session(door):
-    door.client.chat.completions.create(model=door.agent.id, messages=[
+def test_a_new_session_shows_the_provider_the_requests_earlier_turns_and_stores_only_its_own(door):
+    """A stateless app sends its whole conversation each time: the provider sees it, the session keeps the new turn."""
+    raw = door.client.chat.completions.with_raw_response.create(model=door.agent.id, messages=[
         {"role": "system", "content": "ignored: the agent's prompt applies"},
         {"role": "user", "content": "earlier question"}, {"role": "assistant", "content": "earlier answer"},
         {"role": "user", "content": [{"type": "text", "text": "first part"}, {"type": "text", "text": "second"}]}])
+    answer = raw.parse()
     assert door.up.received[-1].body["messages"] == [
-        {"role": "system", "content": "You are a test."}, {"role": "user", "content": "first part\nsecond"}]
+        {"role": "system", "content": "You are a test."}, {"role": "user", "content": "earlier question"},
+        {"role": "assistant", "content": "earlier answer"}, {"role": "user", "content": "first part\nsecond"}]
+    assert answer.usage.prompt_tokens == door.up.answered[-1].usage["prompt_tokens"]  # the context is billed as input
+    session_id = raw.headers["x-session-id"]
+    stored = door.gw.as_tenant(door.tenant_id).transcript(session_id).messages
+    assert [m.content for m in stored] == ["first part\nsecond", "Upstream reply: first part\nsecond"]
+    door.ask("go on", extra_headers={"X-Session-Id": session_id})  # the session's own history from here on
+    assert [m["content"] for m in door.up.received[-1].body["messages"][1:]] == [
+        "first part\nsecond", "Upstream reply: first part\nsecond", "go on"]
+
+
+def test_the_same_key_with_other_earlier_turns_is_a_conflict(door):
+    def ask(earlier: str) -> httpx.Response:
+        return httpx.post(door.base_url + "/chat/completions", headers={
+            "Authorization": f"Bearer {door.key}", "Idempotency-Key": "ctx-1"}, json={
+            "model": door.agent.id, "messages": [{"role": "user", "content": earlier},
+                                                 {"role": "user", "content": "now"}]})
+    assert ask("before").status_code == 200
+    assert ask("before").json()["vbgateway"]["replayed"] is True
+    conflict = ask("something else before")
+    assert conflict.status_code == 409 and conflict.json()["error"]["code"] == "idempotency_conflict"
+    assert door.count("usage_events") == 1
 
 
 def test_the_async_sdk_works_the_same(door):
@@ -280,7 +303,12 @@ def test_agent_names_follow_creations_and_renames_at_once(door):
      "messages[0].content"),
     ({"messages": []}, "messages"),
     ({"user": ""}, "user"),
-], ids=["n", "tools", "json", "temperature-type", "last-not-user", "image", "no-messages", "empty-user"])
+    ({"messages": [{"role": "tool", "content": "42", "tool_call_id": "c"}, {"role": "user", "content": "hi"}]},
+     "messages[0].role"),
+    ({"messages": [{"role": "assistant", "content": None}, {"role": "user", "content": "hi"}]},
+     "messages[0].content"),
+], ids=["n", "tools", "json", "temperature-type", "last-not-user", "image", "no-messages", "empty-user",
+        "tool-turn", "empty-earlier-turn"])
 def test_requests_the_gateway_cannot_honour_are_clear_400s_that_change_nothing(door, change, param):
     body = {"model": door.agent.id, "messages": [{"role": "user", "content": "hi"}], **change}
     answer = httpx.post(door.base_url + "/chat/completions", headers={"Authorization": f"Bearer {door.key}"},

@@ -73,7 +73,8 @@ if TYPE_CHECKING:
     from .reliability import RetryPolicy
     from .store import Store
 
-__all__ = ["MAX_IDEMPOTENCY_KEY_CHARS", "MessageSender", "SessionState", "TextChannel", "validate_channel"]
+__all__ = ["MAX_CONTEXT_TURNS", "MAX_IDEMPOTENCY_KEY_CHARS", "MessageSender", "SessionState", "TextChannel",
+           "validate_channel", "validate_context"]
 
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 USAGE_EVENT_INDEX = 1023  # attempt events of a request count up from 0; its usage event takes the last slot
@@ -124,6 +125,29 @@ def validate_idempotency_key(key: object) -> str | None:
         raise ValidationError(f"an idempotency key is 1-{MAX_IDEMPOTENCY_KEY_CHARS} printable characters",
                               details={"field": "idempotencyKey"})
     return key
+
+
+MAX_CONTEXT_TURNS = 256
+
+
+def validate_context(context: object) -> tuple[ChatTurn, ...]:
+    """Earlier turns a caller holds itself (the OpenAI front door's stateless apps): user and assistant
+    ``ChatTurn``s with text, at most ``MAX_CONTEXT_TURNS``. The provider sees them before the session's
+    history; they are billed as input like any history, and not stored."""
+    if context is None:
+        return ()
+    if not isinstance(context, (list, tuple)) or len(context) > MAX_CONTEXT_TURNS:
+        raise ValidationError(f"context is a list of at most {MAX_CONTEXT_TURNS} turns", details={"field": "context"})
+    turns = []
+    for index, turn in enumerate(context):
+        if not isinstance(turn, ChatTurn) or turn.role not in ("user", "assistant"):
+            raise ValidationError("each context turn is a user or assistant ChatTurn",
+                                  details={"field": f"context[{index}]"})
+        try:
+            turns.append(ChatTurn(turn.role, validate_content(turn.content)))
+        except ValidationError as exc:
+            raise ValidationError(exc.message, details={"field": f"context[{index}]"}) from exc
+    return tuple(turns)
 
 
 def request_fingerprint(*parts: object) -> str:
@@ -235,12 +259,14 @@ class MessageSender:
     # ------------------------------------------------------------------ send
     async def send(self, tenant_id: str, session_id: object, content: str, *, channel: str,
                    idempotency_key: str | None, fingerprint: str, request_id: str | None = None,
-                   key_id: str | None = None, sink: ReplySink | None = None) -> Reply:
+                   key_id: str | None = None, sink: ReplySink | None = None,
+                   context: tuple[ChatTurn, ...] = ()) -> Reply:
         """One billed reply; ``request_id`` lets a caller (the HTTP API) reuse its own ``req_`` id.
 
         ``fingerprint`` (``request_fingerprint``) is only read with an idempotency key; ``key_id``
         (None: the operator's client) selects the key's own rate limit; ``sink`` streams the
-        reply's text as it is written (``stream``).
+        reply's text as it is written (``stream``); ``context`` is conversation the provider is
+        shown before the session's own history, and not stored (``validate_context``).
         """
         if request_id is not None and not is_id(request_id, "req"):
             raise ValidationError("a request id looks like req_ followed by 20 characters",
@@ -248,7 +274,7 @@ class MessageSender:
         state = self.session_state(tenant_id, session_id)
         if idempotency_key is None:
             return await self._send_once(tenant_id, state, content, channel, None, fingerprint, request_id, key_id,
-                                         sink)
+                                         sink, context)
         slot = (tenant_id, idempotency_key)
         while True:
             in_flight = self._in_flight.get(slot)
@@ -271,7 +297,7 @@ class MessageSender:
         self._in_flight[slot] = (fingerprint, future)
         try:
             reply = await self._send_once(tenant_id, state, content, channel, idempotency_key, fingerprint,
-                                          request_id, key_id, sink)
+                                          request_id, key_id, sink, context)
         except asyncio.CancelledError:
             future.cancel()  # waiters see the cancellation and run the request themselves
             raise
@@ -287,11 +313,12 @@ class MessageSender:
 
     def stream(self, tenant_id: str, session_id: object, content: str, *, channel: str,
                idempotency_key: str | None, fingerprint: str, request_id: str | None = None,
-               key_id: str | None = None) -> ReplyStream:
+               key_id: str | None = None, context: tuple[ChatTurn, ...] = ()) -> ReplyStream:
         """``send`` as a ``ReplyStream``: text as it is written, then the reply (streaming.py)."""
         def start(sink: ReplySink) -> Coroutine[Any, Any, Reply]:
             return self.send(tenant_id, session_id, content, channel=channel, idempotency_key=idempotency_key,
-                             fingerprint=fingerprint, request_id=request_id, key_id=key_id, sink=sink)
+                             fingerprint=fingerprint, request_id=request_id, key_id=key_id, sink=sink,
+                             context=context)
         return ReplyStream(start, self._keep_detached)
 
     async def finish_detached(self) -> None:
@@ -311,7 +338,7 @@ class MessageSender:
 
     async def _send_once(self, tenant_id: str, state: SessionState, content: str, channel: str,
                          key: str | None, fingerprint: str, request_id: str | None, key_id: str | None,
-                         sink: ReplySink | None) -> Reply:
+                         sink: ReplySink | None, context: tuple[ChatTurn, ...]) -> Reply:
         providers = self._providers
         session = state.session
         agent = self._agent_for(tenant_id, session.agent_id)
@@ -322,14 +349,15 @@ class MessageSender:
         chain = [(agent.primary_provider, providers[agent.primary_provider])]
         if agent.fallback_provider:
             chain.append((agent.fallback_provider, providers[agent.fallback_provider]))
-        request = ProviderRequest(agent.system_prompt, (*state.history, ChatTurn("user", content)),
+        history = [*context, *state.history] if context else state.history
+        request = ProviderRequest(agent.system_prompt, (*history, ChatTurn("user", content)),
                                   tuple(agent.enabled_tools), request_id, agent.max_output_tokens)
         # BUDGET_EXCEEDED here (None: no budget), then RATE_LIMIT_EXCEEDED: nothing called, nothing written
         hold = self._budgets.reserve(tenant_id, chain, request, key_id, session.id)
         ticket = None
         if self._limits is not None:
             try:
-                ticket = self._limits.admit(tenant_id, key_id, session.id, agent, state.history, content)
+                ticket = self._limits.admit(tenant_id, key_id, session.id, agent, history, content)
             except BaseException as exc:
                 if hold is not None:
                     hold.abandon(exc)  # refused: the reservation goes back whole

@@ -11,7 +11,7 @@ scope (INSUFFICIENT_SCOPE, governance/scopes.py); the operator's client
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -26,6 +26,7 @@ from .messaging import (
     request_fingerprint,
     validate_channel,
     validate_content,
+    validate_context,
     validate_idempotency_key,
 )
 from .models import (
@@ -42,6 +43,7 @@ from .models import (
     VoiceReply,
     clean_text,
 )
+from .providers.base import ChatTurn
 from .store.tables import SessionRow
 from .voice import send_voice
 
@@ -54,6 +56,13 @@ if TYPE_CHECKING:
     from .streaming import ReplyStream
 
 __all__ = ["TenantClient", "check_session_input", "parse_input", "validation_error"]
+
+
+def _fingerprint(channel: str, session_id: str, content: str, context: tuple[ChatTurn, ...]) -> str:
+    """The request for idempotency; context turns are part of it (the same key with other context conflicts)."""
+    if not context:
+        return request_fingerprint(channel, session_id, content)
+    return request_fingerprint(channel, session_id, content, *(f"{t.role}:{t.content}" for t in context))
 
 SpecT = TypeVar("SpecT", AgentSpec, AgentPatch)
 MAX_METADATA_BYTES = 16_384
@@ -284,25 +293,31 @@ class TenantClient:
 
     # ------------------------------------------------------------------ messages
     async def send_message(self, session_id: str, content: str, *, idempotency_key: str | None = None,
-                           request_id: str | None = None, channel: TextChannel = "chat") -> Reply:
+                           request_id: str | None = None, channel: TextChannel = "chat",
+                           context: Sequence[ChatTurn] | None = None) -> Reply:
         """Send a user message; returns the assistant's reply, billed exactly once.
 
         ``request_id`` (a ``req_`` id, e.g. the HTTP request's) names the request in
         the reply, the attempt log and the usage event; by default one is made.
         ``channel`` is where the message came in: ``chat`` (the /v1 contract) or
         ``openai`` (the OpenAI-compatible front door); it is part of the request for
-        idempotency, so one key cannot name a message on both doors.
+        idempotency, so one key cannot name a message on both doors. ``context``: earlier turns the
+        caller keeps itself, shown to the provider before the session's history and not stored
+        (``messaging.validate_context``).
         """
         self.require("chat")
         content = validate_content(content)
         key = validate_idempotency_key(idempotency_key)
         channel = validate_channel(channel)
-        fingerprint = request_fingerprint(channel, session_id, content) if key is not None else ""
+        turns = validate_context(context)
+        fingerprint = _fingerprint(channel, session_id, content, turns) if key is not None else ""
         return await self._gw.sender.send(self.id, session_id, content, channel=channel, idempotency_key=key,
-                                          fingerprint=fingerprint, request_id=request_id, key_id=self._grant.key_id)
+                                          fingerprint=fingerprint, request_id=request_id, key_id=self._grant.key_id,
+                                          context=turns)
 
     def stream_message(self, session_id: str, content: str, *, idempotency_key: str | None = None,
-                       request_id: str | None = None, channel: TextChannel = "chat") -> ReplyStream:
+                       request_id: str | None = None, channel: TextChannel = "chat",
+                       context: Sequence[ChatTurn] | None = None) -> ReplyStream:
         """``send_message`` as it is written: ``async for item in ...`` gives ``TextDelta`` items, then the ``Reply``.
 
         Billed exactly once whatever the caller does: a caller that stops
@@ -315,9 +330,11 @@ class TenantClient:
         content = validate_content(content)
         key = validate_idempotency_key(idempotency_key)
         channel = validate_channel(channel)
-        fingerprint = request_fingerprint(channel, session_id, content) if key is not None else ""
+        turns = validate_context(context)
+        fingerprint = _fingerprint(channel, session_id, content, turns) if key is not None else ""
         return self._gw.sender.stream(self.id, session_id, content, channel=channel, idempotency_key=key,
-                                      fingerprint=fingerprint, request_id=request_id, key_id=self._grant.key_id)
+                                      fingerprint=fingerprint, request_id=request_id, key_id=self._grant.key_id,
+                                      context=turns)
 
     async def send_voice(self, session_id: str, audio: bytes, audio_duration_ms: int | None = None, *,
                          idempotency_key: str | None = None, request_id: str | None = None) -> VoiceReply:

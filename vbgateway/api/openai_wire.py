@@ -30,7 +30,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from starlette.responses import Response
 
 from ..errors import GatewayError, ValidationError
+from ..messaging import MAX_CONTEXT_TURNS
 from ..models import Agent, Reply
+from ..providers.base import ChatTurn
 from ..tenant import MAX_CUSTOMER_ID_CHARS
 from .constraints import MAX_CONTENT_CHARS, TEXT
 from .envelope import _PUBLIC_5XX, retry_after
@@ -38,7 +40,8 @@ from .envelope import _PUBLIC_5XX, retry_after
 __all__ = ["CHUNK", "COMPLETION", "ChatCompletion", "ChatCompletionRequest", "ChatMessage", "CompletionChoice",
            "CompletionMessage", "CompletionUsage", "ModelList", "ModelObject", "OpenAIErrorResponse", "ResponseFormat",
            "TextPart",
-           "chunk", "completion", "done_event", "error_type", "gateway_metadata", "last_user_text", "model_object",
+           "chunk", "completion", "done_event", "earlier_turns", "error_type", "gateway_metadata", "last_user_text",
+           "model_object",
            "openai_error", "openai_error_response", "usage"]
 
 COMPLETION, CHUNK = "chat.completion", "chat.completion.chunk"
@@ -195,6 +198,45 @@ def _refused(param: str, message: str, code: str = "unsupported_parameter") -> G
     return ValidationError(message, details={"field": param, "openaiCode": code})
 
 
+def earlier_turns(request: ChatCompletionRequest) -> tuple[ChatTurn, ...]:
+    """The conversation before the last message, for a request that opens a session: its user and
+    assistant turns (text only), shown to the agent's provider before the new message.
+
+    ``system`` and ``developer`` messages are skipped (the agent's system prompt
+    is the one that applies); tool and function turns are refused, as agents
+    here call no tools through this door.
+    """
+    turns = []
+    for index, message in enumerate(request.messages[:-1]):
+        if message.role in ("system", "developer"):
+            continue
+        where = f"messages[{index}]"
+        if message.role not in ("user", "assistant"):
+            raise _refused(f"{where}.role", f"{message.role} messages are not supported (the agents call no tools "
+                                            "through this door)")
+        content = _text_of(message, where)
+        if len(content) > MAX_CONTENT_CHARS:
+            raise _refused(f"{where}.content", f"a message is limited to {MAX_CONTENT_CHARS} characters",
+                           "string_above_max_length")
+        turns.append(ChatTurn(message.role, content))
+    if len(turns) > MAX_CONTEXT_TURNS:
+        raise _refused("messages", f"at most {MAX_CONTEXT_TURNS} earlier user and assistant messages are sent on "
+                                   "(continue a longer conversation with X-Session-Id)", "array_above_max_length")
+    return tuple(turns)
+
+
+def _text_of(message: ChatMessage, where: str) -> str:
+    content = message.content
+    if isinstance(content, list):
+        others = sorted({part.type for part in content if part.type != "text"})
+        if others:
+            raise _refused(f"{where}.content", f"only text content parts are supported (got {', '.join(others)})")
+        content = "\n".join(part.text or "" for part in content)
+    if not content or not content.strip():
+        raise _refused(f"{where}.content", "the message has no text", "invalid_value")
+    return content
+
+
 def last_user_text(request: ChatCompletionRequest) -> str:
     """The text the request sends: its last message, which must be the user's, as one string.
 
@@ -206,14 +248,7 @@ def last_user_text(request: ChatCompletionRequest) -> str:
     if last.role != "user":
         raise _refused(f"{where}.role", f"the last message must be the user's (got role {last.role!r})",
                        "invalid_value")
-    content = last.content
-    if isinstance(content, list):
-        others = sorted({part.type for part in content if part.type != "text"})
-        if others:
-            raise _refused(f"{where}.content", f"only text content parts are supported (got {', '.join(others)})")
-        content = "\n".join(part.text or "" for part in content)
-    if not content or not content.strip():
-        raise _refused(f"{where}.content", "the last message has no text", "invalid_value")
+    content = _text_of(last, where)
     if len(content) > MAX_CONTENT_CHARS:
         raise _refused(f"{where}.content", f"a message is limited to {MAX_CONTENT_CHARS} characters",
                        "string_above_max_length")

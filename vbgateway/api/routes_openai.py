@@ -58,6 +58,7 @@ from .openai_wire import (
     chunk,
     completion,
     done_event,
+    earlier_turns,
     gateway_metadata,
     last_user_text,
     model_object,
@@ -303,20 +304,21 @@ def build_router(gateway: Gateway) -> APIRouter:
         agent = agents.resolve(tenant.id, body.model)
         text = validate_content(last_user_text(body))
         key = validate_idempotency_key(idempotency_key_text(idempotency_key))
+        context = earlier_turns(body) if session_header is None else ()  # a session's own history is its record
         session_id = await _session(gateway, keyed, tenant, agent, body.model, session_header, key, body.user)
         headers = {"X-Session-Id": session_id}
         try:
             if body.stream:
                 created = int(gateway.clock.now().timestamp())
                 stream = tenant.stream_message(session_id, text, idempotency_key=key, request_id=request_id,
-                                               channel="openai")
+                                               channel="openai", context=context)
                 first, items = await open_reply_stream(stream)
                 include_usage = bool(body.stream_options and body.stream_options.include_usage)
                 events = _completion_events(first, items, f"chatcmpl-{request_id}", created, body.model,
                                             include_usage, request_id)
                 return EventStream(events, items, headers=[(b"x-session-id", session_id.encode("ascii"))])
             reply = await tenant.send_message(session_id, text, idempotency_key=key, request_id=request_id,
-                                              channel="openai")
+                                              channel="openai", context=context)
         except GatewayError as exc:
             return openai_error_response(request_id, exc, headers)
         return json_response(completion(reply, body.model), 200, headers)
