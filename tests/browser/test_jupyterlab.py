@@ -28,11 +28,11 @@ def panel(page, title: str):
 def test_try_it_sends_a_message_and_shows_the_reply_with_its_metadata(page, lab, screenshots, publish):
     open_and_run_all(page, lab, "03_try_it.ipynb")
     chat = panel(page, "Try it")
-    chat.locator(".vb-bubble.assistant").first.wait_for()  # the notebook's own awaited send
+    chat.locator(".vb-bubble.assistant:not(.writing)").first.wait_for()  # the notebook's own send, written out
     box = chat.locator('input[placeholder="Type a message and press Enter"]')
     box.fill("What are your opening hours during the holidays?")
     box.press("Enter")
-    reply = chat.locator(".vb-bubble.assistant").nth(1)
+    reply = chat.locator(".vb-bubble.assistant:not(.writing)").nth(1)  # written out, not still typing
     reply.wait_for()
     meta = chat.locator(".vb-meta").last
     assert "tokens" in meta.inner_text() and "cost $" in meta.inner_text() and "latency" in meta.inner_text()
@@ -84,11 +84,11 @@ def test_two_notebooks_at_once_a_chat_in_one_shows_in_the_others_dashboard(page,
     other = page.context.new_page()  # a second tab of the same JupyterLab, its own kernel, running meanwhile
     open_and_run_all(other, lab, "03_try_it.ipynb")
     chat = panel(other, "Try it")
-    chat.locator(".vb-bubble.assistant").first.wait_for()  # the notebook's own awaited send
+    chat.locator(".vb-bubble.assistant:not(.writing)").first.wait_for()  # the notebook's own send, written out
     box = chat.locator('input[placeholder="Type a message and press Enter"]')
     box.fill("Is my refund on its way?")
     box.press("Enter")
-    chat.locator(".vb-bubble.assistant").nth(1).wait_for()
+    chat.locator(".vb-bubble.assistant:not(.writing)").nth(1).wait_for()
     assert len(lab.api("/api/kernels")) == 2  # both notebooks' kernels are alive
     page.bring_to_front()
     usage.locator("button", has_text="Refresh").click()

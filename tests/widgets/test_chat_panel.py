@@ -23,15 +23,16 @@ def test_a_send_returns_at_once_and_the_reply_arrives_later(chat, clock, gw, cou
     async def drive():
         chat.message.value = "Where is my invoice?"
         chat.send_button.click()
-        # the click only scheduled the send: the kernel is free, progress is showing
+        # the click only scheduled the send: the kernel is free, progress and the reply's typing bubble show
         assert chat.task is not None and not chat.task.done()
         assert chat.busy and "vb-spinner" in chat.progress.value and chat.send_button.disabled
-        assert len(chat.conversation.children) == 1 and chat.message.value == ""
+        assert len(chat.conversation.children) == 2 and chat.message.value == ""
+        assert "vb-typing" in bubbles(chat)[1] and "Where is my invoice?" in bubbles(chat)[0]
         return await chat.task
 
     reply = clock.run(drive())
     assert reply is not None and not chat.busy and chat.progress.value == ""
-    assert reply.message.content in bubbles(chat)[-1]
+    assert reply.message.content in bubbles(chat)[-1] and "vb-typing" not in bubbles(chat)[-1]
     assert count(gw, "messages", f"session_id = '{chat.session.id}'") == 2
     assert count(gw, "usage_events", f"session_id = '{chat.session.id}'") == 1
 

@@ -4,6 +4,12 @@ Sends are coroutines scheduled on the kernel's running loop (``Panel.schedule``)
 the button callback returns at once, the kernel stays responsive, and the
 reply is drawn when it arrives. ``send_text`` / ``send_audio`` are the plain
 coroutines behind the buttons, so tests and notebooks can await them.
+
+Text replies are streamed (``stream_message``): the assistant bubble appears
+with the user's, its text grows as the provider writes it (``LiveReply``),
+and the reply's metadata line replaces the typing indicator at the end.
+A stream cut off after some text keeps that text, marked as interrupted.
+Voice replies come whole (``send_voice``).
 """
 
 from __future__ import annotations
@@ -14,9 +20,11 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from ..errors import AllProvidersFailedError, GatewayError
+from ..errors import AllProvidersFailedError, GatewayError, StreamInterruptedError
 from ..models import Reply, Session, VoiceReply
+from ..streaming import TextDelta
 from .base import Panel, guarded, guarded_async
+from .chat_stream import LiveReply
 from .chat_view import attempts_table, bubble_html, reply_meta_html
 from .login import AnyTenantClient, LoginPanel
 from .style import esc, gap
@@ -187,7 +195,12 @@ class ChatPanel(Panel):
 
     def _failed(self, bubble: widgets.HTML, text: str, exc: GatewayError) -> None:
         bubble.value = bubble_html("user", text, failed=True, note="not delivered, nothing billed")
-        raw = attempts_table(exc.details.get("attempts", [])) if isinstance(exc, AllProvidersFailedError) else ""
+        self._show_failure(exc)
+
+    def _show_failure(self, exc: GatewayError) -> None:
+        """The error in the status line, with the provider attempts when the gateway gave them."""
+        attempts = isinstance(exc, AllProvidersFailedError | StreamInterruptedError)
+        raw = attempts_table(exc.details.get("attempts", [])) if attempts else ""
         self.show(f"{exc.code}: {exc.message}", "error", raw)
 
     async def send_text(self, text: str, key: str | None = None) -> Reply | None:
@@ -202,12 +215,15 @@ class ChatPanel(Panel):
 
     @guarded
     def begin_text(self, text: str, key: str | None = None) -> Coroutine[Any, Any, Reply | None]:
-        """Draw the user bubble and the progress now; return the coroutine that awaits the reply."""
+        """Draw the user bubble, the reply's bubble (typing) and the progress now; return the coroutine
+        that streams the reply into it."""
         session = self._session()
         self.show("")
         bubble = self._append(bubble_html("user", text))
+        live = LiveReply(self.login.gateway.clock)
+        self.conversation.children = (*self.conversation.children, live.widget)
         self._set_busy(True, "Waiting for the agent…")
-        return self._finish_text(session, bubble, text, key)
+        return self._finish_text(session, bubble, live, text, key)
 
     @guarded
     def begin_audio(self, data: bytes, name: str, key: str | None = None) -> Coroutine[Any, Any, VoiceReply | None]:
@@ -218,20 +234,46 @@ class ChatPanel(Panel):
         return self._finish_audio(session, bubble, data, name, key)
 
     @guarded_async
-    async def _finish_text(self, session: Session, bubble: widgets.HTML, text: str, key: str | None) -> Reply | None:
+    async def _finish_text(self, session: Session, bubble: widgets.HTML, live: LiveReply, text: str,
+                           key: str | None) -> Reply | None:
+        reply: Reply | None = None
         try:
-            reply = await self.client.send_message(session.id, text, idempotency_key=key)  # type: ignore[union-attr]
+            async for item in self.client.stream_message(session.id, text,  # type: ignore[union-attr]
+                                                         idempotency_key=key):
+                if isinstance(item, TextDelta):
+                    live.add(item.text)
+                else:
+                    reply = item
+            if reply is None:  # both clients end a stream with its reply or raise: kept as a clear failure
+                raise StreamInterruptedError("the reply stream ended without its reply")
         except GatewayError as exc:
-            self._failed(bubble, text, exc)
+            if live.parts:
+                self._interrupted(bubble, live, text, exc, key)
+            else:  # refused or failed before any text: shown as a send that was never answered
+                self.conversation.children = tuple(c for c in self.conversation.children if c is not live.widget)
+                self._failed(bubble, text, exc)
             return None
         finally:
             self._set_busy(False)
-        if key:
-            self.last_keyed = {"channel": "chat", "text": text, "key": key}
-            self.resend_button.disabled = False
+        self._keep_key(key, {"channel": "chat", "text": text, "key": key})
         self.replies.append(reply)
-        self._append(bubble_html("assistant", reply.message.content) + reply_meta_html(reply))
+        live.finish(reply)
         return reply
+
+    def _interrupted(self, bubble: widgets.HTML, live: LiveReply, text: str, exc: GatewayError,
+                     key: str | None) -> None:
+        """Some text came, then the stream failed: the partial reply stays, marked, and the error is shown."""
+        live.interrupt(exc, keyed=key is not None)
+        if isinstance(exc, StreamInterruptedError):  # nothing was stored: the message is not in the conversation
+            bubble.value = bubble_html("user", text, failed=True, note="not stored: its reply was interrupted")
+        self._show_failure(exc)
+        self._keep_key(key, {"channel": "chat", "text": text, "key": key})  # the same key sends it again
+
+    def _keep_key(self, key: str | None, request: dict[str, Any]) -> None:
+        """Remember a keyed request for "Send again with this key" (a replay, or a retry after an interruption)."""
+        if key:
+            self.last_keyed = request
+            self.resend_button.disabled = False
 
     @guarded_async
     async def _finish_audio(self, session: Session, bubble: widgets.HTML, data: bytes, name: str,
@@ -243,9 +285,7 @@ class ChatPanel(Panel):
             return None
         finally:
             self._set_busy(False)
-        if key:
-            self.last_keyed = {"channel": "voice", "audio": data, "name": name, "key": key}
-            self.resend_button.disabled = False
+        self._keep_key(key, {"channel": "voice", "audio": data, "name": name, "key": key})
         bubble.value = bubble_html("user", f"🎤 “{voice.transcript_text}”", note=f"transcribed from {esc(name)}")
         self.replies.append(voice.reply)
         self.voice_replies.append(voice)

@@ -1,4 +1,4 @@
-"""HTML for the chat: bubbles, the metadata line under a reply, and a failed send's attempts.
+"""HTML for the chat: bubbles, a reply being written, the metadata line under a reply, a failed send's attempts.
 
 Kept apart from ``ChatPanel`` so the look can change without touching the send logic.
 """
@@ -10,7 +10,7 @@ from typing import Any
 from ..models import Reply
 from .style import badge, esc, fmt_usd, table_html
 
-__all__ = ["attempts_table", "bubble_html", "reply_meta_html"]
+__all__ = ["attempts_table", "bubble_html", "interrupted_html", "reply_meta_html", "writing_html"]
 
 
 def bubble_html(role: str, text: str, *, note: str = "", failed: bool = False) -> str:
@@ -21,6 +21,18 @@ def bubble_html(role: str, text: str, *, note: str = "", failed: bool = False) -
     if role == "user":
         return f'<div class="vb-row-user">{body}</div>{extra}'
     return body
+
+
+def writing_html(text: str) -> str:
+    """An assistant bubble still being written: the text so far and a typing indicator after it."""
+    return (f'<div class="vb-bubble assistant writing">{esc(text)}'
+            '<span class="vb-typing" title="the agent is writing"><i></i><i></i><i></i></span></div>')
+
+
+def interrupted_html(text: str, code: str, note: str) -> str:
+    """A reply cut off after some text: the text that arrived, marked, and what it means for billing."""
+    return (f'<div class="vb-bubble assistant interrupted">{esc(text)}</div>'
+            f'<div class="vb-meta">{badge(f"interrupted · {code}", "err")} · {esc(note)}</div>')
 
 
 def reply_meta_html(reply: Reply) -> str:

@@ -46,6 +46,11 @@ CSS = """
 .vb-bubble.user { background: #2563eb; color: #fff; margin-left: auto; border-bottom-right-radius: 4px; }
 .vb-bubble.assistant { background: #f0f4f8; color: #102a43; border-bottom-left-radius: 4px; }
 .vb-bubble.failed { background: #fde8e8; color: #9b1c1c; text-decoration: line-through; }
+.vb-bubble.interrupted { background: #f0f4f8; color: #102a43; border-left: 3px solid #e02424; }
+.vb-typing { display: inline-block; margin-left: 4px; white-space: nowrap; }
+.vb-typing i { display: inline-block; width: 5px; height: 5px; margin: 0 1px; border-radius: 50%;
+               background: #829ab1; vertical-align: middle; animation: vb-blink 1.2s infinite both; }
+.vb-typing i:nth-child(2) { animation-delay: .2s; } .vb-typing i:nth-child(3) { animation-delay: .4s; }
 .vb-row-user { display: flex; justify-content: flex-end; }
 .vb-meta { font-size: 11px; color: #627d98; margin: 3px 0 6px 6px; line-height: 18px; }
 .vb-kpi { border: 1px solid #d9e2ec; border-radius: 10px; padding: 10px 14px; min-width: 140px; background: #f8fafc; }
@@ -63,6 +68,7 @@ CSS = """
               border-radius: 50%; animation: vb-spin .8s linear infinite; vertical-align: middle; margin-right: 6px; }
 .vb-gap-2 { gap: 2px; } .vb-gap-6 { gap: 6px; } .vb-gap-8 { gap: 8px; } .vb-gap-18 { gap: 18px; }
 @keyframes vb-spin { to { transform: rotate(360deg); } }
+@keyframes vb-blink { 0%, 80%, 100% { opacity: .25; } 40% { opacity: 1; } }
 </style>
 """
 
