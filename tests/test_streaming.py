@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -26,6 +27,8 @@ from live_server import LiveServer
 import vbgateway
 from vbgateway import Gateway, RetryPolicy, SystemClock
 from vbgateway.api import create_app
+from vbgateway.client import HttpRetryPolicy
+from vbgateway.client.transport import Transport, json_request
 from vbgateway.errors import BudgetExceededError, IdempotencyConflictError, StreamInterruptedError
 from vbgateway.models import Reply
 from vbgateway.providers import VendorB, estimate_tokens
@@ -388,3 +391,41 @@ def test_a_system_turn_or_an_empty_one_in_context_is_refused(setup: Setup):
             setup.run(setup.tenant.send_message(setup.session.id, "hi", context=[turn]))
         assert info.value.details["field"] == "context[0]"
     assert setup.up.received == []
+
+
+def test_the_python_client_never_asks_again_once_the_stream_began():
+    """A connection lost mid-stream would repeat text if retried: the client raises instead (the key replays)."""
+    from vbgateway.errors import GatewayError
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port, requests = listener.getsockname()[1], []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                requests.append(conn.recv(65536))
+                event = b"event: delta\ndata: {\"text\": \"Hel\"}\n\n"
+                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+                             + b"%x\r\n%s\r\n" % (len(event), event))  # then the connection ends, mid-body
+
+    threading.Thread(target=serve, daemon=True).start()
+    transport = Transport(f"http://127.0.0.1:{port}", "sk_test", clock=SystemClock(), retry=HttpRetryPolicy())
+    seen: list[tuple[str, object]] = []
+
+    async def read() -> None:
+        try:
+            async for event in transport.aevents(json_request("POST", "/v1/sessions/x/messages", {"content": "hi"})):
+                seen.append(event)
+        finally:
+            await transport.aclose()
+    try:
+        with pytest.raises(GatewayError) as info:
+            asyncio.run(read())
+    finally:
+        listener.close()
+    assert seen == [("delta", {"text": "Hel"})] and len(requests) == 1
+    assert info.value.code == "SERVICE_UNAVAILABLE" and info.value.details["streamBegan"] is True

@@ -133,6 +133,7 @@ class Transport:
         headers = {**(request.get("headers") or {}), "Accept": "text/event-stream"}
         waited, attempt = 0.0, 0
         while True:
+            began = False
             try:
                 async with client.stream(request["method"], request["url"], content=request.get("content"),
                                          headers=headers) as response:
@@ -141,10 +142,13 @@ class Transport:
                         if response.status_code != 200 or not response.headers.get(
                                 "content-type", "").startswith("text/event-stream"):
                             raise _stream_refused(response.status_code, response.headers, await response.aread())
+                        began = True
                         async for event in _events(response.aiter_lines()):
                             yield event
                         return
             except httpx.TransportError as exc:
+                if began:  # text was given: asking again would give it twice; the key replays the reply
+                    raise _lost_mid_stream(self.base_url, exc) from exc
                 wait = self.retry.wait_before(attempt, None, waited)
                 if wait is None:
                     raise unreachable(self.base_url, exc) from exc
@@ -197,6 +201,13 @@ def _answer(status: int, headers: Mapping[str, str], content: bytes) -> dict[str
     if 200 <= status < 300:  # a 2xx that is not a JSON object: something else answered
         raise error_from_answer(502, None, headers.get("x-request-id"))
     raise error_from_answer(status, body, headers.get("x-request-id"))
+
+
+def _lost_mid_stream(url: str, exc: Exception) -> GatewayError:
+    """The connection broke after the stream began: the gateway finishes and bills the reply without us."""
+    return GatewayError("the connection to the gateway broke during the stream; the gateway still finishes and "
+                        "bills the reply, which the same idempotency key replays", code="SERVICE_UNAVAILABLE",
+                        details={"url": url, "reason": type(exc).__name__, "streamBegan": True}, http_status=503)
 
 
 def _stream_refused(status: int, headers: Mapping[str, str], content: bytes) -> GatewayError:
