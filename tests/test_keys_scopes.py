@@ -24,6 +24,10 @@ AGENT = {"name": "Support", "primary_provider": "vendorA", "fallback_provider": 
 SPEECH = synthesize("hello there")
 
 # Every method of the tenant client, the scope it needs, and a call that succeeds with that scope.
+async def _drain(stream):
+    return [item async for item in stream]
+
+
 OPERATIONS = {
     "list_agents": ("agents:read", lambda c, x: c.list_agents()),
     "get_agent": ("agents:read", lambda c, x: c.get_agent(x.agent)),
@@ -31,6 +35,7 @@ OPERATIONS = {
     "update_agent": ("agents:write", lambda c, x: c.update_agent(x.agent, name="Renamed")),
     "create_session": ("chat", lambda c, x: c.create_session(x.agent)),
     "send_message": ("chat", lambda c, x: x.run(c.send_message(x.session, "Hello"))),
+    "stream_message": ("chat", lambda c, x: x.run(_drain(c.stream_message(x.session, "Hello")))),
     "send_voice": ("chat", lambda c, x: x.run(c.send_voice(x.session, SPEECH))),
     "get_session": ("sessions:read", lambda c, x: c.get_session(x.session)),
     "transcript": ("sessions:read", lambda c, x: c.transcript(x.session)),

@@ -68,16 +68,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")
 
 
+MessageText = Annotated[str, Field(max_length=MAX_CONTENT_CHARS, pattern=TEXT)]
+
+
 class TextPart(_Strict):
     """One part of a message's content array; only ``text`` parts can be sent on (checked on the last message)."""
 
     type: str = Field(min_length=1, max_length=64)
-    text: str | None = None
+    text: MessageText | None = None
 
 
 class ChatMessage(_Strict):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[TextPart] | None = None
+    content: MessageText | list[TextPart] | None = None
     name: str | None = Field(default=None, max_length=256)
 
 
@@ -200,29 +203,24 @@ def _refused(param: str, message: str, code: str = "unsupported_parameter") -> G
 
 def earlier_turns(request: ChatCompletionRequest) -> tuple[ChatTurn, ...]:
     """The conversation before the last message, for a request that opens a session: its user and
-    assistant turns (text only), shown to the agent's provider before the new message.
+    assistant turns with text, shown to the agent's provider before the new message.
 
-    ``system`` and ``developer`` messages are skipped (the agent's system prompt
-    is the one that applies); tool and function turns are refused, as agents
-    here call no tools through this door.
+    What an agent cannot be shown is left out, not refused: ``system`` and
+    ``developer`` messages (the agent's system prompt is the one that applies),
+    tool and function turns, turns without text, and parts that are not text.
+    Only the last ``MAX_CONTEXT_TURNS`` turns are kept (longer conversations
+    continue with ``X-Session-Id``).
     """
     turns = []
-    for index, message in enumerate(request.messages[:-1]):
-        if message.role in ("system", "developer"):
-            continue
-        where = f"messages[{index}]"
+    for message in request.messages[:-1]:
         if message.role not in ("user", "assistant"):
-            raise _refused(f"{where}.role", f"{message.role} messages are not supported (the agents call no tools "
-                                            "through this door)")
-        content = _text_of(message, where)
-        if len(content) > MAX_CONTENT_CHARS:
-            raise _refused(f"{where}.content", f"a message is limited to {MAX_CONTENT_CHARS} characters",
-                           "string_above_max_length")
-        turns.append(ChatTurn(message.role, content))
-    if len(turns) > MAX_CONTEXT_TURNS:
-        raise _refused("messages", f"at most {MAX_CONTEXT_TURNS} earlier user and assistant messages are sent on "
-                                   "(continue a longer conversation with X-Session-Id)", "array_above_max_length")
-    return tuple(turns)
+            continue
+        content = message.content
+        if isinstance(content, list):
+            content = "\n".join(part.text for part in content if part.type == "text" and part.text)
+        if content and content.strip():
+            turns.append(ChatTurn(message.role, content))
+    return tuple(turns[-MAX_CONTEXT_TURNS:])
 
 
 def _text_of(message: ChatMessage, where: str) -> str:

@@ -27,7 +27,7 @@ import asyncio
 import copy
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Annotated, Any
 
 import orjson
@@ -101,10 +101,25 @@ def api_key_of(headers: Headers) -> str:
     return token
 
 
+def _param(loc: Sequence[object]) -> str:
+    """A validation error's place as OpenAI names params (``messages[0].content``): list indexes in
+    brackets, and the union member pydantic tried (``str``, ``constrained-str``, ``list[...]``) left out."""
+    param = ""
+    for part in loc:
+        if isinstance(part, int):
+            param += f"[{part}]"
+        elif isinstance(part, str) and not (part in _UNION_TAGS or "[" in part or part.startswith("function-")):
+            param += f".{part}" if param else part
+    return param
+
+
+_UNION_TAGS = frozenset({"str", "constrained-str", "int", "float", "bool", "none", "list", "dict"})
+
+
 def _gateway_error(exc: Exception) -> GatewayError | None:
     """FastAPI's and Starlette's refusals as gateway errors (the body's validation, an unreadable body)."""
     if isinstance(exc, RequestValidationError):
-        errors = [{"field": ".".join(str(p) for p in e.get("loc", ())[1:]) or "body",
+        errors = [{"field": _param(e.get("loc", ())[1:]) or "body",
                    "message": str(e.get("msg", "invalid"))} for e in exc.errors()]
         if any(e.get("type") == "json_invalid" for e in exc.errors()):
             return ValidationError("the request body is not valid JSON", details={"field": "body"})
