@@ -29,13 +29,16 @@ def estimate_tokens(text_length: int) -> int:
     return math.ceil(text_length / 4)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ChatTurn:
+    """One turn of a conversation. Read-only by convention: the provider values below are not ``frozen``,
+    as a frozen dataclass costs two to three times as much to build, and several are built for every reply."""
+
     role: str  # "user" | "assistant"
     content: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ProviderRequest:
     """What every vendor is asked: the agent's prompt, the conversation so far
     (ending with the new user message), the tools the agent may use and the
@@ -55,7 +58,7 @@ class ProviderRequest:
         return len(self.system_prompt) + sum([len(turn.content) for turn in self.messages])
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ProviderResponse:
     text: str
     tokens_in: int

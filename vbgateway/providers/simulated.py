@@ -67,7 +67,7 @@ class VendorProfile:
             raise ValueError("spike_factor must be >= 1")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Draw:
     latency_s: float
     outcome: str  # "ok" | "error" | "rate_limited"
