@@ -445,9 +445,12 @@ def start_litellm(executable: str, upstream_url: str, work: Path) -> tuple[subpr
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DATABASE_URL")}
     env.update(LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOG="ERROR", NO_PROXY="*", no_proxy="*")
     log = (work / "litellm.log").open("w")
-    process = subprocess.Popen([executable, "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
-                                "--num_workers", "1"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+    try:
+        process = subprocess.Popen([executable, "--config", str(config), "--host", "127.0.0.1", "--port",
+                                    str(port), "--num_workers", "1"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    except OSError as exc:  # a directory, not executable...: say so and go on without it
+        return None, 0, f"{executable} cannot be run ({exc.strerror}); --litellm names the litellm executable"
     try:
         _wait_for_port(port, process, "litellm", timeout=180)
         import httpx
