@@ -58,10 +58,11 @@ async def open_reply_stream(stream: ReplyStream) -> tuple[TextDelta | Reply, Rep
     return first, items
 
 
-def error_payload(request_id: str, exc: GatewayError) -> dict[str, Any]:
+def error_payload(request_id: str, exc: Exception) -> dict[str, Any]:
     """The error envelope of a stream's ``error`` event (internal errors hidden, as in every answer)."""
-    if exc.http_status >= 500 and exc.code not in _PUBLIC_5XX:
-        _log.error("gateway error %s on request %s", exc.code, request_id, exc_info=exc)
+    if not isinstance(exc, GatewayError) or (exc.http_status >= 500 and exc.code not in _PUBLIC_5XX):
+        _log.error("error %s on streamed request %s", getattr(exc, "code", type(exc).__name__), request_id,
+                   exc_info=exc)
         return {"error": {"code": "INTERNAL_ERROR", "message": "internal error; the request id identifies it in the log",
                           "details": {}, "requestId": request_id}}
     return {"error": {"code": exc.code, "message": exc.message, "details": dict(exc.details), "requestId": request_id}}
@@ -81,7 +82,7 @@ async def delta_events(first: TextDelta | Reply, items: ReplyItems, request_id: 
                 return
             yield _event("delta", {"text": item.text})
             item = await anext(items)
-    except GatewayError as exc:
+    except Exception as exc:  # a GatewayError as its envelope; anything else as INTERNAL_ERROR, logged
         yield _event("error", error_payload(request_id, exc))
 
 
