@@ -429,3 +429,59 @@ def test_the_python_client_never_asks_again_once_the_stream_began():
         listener.close()
     assert seen == [("delta", {"text": "Hel"})] and len(requests) == 1
     assert info.value.code == "SERVICE_UNAVAILABLE" and info.value.details["streamBegan"] is True
+
+
+def test_a_server_stopped_while_a_left_reply_is_still_written_finishes_and_bills_it_first(tmp_path: Path,
+                                                                                           upstream: Upstream):
+    """`vbgateway serve` and SIGTERM just after its client hung up: the reply is read to its end and billed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    upstream.reset()
+    db = tmp_path / "served.duckdb"
+    env = {**os.environ, "UPSTREAM_KEY": KEY}
+    cli = [sys.executable, "-m", "vbgateway.cli"]
+    subprocess.run([*cli, "providers", "add", "real", "--db", str(db), "--kind", "openai", "--base-url", upstream.url,
+                    "--model", "upstream-model", "--api-key-env", "UPSTREAM_KEY", "--usd-per-1m-input", str(IN),
+                    "--usd-per-1m-output", str(OUT)], check=True, env=env, capture_output=True)
+    with Gateway.open(db) as gw:
+        _, key = gw.create_tenant("Acme")
+        tenant = gw.connect(key)
+        session = tenant.create_session(tenant.create_agent(name="R", primary_provider="real", system_prompt="s").id)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([*cli, "serve", "--db", str(db), "--port", str(port), "--log-level", "warning"],
+                              env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "vbgateway serve did not come up"
+                time.sleep(0.05)
+        upstream.fail_next(Fault.trickle(0.03))
+        body = orjson.dumps({"role": "user", "content": LONG})
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            raw.sendall(b"POST /v1/sessions/%s/messages HTTP/1.1\r\nHost: test\r\nX-API-Key: %s\r\n"
+                        b"Accept: text/event-stream\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                        % (session.id.encode(), key.encode(), len(body), body))
+            got = b""
+            while b"event: delta" not in got:
+                got += raw.recv(64)
+        server.send_signal(signal.SIGTERM)  # the reply is still being written, for nobody
+        _, stderr = server.communicate(timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert server.returncode == 0, stderr
+    answer = upstream.answered[-1]
+    assert answer.text == f"Upstream reply: {LONG}" and answer.fault is None
+    with Gateway.open(db) as gw:
+        rows = gw.sql("SELECT provider, tokens_in, tokens_out FROM usage_events").values.tolist()
+        assert rows == [["real", answer.usage["prompt_tokens"], answer.usage["completion_tokens"]]]
+        assert len(gw.connect(key).transcript(session.id).messages) == 2
