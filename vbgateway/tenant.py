@@ -20,8 +20,7 @@ import pydantic
 from .errors import AgentNotFoundError, ValidationError
 from .governance import OPERATOR_GRANT, KeyGrant
 from .governance.budget_admin import budget_of
-from .messaging import (
-    SessionState,
+from .message_input import (
     TextChannel,
     request_fingerprint,
     validate_channel,
@@ -29,6 +28,7 @@ from .messaging import (
     validate_context,
     validate_idempotency_key,
 )
+from .messaging import SessionState
 from .models import (
     DEFAULT_EVENTS_LIMIT,
     Agent,
@@ -303,7 +303,7 @@ class TenantClient:
         ``openai`` (the OpenAI-compatible front door); it is part of the request for
         idempotency, so one key cannot name a message on both doors. ``context``: earlier turns the
         caller keeps itself, shown to the provider before the session's history and not stored
-        (``messaging.validate_context``).
+        (``message_input.validate_context``).
         """
         self.require("chat")
         content = validate_content(content)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from .audio import AudioError, inspect_audio, synthesize, transcribe, wav_duration_ms
 from .errors import InvalidAudioError, PayloadTooLargeError, ValidationError
-from .messaging import request_fingerprint, validate_idempotency_key
+from .message_input import request_fingerprint, validate_idempotency_key
 from .models import VoiceReply
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from vbgateway.api.constraints import CORRELATION_ID, DAY, IDEMPOTENCY_KEY, NON_BLANK_TEXT, TEXT, TOOL_NAME
 from vbgateway.errors import ValidationError
-from vbgateway.messaging import validate_content, validate_idempotency_key
+from vbgateway.message_input import validate_content, validate_idempotency_key
 from vbgateway.models import AgentSpec, clean_text
 
 TRICKY = st.sampled_from(["\x00", " ", "\t", "\n", "\x0b", "\x1c", "\x85", "\xa0", "\u2007", "\u3000", "\ufeff",

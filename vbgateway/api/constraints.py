@@ -13,7 +13,7 @@ read those alike, which is not true of ``\\s`` or ``\\d``.
 
 from __future__ import annotations
 
-from ..messaging import MAX_IDEMPOTENCY_KEY_CHARS
+from ..message_input import MAX_IDEMPOTENCY_KEY_CHARS
 from ..models import MAX_CONTENT_CHARS
 
 __all__ = [

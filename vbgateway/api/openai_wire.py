@@ -30,7 +30,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from starlette.responses import Response
 
 from ..errors import GatewayError, ValidationError
-from ..messaging import MAX_CONTEXT_TURNS
+from ..message_input import MAX_CONTEXT_TURNS
 from ..models import Agent, Reply
 from ..providers.base import ChatTurn
 from ..tenant import MAX_CUSTOMER_ID_CHARS

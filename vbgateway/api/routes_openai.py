@@ -42,7 +42,7 @@ from starlette.responses import Response
 from ..errors import GatewayError, IdempotencyConflictError, InternalError, ValidationError
 from ..gateway import Gateway
 from ..governance.scopes import scope_for_route
-from ..messaging import reply_from_record, validate_content, validate_idempotency_key
+from ..message_input import reply_from_record, validate_content, validate_idempotency_key
 from ..models import Agent, Reply
 from ..streaming import TextDelta
 from ..tenant import TenantClient

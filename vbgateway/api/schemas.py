@@ -69,7 +69,7 @@ class SessionBody(_Wire):
 class MessageBody(_Wire):
     """POST /v1/sessions/{sessionId}/messages: a user turn (``role`` may be omitted).
 
-    ``content`` is checked by the core (``messaging.validate_content``); the schema states its rules.
+    ``content`` is checked by the core (``message_input.validate_content``); the schema states its rules.
     """
 
     role: Literal["user"] = "user"

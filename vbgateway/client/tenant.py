@@ -29,7 +29,7 @@ from ..errors import AgentNotFoundError, InsufficientScopeError, SessionNotFound
 from ..governance.keys import KeyGrant
 from ..governance.scopes import ALL_SCOPES
 from ..ids import is_id
-from ..messaging import validate_content, validate_idempotency_key
+from ..message_input import validate_content, validate_idempotency_key
 from ..models import (
     DEFAULT_EVENTS_LIMIT,
     MAX_EVENTS_LIMIT,
