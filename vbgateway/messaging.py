@@ -37,8 +37,10 @@ from typing import TYPE_CHECKING, Any
 from .errors import (
     AgentNotFoundError,
     AllProvidersFailedError,
+    GatewayError,
     IdempotencyConflictError,
     SessionNotFoundError,
+    StreamInterruptedError,
     ValidationError,
 )
 from .governance.budgets import BudgetLedger, Hold
@@ -49,7 +51,7 @@ from .models import Agent, Attempt, Idempotency, Reply, Session
 from .providers.base import ChatTurn, ProviderRequest
 from .reliability import AttemptLog, ChainResult, call_chain
 from .store.tables import IdempotencyRow, JournalRow, MessageRow, ProviderCallRow, SessionActivityRow, UsageEventRow
-from .streaming import ReplySink, ReplyStream, StreamInterruptedError, keep_until_done
+from .streaming import ReplySink, ReplyStream, keep_until_done
 
 if TYPE_CHECKING:
     from .clock import Clock
@@ -85,17 +87,14 @@ def _attempt_dicts(log: list[AttemptLog]) -> list[dict[str, Any]]:
              "retries": a.retries, "error_code": a.error_code} for a in log]
 
 
-def _stream_interrupted(request_id: str, result: ChainResult) -> StreamInterruptedError:
-    """502 STREAM_INTERRUPTED: the provider failed after text was sent; no other provider may continue it."""
-    attempts = [Attempt.model_validate(a).model_dump(by_alias=True, mode="json") for a in _attempt_dicts(result.attempts)]
-    return StreamInterruptedError("the provider failed after the reply began; nothing was billed",
-                                  details={"requestId": request_id, "attempts": attempts})
-
-
-def _chain_failed(request_id: str, result: ChainResult) -> AllProvidersFailedError:
-    """502 when every provider failed; 503 when every circuit breaker was open and none was called."""
+def _chain_failed(request_id: str, result: ChainResult, streamed: bool) -> GatewayError:
+    """Why no reply came, with every attempt: 502 when every provider failed; 503 when every circuit breaker
+    was open and none was called; 502 STREAM_INTERRUPTED when the provider failed after text was sent
+    (``streamed``: no other provider may continue it)."""
     attempts = [Attempt.model_validate(a).model_dump(by_alias=True, mode="json") for a in _attempt_dicts(result.attempts)]
     details: dict[str, Any] = {"requestId": request_id, "attempts": attempts}
+    if streamed:
+        return StreamInterruptedError("the provider failed after the reply began; nothing was billed", details=details)
     if not result.circuit_open:
         return AllProvidersFailedError("every provider failed to answer", details=details)
     if result.retry_after_ms is not None:
@@ -299,12 +298,11 @@ class MessageSender:
         if result.response is None:
             await store.commit_async([*events, *result.transitions])
             self._metrics.attempts(result.attempts)
+            streamed = sink is not None and sink.started
             if self._metrics.tracer is not None:  # OpenTelemetry spans, built from the attempt log (tracing.py)
                 self._metrics.tracer.failed(tenant_id, request_id, agent.id, request, received_at, result.attempts,
-                                            sink is not None and sink.started)
-            if sink is not None and sink.started:
-                raise _stream_interrupted(request_id, result)
-            raise _chain_failed(request_id, result)
+                                            streamed)
+            raise _chain_failed(request_id, result, streamed)
         reply = self._build_reply(result, agent.id, session.id, request_id, channel, key)
         message, usage = reply.message, reply.metadata.usage
         rows: list[JournalRow] = [  # in time order: the store converts an instant once for rows that repeat it

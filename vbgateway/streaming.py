@@ -28,7 +28,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from .errors import GatewayError, StreamInterruptedError
+from .errors import GatewayError
 from .models import Reply
 from .providers.base import ProviderError, ProviderRequest, ProviderResponse, estimate_tokens
 from .providers.wire import TextDelta
@@ -37,8 +37,7 @@ if TYPE_CHECKING:
     from .clock import Clock
     from .providers.base import Provider
 
-__all__ = ["CHARS_PER_TOKEN_BOUND", "ReplySink", "ReplyStream", "StreamInterruptedError", "TextDelta",
-           "stream_attempt"]
+__all__ = ["CHARS_PER_TOKEN_BOUND", "ReplySink", "ReplyStream", "TextDelta", "keep_until_done", "stream_attempt"]
 
 CHARS_PER_TOKEN_BOUND = 16  # reading stops at max_output_tokens x this many characters: a vendor ignoring max_tokens
 _DONE = object()

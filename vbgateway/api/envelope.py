@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match
 
-from ..errors import GatewayError
+from ..errors import GatewayError, InternalError
 
 __all__ = [
     "error_response",
@@ -34,6 +34,7 @@ __all__ = [
     "request_id_of",
     "retry_after",
     "validation_error_response",
+    "visible_error",
 ]
 
 _log = logging.getLogger("vbgateway.api.errors")
@@ -75,15 +76,28 @@ def error_response(request_id: str, status: int, code: str, message: str, detail
     return Response(content, status_code=status, headers=headers, media_type="application/json")
 
 
+_INTERNAL_MESSAGE = "internal error; the request id identifies it in the log"
+
+
 def internal_error_response(request_id: str) -> Response:
-    return error_response(request_id, 500, "INTERNAL_ERROR", "internal error; the request id identifies it in the log")
+    return error_response(request_id, 500, "INTERNAL_ERROR", _INTERNAL_MESSAGE)
+
+
+def visible_error(request_id: str, exc: Exception) -> GatewayError:
+    """The error as a client may see it, whatever the answer's shape (envelope, stream event, OpenAI's).
+
+    Errors the client cannot act on (DATABASE_*, bugs, anything not a
+    ``GatewayError``) become INTERNAL_ERROR; their cause goes to the log here.
+    """
+    if isinstance(exc, GatewayError) and (exc.http_status < 500 or exc.code in _PUBLIC_5XX):
+        return exc
+    _log.error("error %s on request %s", getattr(exc, "code", type(exc).__name__), request_id, exc_info=exc)
+    return InternalError(_INTERNAL_MESSAGE)
 
 
 def gateway_error_response(request_id: str, exc: GatewayError) -> Response:
-    if exc.http_status >= 500 and exc.code not in _PUBLIC_5XX:
-        _log.error("gateway error %s on request %s", exc.code, request_id, exc_info=exc)
-        return internal_error_response(request_id)
-    return error_response(request_id, exc.http_status, exc.code, exc.message, exc.details, retry_after(exc))
+    shown = visible_error(request_id, exc)
+    return error_response(request_id, shown.http_status, shown.code, shown.message, shown.details, retry_after(shown))
 
 
 def retry_after(exc: GatewayError) -> dict[str, str] | None:

@@ -35,7 +35,7 @@ from ..models import Agent, Reply
 from ..providers.base import ChatTurn
 from ..tenant import MAX_CUSTOMER_ID_CHARS
 from .constraints import MAX_CONTENT_CHARS, TEXT
-from .envelope import _PUBLIC_5XX, retry_after
+from .envelope import retry_after, visible_error
 
 __all__ = ["CHUNK", "COMPLETION", "ChatCompletion", "ChatCompletionRequest", "ChatMessage", "CompletionChoice",
            "CompletionMessage", "CompletionUsage", "ModelList", "ModelObject", "OpenAIErrorResponse", "ResponseFormat",
@@ -312,13 +312,10 @@ def error_type(status: int) -> str:
     return _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
 
 
-def openai_error(request_id: str, exc: GatewayError) -> tuple[int, dict[str, Any]]:
-    """(status, body) of a gateway error in OpenAI's shape; internal failures are not described."""
+def openai_error(request_id: str, exc: Exception) -> tuple[int, dict[str, Any]]:
+    """(status, body) of an error in OpenAI's shape; internal failures are not described (``visible_error``)."""
+    exc = visible_error(request_id, exc)
     status = exc.http_status
-    if status >= 500 and exc.code not in _PUBLIC_5XX:
-        return 500, {"error": {"message": "internal error; the request id identifies it in the log",
-                               "type": "server_error", "param": None, "code": "internal_error", "details": {},
-                               "requestId": request_id}}
     details = dict(exc.details)
     code = str(details.pop("openaiCode", exc.code.lower()))
     param = details.get("field")

@@ -39,7 +39,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from ..errors import GatewayError, IdempotencyConflictError, InternalError, ValidationError
+from ..errors import GatewayError, IdempotencyConflictError, ValidationError
 from ..gateway import Gateway
 from ..governance.scopes import scope_for_route
 from ..message_input import reply_from_record, validate_content, validate_idempotency_key
@@ -240,10 +240,7 @@ async def _completion_events(first: TextDelta | Reply, items: ReplyItems, comple
             yield chunk(completion_id, created, model, {"content": item.text}, with_usage=include_usage)
             item = await anext(items)
     except Exception as exc:  # an unexpected failure is an internal error (logged), never a silent cut
-        error = exc if isinstance(exc, GatewayError) else InternalError("internal error")
-        if error is not exc:
-            _log.error("unhandled error on streamed request %s", request_id, exc_info=exc)
-        yield b"data: " + orjson.dumps(openai_error(request_id, error)[1], default=str) + b"\n\n"
+        yield b"data: " + orjson.dumps(openai_error(request_id, exc)[1], default=str) + b"\n\n"
         return
     yield chunk(completion_id, created, model, {}, "stop", with_usage=include_usage,
                 extra={"vbgateway": gateway_metadata(item)})

@@ -18,7 +18,6 @@ the JSON answer would carry it, or ``event: error`` with the error envelope.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,10 +25,9 @@ import orjson
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from ..errors import GatewayError
 from ..models import Reply
 from ..streaming import ReplyStream, TextDelta
-from .envelope import _PUBLIC_5XX
+from .envelope import visible_error
 
 __all__ = ["EVENT_STREAM_HEADERS", "EventStream", "ReplyItems", "delta_events", "error_payload",
            "open_reply_stream", "wants_event_stream"]
@@ -37,7 +35,6 @@ __all__ = ["EVENT_STREAM_HEADERS", "EventStream", "ReplyItems", "delta_events", 
 EVENT_STREAM_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
                         (b"x-accel-buffering", b"no")]  # proxies in front must not hold the events back
 ReplyItems = AsyncIterator[TextDelta | Reply]
-_log = logging.getLogger("vbgateway.api.errors")
 
 
 def wants_event_stream(accept: str | None) -> bool:
@@ -60,12 +57,9 @@ async def open_reply_stream(stream: ReplyStream) -> tuple[TextDelta | Reply, Rep
 
 def error_payload(request_id: str, exc: Exception) -> dict[str, Any]:
     """The error envelope of a stream's ``error`` event (internal errors hidden, as in every answer)."""
-    if not isinstance(exc, GatewayError) or (exc.http_status >= 500 and exc.code not in _PUBLIC_5XX):
-        _log.error("error %s on streamed request %s", getattr(exc, "code", type(exc).__name__), request_id,
-                   exc_info=exc)
-        return {"error": {"code": "INTERNAL_ERROR", "message": "internal error; the request id identifies it in the log",
-                          "details": {}, "requestId": request_id}}
-    return {"error": {"code": exc.code, "message": exc.message, "details": dict(exc.details), "requestId": request_id}}
+    shown = visible_error(request_id, exc)
+    return {"error": {"code": shown.code, "message": shown.message, "details": dict(shown.details),
+                      "requestId": request_id}}
 
 
 def _event(name: str, payload: object) -> bytes:
