@@ -81,10 +81,12 @@ def _insert(table: Table) -> tuple[str, ...]:
 
 _STAGED = {USAGE_EVENTS.name: "_vb_usage", MESSAGES.name: "_vb_messages"}
 _SCHEMA = json.dumps({table: [["VARCHAR"]] for table in (*_INSERT_ORDER, _ACTIVITY)})
-_STATEMENTS = (
-    f"CREATE TEMP TABLE _vb_rows AS SELECT from_json(line, '{_SCHEMA}') AS record FROM (SELECT unnest(?) AS line)",
-    *(sql for t in JOURNALED_TABLES for sql in _insert(t)),
-)
+_LOAD = f"CREATE TEMP TABLE _vb_rows AS SELECT from_json(line, '{_SCHEMA}') AS record FROM (SELECT unnest(?) AS line)"
+# Rows per table in the batch, in one scan: a statement over a table the batch has no rows of (most batches
+# hold no refusals, alerts, transitions or new sessions) still costs a scan of every record.
+_COUNTED = (*_INSERT_ORDER, _ACTIVITY)
+_COUNTS = f"SELECT {', '.join(f'coalesce(sum(len(record.{t})), 0)' for t in _COUNTED)} FROM _vb_rows"
+_INSERTS: dict[str, tuple[str, ...]] = {t.name: _insert(t) for t in JOURNALED_TABLES}
 # The creation time of the sessions whose replies the batch bills, if every one of them is known (their
 # activity rows carry it): how far back the aggregates must look for those sessions' earlier days.
 _SESSIONS_SINCE = f"""SELECT count(*) FILTER (a.created_at IS NULL), min(a.created_at)
@@ -106,20 +108,29 @@ def apply_batch(con: duckdb.DuckDBPyConnection, payloads: list[str]) -> None:
     (inside the caller's transaction).
 
     The JSON goes in as one list parameter: cheaper than registering an Arrow table, and nothing to
-    unregister if a statement fails (the caller's ROLLBACK drops the temporary table).
+    unregister if a statement fails (the caller's ROLLBACK drops the temporary tables).
     """
-    con.execute(_STATEMENTS[0], [payloads])
-    for sql in _STATEMENTS[1:]:
-        con.execute(sql)
-    rows, dated, oldest = con.execute(_ACTIVITY_SPAN).fetchall()[0]
-    if rows and rows == dated:  # only sessions created since ``oldest`` can be touched: skip the rest
-        con.execute(_UPDATE_RECENT_ACTIVITY, [oldest])
-    elif rows:
-        con.execute(_UPDATE_ACTIVITY)
-    unknown, since = con.execute(_SESSIONS_SINCE).fetchall()[0]
-    aggregates.add_usage(con, "_vb_usage", sessions_since=since if not unknown else None)
-    aggregates.add_messages(con, "_vb_messages")
-    for name in ("_vb_rows", *_STAGED.values()):
+    con.execute(_LOAD, [payloads])
+    counts = dict(zip(_COUNTED, con.execute(_COUNTS).fetchall()[0], strict=True))
+    staged = ["_vb_rows"]
+    for table in _INSERT_ORDER:
+        if counts[table]:
+            for sql in _INSERTS[table]:
+                con.execute(sql)
+            if table in _STAGED:
+                staged.append(_STAGED[table])
+    if counts[_ACTIVITY]:
+        rows, dated, oldest = con.execute(_ACTIVITY_SPAN).fetchall()[0]
+        if rows == dated:  # only sessions created since ``oldest`` can be touched: skip the rest
+            con.execute(_UPDATE_RECENT_ACTIVITY, [oldest])
+        else:
+            con.execute(_UPDATE_ACTIVITY)
+    if counts[USAGE_EVENTS.name]:
+        unknown, since = con.execute(_SESSIONS_SINCE).fetchall()[0]
+        aggregates.add_usage(con, "_vb_usage", sessions_since=since if not unknown else None)
+    if counts[MESSAGES.name]:
+        aggregates.add_messages(con, "_vb_messages")
+    for name in staged:
         con.execute(f"DROP TABLE {name}")
 
 
