@@ -330,3 +330,29 @@ def test_a_new_utc_month_starts_from_its_own_spend(db_path):
     clock.advance(60)
     with Gateway.open(db_path, clock=clock) as again:  # the spend of the month is read back from DuckDB
         assert again.get_budget(tenant.id).spent_usd == february
+
+
+# ---------------------------------------------------------------------- drafted sessions
+def test_a_drafted_session_refused_leaves_nothing_and_one_admitted_is_stored_with_its_reply(gw, tenant, session, run):
+    tenant_row, client = tenant
+    agent_id = session.agent_id
+    gw.set_budget(tenant_row.id, Decimal("0.000001"))
+    draft = client.draft_session(agent_id, "customer-9")
+    with pytest.raises(BudgetExceededError):
+        run(client.send_message(draft.id, "Hello"))
+    assert client.forget_draft(draft.id)
+    with pytest.raises(GatewayError) as gone:
+        client.get_session(draft.id)
+    assert gone.value.code == "SESSION_NOT_FOUND"
+    refusal = gw.sql("SELECT code, session_id FROM request_refusals")
+    assert list(refusal.code) == ["BUDGET_EXCEEDED"] and refusal.session_id.isna().all()
+    assert list(gw.sql("SELECT id FROM sessions").id) == [session.id]
+
+    gw.set_budget(tenant_row.id, None)
+    kept = client.draft_session(agent_id, "customer-9")
+    assert gw.sql("SELECT count(*) AS n FROM sessions WHERE id = ?", [kept.id]).n[0] == 0  # not before its reply
+    reply = run(client.send_message(kept.id, "Hello"))
+    assert not client.forget_draft(kept.id)  # stored with its reply: kept
+    stored = client.get_session(kept.id)
+    assert (stored.customer_id, stored.last_activity_at) == ("customer-9", reply.message.created_at)
+    assert [m.role for m in client.transcript(kept.id).messages] == ["user", "assistant"]

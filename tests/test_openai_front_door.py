@@ -338,7 +338,29 @@ def test_an_exhausted_budget_is_a_402_in_openais_shape(door):
         door.ask()
     error = info.value
     assert (error.status_code, error.code, error.type) == (402, "budget_exceeded", "insufficient_quota")
-    assert error.response.headers["x-session-id"].startswith("ses_") and door.up.received == []
+    assert door.up.received == []
+
+
+def test_a_refused_call_leaves_no_session_and_its_key_opens_one_once_admitted(door):
+    door.gw.set_budget(door.tenant_id, Decimal("0.000001"))
+    for _ in range(3):  # an app retrying while refused: no session piles up
+        with pytest.raises(openai.APIStatusError) as info:
+            door.ask(extra_headers={"Idempotency-Key": "order-7"})
+        assert info.value.status_code == 402 and "x-session-id" not in info.value.response.headers
+    with pytest.raises(openai.APIStatusError) as streamed:
+        door.client.chat.completions.create(model=door.agent.id, messages=[{"role": "user", "content": "hi"}],
+                                            stream=True)
+    assert streamed.value.status_code == 402 and "x-session-id" not in streamed.value.response.headers
+    assert door.count("sessions") == 0
+    refusals = door.gw.sql("SELECT code, session_id FROM request_refusals")
+    assert list(refusals.code) == ["BUDGET_EXCEEDED"] * 4 and refusals.session_id.isna().all()
+    door.gw.set_budget(door.tenant_id, None)
+    answer = door.ask(extra_headers={"Idempotency-Key": "order-7"})
+    again = door.ask(extra_headers={"Idempotency-Key": "order-7"})
+    session_id = answer.headers["x-session-id"]
+    assert again.headers["x-session-id"] == session_id and again.parse().model_extra["vbgateway"]["replayed"]
+    assert door.count("sessions") == 1 and door.stored_reply(session_id) == "Upstream reply: " + QUESTION
+    assert len(door.usage_rows()) == 1
 
 
 def test_a_rate_limit_is_a_rate_limit_error_with_retry_after(door):
@@ -347,7 +369,7 @@ def test_a_rate_limit_is_a_rate_limit_error_with_retry_after(door):
     with pytest.raises(openai.RateLimitError) as info:
         door.ask("again")
     assert info.value.code == "rate_limit_exceeded" and int(info.value.response.headers["retry-after"]) >= 1
-    assert len(door.usage_rows()) == 1
+    assert len(door.usage_rows()) == 1 and door.count("sessions") == 1
 
 
 def test_every_provider_failing_is_a_502(door):
@@ -356,6 +378,9 @@ def test_every_provider_failing_is_a_502(door):
         door.ask()
     assert (info.value.status_code, info.value.code, info.value.type) == (502, "all_providers_failed", "server_error")
     assert door.usage_rows() == []
+    session_id = info.value.response.headers["x-session-id"]  # kept: it holds the attempt log
+    events = door.gw.as_tenant(door.tenant_id).transcript(session_id).events
+    assert [e.status for e in events] == ["failed"] * FAST.attempts and door.count("messages") == 0
 
 
 def test_a_key_without_the_chat_scope_is_refused(door):

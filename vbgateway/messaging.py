@@ -22,6 +22,10 @@ Order of work for ``send``:
 A failure before step 4 commits only the attempt log (and any circuit
 breaker transitions); nothing is billed, the reservation is given back, the
 tokens charged to the rate limits too, and the key stays free to be retried.
+
+A drafted session (``SessionState.unsaved``) is stored with the first record
+committed for it, the reply or the attempt log: a request refused before any
+provider is called leaves no session behind (its refusal names none).
 """
 
 from __future__ import annotations
@@ -50,7 +54,15 @@ from .metrics import GatewayMetrics
 from .models import Agent, Attempt, Idempotency, Reply, Session
 from .providers.base import ChatTurn, ProviderRequest
 from .reliability import AttemptLog, ChainResult, call_chain
-from .store.tables import IdempotencyRow, JournalRow, MessageRow, ProviderCallRow, SessionActivityRow, UsageEventRow
+from .store.tables import (
+    IdempotencyRow,
+    JournalRow,
+    MessageRow,
+    ProviderCallRow,
+    SessionActivityRow,
+    SessionRow,
+    UsageEventRow,
+)
 from .streaming import ReplySink, ReplyStream, keep_until_done
 
 if TYPE_CHECKING:
@@ -79,6 +91,8 @@ class SessionState:
     history: list[ChatTurn] = field(default_factory=list)
     next_position: int = 0
     last_activity_at: datetime | None = None
+    # A drafted session's row (``TenantClient.draft_session``), committed with the first record sent in it.
+    unsaved: SessionRow | None = None
 
 
 def _attempt_dicts(log: list[AttemptLog]) -> list[dict[str, Any]]:
@@ -143,6 +157,14 @@ class MessageSender:
     def forget(self, session_id: str) -> None:
         """Drop a session's warm state (its conversation ended); a later message reloads it from the store."""
         self._sessions.pop(session_id, None)
+
+    def forget_unsaved(self, tenant_id: str, session_id: str) -> bool:
+        """Drop a drafted session of ``tenant_id`` whose row was never committed; True if it was one."""
+        state = self._sessions.get(session_id)
+        if state is None or state.unsaved is None or state.session.tenant_id != tenant_id:
+            return False
+        del self._sessions[session_id]
+        return True
 
     def session_state(self, tenant_id: str, session_id: object) -> SessionState:
         """The session's state if it belongs to ``tenant_id``; otherwise SESSION_NOT_FOUND."""
@@ -259,11 +281,12 @@ class MessageSender:
         request = ProviderRequest(agent.system_prompt, (*history, ChatTurn("user", content)),
                                   tuple(agent.enabled_tools), request_id, agent.max_output_tokens)
         # BUDGET_EXCEEDED here (None: no budget), then RATE_LIMIT_EXCEEDED: nothing called, nothing written
-        hold = self._budgets.reserve(tenant_id, chain, request, key_id, session.id)
+        stored_id = session.id if state.unsaved is None else None  # a refusal names no session that is not stored
+        hold = self._budgets.reserve(tenant_id, chain, request, key_id, stored_id)
         ticket = None
         if self._limits is not None:
             try:
-                ticket = self._limits.admit(tenant_id, key_id, session.id, agent, history, content)
+                ticket = self._limits.admit(tenant_id, key_id, stored_id, agent, history, content)
             except BaseException as exc:
                 if hold is not None:
                     hold.abandon(exc)  # refused: the reservation goes back whole
@@ -296,7 +319,8 @@ class MessageSender:
             ticket.settle(result.response)
         events = self._event_rows(tenant_id, session, request_id, result.attempts)
         if result.response is None:
-            await store.commit_async([*events, *result.transitions])
+            await store.commit_async([*self._unsaved(state), *events, *result.transitions])
+            state.unsaved = None
             self._metrics.attempts(result.attempts)
             streamed = sink is not None and sink.started
             if self._metrics.tracer is not None:  # OpenTelemetry spans, built from the attempt log (tracing.py)
@@ -317,6 +341,8 @@ class MessageSender:
                           usage.pricing.usd_per_1m_input, usage.pricing.usd_per_1m_output),
             SessionActivityRow(session.id, message.created_at, session.created_at),
         ]
+        if state.unsaved is not None:
+            rows.insert(0, state.unsaved)
         if key is not None:
             rows.append(IdempotencyRow(tenant_id, key, fingerprint, message.id, reply_to_record(reply),
                                        message.created_at))
@@ -324,6 +350,7 @@ class MessageSender:
             rows.extend(result.transitions)
         self._budgets.charge(tenant_id, hold, usage.cost_usd, message.created_at, rows)  # cost replaces reservation
         await store.commit_async(rows)
+        state.unsaved = None
         self._metrics.reply(tenant_id, result.attempts, reply.metadata.provider_used, usage.tokens_in, usage.tokens_out,
                             usage.cost_usd)
         if self._metrics.tracer is not None:  # OpenTelemetry spans, built from the finished reply (tracing.py)
@@ -333,6 +360,10 @@ class MessageSender:
         state.history.extend((ChatTurn("user", content), ChatTurn("assistant", reply.message.content)))
         state.last_activity_at = reply.message.created_at
         return reply
+
+    @staticmethod
+    def _unsaved(state: SessionState) -> list[SessionRow]:
+        return [] if state.unsaved is None else [state.unsaved]
 
     def _event_rows(self, tenant_id: str, session: Session, request_id: str,
                     log: list[AttemptLog]) -> list[ProviderCallRow]:

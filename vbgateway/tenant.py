@@ -223,6 +223,23 @@ class TenantClient:
         self._gw.sender.remember(SessionState(session, [], 0, session.created_at))
         return session
 
+    def draft_session(self, agent_id: str, customer_id: str | None = None,
+                      metadata: Mapping[str, Any] | None = None) -> Session:
+        """A session stored with the first record sent in it (its reply, or the attempt log of a failed one).
+
+        A send refused before any provider is called (a budget, a rate limit)
+        then leaves nothing behind: the OpenAI-compatible front door opens a
+        session per request that names none. Until then only this process
+        knows it; ``forget_draft`` drops it.
+        """
+        session, row = self._new_session(agent_id, customer_id, metadata)
+        self._gw.sender.remember(SessionState(session, [], 0, session.created_at, unsaved=row))
+        return session
+
+    def forget_draft(self, session_id: str) -> bool:
+        """Drop a drafted session nothing was stored for; True if it was one (a stored session is kept)."""
+        return self._gw.sender.forget_unsaved(self.id, session_id)
+
     def _new_session(self, agent_id: str, customer_id: str | None,
                      metadata: Mapping[str, Any] | None) -> tuple[Session, SessionRow]:
         self.require("chat")

@@ -12,9 +12,12 @@ agent whose stored history is the conversation (earlier messages of the
 request are then not used); without it a new session is opened (``user`` as
 its customer id) and only the last message is sent: the session, not the
 request, is the record a later turn builds on. Every answer names the
-session in ``X-Session-Id``. An ``Idempotency-Key`` without a session is
-tied to the session its first request opened (``_KeyedSessions``), so a
-retry replays the reply instead of opening another session.
+session in ``X-Session-Id``. A new session is stored with the first record
+sent in it (``TenantClient.draft_session``): a request refused before any
+provider was called (a budget, a rate limit) leaves no session behind and
+names none. An ``Idempotency-Key`` without a session is tied to the session
+its first request opened (``_KeyedSessions``), so a retry replays the reply
+instead of opening another session.
 
 The routes authenticate with ``Authorization: Bearer <key>`` (what the SDK
 sends) or ``X-API-Key``, and every error leaves in OpenAI's shape
@@ -197,6 +200,11 @@ class _KeyedSessions:
         future.set_result(session_id)
         return session_id
 
+    def forget(self, tenant_id: str, key: str | None) -> None:
+        """The session a key's request drafted was dropped (refused before anything was stored)."""
+        if key is not None:
+            self._opened.pop((tenant_id, key), None)
+
 
 async def _session(gateway: Gateway, keyed: _KeyedSessions, tenant: TenantClient, agent: Agent, model: str,
                    session_header: str | None, key: str | None, user: str | None) -> str:
@@ -211,10 +219,9 @@ async def _session(gateway: Gateway, keyed: _KeyedSessions, tenant: TenantClient
 
     async def open_session() -> str:
         try:
-            session = await tenant.create_session_async(agent.id, user, {"channel": "openai", "model": model})
+            return tenant.draft_session(agent.id, user, {"channel": "openai", "model": model}).id
         except ValidationError as exc:
             raise ValidationError(exc.message.replace("customerId", "user"), details={"field": "user"}) from exc
-        return session.id
 
     if key is None:
         return await open_session()
@@ -335,6 +342,9 @@ def build_router(gateway: Gateway) -> APIRouter:
             reply = await tenant.send_message(session_id, text, idempotency_key=key, request_id=request_id,
                                               channel="openai", context=context)
         except GatewayError as exc:
+            if session_header is None and tenant.forget_draft(session_id):  # refused before anything was stored
+                keyed.forget(tenant.id, key)
+                headers = {}
             return openai_error_response(request_id, exc, headers)
         return json_response(completion(reply, body.model), 200, headers)
 

@@ -227,7 +227,7 @@ class RateLimiter:
             self._limited[tenant_id] = entry
 
     # ------------------------------------------------------------------ the send path
-    def admit(self, tenant_id: str, key_id: str | None, session_id: str, agent: Agent, history: Sequence[ChatTurn],
+    def admit(self, tenant_id: str, key_id: str | None, session_id: str | None, agent: Agent, history: Sequence[ChatTurn],
               content: str) -> Ticket | None:
         """Admit one send (charging every limit that applies) or raise RATE_LIMIT_EXCEEDED (charging none).
 
@@ -239,7 +239,7 @@ class RateLimiter:
             return None
         return self._admit(entry, tenant_id, key_id, session_id, agent, history, content)
 
-    def _admit(self, entry: _TenantLimits, tenant_id: str, key_id: str | None, session_id: str, agent: Agent,
+    def _admit(self, entry: _TenantLimits, tenant_id: str, key_id: str | None, session_id: str | None, agent: Agent,
                history: Sequence[ChatTurn], content: str) -> Ticket | None:
         # On every reply of a limited tenant: plain loops, no lists or closures built per request.
         tenant_limits = entry.tenant
@@ -278,7 +278,7 @@ class RateLimiter:
                 token_buckets += (limits.tokens,)
         return Ticket(token_buckets, tokens) if token_buckets else None
 
-    def _refuse(self, tenant_id: str, key_id: str | None, session_id: str, wait_us: int, name: str,
+    def _refuse(self, tenant_id: str, key_id: str | None, session_id: str | None, wait_us: int, name: str,
                 limits: _Limits) -> RateLimitExceededError:
         retry_ms = -(-wait_us // 1000)
         value = limits.config.requests_per_minute if name == "requestsPerMinute" else limits.config.tokens_per_minute
