@@ -320,10 +320,55 @@ def test_requests_the_gateway_cannot_honour_are_clear_400s_that_change_nothing(d
 def test_unknown_and_sampling_parameters_are_accepted_and_ignored(door):
     answer = door.client.chat.completions.create(
         model=door.agent.id, messages=[{"role": "user", "content": "hi"}], temperature=0.2, top_p=0.9,
-        max_tokens=5, stop=["x"], seed=3, user="customer-7", extra_body={"some_future_option": True})
-    assert answer.choices[0].message.content == "Upstream reply: hi"
+        stop=["x"], seed=3, user="customer-7", extra_body={"some_future_option": True})
+    assert answer.choices[0].message.content == "Upstream reply: hi" and answer.choices[0].finish_reason == "stop"
+    assert set(door.up.received[-1].body) & {"temperature", "top_p", "stop", "seed", "some_future_option"} == set()
     session = answer.model_extra["vbgateway"]["sessionId"]
     assert door.gw.as_tenant(door.tenant_id).get_session(session).customer_id == "customer-7"
+
+
+def test_max_tokens_bounds_the_reply_below_the_agents_own_bound(door):
+    asked = [({"max_tokens": 5}, 5), ({"max_completion_tokens": 7, "max_tokens": 9}, 7),
+             ({"max_tokens": 100_000}, door.agent.max_output_tokens), ({}, door.agent.max_output_tokens)]
+    for params, sent in asked:
+        door.client.chat.completions.create(model=door.agent.id, messages=[{"role": "user", "content": "hi"}],
+                                            **params)
+        assert door.up.received[-1].body["max_tokens"] == sent, params
+    with pytest.raises(openai.BadRequestError) as info:
+        door.ask(max_tokens=0)
+    assert info.value.param == "max_tokens"
+
+
+def test_a_reply_cut_at_max_tokens_finishes_with_length_and_its_bound_is_reserved(door):
+    agent = door.gw.connect(door.key).create_agent(name="Sim", primary_provider="vendorB", system_prompt="Hi.")
+    full = door.client.chat.completions.create(model=agent.id, messages=[{"role": "user", "content": "hi"}])
+    assert full.choices[0].finish_reason == "stop" and full.usage.completion_tokens > 3
+    cut = door.client.chat.completions.create(model=agent.id, messages=[{"role": "user", "content": "hi"}],
+                                              max_tokens=3)
+    assert (cut.choices[0].finish_reason, cut.usage.completion_tokens) == ("length", 3)
+    assert len(cut.choices[0].message.content) <= 12
+    chunks = list(door.client.chat.completions.create(model=agent.id, messages=[{"role": "user", "content": "hi"}],
+                                                      max_tokens=3, stream=True))
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == door.stored_reply(chunks[-1].model_extra["vbgateway"]["sessionId"])
+    # the budget reserves the request's bound, not the agent's 1024 tokens
+    spent = sum((Decimal(str(row[3])) for row in door.usage_rows()), Decimal(0))
+    door.gw.set_budget(door.tenant_id, spent + Decimal("0.0002"))
+    with pytest.raises(openai.APIStatusError) as refused:
+        door.client.chat.completions.create(model=agent.id, messages=[{"role": "user", "content": "hi"}])
+    assert refused.value.status_code == 402
+    admitted = door.client.chat.completions.create(model=agent.id, messages=[{"role": "user", "content": "hi"}],
+                                                   max_tokens=3)
+    assert admitted.choices[0].finish_reason == "length"
+
+
+def test_the_same_key_with_another_max_tokens_is_a_conflict(door):
+    door.ask(extra_headers={"Idempotency-Key": "k-max"}, max_tokens=5)
+    assert door.ask(extra_headers={"Idempotency-Key": "k-max"}, max_tokens=5).parse().model_extra[
+        "vbgateway"]["replayed"]
+    with pytest.raises(openai.ConflictError):
+        door.ask(extra_headers={"Idempotency-Key": "k-max"}, max_tokens=6)
 
 
 def test_malformed_json_is_a_400(door):

@@ -71,3 +71,31 @@ def test_the_sender_finds_agents_and_sessions_only_through_what_it_was_given(par
     with pytest.raises(AgentNotFoundError):
         clock.run(sender.send("tnt_1", "ses_1", "Hello", channel="chat", idempotency_key=None, fingerprint=""))
     assert store.query_rows("SELECT count(*) FROM usage_events") == [(0,)]
+
+
+def test_a_callers_token_bound_lowers_the_agents_and_never_raises_it(parts) -> None:
+    sender, store, clock, agents = parts
+    agents[AGENT.id] = AGENT.model_copy(update={"max_output_tokens": 5})  # every template is longer than 5 tokens
+    open_session(store, sender)
+
+    def reply_tokens(bound: int | None) -> int:
+        reply = clock.run(sender.send("tnt_1", "ses_1", "Hello", channel="chat", idempotency_key=None,
+                                      fingerprint="", max_output_tokens=bound))
+        return reply.metadata.usage.tokens_out
+
+    assert [reply_tokens(bound) for bound in (None, 2, 5, 50)] == [5, 2, 5, 5]
+
+
+@pytest.mark.parametrize("bound", [0, -1, True, 2.5, "3"])
+def test_a_bad_token_bound_is_refused_at_the_door_and_sends_nothing(tmp_path, bound) -> None:
+    from vbgateway import Gateway, GatewayError
+
+    with Gateway.open(tmp_path / "g.duckdb", clock=VirtualClock(start=START)) as gw:
+        _, key = gw.create_tenant("Acme")
+        client = gw.connect(key)
+        agent = client.create_agent(name="S", primary_provider="vendorB", system_prompt="Hi.")
+        session = client.create_session(agent.id)
+        with pytest.raises(GatewayError) as info:
+            gw.clock.run(client.send_message(session.id, "Hello", max_output_tokens=bound))
+        assert (info.value.code, info.value.details["field"]) == ("VALIDATION_ERROR", "maxOutputTokens")
+        assert gw.sql("SELECT count(*) AS n FROM messages").n[0] == 0

@@ -24,7 +24,7 @@ from .providers.base import ChatTurn
 
 __all__ = ["MAX_CONTEXT_TURNS", "MAX_IDEMPOTENCY_KEY_CHARS", "TextChannel", "reply_from_record", "reply_to_record",
            "request_fingerprint", "validate_channel", "validate_content", "validate_context",
-           "validate_idempotency_key"]
+           "validate_idempotency_key", "validate_max_output_tokens"]
 
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 
@@ -61,6 +61,19 @@ def validate_idempotency_key(key: object) -> str | None:
         raise ValidationError(f"an idempotency key is 1-{MAX_IDEMPOTENCY_KEY_CHARS} printable characters",
                               details={"field": "idempotencyKey"})
     return key
+
+
+def validate_max_output_tokens(value: object) -> int | None:
+    """A caller's bound on the reply's tokens (the OpenAI front door's ``max_tokens``): a whole number >= 1.
+
+    The agent's ``max_output_tokens`` still applies: the reply is bounded by the lower of the two.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValidationError("max_output_tokens is a whole number of at least 1",
+                              details={"field": "maxOutputTokens"})
+    return value
 
 
 MAX_CONTEXT_TURNS = 256

@@ -40,18 +40,15 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import (
     AgentNotFoundError,
-    AllProvidersFailedError,
-    GatewayError,
     IdempotencyConflictError,
     SessionNotFoundError,
-    StreamInterruptedError,
     ValidationError,
 )
 from .governance.budgets import BudgetLedger, Hold
 from .ids import IdFactory, is_id
 from .message_input import reply_from_record, reply_to_record
 from .metrics import GatewayMetrics
-from .models import Agent, Attempt, Idempotency, Reply, Session
+from .models import Agent, Idempotency, Reply, Session
 from .providers.base import ChatTurn, ProviderRequest
 from .reliability import AttemptLog, ChainResult, call_chain
 from .store.tables import (
@@ -93,28 +90,6 @@ class SessionState:
     last_activity_at: datetime | None = None
     # A drafted session's row (``TenantClient.draft_session``), committed with the first record sent in it.
     unsaved: SessionRow | None = None
-
-
-def _attempt_dicts(log: list[AttemptLog]) -> list[dict[str, Any]]:
-    """The attempt log in the shape of ``Attempt`` (snake_case), for one validation of a whole reply."""
-    return [{"provider": a.provider, "status": a.status, "http_status": a.http_status, "latency_ms": a.latency_ms,
-             "retries": a.retries, "error_code": a.error_code} for a in log]
-
-
-def _chain_failed(request_id: str, result: ChainResult, streamed: bool) -> GatewayError:
-    """Why no reply came, with every attempt: 502 when every provider failed; 503 when every circuit breaker
-    was open and none was called; 502 STREAM_INTERRUPTED when the provider failed after text was sent
-    (``streamed``: no other provider may continue it)."""
-    attempts = [Attempt.model_validate(a).model_dump(by_alias=True, mode="json") for a in _attempt_dicts(result.attempts)]
-    details: dict[str, Any] = {"requestId": request_id, "attempts": attempts}
-    if streamed:
-        return StreamInterruptedError("the provider failed after the reply began; nothing was billed", details=details)
-    if not result.circuit_open:
-        return AllProvidersFailedError("every provider failed to answer", details=details)
-    if result.retry_after_ms is not None:
-        details["retryAfterMs"] = result.retry_after_ms
-    return AllProvidersFailedError("every provider's circuit breaker is open: none was called", details=details,
-                                   http_status=503)
 
 
 class MessageSender:
@@ -188,13 +163,14 @@ class MessageSender:
     async def send(self, tenant_id: str, session_id: object, content: str, *, channel: str,
                    idempotency_key: str | None, fingerprint: str, request_id: str | None = None,
                    key_id: str | None = None, sink: ReplySink | None = None,
-                   context: tuple[ChatTurn, ...] = ()) -> Reply:
+                   context: tuple[ChatTurn, ...] = (), max_output_tokens: int | None = None) -> Reply:
         """One billed reply; ``request_id`` lets a caller (the HTTP API) reuse its own ``req_`` id.
 
         ``fingerprint`` (``request_fingerprint``) is only read with an idempotency key; ``key_id``
         (None: the operator's client) selects the key's own rate limit; ``sink`` streams the
         reply's text as it is written (``stream``); ``context`` is conversation the provider is
-        shown before the session's own history, and not stored (``validate_context``).
+        shown before the session's own history, and not stored (``validate_context``);
+        ``max_output_tokens`` bounds the reply below the agent's own bound.
         """
         if request_id is not None and not is_id(request_id, "req"):
             raise ValidationError("a request id looks like req_ followed by 20 characters",
@@ -202,7 +178,7 @@ class MessageSender:
         state = self.session_state(tenant_id, session_id)
         if idempotency_key is None:
             return await self._send_once(tenant_id, state, content, channel, None, fingerprint, request_id, key_id,
-                                         sink, context)
+                                         sink, context, max_output_tokens)
         slot = (tenant_id, idempotency_key)
         while True:
             in_flight = self._in_flight.get(slot)
@@ -225,7 +201,7 @@ class MessageSender:
         self._in_flight[slot] = (fingerprint, future)
         try:
             reply = await self._send_once(tenant_id, state, content, channel, idempotency_key, fingerprint,
-                                          request_id, key_id, sink, context)
+                                          request_id, key_id, sink, context, max_output_tokens)
         except asyncio.CancelledError:
             future.cancel()  # waiters see the cancellation and run the request themselves
             raise
@@ -241,12 +217,13 @@ class MessageSender:
 
     def stream(self, tenant_id: str, session_id: object, content: str, *, channel: str,
                idempotency_key: str | None, fingerprint: str, request_id: str | None = None,
-               key_id: str | None = None, context: tuple[ChatTurn, ...] = ()) -> ReplyStream:
+               key_id: str | None = None, context: tuple[ChatTurn, ...] = (),
+               max_output_tokens: int | None = None) -> ReplyStream:
         """``send`` as a ``ReplyStream``: text as it is written, then the reply (streaming.py)."""
         def start(sink: ReplySink) -> Coroutine[Any, Any, Reply]:
             return self.send(tenant_id, session_id, content, channel=channel, idempotency_key=idempotency_key,
                              fingerprint=fingerprint, request_id=request_id, key_id=key_id, sink=sink,
-                             context=context)
+                             context=context, max_output_tokens=max_output_tokens)
         return ReplyStream(start, self._keep_detached)
 
     async def finish_detached(self) -> None:
@@ -266,7 +243,7 @@ class MessageSender:
 
     async def _send_once(self, tenant_id: str, state: SessionState, content: str, channel: str,
                          key: str | None, fingerprint: str, request_id: str | None, key_id: str | None,
-                         sink: ReplySink | None, context: tuple[ChatTurn, ...]) -> Reply:
+                         sink: ReplySink | None, context: tuple[ChatTurn, ...], max_output_tokens: int | None) -> Reply:
         providers = self._providers
         session = state.session
         agent = self._agent_for(tenant_id, session.agent_id)
@@ -279,7 +256,9 @@ class MessageSender:
             chain.append((agent.fallback_provider, providers[agent.fallback_provider]))
         history = [*context, *state.history] if context else state.history
         request = ProviderRequest(agent.system_prompt, (*history, ChatTurn("user", content)),
-                                  tuple(agent.enabled_tools), request_id, agent.max_output_tokens)
+                                  tuple(agent.enabled_tools), request_id,
+                                  agent.max_output_tokens if max_output_tokens is None
+                                  else min(agent.max_output_tokens, max_output_tokens))
         # BUDGET_EXCEEDED here (None: no budget), then RATE_LIMIT_EXCEEDED: nothing called, nothing written
         stored_id = session.id if state.unsaved is None else None  # a refusal names no session that is not stored
         hold = self._budgets.reserve(tenant_id, chain, request, key_id, stored_id)
@@ -326,7 +305,7 @@ class MessageSender:
             if self._metrics.tracer is not None:  # OpenTelemetry spans, built from the attempt log (tracing.py)
                 self._metrics.tracer.failed(tenant_id, request_id, agent.id, request, received_at, result.attempts,
                                             streamed)
-            raise _chain_failed(request_id, result, streamed)
+            raise result.failure(request_id, streamed)
         reply = self._build_reply(result, agent.id, session.id, request_id, channel, key)
         message, usage = reply.message, reply.metadata.usage
         rows: list[JournalRow] = [  # in time order: the store converts an instant once for rows that repeat it
@@ -396,7 +375,7 @@ class MessageSender:
                 "primary_attempted": result.primary,
                 "fallback_attempted": fallback_attempted,
                 "fallback_used": result.fallback_used,
-                "attempts": _attempt_dicts(result.attempts),
+                "attempts": result.attempt_dicts(),
                 "usage": {"tokens_in": response.tokens_in, "tokens_out": response.tokens_out,
                           "cost_usd": rates.cost(response.tokens_in, response.tokens_out),
                           "pricing": rates.pricing},

@@ -26,11 +26,13 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .clock import Clock
+from .errors import AllProvidersFailedError, GatewayError, StreamInterruptedError
+from .models import Attempt
 from .providers.base import Provider, ProviderError, ProviderRequest, ProviderResponse
 from .streaming import ReplySink, stream_attempt
 
@@ -123,6 +125,27 @@ class ChainResult:
     def circuit_open(self) -> bool:
         """No provider was called: every one was skipped by its circuit breaker."""
         return bool(self.attempts) and all(a.status == "skipped" for a in self.attempts)
+
+    def attempt_dicts(self) -> list[dict[str, Any]]:
+        """The attempt log in the shape of ``Attempt`` (snake_case), for one validation of a whole reply."""
+        return [{"provider": a.provider, "status": a.status, "http_status": a.http_status, "latency_ms": a.latency_ms,
+                 "retries": a.retries, "error_code": a.error_code} for a in self.attempts]
+
+    def failure(self, request_id: str, streamed: bool) -> GatewayError:
+        """Why no reply came, with every attempt: 502 when every provider failed; 503 when every circuit
+        breaker was open and none was called; 502 STREAM_INTERRUPTED when the provider failed after text
+        was sent (``streamed``: no other provider may continue it)."""
+        attempts = [Attempt.model_validate(a).model_dump(by_alias=True, mode="json") for a in self.attempt_dicts()]
+        details: dict[str, Any] = {"requestId": request_id, "attempts": attempts}
+        if streamed:
+            return StreamInterruptedError("the provider failed after the reply began; nothing was billed",
+                                          details=details)
+        if not self.circuit_open:
+            return AllProvidersFailedError("every provider failed to answer", details=details)
+        if self.retry_after_ms is not None:
+            details["retryAfterMs"] = self.retry_after_ms
+        return AllProvidersFailedError("every provider's circuit breaker is open: none was called", details=details,
+                                       http_status=503)
 
 
 async def _one_attempt(provider: Provider, name: str, request: ProviderRequest, policy: RetryPolicy,

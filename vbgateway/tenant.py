@@ -27,6 +27,7 @@ from .message_input import (
     validate_content,
     validate_context,
     validate_idempotency_key,
+    validate_max_output_tokens,
 )
 from .messaging import SessionState
 from .models import (
@@ -58,11 +59,14 @@ if TYPE_CHECKING:
 __all__ = ["TenantClient", "check_session_input", "parse_input", "validation_error"]
 
 
-def _fingerprint(channel: str, session_id: str, content: str, context: tuple[ChatTurn, ...]) -> str:
-    """The request for idempotency; context turns are part of it (the same key with other context conflicts)."""
+def _fingerprint(channel: str, session_id: str, content: str, context: tuple[ChatTurn, ...],
+                 max_output_tokens: int | None) -> str:
+    """The request for idempotency; context turns and a token bound are part of it (the same key with
+    other context, or another bound, conflicts)."""
+    bound = () if max_output_tokens is None else (f"max_output_tokens:{max_output_tokens}",)
     if not context:
-        return request_fingerprint(channel, session_id, content)
-    return request_fingerprint(channel, session_id, content, *(f"{t.role}:{t.content}" for t in context))
+        return request_fingerprint(channel, session_id, content, *bound)
+    return request_fingerprint(channel, session_id, content, *(f"{t.role}:{t.content}" for t in context), *bound)
 
 SpecT = TypeVar("SpecT", AgentSpec, AgentPatch)
 MAX_METADATA_BYTES = 16_384
@@ -311,7 +315,7 @@ class TenantClient:
     # ------------------------------------------------------------------ messages
     async def send_message(self, session_id: str, content: str, *, idempotency_key: str | None = None,
                            request_id: str | None = None, channel: TextChannel = "chat",
-                           context: Sequence[ChatTurn] | None = None) -> Reply:
+                           context: Sequence[ChatTurn] | None = None, max_output_tokens: int | None = None) -> Reply:
         """Send a user message; returns the assistant's reply, billed exactly once.
 
         ``request_id`` (a ``req_`` id, e.g. the HTTP request's) names the request in
@@ -320,21 +324,24 @@ class TenantClient:
         ``openai`` (the OpenAI-compatible front door); it is part of the request for
         idempotency, so one key cannot name a message on both doors. ``context``: earlier turns the
         caller keeps itself, shown to the provider before the session's history and not stored
-        (``message_input.validate_context``).
+        (``message_input.validate_context``). ``max_output_tokens`` bounds this reply below the
+        agent's own bound (the lower of the two applies).
         """
         self.require("chat")
         content = validate_content(content)
         key = validate_idempotency_key(idempotency_key)
         channel = validate_channel(channel)
         turns = validate_context(context)
-        fingerprint = _fingerprint(channel, session_id, content, turns) if key is not None else ""
+        bound = validate_max_output_tokens(max_output_tokens)
+        fingerprint = _fingerprint(channel, session_id, content, turns, bound) if key is not None else ""
         return await self._gw.sender.send(self.id, session_id, content, channel=channel, idempotency_key=key,
                                           fingerprint=fingerprint, request_id=request_id, key_id=self._grant.key_id,
-                                          context=turns)
+                                          context=turns, max_output_tokens=bound)
 
     def stream_message(self, session_id: str, content: str, *, idempotency_key: str | None = None,
                        request_id: str | None = None, channel: TextChannel = "chat",
-                       context: Sequence[ChatTurn] | None = None) -> ReplyStream:
+                       context: Sequence[ChatTurn] | None = None, max_output_tokens: int | None = None
+                       ) -> ReplyStream:
         """``send_message`` as it is written: ``async for item in ...`` gives ``TextDelta`` items, then the ``Reply``.
 
         Billed exactly once whatever the caller does: a caller that stops
@@ -348,10 +355,11 @@ class TenantClient:
         key = validate_idempotency_key(idempotency_key)
         channel = validate_channel(channel)
         turns = validate_context(context)
-        fingerprint = _fingerprint(channel, session_id, content, turns) if key is not None else ""
+        bound = validate_max_output_tokens(max_output_tokens)
+        fingerprint = _fingerprint(channel, session_id, content, turns, bound) if key is not None else ""
         return self._gw.sender.stream(self.id, session_id, content, channel=channel, idempotency_key=key,
                                       fingerprint=fingerprint, request_id=request_id, key_id=self._grant.key_id,
-                                      context=turns)
+                                      context=turns, max_output_tokens=bound)
 
     async def send_voice(self, session_id: str, audio: bytes, audio_duration_ms: int | None = None, *,
                          idempotency_key: str | None = None, request_id: str | None = None) -> VoiceReply:

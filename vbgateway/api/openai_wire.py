@@ -9,10 +9,12 @@ sessions:
   strictly (a type the OpenAPI document calls wrong is refused, never
   coerced). Parameters that would change what an answer means and that the
   gateway cannot honour (``n`` > 1, ``tools``, ``functions``, JSON output,
-  logprobs, audio) are refused with a 400 that names them; parameters that
-  only tune sampling (``temperature``, ``top_p``, ``max_tokens``...) and
-  keys it does not know are accepted and ignored: the agent's settings
-  apply.
+  logprobs, audio) are refused with a 400 that names them. ``max_tokens``
+  (or ``max_completion_tokens``) bounds the reply below the agent's own
+  ``maxOutputTokens``, and a reply that reaches the bound finishes with
+  ``length``; parameters that only tune sampling (``temperature``,
+  ``top_p``, ``stop``...) and keys it does not know are accepted and
+  ignored: the agent's settings apply.
 - ``completion`` / ``chunk`` builders for the answer and its stream, with the
   gateway's own metadata under ``vbgateway`` (the SDK keeps unknown fields).
 - ``openai_error``: OpenAI's ``{"error": {message, type, param, code}}``
@@ -40,8 +42,8 @@ from .envelope import retry_after, visible_error
 __all__ = ["CHUNK", "COMPLETION", "ChatCompletion", "ChatCompletionRequest", "ChatMessage", "CompletionChoice",
            "CompletionMessage", "CompletionUsage", "ModelList", "ModelObject", "OpenAIErrorResponse", "ResponseFormat",
            "TextPart",
-           "chunk", "completion", "done_event", "earlier_turns", "error_type", "gateway_metadata", "last_user_text",
-           "model_object",
+           "chunk", "completion", "done_event", "earlier_turns", "error_type", "finish_reason", "gateway_metadata",
+           "last_user_text", "model_object",
            "openai_error", "openai_error_response", "usage"]
 
 COMPLETION, CHUNK = "chat.completion", "chat.completion.chunk"
@@ -113,9 +115,11 @@ class ChatCompletionRequest(_Strict):
     n: OnlyOne | None = Field(default=None, description="Only 1: an agent gives one reply.")
     temperature: float | None = Field(default=None, ge=0, le=2, description="Accepted and ignored.")
     top_p: float | None = Field(default=None, ge=0, le=1, description="Accepted and ignored.")
-    max_tokens: PositiveWhole | None = Field(default=None, description="Accepted and ignored: the agent's "
-                                                                   "maxOutputTokens bounds every reply.")
-    max_completion_tokens: PositiveWhole | None = Field(default=None, description="As max_tokens.")
+    max_tokens: PositiveWhole | None = Field(default=None, description="The most tokens the reply may hold; the "
+                                                                   "agent's maxOutputTokens bounds it too (the "
+                                                                   "lower applies).")
+    max_completion_tokens: PositiveWhole | None = Field(default=None, description="As max_tokens (with both, "
+                                                                                 "the lower applies).")
     presence_penalty: float | None = Field(default=None, ge=-2, le=2, description="Accepted and ignored.")
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2, description="Accepted and ignored.")
     stop: str | list[str] | None = Field(default=None, description="Accepted and ignored.")
@@ -124,6 +128,11 @@ class ChatCompletionRequest(_Strict):
     response_format: ResponseFormat | None = None
     tools: list[Any] | None = _unsupported("the agent's enabled tools apply")
     functions: list[Any] | None = _unsupported("the agent's enabled tools apply")
+
+    def output_bound(self) -> int | None:
+        """The bound the request puts on its reply's tokens (``max_tokens``, ``max_completion_tokens``), if any."""
+        given = [n for n in (self.max_tokens, self.max_completion_tokens) if n is not None]
+        return min(given) if given else None
 
     @field_validator("tools", "functions")
     @classmethod
@@ -147,7 +156,7 @@ class CompletionChoice(_Open):
     index: int
     message: CompletionMessage
     logprobs: None = None
-    finish_reason: Literal["stop"]
+    finish_reason: Literal["stop", "length"]
 
 
 class CompletionUsage(_Open):
@@ -272,13 +281,20 @@ def gateway_metadata(reply: Reply) -> dict[str, Any]:
             "costUsd": float(meta.usage.cost_usd), "replayed": meta.idempotency.replayed}
 
 
-def completion(reply: Reply, model: str) -> dict[str, Any]:
-    """The ``chat.completion`` of a reply; its id comes from the request that made it (a replay keeps it)."""
+def finish_reason(reply: Reply, bound: int) -> Literal["stop", "length"]:
+    """``length`` when the reply reached ``bound``, the most tokens it could hold; else ``stop``."""
+    return "length" if reply.metadata.usage.tokens_out >= bound else "stop"
+
+
+def completion(reply: Reply, model: str, bound: int) -> dict[str, Any]:
+    """The ``chat.completion`` of a reply; its id comes from the request that made it (a replay keeps it).
+
+    ``bound``: the most tokens the reply could hold (``finish_reason``)."""
     return {"id": f"chatcmpl-{reply.metadata.request_id}", "object": COMPLETION,
             "created": _unix(reply.message.created_at), "model": model, "system_fingerprint": None,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.message.content,
                                                  "refusal": None},
-                         "logprobs": None, "finish_reason": "stop"}],
+                         "logprobs": None, "finish_reason": finish_reason(reply, bound)}],
             "usage": usage(reply), "vbgateway": gateway_metadata(reply)}
 
 

@@ -62,6 +62,7 @@ from .openai_wire import (
     completion,
     done_event,
     earlier_turns,
+    finish_reason,
     gateway_metadata,
     last_user_text,
     model_object,
@@ -234,7 +235,7 @@ async def _session(gateway: Gateway, keyed: _KeyedSessions, tenant: TenantClient
 
 
 async def _completion_events(first: TextDelta | Reply, items: ReplyItems, completion_id: str, created: int,
-                             model: str, include_usage: bool, request_id: str) -> AsyncIterator[bytes]:
+                             model: str, include_usage: bool, request_id: str, bound: int) -> AsyncIterator[bytes]:
     """``chat.completion.chunk`` events: the role, each piece of text, the finish, the usage, ``[DONE]``.
 
     An error after the first text (STREAM_INTERRUPTED) is an ``error`` event,
@@ -249,7 +250,7 @@ async def _completion_events(first: TextDelta | Reply, items: ReplyItems, comple
     except Exception as exc:  # an unexpected failure is an internal error (logged), never a silent cut
         yield b"data: " + orjson.dumps(openai_error(request_id, exc)[1], default=str) + b"\n\n"
         return
-    yield chunk(completion_id, created, model, {}, "stop", with_usage=include_usage,
+    yield chunk(completion_id, created, model, {}, finish_reason(item, bound), with_usage=include_usage,
                 extra={"vbgateway": gateway_metadata(item)})
     if include_usage:
         yield chunk(completion_id, created, model, None, extra={"usage": usage(item)})
@@ -327,26 +328,28 @@ def build_router(gateway: Gateway) -> APIRouter:
         text = validate_content(last_user_text(body))
         key = validate_idempotency_key(idempotency_key_text(idempotency_key))
         context = earlier_turns(body) if session_header is None else ()  # a session's own history is its record
+        asked = body.output_bound()
+        bound = agent.max_output_tokens if asked is None else min(agent.max_output_tokens, asked)
         session_id = await _session(gateway, keyed, tenant, agent, body.model, session_header, key, body.user)
         headers = {"X-Session-Id": session_id}
         try:
             if body.stream:
                 created = int(gateway.clock.now().timestamp())
                 stream = tenant.stream_message(session_id, text, idempotency_key=key, request_id=request_id,
-                                               channel="openai", context=context)
+                                               channel="openai", context=context, max_output_tokens=asked)
                 first, items = await open_reply_stream(stream)
                 include_usage = bool(body.stream_options and body.stream_options.include_usage)
                 events = _completion_events(first, items, f"chatcmpl-{request_id}", created, body.model,
-                                            include_usage, request_id)
+                                            include_usage, request_id, bound)
                 return EventStream(events, items, headers=[(b"x-session-id", session_id.encode("ascii"))])
             reply = await tenant.send_message(session_id, text, idempotency_key=key, request_id=request_id,
-                                              channel="openai", context=context)
+                                              channel="openai", context=context, max_output_tokens=asked)
         except GatewayError as exc:
             if session_header is None and tenant.forget_draft(session_id):  # refused before anything was stored
                 keyed.forget(tenant.id, key)
                 headers = {}
             return openai_error_response(request_id, exc, headers)
-        return json_response(completion(reply, body.model), 200, headers)
+        return json_response(completion(reply, body.model, bound), 200, headers)
 
     @router.get("/v1/models", response_model=None,
                 responses={200: {"model": ModelList, "description": "The agents"}, **_ERRORS})
