@@ -18,6 +18,7 @@ from vbgateway import Gateway
 from vbgateway.providers import VendorA, VendorB
 
 ORIGIN = "http://localhost:5173"
+OPERATOR_SECRET = "op-secret-for-tests-0123456789"  # of the ``operator_server`` fixture (conftest.py)
 
 
 def fast_providers(*, failing: bool = False) -> dict[str, object]:

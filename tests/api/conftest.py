@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
-from api_support import LiveServer, LogCapture, Tenant, fast_providers, new_tenant
+from api_support import OPERATOR_SECRET, LiveServer, LogCapture, Tenant, fast_providers, new_tenant
 
 from vbgateway import Gateway, RetryPolicy
 from vbgateway.api import create_app
@@ -71,3 +72,15 @@ def acme(gateway: Gateway, http: httpx.Client) -> Tenant:
 @pytest.fixture
 def globex(gateway: Gateway, http: httpx.Client) -> Tenant:
     return new_tenant(gateway, http, "Globex")
+
+
+@pytest.fixture
+def operator_server(tmp_path: Path) -> Iterator[tuple[Gateway, httpx.Client]]:
+    """A gateway of its own served with the operator routes (``OPERATOR_SECRET``), and a client of it."""
+    gateway = Gateway.open(tmp_path / "operator.duckdb", providers=fast_providers())
+    try:
+        with LiveServer(create_app(gateway, operator_secret=OPERATOR_SECRET)) as live, \
+                httpx.Client(base_url=live.url, timeout=20) as http:
+            yield gateway, http
+    finally:
+        gateway.close()

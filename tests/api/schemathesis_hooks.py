@@ -12,7 +12,9 @@ the generated values obey them, so that "valid per the document" means
 - a voice upload is a real recording (here a short WAV);
 - a chat completion names the agent the test made, and its last message is the user's, with text;
 - a key is minted (``/v1/operator/api-keys``) for a tenant that exists: the one the test made
-  (any other name is a documented 404, and only that would ever be tested).
+  (any other name is a documented 404, and only that would ever be tested);
+- a tenant's budget and rate limit (``/v1/operator/tenants/{tenantId}/...``) are those of that
+  tenant too (its id comes in ``SCHEMATHESIS_TENANT_ID``).
 
 Requests generated as invalid are left alone: the server must refuse them.
 Each hook changes a value to another valid one, so nothing is filtered away.
@@ -21,6 +23,7 @@ Each hook changes a value to another valid one, so nothing is filtered away.
 from __future__ import annotations
 
 import io
+import os
 import wave
 from datetime import UTC, date, datetime
 from typing import Any
@@ -86,6 +89,8 @@ def map_case(context: Any, case: Any) -> Any:
         _distinct_providers(case.body, partial=method == "PUT")
     elif path == "/v1/operator/api-keys" and isinstance(case.body, dict) and "tenantName" in case.body:
         case.body["tenantName"] = KNOWN_TENANT
+    elif path.startswith("/v1/operator/tenants/") and isinstance(case.path_parameters, dict):
+        case.path_parameters["tenantId"] = os.environ["SCHEMATHESIS_TENANT_ID"]
     elif path.endswith("/voice") and isinstance(case.body, dict) and "audio" in case.body:
         case.body["audio"] = WAV
     elif path == "/v1/chat/completions" and isinstance(case.body, dict) and case.body.get("messages"):

@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from api_support import LiveServer, assert_error, fast_providers
+from api_support import OPERATOR_SECRET, LiveServer, assert_error, fast_providers
 
 from vbgateway import Gateway
 from vbgateway.api import create_app
 
-SECRET = "op-secret-for-tests-0123456789"
-
-
-@pytest.fixture
-def operator_server(tmp_path):
-    gateway = Gateway.open(tmp_path / "operator.duckdb", providers=fast_providers())
-    try:
-        with LiveServer(create_app(gateway, operator_secret=SECRET)) as live, \
-                httpx.Client(base_url=live.url, timeout=20) as http:
-            yield gateway, http
-    finally:
-        gateway.close()
+SECRET = OPERATOR_SECRET
 
 
 def test_seed_and_mint_with_the_secret(operator_server):

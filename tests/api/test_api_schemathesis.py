@@ -35,10 +35,10 @@ OPERATOR_SECRET = "schemathesis-operator-secret"  # the operator routes are chec
 def test_schemathesis_finds_no_failure_with_all_checks(tmp_path):
     gateway = Gateway.open(tmp_path / "schemathesis.duckdb", providers=fast_providers())
     try:
-        _, key = gateway.create_tenant("Schemathesis Corp")
+        tenant, key = gateway.create_tenant("Schemathesis Corp")
         gateway.connect(key).create_agent(name=AGENT, primary_provider="vendorA", system_prompt="You help.")
         with LiveServer(create_app(gateway, operator_secret=OPERATOR_SECRET)) as live:
-            env = {**os.environ, "SCHEMATHESIS_HOOKS": "schemathesis_hooks",
+            env = {**os.environ, "SCHEMATHESIS_HOOKS": "schemathesis_hooks", "SCHEMATHESIS_TENANT_ID": tenant.id,
                    "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
             run = subprocess.run(
                 [sys.executable, "-m", "schemathesis.cli", "run", f"{live.url}/openapi.json",
@@ -53,6 +53,6 @@ def test_schemathesis_finds_no_failure_with_all_checks(tmp_path):
     report = run.stdout + run.stderr
     assert run.returncode == 0, report[-6000:]
     assert "No issues found" in report, report[-6000:]
-    assert "Selected: 21/21" in report and "Tested: 21" in report  # every operation: /health, /metrics, /v1/operator
+    assert "Selected: 26/26" in report and "Tested: 26" in report  # every operation: /health, /metrics, /v1/operator
     tested_phases = [phase for phase in ("Coverage", "Fuzzing", "Stateful") if f"✅ {phase}" in report]
     assert tested_phases == ["Coverage", "Fuzzing", "Stateful"], report[-3000:]

@@ -22,7 +22,7 @@ from starlette.responses import Response
 from ..errors import AuthenticationError, NotFoundError
 from ..gateway import Gateway
 from ..seed import seed_demo
-from . import routes_breakers
+from . import routes_breakers, routes_limits
 from .constraints import NON_BLANK_TEXT
 from .envelope import json_response
 from .schemas import ErrorResponse, _Wire
@@ -102,4 +102,5 @@ def build_router(gw: Gateway, secret: str) -> APIRouter:
         return json_response({"apiKey": key, "tenant": {"id": tenant.id, "name": tenant.name}}, 201)
 
     router.include_router(routes_breakers.build_router(gw, _errors()))  # GET /v1/operator/breakers
+    router.include_router(routes_limits.build_router(gw, _errors(404)))  # /v1/operator/tenants/{id}/...
     return router
