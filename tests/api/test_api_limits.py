@@ -34,8 +34,9 @@ def test_a_budget_set_while_serving_applies_to_the_next_request_and_is_stored(op
     assert_error(send(tenant, session["id"]), 402, "BUDGET_EXCEEDED")
 
     roomy = http.put(budget_url(tenant.id), headers=OPERATOR,
-                     json={"monthlyUsd": "1250.75", "alertAt": [1, 0.25, 0.1234567]}).json()["budget"]
-    assert (roomy["monthlyUsd"], roomy["alertAt"]) == (1250.75, [0.123457, 0.25, 1.0])  # sorted, up to the millionth
+                     json={"monthlyUsd": "1250.75", "alertAt": [1, 0.07, 0.000123, 0.1234561]}).json()["budget"]
+    # in order, as written, the seventh place rounded up
+    assert (roomy["monthlyUsd"], roomy["alertAt"]) == (1250.75, [0.000123, 0.07, 0.123457, 1.0])
     assert roomy["spentUsd"] > 0 and http.get(budget_url(tenant.id), headers=OPERATOR).json()["budget"] == roomy
     assert send(tenant, session["id"]).status_code == 201
     assert gateway.sql("SELECT monthly_usd FROM budgets WHERE tenant_id = ?", [tenant.id]).monthly_usd[0] == 1250.75

@@ -155,3 +155,17 @@ def test_a_service_file_copied_with_another_database_is_not_used(db, tmp_path):
         assert ensure_service(copy).pid != info.pid
     finally:
         stop_service(copy)
+
+
+def test_budget_and_limits_set_go_through_the_running_service(db, capsys):
+    from vbgateway.cli import main
+
+    service = ensure_service(db)
+    secret = {"X-Operator-Secret": operator_secret_path(db).read_text().strip()}
+    tenant = httpx.post(f"{service.url}/v1/operator/seed", headers=secret).json()["tenants"][0]
+    assert main(["budget", "set", tenant["name"], "--monthly-usd", "75", "--db", str(db)]) == 0  # no --url
+    assert f"tenant {tenant['id']}: budget 75 USD" in capsys.readouterr().out
+    assert main(["limits", "set", tenant["id"], "--tpm", "5000", "--db", str(db)]) == 0
+    budget = httpx.get(f"{service.url}/v1/operator/tenants/{tenant['id']}/budget", headers=secret).json()["budget"]
+    limit = httpx.get(f"{service.url}/v1/operator/tenants/{tenant['id']}/rate-limit", headers=secret).json()
+    assert budget["monthlyUsd"] == 75 and limit["rateLimit"] == {"requestsPerMinute": None, "tokensPerMinute": 5000}

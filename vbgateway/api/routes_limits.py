@@ -1,11 +1,12 @@
 """/v1/operator/tenants/{tenantId}/budget and /rate-limit: a tenant's limits, changed while the gateway serves.
 
 Finance raises a tenant's budget at month end, an operator throttles a
-tenant that floods a vendor: neither should have to stop the gateway (the
-CLI's ``vbgateway budget set`` writes the database itself, so it needs the
-gateway stopped). These routes change the serving gateway's own ledger and
-limiter, and store the change as the Python API does (``Gateway.set_budget``,
-``Gateway.set_rate_limit``): the next request is admitted under it.
+tenant that floods a vendor: neither should have to stop the gateway, which
+keeps budgets and limits in memory and holds the file. These routes change
+the serving gateway's own ledger and limiter, and store the change as the
+Python API does (``Gateway.set_budget``, ``Gateway.set_rate_limit``): the
+next request is admitted under it. ``vbgateway budget set`` and ``limits
+set`` use them while a gateway serves the file (commands/serving.py).
 
 Values are exact: ``monthlyUsd`` is decimal text ("50", "1250.75"), as money
 is everywhere in the gateway; alert thresholds are shares of the limit in
@@ -16,8 +17,7 @@ cannot state (none here) would be refused the same way.
 
 from __future__ import annotations
 
-import math
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
@@ -37,7 +37,7 @@ __all__ = ["MONTHLY_USD_PATTERN", "BudgetBody", "RateLimitBody", "build_router"]
 # More than 0 and below MAX_MONTHLY_USD (10^12), at most 10 decimal places (the store's exact money).
 MONTHLY_USD_PATTERN = r"^(?:[1-9][0-9]{0,11}(?:\.[0-9]{1,10})?|0\.[0-9]{0,9}[1-9])$"
 MAX_ALERTS = 10
-_MILLIONTH = 1_000_000
+_MILLIONTH = Decimal("0.000001")
 TenantId = Annotated[str, Path(alias="tenantId", min_length=1, max_length=100, description="The tenant's id (tnt_...).")]
 
 
@@ -75,8 +75,9 @@ class BudgetBody(_Wire):
         return value
 
     def thresholds(self) -> list[Decimal]:
-        """The shares rounded up to the millionth, ascending, once each (two may round to the same)."""
-        return [Decimal(n) / _MILLIONTH for n in sorted({math.ceil(share * _MILLIONTH) for share in self.alert_at})]
+        """The shares as written (their shortest repr: 0.07 is 0.07), rounded up to the millionth, ascending,
+        once each (two may round to the same)."""
+        return sorted({Decimal(repr(share)).quantize(_MILLIONTH, rounding=ROUND_CEILING) for share in self.alert_at})
 
 
 class RateLimitBody(_Wire):

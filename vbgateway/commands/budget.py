@@ -2,13 +2,15 @@
 
     vbgateway budget set TENANT --monthly-usd 50 [--alert-at 0.5,0.8,1.0] [--db FILE]
     vbgateway budget set TENANT --remove [--db FILE]
+    vbgateway budget set TENANT --monthly-usd 50 --url http://HOST:PORT --operator-secret-file FILE
     vbgateway budget show TENANT [--db FILE]
 
 TENANT is a tenant id (``tnt_...``) or a tenant's exact name. Bad input is
 refused with its code before anything is written. ``set`` opens the database
-as its writer (stop a gateway serving it first: DATABASE_BUSY otherwise);
-``show`` reads it, also while a gateway serves it (the reservations it
-shows are then this process's: none).
+as its writer, or, while a gateway serves it, asks that gateway (its
+``--url`` and ``--operator-secret-file``, or the database's local service:
+serving.py); ``show`` reads it, also while a gateway serves it (the
+reservations it shows are then this process's: none).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from ..errors import DatabaseError, NotFoundError, ValidationError
 from ..gateway import Gateway
 from ..governance.budget_values import DEFAULT_ALERT_AT, Budget, parse_alert_at, parse_monthly_usd, plain_decimal
 from .basics import DEFAULT_DB
+from .serving import add_serving_options, serving_gateway, tenant_id_of
 
 __all__ = ["format_budget", "register"]
 
@@ -47,7 +50,7 @@ def format_budget(tenant_id: str, budget: Budget | None) -> str:
     if budget is None:
         return f"tenant {tenant_id}: no budget"
     share = budget.spent_usd / budget.monthly_usd * 100 if budget.monthly_usd else Decimal(0)
-    lines = [f"tenant {tenant_id}: budget {budget.monthly_usd} USD for {budget.month}",
+    lines = [f"tenant {tenant_id}: budget {plain_decimal(budget.monthly_usd):f} USD for {budget.month}",
              f"  spent     {budget.spent_usd:.6f} USD ({share:.1f}%)",
              f"  reserved  {budget.reserved_usd:.6f} USD",
              f"  remaining {budget.remaining_usd:.6f} USD",
@@ -66,6 +69,18 @@ def _set(args: argparse.Namespace) -> int:
     # checked before the database is opened: bad input changes nothing, not even a migration
     limit = None if args.remove else parse_monthly_usd(args.monthly_usd)
     alert_at = DEFAULT_ALERT_AT if args.alert_at is None else parse_alert_at(_alert_at(args.alert_at))
+    serving = serving_gateway(args)
+    if serving is not None:  # a gateway serves the file: it changes its own ledger and stores the change
+        tenant_id = tenant_id_of(args, args.tenant)
+        path = f"/v1/operator/tenants/{tenant_id}/budget"
+        if limit is None:
+            serving.call("DELETE", path)
+            print(f"tenant {tenant_id}: budget removed")
+        else:
+            body = {"monthlyUsd": format(plain_decimal(limit), "f"), "alertAt": [float(t) for t in alert_at]}
+            answer = serving.call("PUT", path, body)
+            print(format_budget(tenant_id, Budget.model_validate(answer["budget"])))
+        return 0
     if not Path(args.db).exists():
         raise DatabaseError(f"no database at {args.db}", details={"path": str(args.db)})
     with Gateway.open(args.db) as gw:
@@ -92,6 +107,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                       help="shares of the limit to alert at, ascending in (0, 1] (default 0.5,0.8,1.0; '' for none)")
     set_.add_argument("--remove", action="store_true", help="remove the tenant's limit")
     set_.add_argument("--db", default=DEFAULT_DB, help=f"database file (default {DEFAULT_DB})")
+    add_serving_options(set_)
     set_.set_defaults(func=_set)
     show = actions.add_parser("show", help="a tenant's limit, spend, reservations and alerts this month")
     show.add_argument("tenant", help="tenant id (tnt_...) or exact name")

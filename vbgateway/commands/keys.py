@@ -3,7 +3,8 @@
 Each opens the database given by ``--db`` (which must exist: a typo must not
 create an empty one), does one thing and closes it; a server holding the
 file answers DATABASE_BUSY (stop it first: it keeps keys and limits in
-memory). Every input is checked before anything is written, so a refused
+memory), except ``limits set``, which asks a serving gateway instead
+(serving.py). Every input is checked before anything is written, so a refused
 command changes nothing. ``TENANT`` is a tenant's id (``tnt_...``) or its
 exact name.
 """
@@ -19,6 +20,7 @@ from ..gateway import Gateway
 from ..governance.scopes import SCOPES
 from ..models import RateLimit, Tenant, iso_timestamp
 from .basics import DEFAULT_DB
+from .serving import add_serving_options, serving_gateway, tenant_id_of
 
 __all__ = ["register"]
 
@@ -116,6 +118,14 @@ def _set_limits(args: argparse.Namespace) -> int:
     if not args.remove and args.rpm is None and args.tpm is None:
         raise ValidationError("give --rpm and/or --tpm (the tenant's whole limit), or --remove",
                               details={"field": "rpm"})
+    serving = serving_gateway(args)
+    if serving is not None:  # a gateway serves the file: it changes its own limiter and stores the change
+        tenant_id = tenant_id_of(args, args.tenant)
+        answer = serving.call("PUT", f"/v1/operator/tenants/{tenant_id}/rate-limit",
+                              {"requestsPerMinute": args.rpm, "tokensPerMinute": args.tpm})
+        limit = None if answer["rateLimit"] is None else RateLimit.model_validate(answer["rateLimit"])
+        print(f"{tenant_id}: rate limit {_limit_text(limit)}")
+        return 0
     with _open(args.db) as gw:
         tenant = _tenant(gw, args.tenant)
         limit = gw.set_rate_limit(tenant.id, requests_per_minute=args.rpm, tokens_per_minute=args.tpm)
@@ -181,6 +191,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     put.add_argument("--rpm", type=_whole, help="requests (sends) per minute")
     put.add_argument("--tpm", type=_whole, help="tokens per minute (input plus the agent's max output at admission)")
     put.add_argument("--remove", action="store_true", help="remove the tenant's limit")
+    add_serving_options(put)
     put.set_defaults(func=_set_limits)
     show = limits_sub.add_parser("show", help="the tenant's limit and its keys' own limits")
     show.add_argument("tenant", metavar="TENANT", help="tenant id (tnt_...) or exact name")
