@@ -100,7 +100,18 @@ def test_every_method_of_the_tenant_client_names_its_scope():
     from vbgateway.tenant import TenantClient
 
     methods = {name for name in vars(TenantClient) if not name.startswith("_") and callable(vars(TenantClient)[name])}
-    assert methods - {"require", "budget"} == set(OPERATIONS) | {"create_session_async"}  # budget: no scope
+    # budget: no scope; the rest need "chat" and exist only embedded (create_session_async: grouped commits;
+    # draft_session, forget_draft: the OpenAI front door's sessions)
+    assert methods - {"require", "budget"} == set(OPERATIONS) | {"create_session_async", "draft_session",
+                                                                  "forget_draft"}
+    gw = Gateway.open(":memory:")
+    tenant, _ = gw.create_tenant("Scoped")
+    _, key = gw.create_api_key(tenant.id, scopes={"sessions:read"})
+    reader = gw.connect(key)
+    agent = gw.as_tenant(tenant.id).create_agent(**AGENT)
+    for call in (lambda: reader.draft_session(agent.id), lambda: reader.forget_draft("ses_x")):
+        assert refused(call, "INSUFFICIENT_SCOPE").details["required"] == "chat"
+    gw.close()
 
 
 def test_a_refused_scope_changes_nothing(gw, tenant, world, tenant_client, row_counts):

@@ -242,6 +242,7 @@ class TenantClient:
 
     def forget_draft(self, session_id: str) -> bool:
         """Drop a drafted session nothing was stored for; True if it was one (a stored session is kept)."""
+        self.require("chat")
         return self._gw.sender.forget_unsaved(self.id, session_id)
 
     def _new_session(self, agent_id: str, customer_id: str | None,
