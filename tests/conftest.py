@@ -12,12 +12,15 @@ and its database file, so a test inspects the same rows either way.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 from live_server import GatewayHost
+from upstream_support import UPSTREAM_KEY
 
 from vbgateway import Gateway, VirtualClock
+from vbgateway.testing.upstream import Upstream
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 CLIENT_KINDS = ("embedded", "http")
@@ -148,3 +151,10 @@ def row_counts(gw):
         tables = gw.sql("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'")
         return {t: int(gw.sql(f'SELECT count(*) AS n FROM "{t}"')["n"][0]) for t in sorted(tables["table_name"])}
     return counts
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Upstream]:
+    """The loopback OpenAI-compatible upstream (``UPSTREAM_KEY``), one per test module."""
+    with Upstream(api_key=UPSTREAM_KEY) as server:
+        yield server

@@ -20,24 +20,16 @@ import httpx
 import openai
 import pytest
 from live_server import LiveServer
+from upstream_support import IN, LONG, OUT, upstream_provider
 
 from vbgateway import Gateway, RetryPolicy, SystemClock
 from vbgateway.api import create_app
 from vbgateway.providers import VendorB
-from vbgateway.providers.openai import OpenAICompatible
 from vbgateway.testing.upstream import Fault, Upstream
 
-KEY = "sk-upstream-test-0123456789"
-IN, OUT = Decimal("0.15"), Decimal("0.60")  # USD per 1M tokens of the upstream provider
 FAST = RetryPolicy(timeout_s=2.0, backoff_base_s=0.01, backoff_cap_s=0.02, jitter=0.0)
 QUESTION = "where is my order"
-LONG = " ".join(f"word{i}" for i in range(40))  # a reply of ~40 stream events: slow under Fault.trickle
 
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[Upstream]:
-    with Upstream(api_key=KEY) as server:
-        yield server
 
 
 class FrontDoor:
@@ -45,8 +37,7 @@ class FrontDoor:
 
     def __init__(self, path: Path, up: Upstream) -> None:
         self.up = up
-        real = OpenAICompatible("real", up.url, "upstream-model", "UPSTREAM_KEY", (IN, OUT),
-                                environ={"UPSTREAM_KEY": KEY})
+        real = upstream_provider(up)
         self.gw = Gateway.open(path, clock=SystemClock(), retry=FAST, seed=7,
                                providers={"real": real, "vendorB": VendorB(seed=2, latency_ms=(0, 0),
                                                                            rate_limit_rate=0.0)})

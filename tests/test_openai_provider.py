@@ -14,6 +14,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from upstream_support import IN, OUT
+from upstream_support import UPSTREAM_KEY as KEY
 
 from vbgateway import Gateway, RetryPolicy, SystemClock
 from vbgateway.errors import GatewayError
@@ -29,17 +31,10 @@ from vbgateway.providers import (
 from vbgateway.providers.openai import OpenAICompatible
 from vbgateway.testing.upstream import Fault, Upstream
 
-KEY = "sk-upstream-test-0123456789"
 ENV = {"UPSTREAM_KEY": KEY}
 FAST = RetryPolicy(timeout_s=0.5, backoff_base_s=0.01, backoff_cap_s=0.02, jitter=0.0)
-IN, OUT = Decimal("0.15"), Decimal("0.60")
 REQUEST = ProviderRequest("You are a test.", (ChatTurn("user", "where is my order"),))
 
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[Upstream]:
-    with Upstream(api_key=KEY) as server:
-        yield server
 
 
 @pytest.fixture

@@ -8,29 +8,22 @@ loopback) in front of the local OpenAI-compatible upstream.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import httpx
 import pytest
 from live_server import LiveServer
+from upstream_support import UPSTREAM_KEY as KEY
 
 from vbgateway import Gateway, SystemClock, VirtualClock
 from vbgateway.api import create_app
 from vbgateway.cli import main
 from vbgateway.errors import GatewayError
-from vbgateway.testing.upstream import Upstream
 
-KEY = "sk-config-test-0123456789"
 ADD = ["--kind", "openai", "--model", "upstream-model", "--api-key-env", "UPSTREAM_KEY",
        "--usd-per-1m-input", "0.15", "--usd-per-1m-output", "0.6"]
 
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[Upstream]:
-    with Upstream(api_key=KEY) as server:
-        yield server
 
 
 @pytest.fixture

@@ -23,6 +23,8 @@ import httpx
 import orjson
 import pytest
 from live_server import LiveServer
+from upstream_support import IN, LONG, OUT, upstream_provider
+from upstream_support import UPSTREAM_KEY as KEY
 
 import vbgateway
 from vbgateway import Gateway, RetryPolicy, SystemClock
@@ -32,20 +34,11 @@ from vbgateway.client.transport import Transport, json_request
 from vbgateway.errors import BudgetExceededError, IdempotencyConflictError, StreamInterruptedError
 from vbgateway.models import Reply
 from vbgateway.providers import VendorB, estimate_tokens
-from vbgateway.providers.openai import OpenAICompatible
 from vbgateway.streaming import CHARS_PER_TOKEN_BOUND, TextDelta
 from vbgateway.testing.upstream import Fault, Upstream
 
-KEY = "sk-upstream-stream-test"
 FAST = RetryPolicy(timeout_s=0.5, backoff_base_s=0.01, backoff_cap_s=0.02, jitter=0.0)
-IN, OUT = Decimal("0.15"), Decimal("0.60")
-LONG = " ".join(f"word{i}" for i in range(40))
 
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[Upstream]:
-    with Upstream(api_key=KEY) as server:
-        yield server
 
 
 class Setup:
@@ -53,8 +46,7 @@ class Setup:
 
     def __init__(self, path: Path, up: Upstream, *, retry: RetryPolicy = FAST, max_output_tokens: int = 1024) -> None:
         self.up = up
-        self.real = OpenAICompatible("real", up.url, "upstream-model", "UPSTREAM_KEY", (IN, OUT),
-                                     environ={"UPSTREAM_KEY": KEY})
+        self.real = upstream_provider(up)
         self.vendor_b = VendorB(seed=2, latency_ms=(0, 0), rate_limit_rate=0.0)
         self.gw = Gateway.open(path, clock=SystemClock(), retry=retry, seed=7,
                                providers={"real": self.real, "vendorB": self.vendor_b})

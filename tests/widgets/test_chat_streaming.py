@@ -19,28 +19,21 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from upstream_support import LONG, upstream_provider
+from upstream_support import UPSTREAM_KEY as KEY
 
 from vbgateway import Gateway, RetryPolicy, SystemClock
 from vbgateway.client.service import stop_service
 from vbgateway.models import Reply
 from vbgateway.providers import VendorB
 from vbgateway.providers.admin import add_provider
-from vbgateway.providers.openai import OpenAICompatible
 from vbgateway.testing.upstream import Fault, Upstream
 from vbgateway.widgets import ChatPanel, LoginPanel, open_workbench
 from vbgateway.widgets.chat_stream import DRAW_INTERVAL_S
 from vbgateway.widgets.chat_view import bubble_html, reply_meta_html, writing_html
 
-KEY = "sk-upstream-chat-test"
 FAST = RetryPolicy(timeout_s=1.0, backoff_base_s=0.01, backoff_cap_s=0.02, jitter=0.0)
-IN, OUT = Decimal("0.15"), Decimal("0.60")
-LONG = " ".join(f"word{i}" for i in range(40))
 
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[Upstream]:
-    with Upstream(api_key=KEY) as server:
-        yield server
 
 
 class Drawn:
@@ -72,8 +65,7 @@ class Streaming:
     def __init__(self, path: Path, upstream: Upstream, panels: list) -> None:
         upstream.reset()
         self.up = upstream
-        self.real = OpenAICompatible("real", upstream.url, "upstream-model", "UPSTREAM_KEY", (IN, OUT),
-                                     environ={"UPSTREAM_KEY": KEY})
+        self.real = upstream_provider(upstream)
         self.gw = Gateway.open(path, clock=SystemClock(), retry=FAST, seed=7,
                                providers={"real": self.real, "vendorB": VendorB(seed=2, latency_ms=(0, 0),
                                                                                 rate_limit_rate=0.0)})
