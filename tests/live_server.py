@@ -10,13 +10,34 @@ from __future__ import annotations
 
 import itertools
 import socket
+import subprocess
 import threading
 import time
 from typing import Any
 
+import httpx
 import uvicorn
 
-__all__ = ["GatewayHost", "LiveServer"]
+__all__ = ["GatewayHost", "LiveServer", "free_port", "wait_until_serving"]
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (for a ``vbgateway serve`` started as a process)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_serving(url: str, process: subprocess.Popen, timeout_s: float = 30) -> None:
+    """Wait until the server ``process`` started answers ``GET url/health``; fail if it exits or takes too long."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            httpx.get(f"{url}/health", timeout=5)
+            return
+        except httpx.TransportError:
+            assert process.poll() is None and time.monotonic() < deadline, "vbgateway serve did not come up"
+            time.sleep(0.05)
 
 
 class LiveServer:

@@ -4,27 +4,20 @@ changes at once (through its operator routes), and a real client sees it on its 
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import httpx
 import pytest
+from live_server import free_port, wait_until_serving
 
 from vbgateway import Gateway
 from vbgateway.cli import main
 
 SECRET = "op-secret-for-the-cli-0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Served:
@@ -45,14 +38,7 @@ class Served:
             [sys.executable, "-m", "vbgateway.cli", "serve", "--db", str(self.db), "--port", str(port),
              "--operator-secret-file", str(self.secret_file), "--log-level", "warning"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{self.url}/health", timeout=5)
-                break
-            except httpx.TransportError:
-                assert self.process.poll() is None and time.monotonic() < deadline, "vbgateway serve did not come up"
-                time.sleep(0.1)
+        wait_until_serving(self.url, self.process)
 
     def cli(self, *args: str) -> int:
         return main([*args, "--db", str(self.db), "--url", self.url, "--operator-secret-file", str(self.secret_file)])

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -24,6 +23,7 @@ from pathlib import Path
 import duckdb
 import httpx
 import pytest
+from live_server import free_port, wait_until_serving
 from test_crash_recovery import Child, run_until_acks
 from test_reader_handoff import Writer
 
@@ -67,12 +67,6 @@ def run_python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 # ---------------------------------------------------------------------------------------------- vbgateway serve
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Senders:
     """Threads sending replies to a live server until it stops answering; they note each acknowledged reply."""
 
@@ -122,19 +116,12 @@ def test_serve_stopped_by_a_signal_leaves_every_acknowledged_reply_in_the_file_a
         agent = client.create_agent(name="Support", primary_provider="vendorA", fallback_provider="vendorB",
                                     system_prompt="You are helpful.")
         session = client.create_session(agent.id)
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "vbgateway.cli", "serve", "--db", str(db), "--port", str(port),
                                "--log-level", "warning"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/v1/me", headers={"X-API-Key": key}, timeout=5)
-                break
-            except httpx.TransportError:
-                assert server.poll() is None and time.monotonic() < deadline, "vbgateway serve did not come up"
-                time.sleep(0.05)
+        wait_until_serving(f"http://127.0.0.1:{port}", server)
         senders = Senders(f"http://127.0.0.1:{port}", key, session.id, threads=3)
         senders.wait_for(6, server)
         assert side_files(db)  # while it serves, replies are in the journal

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from live_server import LiveServer
+from live_server import LiveServer, free_port, wait_until_serving
 from upstream_support import IN, LONG, OUT, upstream_provider
 from upstream_support import UPSTREAM_KEY as KEY
 
@@ -442,20 +442,11 @@ def test_a_server_stopped_while_a_left_reply_is_still_written_finishes_and_bills
         _, key = gw.create_tenant("Acme")
         tenant = gw.connect(key)
         session = tenant.create_session(tenant.create_agent(name="R", primary_provider="real", system_prompt="s").id)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen([*cli, "serve", "--db", str(db), "--port", str(port), "--log-level", "warning"],
                               env=env, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "vbgateway serve did not come up"
-                time.sleep(0.05)
+        wait_until_serving(f"http://127.0.0.1:{port}", server)
         upstream.fail_next(Fault.trickle(0.03))
         body = orjson.dumps({"role": "user", "content": LONG})
         with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 from api_support import LiveServer, assert_error, new_tenant
+from live_server import free_port, wait_until_serving
 
 from vbgateway import BreakerPolicy, Gateway, RetryPolicy
 from vbgateway.api import create_app
@@ -19,12 +18,6 @@ from vbgateway.providers import VendorA, VendorB
 
 SECRET = "op-secret-for-breakers-0123456789"
 OPERATOR = {"X-Operator-Secret": SECRET}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def serve(gateway: Gateway):
@@ -119,14 +112,8 @@ def test_serve_takes_a_breaker_policy_and_refuses_a_bad_one(tmp_path):
                                 "warning", "--breaker", '{"failure_threshold": 3}'],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                body = httpx.get(f"http://127.0.0.1:{port}/v1/operator/breakers", headers=OPERATOR, timeout=5).json()
-                break
-            except httpx.TransportError:
-                assert process.poll() is None and time.monotonic() < deadline, "vbgateway serve did not come up"
-                time.sleep(0.1)
+        wait_until_serving(f"http://127.0.0.1:{port}", process)
+        body = httpx.get(f"http://127.0.0.1:{port}/v1/operator/breakers", headers=OPERATOR, timeout=5).json()
     finally:
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=30)

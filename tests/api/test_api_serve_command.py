@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
+from live_server import free_port, wait_until_serving
 
 from vbgateway import Gateway
 from vbgateway.cli import build_parser
@@ -21,28 +20,16 @@ def test_serve_is_a_subcommand_with_the_documented_defaults():
     assert (args.db, args.host, args.port) == ("x.duckdb", "127.0.0.1", 3000)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_serve_answers_v1_over_a_seeded_database_and_stops_on_sigint(tmp_path):
     db = tmp_path / "served.duckdb"
     with Gateway.open(db) as gw:
         tenant, key = gw.create_tenant("Served Corp")
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "vbgateway.cli", "serve", "--db", str(db), "--port", str(port)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                response = httpx.get(f"http://127.0.0.1:{port}/v1/me", headers={"X-API-Key": key}, timeout=5)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None and time.monotonic() < deadline, "vbgateway serve did not come up"
-                time.sleep(0.1)
+        wait_until_serving(f"http://127.0.0.1:{port}", process)
+        response = httpx.get(f"http://127.0.0.1:{port}/v1/me", headers={"X-API-Key": key}, timeout=5)
         assert response.status_code == 200 and response.json()["tenant"]["id"] == tenant.id
     finally:
         process.send_signal(signal.SIGINT)
@@ -73,14 +60,14 @@ def test_a_dashboard_on_its_own_origin_passes_preflight_and_reads_the_headers_it
     db = tmp_path / "cors.duckdb"
     with Gateway.open(db) as gw:
         _, key = gw.create_tenant("Cors Corp")
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "vbgateway.cli", "serve", "--db", str(db), "--port", str(port),
                                 "--cors-origin", DASHBOARD, "--cors-origin", "https://backup.example.com",
                                 "--log-level", "warning"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_up(url, process)
+        wait_until_serving(url, process)
         preflight = httpx.options(f"{url}/v1/sessions/ses_x/messages", headers={
             "Origin": DASHBOARD, "Access-Control-Request-Method": "POST",
             "Access-Control-Request-Headers": "x-api-key, idempotency-key, x-correlation-id, content-type"})
@@ -108,12 +95,12 @@ def test_a_dashboard_on_its_own_origin_passes_preflight_and_reads_the_headers_it
 def test_without_cors_origin_only_localhost_pages_are_allowed(tmp_path):
     db = tmp_path / "plain.duckdb"
     Gateway.open(db).close()
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "vbgateway.cli", "serve", "--db", str(db), "--port", str(port),
                                 "--log-level", "warning"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_up(url, process)
+        wait_until_serving(url, process)
         for origin, granted in ((DASHBOARD, False), ("http://127.0.0.1:8080", True), ("http://localhost", True)):
             response = httpx.options(f"{url}/v1/me", headers={"Origin": origin, "Access-Control-Request-Method": "GET"})
             assert ("access-control-allow-origin" in response.headers) is granted, origin
@@ -121,13 +108,3 @@ def test_without_cors_origin_only_localhost_pages_are_allowed(tmp_path):
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=30)
 
-
-def _wait_until_up(url: str, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(f"{url}/health", timeout=5)
-            return
-        except httpx.TransportError:
-            assert process.poll() is None and time.monotonic() < deadline, "vbgateway serve did not come up"
-            time.sleep(0.1)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from live_server import free_port
 from playwright.sync_api import sync_playwright
 
 from vbgateway import Gateway, VirtualClock
@@ -65,12 +65,6 @@ def make_traffic(db: Path) -> None:
                 for turn in range(1 + (day + i) % 3):
                     clock.run(client.send_message(session.id, f"Question {turn} about my order, day {day}"))
             clock.advance(2 * 24 * 3600)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Lab:
