@@ -19,26 +19,13 @@ import argparse
 from decimal import Decimal
 from pathlib import Path
 
-from ..errors import DatabaseError, NotFoundError, ValidationError
+from ..errors import DatabaseError, ValidationError
 from ..gateway import Gateway
 from ..governance.budget_values import DEFAULT_ALERT_AT, Budget, parse_alert_at, parse_monthly_usd, plain_decimal
 from .basics import DEFAULT_DB
-from .serving import add_serving_options, serving_gateway, tenant_id_of
+from .serving import add_serving_options, serving_gateway, tenant_id_named, tenant_id_of
 
 __all__ = ["format_budget", "register"]
-
-
-def _tenant_id(gw: Gateway, given: str) -> str:
-    """An id as given; a name when exactly one tenant has it."""
-    if given.startswith("tnt_"):
-        return given
-    named = [t.id for t in gw.list_tenants() if t.name == given]
-    if len(named) == 1:
-        return named[0]
-    if named:
-        raise ValidationError(f"{len(named)} tenants are named {given!r}: give the tenant id",
-                              details={"tenant": given[:100]})
-    raise NotFoundError(f"no tenant with id or name {given[:100]!r}", details={"tenant": given[:100]})
 
 
 def _alert_at(text: str) -> list[str]:
@@ -84,7 +71,7 @@ def _set(args: argparse.Namespace) -> int:
     if not Path(args.db).exists():
         raise DatabaseError(f"no database at {args.db}", details={"path": str(args.db)})
     with Gateway.open(args.db) as gw:
-        tenant_id = _tenant_id(gw, args.tenant)
+        tenant_id = tenant_id_named(gw, args.tenant)
         budget = gw.set_budget(tenant_id, limit, alert_at=alert_at)
         print(f"tenant {tenant_id}: budget removed" if limit is None else format_budget(tenant_id, budget))
     return 0
@@ -92,7 +79,7 @@ def _set(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     with Gateway.open_reader(args.db, wait_s=args.wait) as gw:
-        tenant_id = _tenant_id(gw, args.tenant)
+        tenant_id = tenant_id_named(gw, args.tenant)
         print(format_budget(tenant_id, gw.get_budget(tenant_id)))
     return 0
 

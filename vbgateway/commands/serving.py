@@ -20,10 +20,10 @@ import httpx
 
 from ..client.envelope import error_from_answer, unreachable
 from ..client.service import find_service, operator_secret, read_secret_file
-from ..errors import ValidationError
+from ..errors import NotFoundError, ValidationError
 from ..gateway import Gateway
 
-__all__ = ["ServingGateway", "add_serving_options", "serving_gateway", "tenant_id_of"]
+__all__ = ["ServingGateway", "add_serving_options", "serving_gateway", "tenant_id_named", "tenant_id_of"]
 
 TIMEOUT_S = 30.0
 
@@ -66,13 +66,22 @@ def serving_gateway(args: argparse.Namespace) -> ServingGateway | None:
     return ServingGateway(service.url, secret) if service is not None and secret else None
 
 
+def tenant_id_named(gw: Gateway, given: str) -> str:
+    """An id as given; a name when exactly one tenant has it."""
+    if given.startswith("tnt_"):
+        return given
+    named = [t.id for t in gw.list_tenants() if t.name == given]
+    if len(named) == 1:
+        return named[0]
+    if named:
+        raise ValidationError(f"{len(named)} tenants are named {given!r}: give the tenant id",
+                              details={"tenant": given[:100]})
+    raise NotFoundError(f"no tenant with id or name {given[:100]!r}", details={"tenant": given[:100]})
+
+
 def tenant_id_of(args: argparse.Namespace, given: str) -> str:
-    """A tenant id as given; a name is looked up in the database (read-only, beside the serving gateway)."""
+    """``tenant_id_named`` beside a serving gateway: a name is looked up in the database, read-only."""
     if given.startswith("tnt_"):
         return given
     with Gateway.open_reader(args.db) as gw:
-        named = [t.id for t in gw.list_tenants() if t.name == given]
-    if len(named) != 1:
-        raise ValidationError(f"{len(named)} tenants are named {given[:100]!r}: give the tenant id",
-                              details={"tenant": given[:100]})
-    return named[0]
+        return tenant_id_named(gw, given)
