@@ -20,7 +20,7 @@ from __future__ import annotations
 from decimal import ROUND_CEILING, Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BeforeValidator, ConfigDict, Field, StrictInt, WithJsonSchema, field_validator
 from starlette.responses import Response
 
@@ -99,49 +99,45 @@ class TenantRateLimit(_Wire):
     rate_limit: RateLimit | None = Field(description="null: the tenant has no rate limit")
 
 
+def _known_tenant(request: Request, tenant_id: TenantId) -> str:
+    """The path's tenant, which must exist (404 TENANT_NOT_FOUND before any change)."""
+    if request.app.state.gateway.store.get_tenant(tenant_id) is None:
+        raise NotFoundError("no tenant has that id", code="TENANT_NOT_FOUND", details={"tenantId": tenant_id[:100]})
+    return tenant_id
+
+
+Tenant = Annotated[str, Depends(_known_tenant)]
+
+
 def build_router(gw: Gateway, errors: dict[int | str, dict[str, Any]]) -> APIRouter:
     router = APIRouter()
-
-    def tenant_of(tenant_id: str) -> str:
-        if gw.store.get_tenant(tenant_id) is None:
-            raise NotFoundError("no tenant has that id", code="TENANT_NOT_FOUND", details={"tenantId": tenant_id[:100]})
-        return tenant_id
     budget_path, limit_path = "/v1/operator/tenants/{tenantId}/budget", "/v1/operator/tenants/{tenantId}/rate-limit"
 
-    def budget_answer(tenant_id: str, budget: Budget | None) -> Response:
-        return model_response(TenantBudget(tenant_id=tenant_id, budget=budget))
-
     @router.get(budget_path, response_model=TenantBudget, responses=errors)
-    async def get_budget(tenant_id: TenantId) -> Response:
+    async def get_budget(tenant: Tenant) -> Response:
         """The tenant's budget this month: limit, spent, reserved, remaining and the alerts recorded."""
-        tenant = tenant_of(tenant_id)
-        return budget_answer(tenant, gw.get_budget(tenant))
+        return model_response(TenantBudget(tenant_id=tenant, budget=gw.get_budget(tenant)))
 
     @router.put(budget_path, response_model=TenantBudget, responses=errors)
-    async def put_budget(tenant_id: TenantId, body: BudgetBody) -> Response:
+    async def put_budget(tenant: Tenant, body: BudgetBody) -> Response:
         """Set the tenant's monthly budget; the next request is admitted under it."""
-        tenant = tenant_of(tenant_id)
-        return budget_answer(tenant, gw.set_budget(tenant, Decimal(body.monthly_usd), body.thresholds()))
+        budget = gw.set_budget(tenant, Decimal(body.monthly_usd), body.thresholds())
+        return model_response(TenantBudget(tenant_id=tenant, budget=budget))
 
     @router.delete(budget_path, response_model=TenantBudget, responses=errors)
-    async def delete_budget(tenant_id: TenantId) -> Response:
+    async def delete_budget(tenant: Tenant) -> Response:
         """Remove the tenant's budget (its alerts stay recorded)."""
-        tenant = tenant_of(tenant_id)
-        return budget_answer(tenant, gw.set_budget(tenant, None))
-
-    def limit_answer(tenant_id: str, limit: RateLimit | None) -> Response:
-        return model_response(TenantRateLimit(tenant_id=tenant_id, rate_limit=limit))
+        return model_response(TenantBudget(tenant_id=tenant, budget=gw.set_budget(tenant, None)))
 
     @router.get(limit_path, response_model=TenantRateLimit, responses=errors)
-    async def get_rate_limit(tenant_id: TenantId) -> Response:
+    async def get_rate_limit(tenant: Tenant) -> Response:
         """The tenant's whole rate limit (its keys may have their own)."""
-        tenant = tenant_of(tenant_id)
-        return limit_answer(tenant, gw.get_rate_limit(tenant))
+        return model_response(TenantRateLimit(tenant_id=tenant, rate_limit=gw.get_rate_limit(tenant)))
 
     @router.put(limit_path, response_model=TenantRateLimit, responses=errors)
-    async def put_rate_limit(tenant_id: TenantId, body: RateLimitBody) -> Response:
+    async def put_rate_limit(tenant: Tenant, body: RateLimitBody) -> Response:
         """Set the tenant's rate limit (both null removes it); its buckets start full."""
-        tenant = tenant_of(tenant_id)
-        return limit_answer(tenant, gw.set_rate_limit(tenant, body.requests_per_minute, body.tokens_per_minute))
+        limit = gw.set_rate_limit(tenant, body.requests_per_minute, body.tokens_per_minute)
+        return model_response(TenantRateLimit(tenant_id=tenant, rate_limit=limit))
 
     return router
