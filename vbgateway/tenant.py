@@ -328,8 +328,11 @@ class TenantClient:
         (``message_input.validate_context``). ``max_output_tokens`` bounds this reply below the
         agent's own bound (the lower of the two applies).
         """
-        return await self._gw.sender.send(self.id, session_id, **self._checked_send(
-            session_id, content, idempotency_key, request_id, channel, context, max_output_tokens))
+        content, channel, key, fingerprint, turns, bound = self._checked_send(
+            session_id, content, idempotency_key, channel, context, max_output_tokens)
+        return await self._gw.sender.send(self.id, session_id, content, channel=channel, idempotency_key=key,
+                                          fingerprint=fingerprint, request_id=request_id, key_id=self._grant.key_id,
+                                          context=turns, max_output_tokens=bound)
 
     def stream_message(self, session_id: str, content: str, *, idempotency_key: str | None = None,
                        request_id: str | None = None, channel: TextChannel = "chat",
@@ -343,13 +346,17 @@ class TenantClient:
         before the first delta are the ones ``send_message`` raises; a provider
         failing after it raises STREAM_INTERRUPTED (nothing billed).
         """
-        return self._gw.sender.stream(self.id, session_id, **self._checked_send(
-            session_id, content, idempotency_key, request_id, channel, context, max_output_tokens))
+        content, channel, key, fingerprint, turns, bound = self._checked_send(
+            session_id, content, idempotency_key, channel, context, max_output_tokens)
+        return self._gw.sender.stream(self.id, session_id, content, channel=channel, idempotency_key=key,
+                                      fingerprint=fingerprint, request_id=request_id, key_id=self._grant.key_id,
+                                      context=turns, max_output_tokens=bound)
 
-    def _checked_send(self, session_id: str, content: str, idempotency_key: str | None, request_id: str | None,
-                      channel: str, context: Sequence[ChatTurn] | None, max_output_tokens: int | None
-                      ) -> dict[str, Any]:
-        """A send's arguments checked at the door (scope, then each value), as the send path takes them."""
+    def _checked_send(self, session_id: str, content: str, idempotency_key: str | None, channel: object,
+                      context: Sequence[ChatTurn] | None, max_output_tokens: int | None
+                      ) -> tuple[str, TextChannel, str | None, str, tuple[ChatTurn, ...], int | None]:
+        """A send's arguments checked at the door (scope, then each value): content, channel, key,
+        fingerprint, context turns, token bound (a tuple, not a dict: this runs for every reply)."""
         self.require("chat")
         content = validate_content(content)
         key = validate_idempotency_key(idempotency_key)
@@ -357,9 +364,7 @@ class TenantClient:
         turns = validate_context(context)
         bound = validate_max_output_tokens(max_output_tokens)
         fingerprint = _fingerprint(channel, session_id, content, turns, bound) if key is not None else ""
-        return {"content": content, "channel": channel, "idempotency_key": key, "fingerprint": fingerprint,
-                "request_id": request_id, "key_id": self._grant.key_id, "context": turns,
-                "max_output_tokens": bound}
+        return content, channel, key, fingerprint, turns, bound
 
     async def send_voice(self, session_id: str, audio: bytes, audio_duration_ms: int | None = None, *,
                          idempotency_key: str | None = None, request_id: str | None = None) -> VoiceReply:
