@@ -12,6 +12,7 @@ import pytest
 
 import vbgateway
 from vbgateway.clock import SystemClock, VirtualClock, utc
+from vbgateway.errors import ValidationError
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 PACKAGE_DIR = Path(vbgateway.__file__).parent
@@ -148,6 +149,38 @@ def test_callbacks_scheduled_while_callbacks_run_wait_for_the_next_turn_as_in_as
         return order
 
     assert clock.run(main()) == ["first", "second", "third", "timer at 5"]
+
+
+# --- SystemClock.run -------------------------------------------------------------------------
+
+
+async def _loop_module_and_deadline() -> tuple[str, bool, bool]:
+    """The running loop's module, whether a 10 ms deadline cuts a 10 s sleep, and lets a quick one finish."""
+    loop_module = type(asyncio.get_running_loop()).__module__
+    clock = SystemClock()
+    try:
+        async with clock.timeout(0.01):
+            await asyncio.sleep(10)
+        cut = False
+    except TimeoutError:
+        cut = True
+    async with clock.timeout(5):
+        await asyncio.sleep(0)
+    return loop_module, cut, True
+
+
+def test_system_clock_runs_on_uvloop_when_installed_and_on_asyncios_loop_when_asked() -> None:
+    module, cut, finished = SystemClock().run(_loop_module_and_deadline())
+    assert module.startswith("uvloop") and cut and finished
+    module, cut, finished = SystemClock(loop="asyncio").run(_loop_module_and_deadline())
+    assert module.startswith("asyncio") and cut and finished
+    assert repr(SystemClock(loop="asyncio")) == "SystemClock(loop='asyncio')"
+
+
+def test_system_clock_refuses_an_unknown_loop_with_a_code() -> None:
+    with pytest.raises(ValidationError) as caught:
+        SystemClock(loop="trio")
+    assert caught.value.code == "VALIDATION_ERROR"
 
 
 # --- now() ----------------------------------------------------------------------------------

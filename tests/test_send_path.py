@@ -19,6 +19,7 @@ from vbgateway.messaging import MessageSender, SessionState
 from vbgateway.models import Agent, Session
 from vbgateway.pricing import PriceTable
 from vbgateway.providers import VendorA, VendorB
+from vbgateway.providers.base import ChatTurn, estimate_tokens
 from vbgateway.store import Store
 from vbgateway.store.tables import SessionRow
 
@@ -99,3 +100,29 @@ def test_a_bad_token_bound_is_refused_at_the_door_and_sends_nothing(tmp_path, bo
             gw.clock.run(client.send_message(session.id, "Hello", max_output_tokens=bound))
         assert (info.value.code, info.value.details["field"]) == ("VALIDATION_ERROR", "maxOutputTokens")
         assert gw.sql("SELECT count(*) AS n FROM messages").n[0] == 0
+
+
+def test_input_tokens_follow_the_whole_conversation_warm_cold_and_with_context(parts) -> None:
+    """The session keeps its characters counted as it grows; the bill must match a fresh count each time."""
+    sender, store, clock, _ = parts
+    open_session(store, sender)
+
+    def send(content: str, context: tuple[ChatTurn, ...] = ()) -> int:
+        reply = clock.run(sender.send("tnt_1", "ses_1", content, channel="chat", idempotency_key=None,
+                                      fingerprint="", context=context))
+        return reply.metadata.usage.tokens_in
+
+    def expected(content: str, context: tuple[ChatTurn, ...] = ()) -> int:
+        earlier = [m.content for m in store.messages("ses_1")]
+        chars = len(AGENT.system_prompt) + sum(map(len, earlier)) + sum(len(t.content) for t in context)
+        return estimate_tokens(chars + len(content))
+
+    for content in ("Hello", "Where is my order número 42?", "x" * 333):
+        want = expected(content)
+        assert send(content) == want
+    sender.forget("ses_1")  # cold: the count starts again from the stored messages
+    want = expected("And now?")
+    assert send("And now?") == want
+    context = (ChatTurn("user", "earlier question " * 7), ChatTurn("assistant", "earlier answer"))
+    want = expected("With context", context)
+    assert send("With context", context) == want

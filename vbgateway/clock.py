@@ -20,11 +20,12 @@ import asyncio
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from .errors import ValidationError
 from .virtual_loop import VirtualLoop, wake
 
 __all__ = ["Clock", "SystemClock", "VirtualClock", "real_deadline", "real_time_left", "utc", "wait_real"]
@@ -32,6 +33,7 @@ __all__ = ["Clock", "SystemClock", "VirtualClock", "real_deadline", "real_time_l
 _MICROSECOND = timedelta(microseconds=1)
 
 T = TypeVar("T")
+LOOPS = ("auto", "asyncio", "uvloop")  # what ``SystemClock(loop=...)`` accepts
 
 
 def utc(year: int, month: int = 1, day: int = 1, hour: int = 0, minute: int = 0) -> datetime:
@@ -115,8 +117,34 @@ class _Deadline:
             raise TimeoutError from exc
 
 
+def _loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop ``SystemClock.run`` builds: uvloop's for ``"uvloop"`` (and ``"auto"`` when it is
+    installed, with the ``api`` extra), None for asyncio's own."""
+    if loop not in LOOPS:
+        raise ValidationError(f"loop must be one of {', '.join(LOOPS)}", details={"loop": str(loop)[:40]})
+    if loop == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if loop == "uvloop":
+            raise
+        return None
+    return uvloop.new_event_loop
+
+
 class SystemClock(Clock):
-    """Real time: what a deployed gateway uses."""
+    """Real time: what a deployed gateway uses.
+
+    ``run`` drives its coroutine on uvloop when it is installed (``loop="auto"``),
+    as ``vbgateway serve`` does under uvicorn: the same asyncio semantics, with
+    the loop's own scheduling of the send path's tasks, timers and futures in
+    compiled code instead of Python. ``loop="asyncio"`` keeps asyncio's loop.
+    """
+
+    def __init__(self, loop: str = "auto") -> None:
+        self._loop_factory = _loop_factory(loop)
+        self._loop = loop
 
     def now(self) -> datetime:
         return datetime.now(UTC)
@@ -128,10 +156,11 @@ class SystemClock(Clock):
         await asyncio.sleep(seconds)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run(coro)
+        with asyncio.Runner(loop_factory=self._loop_factory) as runner:
+            return runner.run(coro)
 
     def __repr__(self) -> str:
-        return "SystemClock()"
+        return "SystemClock()" if self._loop == "auto" else f"SystemClock(loop={self._loop!r})"
 
 
 class VirtualClock(Clock):

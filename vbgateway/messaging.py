@@ -77,6 +77,7 @@ __all__ = ["MessageSender", "SessionState"]
 USAGE_EVENT_INDEX = 1023  # attempt events of a request count up from 0; its usage event takes the last slot
 # A request's two messages are derived from its id too: as unique, and two random draws fewer per reply.
 USER_MESSAGE_INDEX, REPLY_MESSAGE_INDEX = 0, 1
+_NO_KEY = Idempotency(key=None, replayed=False)  # frozen, shared by every reply sent without a key
 SESSION_CACHE_SIZE = 50_000  # warm sessions; a miss costs two DuckDB queries
 
 
@@ -90,6 +91,12 @@ class SessionState:
     last_activity_at: datetime | None = None
     # A drafted session's row (``TenantClient.draft_session``), committed with the first record sent in it.
     unsaved: SessionRow | None = None
+    # The characters of ``history``, counted as it grows: a request's input size without a pass over its turns.
+    history_chars: int = -1
+
+    def __post_init__(self) -> None:
+        if self.history_chars < 0:
+            self.history_chars = sum([len(turn.content) for turn in self.history])
 
 
 class MessageSender:
@@ -255,10 +262,13 @@ class MessageSender:
         if agent.fallback_provider:
             chain.append((agent.fallback_provider, providers[agent.fallback_provider]))
         history = [*context, *state.history] if context else state.history
+        chars = state.history_chars + len(content)
+        if context:
+            chars += sum([len(turn.content) for turn in context])
         request = ProviderRequest(agent.system_prompt, (*history, ChatTurn("user", content)),
                                   tuple(agent.enabled_tools), request_id,
                                   agent.max_output_tokens if max_output_tokens is None
-                                  else min(agent.max_output_tokens, max_output_tokens))
+                                  else min(agent.max_output_tokens, max_output_tokens), chars)
         # BUDGET_EXCEEDED here (None: no budget), then RATE_LIMIT_EXCEEDED: nothing called, nothing written
         stored_id = session.id if state.unsaved is None else None  # a refusal names no session that is not stored
         hold = self._budgets.reserve(tenant_id, chain, request, key_id, stored_id)
@@ -336,7 +346,8 @@ class MessageSender:
             self._metrics.tracer.reply(tenant_id, request, received_at, reply, result.attempts)
         if sink is not None and sink.first_token_s is not None:
             self._metrics.first_token(reply.metadata.provider_used, sink.first_token_s)
-        state.history.extend((ChatTurn("user", content), ChatTurn("assistant", reply.message.content)))
+        state.history.extend((ChatTurn("user", content), ChatTurn("assistant", message.content)))
+        state.history_chars += len(content) + len(message.content)
         state.last_activity_at = reply.message.created_at
         return reply
 
@@ -379,7 +390,7 @@ class MessageSender:
                 "usage": {"tokens_in": response.tokens_in, "tokens_out": response.tokens_out,
                           "cost_usd": rates.cost(response.tokens_in, response.tokens_out),
                           "pricing": rates.pricing},
-                "idempotency": {"key": key, "replayed": False},
+                "idempotency": _NO_KEY if key is None else Idempotency(key=key, replayed=False),
                 "request_id": request_id,
                 "channel": channel,
             },

@@ -27,6 +27,7 @@ from decimal import Decimal
 from typing import Any
 
 from .errors import ValidationError
+from .models import Pricing
 
 __all__ = ["BEGINNING", "COST_PLACES", "DEFAULT_PRICES", "PRICE_PLACES", "RATE_PLACES", "PriceTable", "Rates",
            "parse_rate"]
@@ -79,8 +80,9 @@ class Rates:
     usd_per_1m_output: Decimal
     effective_from: datetime = BEGINNING
     usd_per_1k_tokens: Decimal = field(default=Decimal(0), compare=False)
-    # What a reply's ``usage.pricing`` holds (the per-1M rates only when they differ), built once, not per reply.
-    pricing: dict[str, Decimal] = field(default_factory=dict, compare=False, repr=False)
+    # A reply's ``usage.pricing`` (the per-1M rates only when they differ): one frozen model shared by every
+    # reply billed at these rates, which its validation takes as it is instead of building it again.
+    pricing: Pricing = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.effective_from.tzinfo is None:
@@ -91,7 +93,7 @@ class Rates:
         pricing = {"usd_per_1k_tokens": self.usd_per_1k_tokens}
         if not self.single:
             pricing.update(usd_per_1m_input=self.usd_per_1m_input, usd_per_1m_output=self.usd_per_1m_output)
-        object.__setattr__(self, "pricing", pricing)
+        object.__setattr__(self, "pricing", Pricing.model_validate(pricing))
 
     @classmethod
     def of(cls, usd_per_1m_input: object, usd_per_1m_output: object, effective_from: datetime = BEGINNING, *,

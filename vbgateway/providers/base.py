@@ -53,9 +53,15 @@ class ProviderRequest:
     enabled_tools: tuple[str, ...] = ()
     request_id: str = ""
     max_output_tokens: int | None = None
+    # The characters of ``messages`` when the caller keeps count (the send path does, per session), else -1.
+    message_chars: int = -1
 
     def input_chars(self) -> int:
-        return len(self.system_prompt) + sum([len(turn.content) for turn in self.messages])
+        """The characters of the prompt and the conversation: what token estimates are taken from."""
+        chars = self.message_chars
+        if chars < 0:
+            chars = sum([len(turn.content) for turn in self.messages])
+        return len(self.system_prompt) + chars
 
 
 @dataclass(slots=True)

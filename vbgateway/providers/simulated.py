@@ -133,7 +133,9 @@ class SimulatedService:
         body = request.body
         messages: Sequence[ChatTurn] = body[self.messages_field]
         text = _reply_text(messages, body[self.tools_field], draw.template, body.get(self.max_tokens_field))
-        chars = len(body[self.system_field]) + sum([len(turn.content) for turn in messages])
+        chars = request.input_chars
+        if chars < 0:
+            chars = len(body[self.system_field]) + sum([len(turn.content) for turn in messages])
         return self.answer_ok(text, estimate_tokens(chars), estimate_tokens(len(text)), round(draw.latency_s * 1000))
 
     # What a vendor's service answers: its subclass says.

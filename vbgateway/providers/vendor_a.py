@@ -27,7 +27,7 @@ class VendorAAdapter:
                                    "enabledTools": request.enabled_tools}
         if request.max_output_tokens is not None:
             body["maxOutputTokens"] = request.max_output_tokens
-        return VendorRequest(PATH, body)
+        return VendorRequest(PATH, body, input_chars=request.input_chars())
 
     def parse(self, request: ProviderRequest, response: VendorResponse) -> ProviderResponse:
         status = response.status

@@ -26,7 +26,7 @@ class VendorBAdapter:
                                    "tools": request.enabled_tools}
         if request.max_output_tokens is not None:
             body["max_tokens"] = request.max_output_tokens
-        return VendorRequest(PATH, body)
+        return VendorRequest(PATH, body, input_chars=request.input_chars())
 
     def parse(self, request: ProviderRequest, response: VendorResponse) -> ProviderResponse:
         status = response.status

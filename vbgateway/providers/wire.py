@@ -59,6 +59,9 @@ class VendorRequest:
     method: str = "POST"
     headers: Mapping[str, str] | None = None
     stream: bool = False
+    # The prompt's and conversation's characters as our request counted them (-1: not counted). Nothing
+    # sends it: an in-process simulated service reads it instead of counting the whole conversation again.
+    input_chars: int = -1
 
 
 @dataclass(slots=True)
