@@ -18,6 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import duckdb
+import orjson
 import pytest
 
 from vbgateway import Gateway, VirtualClock
@@ -51,9 +52,9 @@ def seqs_in_file(path: Path) -> list[int]:
 
 
 def record(n: int) -> dict:
-    """A journal record shaped like the gateway's: table name -> rows."""
+    """A journal record shaped like the gateway's: table name -> rows of plain values (instants as text)."""
     return {"messages": [[f"msg_{n}", "tnt_1", "ses_1", n, "user", f"hello {n}", "chat", f"req_{n}",
-                          START + timedelta(seconds=n)]]}
+                          (START + timedelta(seconds=n)).isoformat()]]}
 
 
 def rows(n: int) -> list[MessageRow]:
@@ -65,7 +66,8 @@ def rows(n: int) -> list[MessageRow]:
 # --------------------------------------------------------------------------- the Journal class
 
 
-def test_append_then_replay_round_trips_datetimes_and_decimals_exactly(tmp_path: Path) -> None:
+def test_append_then_replay_keeps_instants_as_exact_rfc3339_text_and_decimals_exactly(tmp_path: Path) -> None:
+    """Instants go in as orjson writes them (their offset kept, to the microsecond): DuckDB reads that text."""
     moments = [
         datetime(2026, 1, 31, 12, 0, 0, 123456, tzinfo=UTC),
         datetime(2026, 3, 29, 1, 59, 59, 999999, tzinfo=timezone(timedelta(hours=2))),
@@ -83,11 +85,21 @@ def test_append_then_replay_round_trips_datetimes_and_decimals_exactly(tmp_path:
     row = replayed["usage_events"][0]
     assert seq == 1
     assert row[:5] == ["evt_1", 7, "ünïcode ✓", None, True]
-    assert row[5:7] == moments
-    assert [m.utcoffset() for m in row[5:7]] == [m.utcoffset() for m in moments]
+    assert row[5:7] == [m.isoformat() for m in moments]
+    assert [datetime.fromisoformat(m) for m in row[5:7]] == moments
     assert row[7:] == amounts
     assert [str(a) for a in row[7:]] == [str(a) for a in amounts]  # same digits, same exponent
     assert all(isinstance(a, Decimal) for a in row[7:])
+
+
+def test_a_line_of_an_older_version_with_tagged_instants_still_replays_them_as_datetimes(tmp_path: Path) -> None:
+    moment = datetime(2026, 1, 31, 12, 0, 0, 123456, tzinfo=UTC)
+    data = orjson.dumps({"messages": [["msg_1", {"$ts": moment.isoformat()}, {"$dec": "0.10"}]]})
+    (tmp_path / "j.journal").write_bytes(b"%d %08x " % (1, zlib.crc32(data)) + data + b"\n")
+    reader = Journal(tmp_path / "j.journal")
+    [(seq, replayed)] = list(reader.replay())
+    reader.close()
+    assert (seq, replayed) == (1, {"messages": [["msg_1", moment, Decimal("0.10")]]})
 
 
 def test_replay_yields_records_in_append_order_with_their_sequence_numbers(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -185,6 +185,29 @@ def test_a_transaction_inside_another_joins_it_and_a_failure_undoes_both(duck: D
             duck.execute_all([(insert, ["tnt_2", "Two", START])], "insert two")
         duck.execute_all([("INSERT INTO no_such_table VALUES (1)", [])], "insert three")
     assert duck.fetchall("SELECT count(*) FROM tenants") == [(0,)]
+
+
+def test_instants_land_exactly_from_utc_text_other_zones_and_older_lines_of_microseconds(duck: DuckHandle) -> None:
+    """A UTC instant is journaled as RFC 3339 text, any other as microseconds, older lines held microseconds:
+    DuckDB stores the same instant from each, whatever its session's TimeZone."""
+    moments = [datetime(2026, 3, 29, 0, 59, 59, 999999, tzinfo=UTC), datetime(1969, 12, 31, 23, 59, 59, 1, tzinfo=UTC),
+               datetime(2026, 3, 29, 2, 30, tzinfo=timezone(timedelta(hours=2))), datetime(2026, 1, 1, tzinfo=UTC)]
+    records = [plain_record([MessageRow(f"msg_{i}", "tnt_1", "ses_1", i, "user", "hi", "chat", "req_1", moment)])
+               for i, moment in enumerate(moments[:3])]
+    assert '"2026-03-29T00:59:59.999999+00:00"' in payload_of(records[0].record)
+    assert isinstance(records[2].record["messages"][0][8], int)  # +02:00: microseconds
+    older = {"messages": [["msg_3", "tnt_1", "ses_1", 3, "user", "hi", "chat", "req_1", 1767225600000000]]}
+    duck.execute_all([("SET TimeZone = 'America/Los_Angeles'", [])], "set a zone")
+    duck.write_batch([*(payload_of(r.record) for r in records), payload_of(older)], 4)
+    stored = duck.fetchall("SELECT epoch_us(created_at) FROM messages ORDER BY position")
+    assert [us for (us,) in stored] == [(m - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+                                        for m in moments]
+
+
+def test_a_naive_instant_or_a_value_that_is_no_instant_is_refused_before_anything_is_written() -> None:
+    for bad in (datetime(2026, 1, 1), "2026-01-01T00:00:00+00:00"):
+        with pytest.raises(TypeError):
+            plain_record([MessageRow("msg_1", "tnt_1", "ses_1", 0, "user", "hi", "chat", "req_1", bad)])
 
 
 def test_a_batch_and_the_journal_position_it_covers_land_in_one_transaction(duck: DuckHandle) -> None:

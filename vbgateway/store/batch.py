@@ -52,8 +52,9 @@ _ID, _LAST_ACTIVITY, _CREATED = (SESSION_ACTIVITY.column_names.index(name)
 def _value(kind: str, i: int) -> str:
     """SQL for column ``i`` (0-based) of a row parsed as a list of VARCHAR."""
     text = f"r[{i + 1}]"
-    if kind == _TS:  # epoch microseconds; exact, and independent of the session's TimeZone
-        return f"to_timestamp(0) + to_microseconds(CAST({text} AS BIGINT))"
+    if kind == _TS:  # RFC 3339 text with its offset, or epoch microseconds: exact, whatever the session's TimeZone
+        return (f"CASE WHEN contains({text}, 'T') THEN CAST({text} AS TIMESTAMPTZ) "
+                f"ELSE to_timestamp(0) + to_microseconds(CAST({text} AS BIGINT)) END")
     if kind == "VARCHAR":
         return text
     return f"CAST({text} AS {kind})"

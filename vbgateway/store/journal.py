@@ -47,8 +47,6 @@ JournalRecord = dict[str, list[list[Any]]]  # table name -> rows (lists in colum
 
 
 def _encode_value(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return {"$ts": value.isoformat()}
     if isinstance(value, Decimal):
         return {"$dec": str(value)}
     raise TypeError(f"cannot journal a {type(value).__name__}")
@@ -150,7 +148,7 @@ class Journal:
         lines = []
         payloads = []
         for seq, record in entries:
-            data = orjson.dumps(record, default=_encode_value, option=orjson.OPT_PASSTHROUGH_DATETIME)
+            data = orjson.dumps(record, default=_encode_value)  # instants as RFC 3339 text (records.py)
             payloads.append(data.decode())
             lines.append(b"%d %08x " % (seq, zlib.crc32(data)) + data + b"\n")
         blob = b"".join(lines)

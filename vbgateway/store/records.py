@@ -3,10 +3,18 @@
 The send path hands the store one reply's rows (``MessageRow``,
 ``UsageEventRow``, ...). ``plain_record`` groups them by table into the
 journal's record (table name -> rows as lists in column order), with
-datetimes as epoch microseconds and Decimals as strings, so that the
-journal encodes a record with the C JSON encoder alone and DuckDB reads
-both forms back exactly. It also notes what reads must know is pending:
-the sessions the rows belong to and the idempotency entries they add.
+Decimals as strings, so that the journal encodes a record with orjson alone
+and DuckDB reads it back exactly. It also notes what reads must know is
+pending: the sessions the rows belong to and the idempotency entries they add.
+
+Instants: a ``datetime`` in UTC stays as it is, and orjson writes it as
+RFC 3339 text (``2026-12-06T17:36:34.051144+00:00``) in compiled code;
+any other instant (another zone, a subclass) becomes epoch microseconds
+here, exactly. DuckDB reads both forms (``batch.py``), as it reads journal
+lines written before this choice (microseconds throughout). Converting
+every instant in Python cost a microsecond each on the event loop, four
+per reply; the check that keeps a naive or non-time value out of the
+journal costs a tenth of that.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ class PlainRecord(NamedTuple):
 
 
 def _micros(value: datetime) -> int:
-    """An instant as epoch microseconds: exact, whatever its time zone."""
+    """An instant as epoch microseconds: exact, whatever its time zone (a naive one is a TypeError)."""
     global _last_instant
     last, micros = _last_instant
     if value is last:
@@ -47,6 +55,14 @@ def _micros(value: datetime) -> int:
     micros = (value - _EPOCH) // _MICROSECOND
     _last_instant = (value, micros)
     return micros
+
+
+def _instant(i: int, nullable: bool) -> str:
+    """The expression for instant column ``i``: a UTC ``datetime`` as it is, any other one as microseconds."""
+    kept = f"_t{i} if type(_t{i}) is _datetime and _t{i}.tzinfo is _UTC else _micros(_t{i})"
+    if nullable:
+        return f"(None if (_t{i} := row[{i}]) is None else {kept})"
+    return f"({kept.replace(f'type(_t{i})', f'type(_t{i} := row[{i}])', 1)})"
 
 
 def _plain_converter(table: Table) -> Callable[[Any], list[Any]]:
@@ -58,16 +74,13 @@ def _plain_converter(table: Table) -> Callable[[Any], list[Any]]:
     """
     values = []
     for i, column in enumerate(table.columns):
-        value = f"row[{i}]"
         if column.sql_type == "TIMESTAMPTZ":
-            plain = f"_micros({value})"
+            values.append(_instant(i, column.nullable))
         elif column.sql_type.startswith("DECIMAL"):
-            plain = f"str({value})"
+            values.append(f"(None if row[{i}] is None else str(row[{i}]))" if column.nullable else f"str(row[{i}])")
         else:
-            values.append(value)
-            continue
-        values.append(f"(None if {value} is None else {plain})" if column.nullable else plain)
-    namespace: dict[str, Any] = {"_micros": _micros}
+            values.append(f"row[{i}]")
+    namespace: dict[str, Any] = {"_micros": _micros, "_datetime": datetime, "_UTC": UTC}
     exec(f"def plain_{table.name}(row):\n    return [{', '.join(values)}]\n", namespace)
     return namespace[f"plain_{table.name}"]  # type: ignore[no-any-return]
 
