@@ -17,6 +17,7 @@ on the loop.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -117,11 +118,10 @@ class _Deadline:
             raise TimeoutError from exc
 
 
+@functools.cache
 def _loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     """The event loop ``SystemClock.run`` builds: uvloop's for ``"uvloop"`` (and ``"auto"`` when it is
     installed, with the ``api`` extra), None for asyncio's own."""
-    if loop not in LOOPS:
-        raise ValidationError(f"loop must be one of {', '.join(LOOPS)}", details={"loop": str(loop)[:40]})
     if loop == "asyncio":
         return None
     try:
@@ -143,7 +143,8 @@ class SystemClock(Clock):
     """
 
     def __init__(self, loop: str = "auto") -> None:
-        self._loop_factory = _loop_factory(loop)
+        if loop not in LOOPS:
+            raise ValidationError(f"loop must be one of {', '.join(LOOPS)}", details={"loop": str(loop)[:40]})
         self._loop = loop
 
     def now(self) -> datetime:
@@ -156,7 +157,7 @@ class SystemClock(Clock):
         await asyncio.sleep(seconds)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        with asyncio.Runner(loop_factory=self._loop_factory) as runner:
+        with asyncio.Runner(loop_factory=_loop_factory(self._loop)) as runner:
             return runner.run(coro)
 
     def __repr__(self) -> str:
