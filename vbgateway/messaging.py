@@ -275,7 +275,7 @@ class MessageSender:
         ticket = None
         if self._limits is not None:
             try:
-                ticket = self._limits.admit(tenant_id, key_id, stored_id, agent, history, content)
+                ticket = self._limits.admit(tenant_id, key_id, stored_id, agent, request)
             except BaseException as exc:
                 if hold is not None:
                     hold.abandon(exc)  # refused: the reservation goes back whole

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import RateLimitExceededError, ValidationError
 from ..models import DEFAULT_MAX_OUTPUT_TOKENS, RateLimit
-from ..providers.base import ChatTurn, ProviderResponse, estimate_tokens
+from ..providers.base import ProviderRequest, ProviderResponse, estimate_tokens
 from ..store.tables import RateLimitRow
 
 if TYPE_CHECKING:
@@ -227,20 +227,22 @@ class RateLimiter:
             self._limited[tenant_id] = entry
 
     # ------------------------------------------------------------------ the send path
-    def admit(self, tenant_id: str, key_id: str | None, session_id: str | None, agent: Agent, history: Sequence[ChatTurn],
-              content: str) -> Ticket | None:
+    def admit(self, tenant_id: str, key_id: str | None, session_id: str | None, agent: Agent,
+              request: ProviderRequest) -> Ticket | None:
         """Admit one send (charging every limit that applies) or raise RATE_LIMIT_EXCEEDED (charging none).
 
-        The ticket settles the token charge once the reply is known; None:
-        nothing to settle (no token limit applies).
+        The token charge is the request's input (its prompt and conversation,
+        ``ProviderRequest.input_chars``, which the send path keeps counted)
+        and the agent's most output tokens. The ticket settles it once the
+        reply is known; None: nothing to settle (no token limit applies).
         """
         entry = self._limited.get(tenant_id)
         if entry is None:
             return None
-        return self._admit(entry, tenant_id, key_id, session_id, agent, history, content)
+        return self._admit(entry, tenant_id, key_id, session_id, agent, request)
 
     def _admit(self, entry: _TenantLimits, tenant_id: str, key_id: str | None, session_id: str | None, agent: Agent,
-               history: Sequence[ChatTurn], content: str) -> Ticket | None:
+               request: ProviderRequest) -> Ticket | None:
         # On every reply of a limited tenant: plain loops, no lists or closures built per request.
         tenant_limits = entry.tenant
         key_limits = entry.keys.get(key_id) if key_id is not None else None
@@ -253,8 +255,7 @@ class RateLimiter:
         tokens = 0
         for limits in applying:
             if limits.tokens is not None:
-                chars = len(agent.system_prompt) + sum([len(turn.content) for turn in history]) + len(content)
-                tokens = estimate_tokens(chars) + agent.max_output_tokens
+                tokens = estimate_tokens(request.input_chars()) + agent.max_output_tokens
                 break
         now_us = round(self._clock.monotonic() * 1_000_000)
         longest: tuple[int, str, _Limits] | None = None  # the first of the longest waits, as max() picks it
