@@ -115,6 +115,19 @@ def test_bad_input_is_one_line_with_a_code_and_changes_nothing(db, capsys, argv)
     assert snapshot(db) == before
 
 
+@pytest.mark.parametrize("argv", [("keys", "create", "Acme Corporation"), ("keys", "list", "Acme Corporation")])
+def test_a_name_two_tenants_share_is_refused_and_never_guessed(db, capsys, argv):
+    with Gateway.open(db) as gw:
+        gw.create_tenant("Acme Corporation")  # a second tenant of the same name
+    before = snapshot(db)
+    code, out, err = run(capsys, *argv, "--db", str(db))
+    assert code == 2 and out == "" and not KEY.findall(err)
+    assert err.startswith("vbgateway: VALIDATION_ERROR: 2 tenants are named 'Acme Corporation'"), err
+    assert snapshot(db) == before
+    code, out, _ = run(capsys, "keys", "create", tenant_id(db), "--db", str(db))  # by id it works
+    assert code == 0 and KEY.findall(out)
+
+
 @pytest.mark.parametrize("argv", [("keys", "create", "Acme Corporation", "--scope", "admin"),
                                   ("limits", "set", "Acme Corporation", "--rpm", "0"),
                                   ("limits", "set", "Acme Corporation", "--tpm", "lots")])

@@ -15,12 +15,12 @@ import argparse
 from datetime import datetime
 from pathlib import Path
 
-from ..errors import DatabaseError, NotFoundError, ValidationError
+from ..errors import DatabaseError, ValidationError
 from ..gateway import Gateway
 from ..governance.scopes import SCOPES
 from ..models import RateLimit, Tenant, iso_timestamp
 from .basics import DEFAULT_DB
-from .serving import add_serving_options, serving_gateway, tenant_id_of
+from .serving import add_serving_options, serving_gateway, tenant_id_named, tenant_id_of
 
 __all__ = ["register"]
 
@@ -33,12 +33,8 @@ def _open(db: str) -> Gateway:
 
 
 def _tenant(gw: Gateway, given: str) -> Tenant:
-    if given.startswith("tnt_"):
-        return gw.get_tenant(given)
-    named = [t for t in gw.list_tenants() if t.name == given]
-    if not named:
-        raise NotFoundError(f"no tenant has the id or name {given[:100]!r}", details={"tenant": given[:100]})
-    return named[0]
+    """The tenant of an id, or of a name exactly one tenant has (a shared name is refused, never guessed)."""
+    return gw.get_tenant(tenant_id_named(gw, given))
 
 
 def _instant(text: str) -> datetime:
