@@ -62,6 +62,17 @@ def test_bad_requests_are_refused(operator_server):
     assert gateway.list_tenants() == []
 
 
+def test_a_name_two_tenants_share_mints_no_key(operator_server):
+    gateway, http = operator_server
+    first, _ = gateway.create_tenant("Twin Co")
+    second, _ = gateway.create_tenant("Twin Co")
+    keys_before = gateway.sql("SELECT count(*) AS n FROM api_keys")["n"][0]
+    answer = http.post("/v1/operator/api-keys", json={"tenantName": "Twin Co"}, headers={"X-Operator-Secret": SECRET})
+    assert_error(answer, 400, "VALIDATION_ERROR")
+    assert sorted(answer.json()["error"]["details"]["tenantIds"]) == sorted([first.id, second.id])
+    assert gateway.sql("SELECT count(*) AS n FROM api_keys")["n"][0] == keys_before
+
+
 def test_documented_with_constraints_only_when_enabled(operator_server, tmp_path):
     _, http = operator_server
     document = http.get("/openapi.json").json()
