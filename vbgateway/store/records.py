@@ -11,10 +11,10 @@ Instants: a ``datetime`` in UTC stays as it is, and orjson writes it as
 RFC 3339 text (``2026-12-06T17:36:34.051144+00:00``) in compiled code;
 any other instant (another zone, a subclass) becomes epoch microseconds
 here, exactly. DuckDB reads both forms (``batch.py``), as it reads journal
-lines written before this choice (microseconds throughout). Converting
-every instant in Python cost a microsecond each on the event loop, four
-per reply; the check that keeps a naive or non-time value out of the
-journal costs a tenth of that.
+lines written before this choice (microseconds throughout). A reply's rows
+hold several instants, and converting each in Python was a visible share
+of the event loop's work per reply; the check that keeps a naive or
+non-time value out of the journal is a small fraction of that.
 """
 
 from __future__ import annotations
