@@ -4,6 +4,7 @@ and no other module reading the time or sleeping on its own."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import vbgateway
+from vbgateway import clock as clock_module
 from vbgateway.clock import SystemClock, VirtualClock, utc
 from vbgateway.errors import ValidationError
 
@@ -175,6 +177,19 @@ def test_system_clock_runs_on_uvloop_when_installed_and_on_asyncios_loop_when_as
     module, cut, finished = SystemClock(loop="asyncio").run(_loop_module_and_deadline())
     assert module.startswith("asyncio") and cut and finished
     assert repr(SystemClock(loop="asyncio")) == "SystemClock(loop='asyncio')"
+
+
+def test_without_uvloop_auto_runs_on_asyncios_loop_and_asking_for_uvloop_is_refused(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as on an install without the api extra
+    clock_module._loop_factory.cache_clear()
+    try:
+        module, cut, finished = SystemClock().run(_loop_module_and_deadline())
+        assert module.startswith("asyncio") and cut and finished
+        with pytest.raises(ValidationError) as caught:
+            SystemClock(loop="uvloop")
+        assert caught.value.code == "VALIDATION_ERROR"
+    finally:
+        clock_module._loop_factory.cache_clear()
 
 
 def test_system_clock_refuses_an_unknown_loop_with_a_code() -> None:

@@ -128,7 +128,7 @@ def _loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
         import uvloop
     except ImportError:
         if loop == "uvloop":
-            raise
+            raise ValidationError("loop='uvloop' needs uvloop installed (the api extra)", details={"loop": loop}) from None
         return None
     return uvloop.new_event_loop
 
@@ -145,6 +145,8 @@ class SystemClock(Clock):
     def __init__(self, loop: str = "auto") -> None:
         if loop not in LOOPS:
             raise ValidationError(f"loop must be one of {', '.join(LOOPS)}", details={"loop": str(loop)[:40]})
+        if loop == "uvloop":
+            _loop_factory(loop)  # refused here, not at the first run, when uvloop is missing
         self._loop = loop
 
     def now(self) -> datetime:

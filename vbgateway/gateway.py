@@ -217,6 +217,18 @@ class Gateway:
     def list_tenants(self) -> list[Tenant]:
         return self.store.list_tenants()
 
+    def tenant_named(self, name: str, *, not_found_code: str = "NOT_FOUND") -> Tenant:
+        """The one tenant of that name: a name several tenants share is a VALIDATION_ERROR naming their
+        ids (never a guess), none a NOT_FOUND (``not_found_code`` where a route names it otherwise)."""
+        named = [t for t in self.store.list_tenants() if t.name == name]
+        if len(named) == 1:
+            return named[0]
+        if named:
+            raise ValidationError(f"{len(named)} tenants are named {name[:100]!r}: give the tenant id",
+                                  details={"tenantName": name[:100], "tenantIds": [t.id for t in named]})
+        raise NotFoundError(f"no tenant with id or name {name[:100]!r}", code=not_found_code,
+                            details={"tenantName": name[:100]})
+
     def connect(self, api_key: str) -> TenantClient:
         """The tenant client for an API key, with its scopes; unknown, revoked or expired keys raise INVALID_API_KEY."""
         tenant, grant = self.keys.authenticate(api_key)

@@ -49,7 +49,7 @@ from .ids import IdFactory, is_id
 from .message_input import reply_from_record, reply_to_record
 from .metrics import GatewayMetrics
 from .models import Agent, Idempotency, Reply, Session
-from .providers.base import ChatTurn, ProviderRequest
+from .providers.base import ChatTurn, ProviderRequest, turn_chars
 from .reliability import AttemptLog, ChainResult, call_chain
 from .store.tables import (
     IdempotencyRow,
@@ -96,7 +96,7 @@ class SessionState:
 
     def __post_init__(self) -> None:
         if self.history_chars < 0:
-            self.history_chars = sum([len(turn.content) for turn in self.history])
+            self.history_chars = turn_chars(self.history)
 
 
 class MessageSender:
@@ -262,9 +262,7 @@ class MessageSender:
         if agent.fallback_provider:
             chain.append((agent.fallback_provider, providers[agent.fallback_provider]))
         history = [*context, *state.history] if context else state.history
-        chars = state.history_chars + len(content)
-        if context:
-            chars += sum([len(turn.content) for turn in context])
+        chars = state.history_chars + len(content) + (turn_chars(context) if context else 0)
         request = ProviderRequest(agent.system_prompt, (*history, ChatTurn("user", content)),
                                   tuple(agent.enabled_tools), request_id,
                                   agent.max_output_tokens if max_output_tokens is None

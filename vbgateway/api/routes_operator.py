@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, Header
 from pydantic import Field
 from starlette.responses import Response
 
-from ..errors import AuthenticationError, NotFoundError, ValidationError
+from ..errors import AuthenticationError
 from ..gateway import Gateway
 from ..seed import seed_demo
 from . import routes_breakers, routes_limits
@@ -94,14 +94,7 @@ def build_router(gw: Gateway, secret: str) -> APIRouter:
     @router.post("/v1/operator/api-keys", status_code=201, response_model=KeyAnswer, responses=_errors(404))
     async def mint_key(body: KeyRequest) -> Response:
         """A new API key for the tenant of that name (the notebooks keep theirs in a file)."""
-        named = [t for t in gw.list_tenants() if t.name == body.tenant_name]
-        if not named:
-            raise NotFoundError("no tenant has that name", code="TENANT_NOT_FOUND",
-                                details={"tenantName": body.tenant_name[:100]})
-        if len(named) > 1:  # never a key for a guessed tenant
-            raise ValidationError(f"{len(named)} tenants have that name: mint with `vbgateway keys create TENANT_ID`",
-                                  details={"tenantName": body.tenant_name[:100], "tenantIds": [t.id for t in named]})
-        tenant = named[0]
+        tenant = gw.tenant_named(body.tenant_name, not_found_code="TENANT_NOT_FOUND")
         _, key = gw.create_api_key(tenant.id)
         return json_response({"apiKey": key, "tenant": {"id": tenant.id, "name": tenant.name}}, 201)
 

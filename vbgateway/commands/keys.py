@@ -20,7 +20,7 @@ from ..gateway import Gateway
 from ..governance.scopes import SCOPES
 from ..models import RateLimit, Tenant, iso_timestamp
 from .basics import DEFAULT_DB
-from .serving import add_serving_options, serving_gateway, tenant_id_named, tenant_id_of
+from .serving import add_serving_options, serving_gateway, tenant_id_of
 
 __all__ = ["register"]
 
@@ -34,7 +34,7 @@ def _open(db: str) -> Gateway:
 
 def _tenant(gw: Gateway, given: str) -> Tenant:
     """The tenant of an id, or of a name exactly one tenant has (a shared name is refused, never guessed)."""
-    return gw.get_tenant(tenant_id_named(gw, given))
+    return gw.get_tenant(given) if given.startswith("tnt_") else gw.tenant_named(given)
 
 
 def _instant(text: str) -> datetime:

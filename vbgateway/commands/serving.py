@@ -20,7 +20,7 @@ import httpx
 
 from ..client.envelope import error_from_answer, unreachable
 from ..client.service import find_service, operator_secret, read_secret_file
-from ..errors import NotFoundError, ValidationError
+from ..errors import ValidationError
 from ..gateway import Gateway
 
 __all__ = ["ServingGateway", "add_serving_options", "serving_gateway", "tenant_id_named", "tenant_id_of"]
@@ -67,16 +67,8 @@ def serving_gateway(args: argparse.Namespace) -> ServingGateway | None:
 
 
 def tenant_id_named(gw: Gateway, given: str) -> str:
-    """An id as given; a name when exactly one tenant has it."""
-    if given.startswith("tnt_"):
-        return given
-    named = [t.id for t in gw.list_tenants() if t.name == given]
-    if len(named) == 1:
-        return named[0]
-    if named:
-        raise ValidationError(f"{len(named)} tenants are named {given!r}: give the tenant id",
-                              details={"tenant": given[:100]})
-    raise NotFoundError(f"no tenant with id or name {given[:100]!r}", details={"tenant": given[:100]})
+    """An id as given; a name when exactly one tenant has it (``Gateway.tenant_named``)."""
+    return given if given.startswith("tnt_") else gw.tenant_named(given).id
 
 
 def tenant_id_of(args: argparse.Namespace, given: str) -> str:

@@ -9,6 +9,7 @@ never see a vendor's JSON.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -21,12 +22,18 @@ __all__ = [
     "ProviderRequest",
     "ProviderResponse",
     "estimate_tokens",
+    "turn_chars",
 ]
 
 
 def estimate_tokens(text_length: int) -> int:
     """Tokens as the contract estimates them: ceil(characters / 4)."""
     return math.ceil(text_length / 4)
+
+
+def turn_chars(turns: Iterable[ChatTurn]) -> int:
+    """The characters of a conversation's turns, as token estimates count them."""
+    return sum([len(turn.content) for turn in turns])
 
 
 @dataclass(slots=True)
@@ -58,10 +65,7 @@ class ProviderRequest:
 
     def input_chars(self) -> int:
         """The characters of the prompt and the conversation: what token estimates are taken from."""
-        chars = self.message_chars
-        if chars < 0:
-            chars = sum([len(turn.content) for turn in self.messages])
-        return len(self.system_prompt) + chars
+        return len(self.system_prompt) + (self.message_chars if self.message_chars >= 0 else turn_chars(self.messages))
 
 
 @dataclass(slots=True)

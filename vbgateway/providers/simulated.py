@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 from ..clock import Clock, SystemClock
-from .base import ChatTurn, ProviderRequest, estimate_tokens
+from .base import ChatTurn, ProviderRequest, estimate_tokens, turn_chars
 from .wire import Adapter, AdapterProvider, VendorRequest, VendorResponse
 
 __all__ = ["SimulatedService", "SimulatedVendor", "VendorProfile"]
@@ -133,9 +133,7 @@ class SimulatedService:
         body = request.body
         messages: Sequence[ChatTurn] = body[self.messages_field]
         text = _reply_text(messages, body[self.tools_field], draw.template, body.get(self.max_tokens_field))
-        chars = request.input_chars
-        if chars < 0:
-            chars = len(body[self.system_field]) + sum([len(turn.content) for turn in messages])
+        chars = request.input_chars if request.input_chars >= 0 else len(body[self.system_field]) + turn_chars(messages)
         return self.answer_ok(text, estimate_tokens(chars), estimate_tokens(len(text)), round(draw.latency_s * 1000))
 
     # What a vendor's service answers: its subclass says.

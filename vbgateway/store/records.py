@@ -34,10 +34,6 @@ IdempotencyEntry = tuple[tuple[str, str], tuple[str, str]]  # (tenant_id, key) -
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-# The instant converted last, and its microseconds: a reply's rows repeat instants (its message's
-# time is also its usage event's and its session activity's), and on virtual time so do concurrent
-# replies. Converting costs several times this look-up. One tuple, replaced whole: thread-safe.
-_last_instant: tuple[datetime | None, int] = (None, 0)
 
 
 class PlainRecord(NamedTuple):
@@ -48,21 +44,15 @@ class PlainRecord(NamedTuple):
 
 def _micros(value: datetime) -> int:
     """An instant as epoch microseconds: exact, whatever its time zone (a naive one is a TypeError)."""
-    global _last_instant
-    last, micros = _last_instant
-    if value is last:
-        return micros
-    micros = (value - _EPOCH) // _MICROSECOND
-    _last_instant = (value, micros)
-    return micros
+    return (value - _EPOCH) // _MICROSECOND
 
 
 def _instant(i: int, nullable: bool) -> str:
     """The expression for instant column ``i``: a UTC ``datetime`` as it is, any other one as microseconds."""
-    kept = f"_t{i} if type(_t{i}) is _datetime and _t{i}.tzinfo is _UTC else _micros(_t{i})"
+    t, read = f"_t{i}", f"(_t{i} := row[{i}])"
     if nullable:
-        return f"(None if (_t{i} := row[{i}]) is None else {kept})"
-    return f"({kept.replace(f'type(_t{i})', f'type(_t{i} := row[{i}])', 1)})"
+        return f"(None if {read} is None else {t} if type({t}) is _datetime and {t}.tzinfo is _UTC else _micros({t}))"
+    return f"({t} if type{read} is _datetime and {t}.tzinfo is _UTC else _micros({t}))"
 
 
 def _plain_converter(table: Table) -> Callable[[Any], list[Any]]:
@@ -150,7 +140,7 @@ def make_plain(record: JournalRecord) -> JournalRecord:
                     break
                 value = row[i]
                 if isinstance(value, datetime):
-                    row[i] = (value - _EPOCH) // _MICROSECOND
+                    row[i] = _micros(value)
             for i in money:
                 if i < len(row) and row[i] is not None:
                     row[i] = str(row[i])
