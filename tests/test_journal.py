@@ -27,6 +27,7 @@ from vbgateway.store import handle as store_handle
 from vbgateway.store import journal as journal_module
 from vbgateway.store.database import Store
 from vbgateway.store.journal import Journal
+from vbgateway.store.pending import BACKLOG_BATCHES
 from vbgateway.store.tables import MessageRow, SessionRow
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -602,12 +603,12 @@ def test_commits_go_on_while_a_full_batch_is_applied_and_a_reader_then_sees_them
         async def main() -> None:
             await commit_all(store, range(1, 11))  # a full batch: the applier thread takes it
             assert await asyncio.to_thread(blocking.entered.wait, 10)
-            for n in range(11, 31):  # DuckDB is stuck on the batch; commits must not be
+            for n in range(11, 30):  # DuckDB is stuck on the batch; commits within the backlog bound must not be
                 await asyncio.wait_for(store.commit_async(rows(n)), 5)
 
         asyncio.run(main())
-        assert store.pending_records == 30
-        assert seqs_in_file(journal_path(db)) == list(range(1, 31))
+        assert store.pending_records == 29
+        assert seqs_in_file(journal_path(db)) == list(range(1, 30))
         seen: list[int] = []
         reader = threading.Thread(target=lambda: seen.append(int(store.query("SELECT count(*) AS n FROM messages").n[0])))
         reader.start()
@@ -615,15 +616,74 @@ def test_commits_go_on_while_a_full_batch_is_applied_and_a_reader_then_sees_them
         assert reader.is_alive()  # a read needs DuckDB: it waits for the batch...
         blocking.release.set()
         reader.join(10)
-        assert seen == [30]  # ...then sees every committed row, also those committed meanwhile
+        assert seen == [29]  # ...then sees every committed row, also those committed meanwhile
         assert store.pending_records == 0
         assert journal_path(db).stat().st_size == 0
     finally:
         blocking.release.set()
         store.close()
-    assert blocking.batches == [10, 20]
-    assert message_ids(db) == sorted(f"msg_{n}" for n in range(1, 31))
-    assert counts(db)["applied_seq"] == 30
+    assert blocking.batches == [10, 19]
+    assert message_ids(db) == sorted(f"msg_{n}" for n in range(1, 30))
+    assert counts(db)["applied_seq"] == 29
+
+
+def test_a_commit_waits_for_duckdb_once_it_is_backlog_batches_behind_so_memory_stays_bounded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocking = BlockingApply(monkeypatch)
+    db = tmp_path / "s.duckdb"
+    store = Store(db, now=START, flush_records=10)
+    bound = BACKLOG_BATCHES * 10
+    try:
+        async def main() -> None:
+            await commit_all(store, range(1, 11))
+            assert await asyncio.to_thread(blocking.entered.wait, 10)
+            for n in range(11, bound):
+                await asyncio.wait_for(store.commit_async(rows(n)), 5)
+            last = asyncio.ensure_future(store.commit_async(rows(bound)))
+            await asyncio.sleep(0.3)
+            assert not last.done()  # the backlog is full: acknowledged only once DuckDB catches up
+            assert store.pending_records == bound  # journaled all the same
+            assert seqs_in_file(journal_path(db)) == list(range(1, bound + 1))
+            blocking.release.set()
+            await asyncio.wait_for(last, 10)
+            assert store.pending_records == bound - 10  # the stuck batch was applied
+            await asyncio.wait_for(store.commit_async(rows(bound + 1)), 5)  # and commits flow again
+
+        asyncio.run(main())
+    finally:
+        blocking.release.set()
+        store.close()
+    assert message_ids(db) == sorted(f"msg_{n}" for n in range(1, bound + 2))
+    assert counts(db)["applied_seq"] == bound + 1
+
+
+def test_a_commit_waiting_on_the_backlog_does_not_keep_close_from_ending(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocking = BlockingApply(monkeypatch)
+    db = tmp_path / "s.duckdb"
+    store = Store(db, now=START, flush_records=10)
+    bound = BACKLOG_BATCHES * 10
+
+    async def main() -> None:
+        await commit_all(store, range(1, 11))
+        assert await asyncio.to_thread(blocking.entered.wait, 10)
+        await commit_all(store, range(11, bound))
+        last = asyncio.ensure_future(store.commit_async(rows(bound)))
+        await asyncio.sleep(0.2)
+        assert not last.done()
+        closing = asyncio.ensure_future(asyncio.to_thread(store.close))
+        await asyncio.sleep(0.2)
+        blocking.release.set()  # the batch in hand ends; close applies the rest
+        await asyncio.wait_for(closing, 10)
+        await asyncio.wait_for(last, 10)
+
+    try:
+        asyncio.run(main())
+    finally:
+        blocking.release.set()
+        store.close()
+    assert message_ids(db) == sorted(f"msg_{n}" for n in range(1, bound + 1))
+    assert not journal_path(db).exists()
 
 
 def test_a_batch_applied_in_the_background_drops_only_its_own_journal_lines(

@@ -10,7 +10,11 @@ Locks, always taken in this order, so that a commit never waits for DuckDB:
 the handle's ``lock`` (DuckDB, applying a batch), the journal lock (sequence
 numbers, appends and compaction), ``PendingIndex``'s own (microseconds).
 On a real event loop a full batch is applied by the applier thread while
-the journal thread goes on committing.
+the journal thread goes on committing. When DuckDB falls behind (the
+applier thread runs at a low priority, so a busy machine starves it first)
+the backlog is bounded: past ``BACKLOG_BATCHES`` batches the journal thread
+waits for the applier before its group is acknowledged, so senders slow
+down instead of the pending records growing without end in memory.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from .settings import temporarily
 __all__ = ["Applier", "Pending", "PendingIndex"]
 
 _log = logging.getLogger("vbgateway.store")
+
+BACKLOG_BATCHES = 3  # pending batches beyond which the journal thread waits for the applier
 
 # A committed record not yet in DuckDB: (seq, its JSON, the sessions it touches, its idempotency
 # entries). The JSON is what DuckDB applies; the record itself is let go (fewer objects for the GC).
@@ -128,6 +134,7 @@ class Applier:
         self._scheduled = False
         self._closing = False
         self._schedule_lock = threading.Lock()
+        self._apply_ended = threading.Condition(self._schedule_lock)
 
     # ----------------------------------------------------------------- opening
     def recover(self, applied: int) -> None:
@@ -156,8 +163,9 @@ class Applier:
             entries = [(self._seq + i + 1, plain.record) for i, plain in enumerate(records)]
             payloads = self.journal.append(entries) or [payload_of(record) for _, record in entries]
             self._seq += len(entries)
-            # still under the journal lock: the index stays in sequence order
-            self.index.add([(seq, payload, plain.sessions, plain.idempotency)
+            # still under the journal lock: the index stays in sequence order; tuples hold a pending
+            # record's sessions and keys in a third of a set's and a list's memory
+            self.index.add([(seq, payload, tuple(plain.sessions), tuple(plain.idempotency))
                             for (seq, _), payload, plain in zip(entries, payloads, records, strict=True)])
 
     def write_group(self, records: list[PlainRecord]) -> None:
@@ -166,10 +174,23 @@ class Applier:
         self.maybe_apply()
 
     def write_group_in_thread(self, records: list[PlainRecord]) -> None:
-        """The journal thread's group: a full batch goes to the applier thread, never in the way."""
+        """The journal thread's group: a full batch goes to the applier thread, never in the way.
+
+        Unless the applier is ``BACKLOG_BATCHES`` batches behind: then this
+        thread waits for the batch being applied, once per group (a failing
+        DuckDB slows commits down but never stops them).
+        """
         self.append(records)
         if len(self.index) >= self.flush_records:
             self.schedule()
+            if len(self.index) >= BACKLOG_BATCHES * self.flush_records:
+                self._wait_for_applier()
+
+    def _wait_for_applier(self) -> None:
+        """Wait until the background apply in progress ends (at once if none is, or the store is closing)."""
+        with self._apply_ended:
+            while self._scheduled and not self._closing:
+                self._apply_ended.wait()
 
     # ----------------------------------------------------------------- applying
     def apply_pending(self) -> None:
@@ -244,14 +265,16 @@ class Applier:
         except Exception:
             _log.exception("applying %d journal records to DuckDB failed; will retry", len(self.index))
         finally:
-            with self._schedule_lock:
+            with self._apply_ended:
                 self._scheduled = False
+                self._apply_ended.notify_all()
 
     def stop(self) -> None:
         """No more background applies; wait for the one running (call without holding the handle's lock)."""
-        with self._schedule_lock:
+        with self._apply_ended:
             self._closing = True
             pool, self._pool = self._pool, None
+            self._apply_ended.notify_all()
         if pool is not None:
             pool.shutdown(wait=True)
 
