@@ -22,6 +22,7 @@ from vbgateway.audio import synthesize
 from vbgateway.providers import VendorA, VendorB
 from vbgateway.simulation import Scenario, simulate
 from vbgateway.store.schema import MIGRATIONS
+from vbgateway.store.tables import SessionActivityRow, UsageEventRow
 
 START = datetime(2026, 1, 5, 9, tzinfo=UTC)  # a Monday
 
@@ -188,3 +189,25 @@ def test_a_process_killed_mid_traffic_leaves_aggregates_equal_to_the_events(cras
         today = datetime.now(UTC).date()  # the child ran on the system clock
         assert_tenant_answers_match_events(gw, tenant_id, today - timedelta(days=1), today + timedelta(days=1))
 
+
+
+def _usage(session_id: str, n: int, at: datetime) -> UsageEventRow:
+    return UsageEventRow(f"evt_{n}", "tnt_1", session_id, "agt_1", f"msg_{n}", f"req_{n}", "vendorA", "chat",
+                         10, 20, Decimal("0.002"), Decimal("0.0000600000"), at)
+
+
+def test_a_batch_billing_a_session_without_its_creation_time_reads_all_its_earlier_days(tmp_path: Path) -> None:
+    """A record that bills a reply without its session's activity row (a journal line of an older
+    version) makes its batch read every earlier day of the sessions, although another record of the
+    same batch says its own session is new: that session's creation bounds only its own days."""
+    day1, day5 = START, START + timedelta(days=4)
+    with Gateway.open(tmp_path / "a.duckdb", clock=VirtualClock(START), flush_records=10**6) as gw:
+        gw.store.commit([_usage("ses_old", 1, day1), SessionActivityRow("ses_old", day1, day1)])
+        gw.store.flush()
+        gw.store.commit([_usage("ses_old", 2, day5)])
+        gw.store.commit([_usage("ses_new", 3, day5), SessionActivityRow("ses_new", day5, day5)])
+        gw.store.flush()  # the two records in one batch
+        assert_aggregates_match_events(gw)
+        counts = gw.store.query_rows("SELECT day, gap_days, sessions FROM daily_sessions "
+                                     "WHERE dimension = 'tenant' ORDER BY day, gap_days")
+        assert counts == [(day1.date(), 0, 1), (day5.date(), 0, 1), (day5.date(), 4, 1)]

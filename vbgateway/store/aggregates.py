@@ -93,18 +93,14 @@ def _daily_usage(source: str) -> str:
 
 
 _SD = ", ".join(SESSION_DAYS.column_names)  # tenant_id, session_id, day, agent_id, provider, channel
-_FRESH = "SELECT * FROM _vb_agg_new EXCEPT SELECT * FROM _vb_agg_known"  # session days not counted before
 _USED = " UNION ".join(f"SELECT side, tenant_id, session_id, day, '{name}' AS dimension, {column} AS value FROM sides"
                        for name, column in DIMENSIONS)
 # A session's contribution: one count per day of use per dimension value, with the days since its
 # previous day of use there. New rows can change the gaps of a session's later days (a day filled in
 # between), so the touched sessions' counts are recomputed whole: after minus before.
 _DAILY_SESSIONS = _merge(DAILY_SESSIONS, f"""
-    WITH fresh AS ({_FRESH}),
-    touched AS (SELECT DISTINCT tenant_id, session_id FROM fresh),
-    before AS (SELECT k.* FROM _vb_agg_known k SEMI JOIN touched t USING (tenant_id, session_id)),
-    sides AS (SELECT 0 AS side, * FROM before UNION ALL SELECT 1 AS side, * FROM before
-              UNION ALL SELECT 1 AS side, * FROM fresh),
+    WITH sides AS (SELECT 0 AS side, * FROM _vb_agg_known UNION ALL SELECT 1 AS side, * FROM _vb_agg_known
+                   UNION ALL SELECT 1 AS side, * FROM _vb_agg_fresh),
     used AS ({_USED}),
     spans AS (SELECT side, tenant_id, day, dimension, value,
                      coalesce(day - lag(day) OVER (PARTITION BY side, tenant_id, session_id, dimension, value
@@ -119,19 +115,25 @@ def usage_statements(source: str, since: str | None = None) -> list[str]:
 
     ``since``: SQL for a day no earlier than any day the source's sessions
     were used before (their creation), which limits the read of ``session_days``.
-    The fourth statement inserts the session days not counted before; when
-    it inserts none, the fifth (the session counts) has nothing to do.
+    The second statement keeps the session days not counted before and
+    returns how many; when there are none (most batches of live replies:
+    their sessions were used earlier that day), the rest has nothing to do.
+    Only then are the touched sessions' earlier days read, to recompute
+    their counts (before the new days are inserted).
     """
     bound = f"k.day >= {since} AND " if since is not None else ""
     rows = _usage_source(source)
     return [
         _daily_usage(rows),
-        f"CREATE TEMP TABLE _vb_agg_new AS SELECT DISTINCT {_SD} FROM {rows}",
+        f"""CREATE TEMP TABLE _vb_agg_fresh AS
+            WITH used AS (SELECT DISTINCT {_SD} FROM {rows})
+            SELECT * FROM used EXCEPT
+            SELECT {_SD} FROM session_days k WHERE {bound}k.session_id IN (SELECT session_id FROM used)""",
         f"""CREATE TEMP TABLE _vb_agg_known AS SELECT k.* FROM session_days k
-            WHERE {bound}k.session_id IN (SELECT session_id FROM _vb_agg_new)""",
-        f"INSERT INTO session_days ({_SD}) SELECT * FROM ({_FRESH}) ORDER BY day, tenant_id",
+            WHERE {bound}k.session_id IN (SELECT session_id FROM _vb_agg_fresh)""",
         _DAILY_SESSIONS,
-        "DROP TABLE _vb_agg_new", "DROP TABLE _vb_agg_known",
+        f"INSERT INTO session_days ({_SD}) SELECT * FROM _vb_agg_fresh ORDER BY day, tenant_id",
+        "DROP TABLE _vb_agg_known",
     ]
 
 
@@ -143,33 +145,33 @@ def _messages_statements(source: str) -> list[str]:
 
 
 def add_usage(con: duckdb.DuckDBPyConnection, source: str, *, sessions_since: datetime | date | None = None,
-              chunk_rows: int = CHUNK_ROWS) -> None:
+              chunk_rows: int = CHUNK_ROWS, rows: int | None = None) -> None:
     """Add the usage_events rows of relation ``source`` to the aggregates (inside the caller's transaction).
 
     ``sessions_since``: no session of ``source`` was used before this (its
     sessions' creation time); ``None`` reads all of ``session_days``. A
     source of more than ``chunk_rows`` rows (a bulk insert, a merge) is added
     in parts of whole sessions, so memory stays bounded (a simulation's
-    databases run with a 100 MB limit).
+    databases run with a 100 MB limit). ``rows``: how many rows ``source``
+    holds, when the caller knows (else they are counted).
     """
     since = None
     params: list[Any] = []
     if sessions_since is not None:
         first = sessions_since.date() if isinstance(sessions_since, datetime) else sessions_since
         since, params = "?", [first - timedelta(days=1)]  # a day's margin: clocks of other hosts
-    [(rows,)] = con.execute(f"SELECT count(*) FROM {source}").fetchall()
+    if rows is None:
+        [(rows,)] = con.execute(f"SELECT count(*) FROM {source}").fetchall()
     if not rows:
         return
     parts = max(1, -(-int(rows) // chunk_rows))
     for part in range(parts):
         rows_of_part = source if parts == 1 else f"(SELECT * FROM {source} WHERE hash(session_id) % {parts} = {part})"
-        inserted = 0
         for i, sql in enumerate(usage_statements(rows_of_part, since)):
-            if i == 4 and not inserted:
-                continue  # no session used on a new day: the session counts stay as they are
             result = con.execute(sql, params if "?" in sql else None)
-            if i == 3:
-                inserted = result.fetchall()[0][0]
+            if i == 1 and not result.fetchall()[0][0]:
+                break  # no session used on a new day: the session counts stay as they are
+        con.execute("DROP TABLE _vb_agg_fresh")  # on failure the caller's ROLLBACK drops it
 
 
 def add_messages(con: duckdb.DuckDBPyConnection, source: str) -> None:

@@ -80,20 +80,28 @@ def _insert(table: Table) -> tuple[str, ...]:
             f"{verb} INTO {table.name} ({names}) SELECT {names} FROM {_STAGED[table.name]}")
 
 
-_STAGED = {USAGE_EVENTS.name: "_vb_usage", MESSAGES.name: "_vb_messages"}
+_STAGED = {USAGE_EVENTS.name: "_vb_usage"}  # read four times by the aggregates: typed once
+
+
+def _columns_of(table: Table, names: tuple[str, ...]) -> str:
+    """The batch's rows of ``table`` with only the columns ``names``, typed (for a single read)."""
+    kinds = dict(JOURNALED_COLUMNS[table.name])
+    picked = ", ".join(f"{_value(kinds[name], table.column_names.index(name))} AS {name}" for name in names)
+    return f"(SELECT {picked} FROM {_rows(table.name)})"
+
+
+# ``daily_messages`` reads three columns of the batch's messages once: cheaper than staging them all.
+_MESSAGE_DAYS = _columns_of(MESSAGES, ("tenant_id", "created_at", "channel"))
 _SCHEMA = json.dumps({table: [["VARCHAR"]] for table in (*_INSERT_ORDER, _ACTIVITY)})
 _LOAD = f"CREATE TEMP TABLE _vb_rows AS SELECT from_json(line, '{_SCHEMA}') AS record FROM (SELECT unnest(?) AS line)"
 # Rows per table in the batch, in one scan: a statement over a table the batch has no rows of (most batches
-# hold no refusals, alerts, transitions or new sessions) still costs a scan of every record.
+# hold no refusals, alerts, transitions or new sessions) still costs a scan of every record. Last, the
+# records that bill a reply without saying when its session was created (the reply's activity row does).
 _COUNTED = (*_INSERT_ORDER, _ACTIVITY)
-_COUNTS = f"SELECT {', '.join(f'coalesce(sum(len(record.{t})), 0)' for t in _COUNTED)} FROM _vb_rows"
+_COUNTS = (f"SELECT {', '.join(f'coalesce(sum(len(record.{t})), 0)' for t in _COUNTED)}, "
+           f"count(*) FILTER (len(record.{USAGE_EVENTS.name}) > 0 AND coalesce(len(record.{_ACTIVITY}), 0) = 0) "
+           "FROM _vb_rows")
 _INSERTS: dict[str, tuple[str, ...]] = {t.name: _insert(t) for t in JOURNALED_TABLES}
-# The creation time of the sessions whose replies the batch bills, if every one of them is known (their
-# activity rows carry it): how far back the aggregates must look for those sessions' earlier days.
-_SESSIONS_SINCE = f"""SELECT count(*) FILTER (a.created_at IS NULL), min(a.created_at)
-    FROM (SELECT DISTINCT session_id FROM _vb_usage) u
-    LEFT JOIN (SELECT r[{_ID + 1}] AS id, min({_value(_TS, _CREATED)}) AS created_at FROM {_rows(_ACTIVITY)}
-               WHERE r[{_CREATED + 1}] IS NOT NULL GROUP BY 1) a ON a.id = u.session_id"""
 # Journal lines written before the session's created_at was added to session_activity lack it.
 _ACTIVITY_SPAN = (f"SELECT count(*), count(r[{_CREATED + 1}]), min({_value(_TS, _CREATED)}) "
                   f"FROM {_rows(_ACTIVITY)}")
@@ -112,7 +120,8 @@ def apply_batch(con: duckdb.DuckDBPyConnection, payloads: list[str]) -> None:
     unregister if a statement fails (the caller's ROLLBACK drops the temporary tables).
     """
     con.execute(_LOAD, [payloads])
-    counts = dict(zip(_COUNTED, con.execute(_COUNTS).fetchall()[0], strict=True))
+    *per_table, undated_usage = con.execute(_COUNTS).fetchall()[0]
+    counts = dict(zip(_COUNTED, per_table, strict=True))
     staged = ["_vb_rows"]
     for table in _INSERT_ORDER:
         if counts[table]:
@@ -120,17 +129,21 @@ def apply_batch(con: duckdb.DuckDBPyConnection, payloads: list[str]) -> None:
                 con.execute(sql)
             if table in _STAGED:
                 staged.append(_STAGED[table])
+    oldest = None  # the earliest creation of the batch's sessions, when every one of them says it
     if counts[_ACTIVITY]:
         rows, dated, oldest = con.execute(_ACTIVITY_SPAN).fetchall()[0]
         if rows == dated:  # only sessions created since ``oldest`` can be touched: skip the rest
             con.execute(_UPDATE_RECENT_ACTIVITY, [oldest])
         else:
+            oldest = None
             con.execute(_UPDATE_ACTIVITY)
     if counts[USAGE_EVENTS.name]:
-        unknown, since = con.execute(_SESSIONS_SINCE).fetchall()[0]
-        aggregates.add_usage(con, "_vb_usage", sessions_since=since if not unknown else None)
+        # A reply's record holds its session's activity row, so ``oldest`` bounds how far back the
+        # aggregates look for the billed sessions' earlier days; without it they read them all.
+        aggregates.add_usage(con, "_vb_usage", sessions_since=oldest if not undated_usage else None,
+                             rows=counts[USAGE_EVENTS.name])
     if counts[MESSAGES.name]:
-        aggregates.add_messages(con, "_vb_messages")
+        aggregates.add_messages(con, _MESSAGE_DAYS)
     for name in staged:
         con.execute(f"DROP TABLE {name}")
 
