@@ -80,7 +80,7 @@ def _insert(table: Table) -> tuple[str, ...]:
             f"{verb} INTO {table.name} ({names}) SELECT {names} FROM {_STAGED[table.name]}")
 
 
-_STAGED = {USAGE_EVENTS.name: "_vb_usage"}  # read four times by the aggregates: typed once
+_STAGED = {USAGE_EVENTS.name: "_vb_usage"}  # read by the insert and by the aggregates' statements: typed once
 
 
 def _columns_of(table: Table, names: tuple[str, ...]) -> str:

@@ -6,7 +6,7 @@ idempotency keys were added. Reads of those sessions, and look-ups of those
 keys, then see every committed row. A batch stays in the index until its
 DuckDB transaction committed, so a read never misses a row in between.
 
-Locks, always taken in this order, so that a commit never waits for DuckDB:
+Locks, always taken in this order, so that a commit waits for DuckDB only when the backlog is full (below):
 the handle's ``lock`` (DuckDB, applying a batch), the journal lock (sequence
 numbers, appends and compaction), ``PendingIndex``'s own (microseconds).
 On a real event loop a full batch is applied by the applier thread while
