@@ -627,6 +627,18 @@ def test_commits_go_on_while_a_full_batch_is_applied_and_a_reader_then_sees_them
     assert counts(db)["applied_seq"] == 29
 
 
+async def fill_the_backlog(store: Store, blocking: BlockingApply, bound: int) -> asyncio.Future[None]:
+    """A batch stuck in DuckDB, the commits below the bound acknowledged, and the one reaching it: waiting."""
+    await commit_all(store, range(1, 11))
+    assert await asyncio.to_thread(blocking.entered.wait, 10)
+    for n in range(11, bound):
+        await asyncio.wait_for(store.commit_async(rows(n)), 5)
+    last = asyncio.ensure_future(store.commit_async(rows(bound)))
+    await asyncio.sleep(0.3)
+    assert not last.done()  # the backlog is full: acknowledged only once DuckDB catches up
+    return last
+
+
 def test_a_commit_waits_for_duckdb_once_it_is_backlog_batches_behind_so_memory_stays_bounded(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     blocking = BlockingApply(monkeypatch)
@@ -635,13 +647,7 @@ def test_a_commit_waits_for_duckdb_once_it_is_backlog_batches_behind_so_memory_s
     bound = BACKLOG_BATCHES * 10
     try:
         async def main() -> None:
-            await commit_all(store, range(1, 11))
-            assert await asyncio.to_thread(blocking.entered.wait, 10)
-            for n in range(11, bound):
-                await asyncio.wait_for(store.commit_async(rows(n)), 5)
-            last = asyncio.ensure_future(store.commit_async(rows(bound)))
-            await asyncio.sleep(0.3)
-            assert not last.done()  # the backlog is full: acknowledged only once DuckDB catches up
+            last = await fill_the_backlog(store, blocking, bound)
             assert store.pending_records == bound  # journaled all the same
             assert seqs_in_file(journal_path(db)) == list(range(1, bound + 1))
             blocking.release.set()
@@ -665,12 +671,7 @@ def test_a_commit_waiting_on_the_backlog_does_not_keep_close_from_ending(
     bound = BACKLOG_BATCHES * 10
 
     async def main() -> None:
-        await commit_all(store, range(1, 11))
-        assert await asyncio.to_thread(blocking.entered.wait, 10)
-        await commit_all(store, range(11, bound))
-        last = asyncio.ensure_future(store.commit_async(rows(bound)))
-        await asyncio.sleep(0.2)
-        assert not last.done()
+        last = await fill_the_backlog(store, blocking, bound)
         closing = asyncio.ensure_future(asyncio.to_thread(store.close))
         await asyncio.sleep(0.2)
         blocking.release.set()  # the batch in hand ends; close applies the rest
