@@ -3,6 +3,7 @@ and fallback, observed through the real Gateway and send_message."""
 
 from __future__ import annotations
 
+import gc
 import itertools
 import random
 import time
@@ -435,3 +436,35 @@ def test_attempt_latencies_are_measured_on_the_gateway_clock(make) -> None:
     reply = s.send()
     assert reply.metadata.attempts[0].latency_ms == 1234
     assert reply.message.created_at == START + timedelta(milliseconds=1234)
+
+
+# --- memory ---------------------------------------------------------------------------------
+
+
+def test_failed_attempts_leave_no_reference_cycles_for_the_collector(tmp_path: Path) -> None:
+    """A failed attempt's error is raised through frames that must not keep it: in a reference cycle,
+    every retried attempt (and its frames) would wait for the cycle collector, whose pauses a
+    gateway with a failing vendor would then pay for."""
+    clock = VirtualClock(start=START)
+    providers = {"vendorA": VendorA(seed=1, **ALWAYS_500, **INSTANT), "vendorB": VendorB(seed=2, **HEALTHY, **INSTANT)}
+    with Gateway.open(tmp_path / "gc.duckdb", clock=clock, providers=providers, seed=7) as gw:
+        _tenant, key = gw.create_tenant("Cycles Inc")
+        tenant = gw.connect(key)
+        agent = tenant.create_agent(name="R", primary_provider="vendorA", fallback_provider="vendorB",
+                                    system_prompt="You are helpful.")
+        session = tenant.create_session(agent.id)
+
+        async def send(count: int) -> None:
+            for n in range(count):
+                reply = await tenant.send_message(session.id, f"question {n}")
+                assert [a.status for a in reply.metadata.attempts] == ["failed"] * 3 + ["ok"]
+
+        clock.run(send(1))  # caches and first-use state
+        gc.collect()
+        gc.disable()
+        try:
+            clock.run(send(20))
+            unreachable = gc.collect()
+        finally:
+            gc.enable()
+    assert unreachable < 20, f"{unreachable} objects in cycles after 20 replies of 3 failed attempts each"

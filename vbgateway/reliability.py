@@ -170,7 +170,10 @@ async def _one_attempt(provider: Provider, name: str, request: ProviderRequest, 
         return response
     latency = round((clock.monotonic() - t0) * 1000)
     log.append(AttemptLog(name, "failed", error.http_status, latency, index, error.error_code, started_at))
-    raise error
+    try:
+        raise error
+    finally:  # the raised error's traceback holds this frame: without the name, no cycle for the GC to free
+        del error
 
 
 async def _try_provider(provider: Provider, name: str, request: ProviderRequest, policy: RetryPolicy,
