@@ -13,6 +13,7 @@ import asyncio
 import shutil
 import threading
 import zlib
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -627,63 +628,65 @@ def test_commits_go_on_while_a_full_batch_is_applied_and_a_reader_then_sees_them
     assert counts(db)["applied_seq"] == 29
 
 
-async def fill_the_backlog(store: Store, blocking: BlockingApply, bound: int) -> asyncio.Future[None]:
+BOUND = BACKLOG_BATCHES * 10  # pending records at which a commit of 10-record batches waits
+
+
+@pytest.fixture
+def stuck(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Store, BlockingApply, Path]]:
+    """A store of 10-record batches whose first batch DuckDB holds until released; closed at the end."""
+    blocking = BlockingApply(monkeypatch)
+    db = tmp_path / "s.duckdb"
+    store = Store(db, now=START, flush_records=10)
+    yield store, blocking, db
+    blocking.release.set()
+    store.close()
+
+
+async def fill_the_backlog(store: Store, blocking: BlockingApply) -> asyncio.Future[None]:
     """A batch stuck in DuckDB, the commits below the bound acknowledged, and the one reaching it: waiting."""
     await commit_all(store, range(1, 11))
     assert await asyncio.to_thread(blocking.entered.wait, 10)
-    for n in range(11, bound):
+    for n in range(11, BOUND):
         await asyncio.wait_for(store.commit_async(rows(n)), 5)
-    last = asyncio.ensure_future(store.commit_async(rows(bound)))
+    last = asyncio.ensure_future(store.commit_async(rows(BOUND)))
     await asyncio.sleep(0.3)
     assert not last.done()  # the backlog is full: acknowledged only once DuckDB catches up
     return last
 
 
 def test_a_commit_waits_for_duckdb_once_it_is_backlog_batches_behind_so_memory_stays_bounded(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    blocking = BlockingApply(monkeypatch)
-    db = tmp_path / "s.duckdb"
-    store = Store(db, now=START, flush_records=10)
-    bound = BACKLOG_BATCHES * 10
-    try:
-        async def main() -> None:
-            last = await fill_the_backlog(store, blocking, bound)
-            assert store.pending_records == bound  # journaled all the same
-            assert seqs_in_file(journal_path(db)) == list(range(1, bound + 1))
-            blocking.release.set()
-            await asyncio.wait_for(last, 10)
-            assert store.pending_records == bound - 10  # the stuck batch was applied
-            await asyncio.wait_for(store.commit_async(rows(bound + 1)), 5)  # and commits flow again
+        stuck: tuple[Store, BlockingApply, Path]) -> None:
+    store, blocking, db = stuck
 
-        asyncio.run(main())
-    finally:
+    async def main() -> None:
+        last = await fill_the_backlog(store, blocking)
+        assert store.pending_records == BOUND  # journaled all the same
+        assert seqs_in_file(journal_path(db)) == list(range(1, BOUND + 1))
         blocking.release.set()
-        store.close()
-    assert message_ids(db) == sorted(f"msg_{n}" for n in range(1, bound + 2))
-    assert counts(db)["applied_seq"] == bound + 1
+        await asyncio.wait_for(last, 10)
+        assert store.pending_records == BOUND - 10  # the stuck batch was applied
+        await asyncio.wait_for(store.commit_async(rows(BOUND + 1)), 5)  # and commits flow again
+
+    asyncio.run(main())
+    store.close()
+    assert message_ids(db) == sorted(f"msg_{n}" for n in range(1, BOUND + 2))
+    assert counts(db)["applied_seq"] == BOUND + 1
 
 
 def test_a_commit_waiting_on_the_backlog_does_not_keep_close_from_ending(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    blocking = BlockingApply(monkeypatch)
-    db = tmp_path / "s.duckdb"
-    store = Store(db, now=START, flush_records=10)
-    bound = BACKLOG_BATCHES * 10
+        stuck: tuple[Store, BlockingApply, Path]) -> None:
+    store, blocking, db = stuck
 
     async def main() -> None:
-        last = await fill_the_backlog(store, blocking, bound)
+        last = await fill_the_backlog(store, blocking)
         closing = asyncio.ensure_future(asyncio.to_thread(store.close))
         await asyncio.sleep(0.2)
         blocking.release.set()  # the batch in hand ends; close applies the rest
         await asyncio.wait_for(closing, 10)
         await asyncio.wait_for(last, 10)
 
-    try:
-        asyncio.run(main())
-    finally:
-        blocking.release.set()
-        store.close()
-    assert message_ids(db) == sorted(f"msg_{n}" for n in range(1, bound + 1))
+    asyncio.run(main())
+    assert message_ids(db) == sorted(f"msg_{n}" for n in range(1, BOUND + 1))
     assert not journal_path(db).exists()
 
 

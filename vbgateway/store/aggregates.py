@@ -30,8 +30,7 @@ import duckdb
 
 from .tables import DAILY_MESSAGES, DAILY_SESSIONS, DAILY_USAGE, SESSION_DAYS, Table
 
-__all__ = ["AGGREGATE_KEYS", "CHUNK_ROWS", "DIMENSIONS", "add_messages", "add_usage", "backfill", "day_of",
-           "usage_statements"]
+__all__ = ["AGGREGATE_KEYS", "CHUNK_ROWS", "DIMENSIONS", "add_messages", "add_usage", "backfill", "day_of"]
 
 _US_PER_DAY = 86_400_000_000
 CHUNK_ROWS = 200_000  # usage rows added at a time: a part's sessions, whole, fit in a simulation's 100 MB
@@ -110,7 +109,7 @@ _DAILY_SESSIONS = _merge(DAILY_SESSIONS, f"""
     FROM spans GROUP BY ALL HAVING sum(2 * side - 1) <> 0""")
 
 
-def usage_statements(source: str, since: str | None = None) -> list[str]:
+def _usage_statements(source: str, since: str | None = None) -> list[str]:
     """The statements that add the usage rows of relation ``source`` to the aggregates.
 
     ``since``: SQL for a day no earlier than any day the source's sessions
@@ -119,7 +118,8 @@ def usage_statements(source: str, since: str | None = None) -> list[str]:
     returns how many; when there are none (most batches of live replies:
     their sessions were used earlier that day), the rest has nothing to do.
     Only then are the touched sessions' earlier days read, to recompute
-    their counts (before the new days are inserted).
+    their counts (before the new days are inserted). The caller drops
+    ``_vb_agg_fresh``, which the second statement makes in either case.
     """
     bound = f"k.day >= {since} AND " if since is not None else ""
     rows = _usage_source(source)
@@ -167,7 +167,7 @@ def add_usage(con: duckdb.DuckDBPyConnection, source: str, *, sessions_since: da
     parts = max(1, -(-int(rows) // chunk_rows))
     for part in range(parts):
         rows_of_part = source if parts == 1 else f"(SELECT * FROM {source} WHERE hash(session_id) % {parts} = {part})"
-        for i, sql in enumerate(usage_statements(rows_of_part, since)):
+        for i, sql in enumerate(_usage_statements(rows_of_part, since)):
             result = con.execute(sql, params if "?" in sql else None)
             if i == 1 and not result.fetchall()[0][0]:
                 break  # no session used on a new day: the session counts stay as they are
