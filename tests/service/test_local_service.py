@@ -18,6 +18,7 @@ from vbgateway.client.service import (
     ensure_service,
     find_service,
     operator_secret_path,
+    read_secret_file,
     service_file_path,
     stop_service,
 )
@@ -134,6 +135,26 @@ def test_the_service_command(db):
     assert stopped.returncode == 0 and "the database is complete" in stopped.stdout
     status = subprocess.run([*cli, "status", "--db", str(db)], capture_output=True, text=True, env=ENV, timeout=60)
     assert status.returncode == 1 and "no service runs" in status.stdout
+
+
+def test_the_service_command_starts_a_service_with_circuit_breakers(db):
+    cli = [sys.executable, "-m", "vbgateway.cli", "service", "start", "--db", str(db)]
+
+    def start(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*cli, *extra], capture_output=True, text=True, env=ENV, timeout=120)
+
+    refused = start("--breaker", '{"failure_threshold": 0}')
+    assert refused.returncode == 2 and "not a breaker policy" in refused.stderr and find_service(db) is None
+    started = start("--breaker", '{"failure_threshold": 3, "cooldown_s": 60}')
+    assert started.returncode == 0 and "with circuit breakers {" in started.stdout, started.stderr
+    service = find_service(db)
+    secret = read_secret_file(operator_secret_path(db))
+    body = httpx.get(f"{service.url}/v1/operator/breakers", headers={"X-Operator-Secret": secret}, timeout=30).json()
+    assert (body["policy"]["failureThreshold"], body["policy"]["cooldownSeconds"]) == (3, 60)
+    again = start()  # a plain start reuses it, and says what it has
+    assert again.returncode == 0 and find_service(db).pid == service.pid and "with circuit breakers {" in again.stdout
+    other = start("--breaker", '{"failure_threshold": 5}')
+    assert other.returncode == 1 and "vbgateway service stop" in other.stdout and find_service(db).pid == service.pid
 
 
 def test_a_secret_file_others_can_read_is_refused(db):

@@ -3,7 +3,7 @@
 A DuckDB file (and its journal) belongs to one process at a time. So that
 several kernels can work on one database at once, the first one that needs
 it starts a detached ``vbgateway serve`` on a free loopback port and writes
-where it is to ``<db>.service.json`` (url, pid, started_at; mode 0600);
+where it is to ``<db>.service.json`` (url, pid, started_at, breaker; mode 0600);
 every later kernel finds that file and talks to the same service over HTTP.
 
 Who starts and stops it:
@@ -40,13 +40,16 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from ..clock import SystemClock, real_deadline, real_time_left, wait_real
 from ..errors import GatewayError
 from ..processes import process_alive
+
+if TYPE_CHECKING:
+    from ..governance.breaker import BreakerPolicy
 
 __all__ = ["DEFAULT_IDLE_MINUTES", "ServiceInfo", "ensure_service", "find_service", "operator_secret",
            "operator_secret_path", "read_secret_file", "service_file_path", "stop_service", "write_private"]
@@ -101,15 +104,17 @@ def operator_secret(db: str | Path, *, create: bool = False) -> str | None:
 
 @dataclass(frozen=True)
 class ServiceInfo:
-    """Where the database's service listens, and which process it is."""
+    """Where the database's service listens, which process it is, and its breaker policy (JSON; None: none)."""
 
     url: str
     pid: int
     started_at: str
     db: str
+    breaker: str | None = None
 
     def to_json(self) -> str:
-        return json.dumps({"url": self.url, "pid": self.pid, "started_at": self.started_at, "db": self.db})
+        return json.dumps({"url": self.url, "pid": self.pid, "started_at": self.started_at, "db": self.db,
+                           "breaker": self.breaker})
 
 
 def _healthy(url: str, timeout: float = 2.0) -> bool:
@@ -122,7 +127,9 @@ def _healthy(url: str, timeout: float = 2.0) -> bool:
 def _read(db: str | Path) -> ServiceInfo | None:
     try:
         data: dict[str, Any] = json.loads(service_file_path(db).read_text(encoding="utf-8"))
-        return ServiceInfo(str(data["url"]), int(data["pid"]), str(data["started_at"]), str(data.get("db", "")))
+        breaker = data.get("breaker")
+        return ServiceInfo(str(data["url"]), int(data["pid"]), str(data["started_at"]), str(data.get("db", "")),
+                           breaker if isinstance(breaker, str) else None)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -154,9 +161,13 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def ensure_service(db: str | Path, *, idle_minutes: float = DEFAULT_IDLE_MINUTES,
+def ensure_service(db: str | Path, *, idle_minutes: float = DEFAULT_IDLE_MINUTES, breaker: BreakerPolicy | None = None,
                    timeout: float = START_TIMEOUT_S) -> ServiceInfo:
-    """The database's running service, started (detached) when there is none."""
+    """The database's running service, started (detached) when there is none.
+
+    ``breaker``: the circuit breaker policy of a service this call starts. A
+    running service keeps the one it was started with (``ServiceInfo.breaker``).
+    """
     db_path = Path(db).resolve()
     db_path.parent.mkdir(parents=True, exist_ok=True)
     found = find_service(db_path)
@@ -166,10 +177,10 @@ def ensure_service(db: str | Path, *, idle_minutes: float = DEFAULT_IDLE_MINUTES
         found = find_service(db_path)  # another kernel may have started it while this one waited
         if found is not None:
             return found
-        return _start(db_path, idle_minutes, timeout)
+        return _start(db_path, idle_minutes, None if breaker is None else breaker.model_dump_json(), timeout)
 
 
-def _start(db: Path, idle_minutes: float, timeout: float) -> ServiceInfo:
+def _start(db: Path, idle_minutes: float, breaker: str | None, timeout: float) -> ServiceInfo:
     service_file_path(db).unlink(missing_ok=True)  # stale: names a dead or silent process
     secret_file = operator_secret_path(db)
     operator_secret(db, create=True)
@@ -178,7 +189,8 @@ def _start(db: Path, idle_minutes: float, timeout: float) -> ServiceInfo:
     log_path = Path(f"{db}.service.log")
     command = [sys.executable, "-m", "vbgateway.cli", "serve", "--db", str(db), "--port", str(port),
                "--log-level", "warning", "--operator-secret-file", str(secret_file),
-               "--service-file", str(service_file_path(db)), "--idle-minutes", str(idle_minutes)]
+               "--service-file", str(service_file_path(db)), "--idle-minutes", str(idle_minutes),
+               *(["--breaker", breaker] if breaker is not None else [])]
     # the service runs this very vbgateway, also from a source checkout that is not installed
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parents[2]),
                                                                       os.environ.get("PYTHONPATH", "")]))}
@@ -186,7 +198,7 @@ def _start(db: Path, idle_minutes: float, timeout: float) -> ServiceInfo:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
                                    start_new_session=True, close_fds=True)
     _STARTED.append(process)  # kept, so that no ResourceWarning says it still runs: it is meant to
-    info = ServiceInfo(url, process.pid, SystemClock().now().isoformat(), str(db))
+    info = ServiceInfo(url, process.pid, SystemClock().now().isoformat(), str(db), breaker)
     deadline = real_deadline(timeout)
     while not _healthy(url, timeout=1.0):
         if process.poll() is not None or real_time_left(deadline) <= 0:

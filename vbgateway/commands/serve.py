@@ -28,17 +28,14 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
-import pydantic
-
 from ..client.service import read_secret_file
 from ..gateway import Gateway
 from ..gc_tuning import SERVING_GC, tune_gc
-from ..governance.breaker import BreakerPolicy
 from . import service as service_command
 from .basics import DEFAULT_DB
-from .service import IdleStop, remove_own_service_file
+from .service import IdleStop, breaker_policy, remove_own_service_file
 
-__all__ = ["breaker_policy", "cors_origin", "register", "run_app", "serve"]
+__all__ = ["cors_origin", "register", "run_app", "serve"]
 
 def run_app(app: Any, *, host: str, port: int, log_level: str) -> None:
     """Serve ``app`` with uvicorn (uvloop and httptools when installed) until interrupted."""
@@ -103,15 +100,6 @@ def cors_origin(value: str) -> str:
     if not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+", origin):
         raise argparse.ArgumentTypeError(f"{value!r} is not an origin like https://ops.example.com or http://host:8080")
     return origin
-
-
-def breaker_policy(value: str) -> BreakerPolicy:
-    """``--breaker '{"failure_threshold": 3}'``: a ``BreakerPolicy`` from JSON fields (``{}``: the defaults)."""
-    try:
-        return BreakerPolicy.model_validate_json(value)
-    except pydantic.ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'policy'}: {e['msg']}" for e in exc.errors()[:3])
-        raise argparse.ArgumentTypeError(f"not a breaker policy ({problems})") from exc
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -1,7 +1,8 @@
 """``vbgateway service start|stop|status --db``: the local gateway service the notebooks share.
 
 ``start`` finds the database's running service or starts one (detached, on a
-free loopback port) and prints its URL; ``stop`` stops it (the database is
+free loopback port, with ``--breaker`` as ``serve`` takes it) and prints its
+URL and breaker policy; ``stop`` stops it (the database is
 left complete); ``status`` says whether one runs. See
 ``vbgateway.client.service`` for who starts and stops it and the files
 next to the database.
@@ -22,11 +23,14 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
+import pydantic
+
 from ..client.service import DEFAULT_IDLE_MINUTES, ensure_service, find_service, stop_service
 from ..clock import Clock, wait_real
+from ..governance.breaker import BreakerPolicy
 from .basics import DEFAULT_DB
 
-__all__ = ["IdleStop", "register", "remove_own_service_file"]
+__all__ = ["IdleStop", "breaker_policy", "register", "remove_own_service_file"]
 
 Scope = MutableMapping[str, Any]
 App = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
@@ -76,10 +80,29 @@ def remove_own_service_file(path: str | None) -> None:
         pass
 
 
+def breaker_policy(value: str) -> BreakerPolicy:
+    """``--breaker '{"failure_threshold": 3}'``: a ``BreakerPolicy`` from JSON fields (``{}``: the defaults)."""
+    try:
+        return BreakerPolicy.model_validate_json(value)
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'policy'}: {e['msg']}" for e in exc.errors()[:3])
+        raise argparse.ArgumentTypeError(f"not a breaker policy ({problems})") from exc
+
+
+def _breaker_text(breaker: str | None) -> str:
+    return f"circuit breakers {breaker}" if breaker is not None else "no circuit breakers"
+
+
 def service(args: argparse.Namespace) -> int:
     if args.action == "start":
-        info = ensure_service(args.db, idle_minutes=args.idle_minutes)
-        print(f"vbgateway: the service of {args.db} runs at {info.url} (pid {info.pid}, since {info.started_at})")
+        info = ensure_service(args.db, idle_minutes=args.idle_minutes, breaker=args.breaker)
+        print(f"vbgateway: the service of {args.db} runs at {info.url} (pid {info.pid}, since {info.started_at}) "
+              f"with {_breaker_text(info.breaker)}")
+        wanted = args.breaker.model_dump_json() if args.breaker is not None else None
+        if args.breaker is not None and info.breaker != wanted:
+            print(f"vbgateway: it was started before, with {_breaker_text(info.breaker)}, not the --breaker "
+                  "asked for; `vbgateway service stop` first to change them")
+            return 1
     elif args.action == "stop":
         stopped = stop_service(args.db)
         print(f"vbgateway: stopped the service of {args.db} (pid {stopped.pid}); the database is complete"
@@ -99,4 +122,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.add_argument("--idle-minutes", type=float, default=DEFAULT_IDLE_MINUTES,
                         help="a started service stops after this long without a request "
                              f"(default {DEFAULT_IDLE_MINUTES})")
+    parser.add_argument("--breaker", nargs="?", const="{}", default=None, type=breaker_policy, metavar="JSON",
+                        help="start: the service has a circuit breaker per provider, as `vbgateway serve --breaker` "
+                             "(a service already running keeps its own)")
     parser.set_defaults(func=service)
