@@ -152,8 +152,8 @@ def browser():
 def page(lab, browser, request, screenshots):
     """A fresh browser page; what it showed last is kept as ``reports/screenshots/last-<test>.png``."""
     context = browser.new_context(viewport={"width": 1360, "height": 1000}, device_scale_factor=1)
+    context.set_default_timeout(90_000)  # every page of the context: a second tab starts its own kernel too
     page = context.new_page()
-    page.set_default_timeout(90_000)
     yield page
     page.screenshot(path=str(screenshots / f"last-{request.node.name[:60]}.png"), full_page=True)
     context.close()
