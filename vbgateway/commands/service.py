@@ -98,8 +98,7 @@ def service(args: argparse.Namespace) -> int:
         info = ensure_service(args.db, idle_minutes=args.idle_minutes, breaker=args.breaker)
         print(f"vbgateway: the service of {args.db} runs at {info.url} (pid {info.pid}, since {info.started_at}) "
               f"with {_breaker_text(info.breaker)}")
-        wanted = args.breaker.model_dump_json() if args.breaker is not None else None
-        if args.breaker is not None and info.breaker != wanted:
+        if args.breaker is not None and info.breaker != args.breaker.model_dump_json():
             print(f"vbgateway: it was started before, with {_breaker_text(info.breaker)}, not the --breaker "
                   "asked for; `vbgateway service stop` first to change them")
             return 1
