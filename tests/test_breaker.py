@@ -359,6 +359,10 @@ def test_fail_fast_reaches_every_client_as_503(tmp_path, tenant_client, runner):
             run(client.send_message(session.id, "Hi"))
         with pytest.raises(AllProvidersFailedError) as second:
             run(client.send_message(session.id, "Hi again"))
+        # Raised at once by both clients (the HTTP one does not wait out the 503's Retry-After): one refusal.
+        skipped = gw.sql("SELECT count(*) AS n FROM provider_call_events WHERE status = 'skipped'").n[0]
+    assert skipped == 2 and second.value.retry_after == pytest.approx(30, abs=1)
+    assert first.value.retry_after is None
     assert (first.value.http_status, second.value.http_status) == (502, 503)
     assert [a["status"] for a in second.value.details["attempts"]] == ["skipped", "skipped"]
 

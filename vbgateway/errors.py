@@ -25,7 +25,7 @@ Hierarchy::
     ├── IdempotencyConflictError      IDEMPOTENCY_CONFLICT   409
     ├── PayloadTooLargeError          PAYLOAD_TOO_LARGE      413
     ├── RateLimitExceededError        RATE_LIMIT_EXCEEDED    429  (details.retryAfterMs; HTTP: Retry-After)
-    ├── AllProvidersFailedError       ALL_PROVIDERS_FAILED   502  (503: every circuit breaker open, failing fast)
+    ├── AllProvidersFailedError       ALL_PROVIDERS_FAILED   502  (503 + Retry-After: every circuit open, failing fast)
     ├── DatabaseError                 DATABASE_ERROR         500  (cannot open/create/read/write the file)
     │   ├── DatabaseBusyError         DATABASE_BUSY          503  (another gateway holds it or its journal)
     │   └── DatabaseTooNewError       DATABASE_TOO_NEW       500  (written by a newer vbgateway)
@@ -105,6 +105,15 @@ class GatewayError(Exception):
         self.code = code or self.default_code
         self.details: dict[str, Any] = dict(details or {})
         self.http_status = http_status or self.default_status
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds to wait before trying again, when the gateway said (``details['retryAfterMs']`` / 1000):
+        a rate limit's 429, or the 503 of every circuit breaker open. None otherwise."""
+        value = self.details.get("retryAfterMs")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        return value / 1000
 
     def to_dict(self) -> dict[str, Any]:
         """The ``error`` object of the API's error envelope (without requestId)."""
@@ -194,13 +203,6 @@ class RateLimitExceededError(GatewayError):
     default_code = "RATE_LIMIT_EXCEEDED"
     default_status = 429
 
-    @property
-    def retry_after(self) -> float | None:
-        """Seconds to wait before trying again (``details['retryAfterMs']`` / 1000), None when unknown."""
-        value = self.details.get("retryAfterMs")
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return None
-        return value / 1000
 
 
 class AllProvidersFailedError(GatewayError):

@@ -38,6 +38,43 @@ def failing_a(tmp_path):
         gateway.close()
 
 
+@pytest.fixture
+def all_failing(tmp_path):
+    """Both vendors answer 500 at once; each circuit opens at its first failure, for 90 s, and the gateway
+    then fails fast."""
+    providers = {"vendorA": VendorA(latency_ms=(0, 0), failure_rate=1.0, seed=1),
+                 "vendorB": VendorB(latency_ms=(0, 0), failure_rate=1.0, seed=2)}
+    gateway = Gateway.open(tmp_path / "f.duckdb", providers=providers, retry=RetryPolicy(attempts=1),
+                           breaker=BreakerPolicy(failure_threshold=1, cooldown_s=90, when_all_open="fail_fast"))
+    try:
+        with serve(gateway) as live, httpx.Client(base_url=live.url, timeout=20) as http:
+            yield gateway, http
+    finally:
+        gateway.close()
+
+
+def test_every_circuit_open_is_a_503_whose_retry_after_says_when_a_probe_is_let_through(all_failing):
+    gateway, http = all_failing
+    tenant = new_tenant(gateway, http)
+    agent = tenant.agent()
+    path = f"/v1/sessions/{tenant.session(agent['id'])['id']}/messages"
+    failed = tenant.post(path, json={"content": "Hi"})
+    assert failed.status_code == 502 and "retry-after" not in failed.headers  # both were called and failed
+    error = assert_error(tenant.post(path, json={"content": "Hi again"}), 503, "ALL_PROVIDERS_FAILED")
+    wait_ms = error["details"]["retryAfterMs"]
+    assert 0 < wait_ms <= 90_000
+    completion = {"model": agent["id"], "messages": [{"role": "user", "content": "Hi"}]}
+    for answer in (tenant.post(path, json={"content": "Hi again"}), tenant.post("/v1/chat/completions",
+                                                                                json=completion)):
+        assert answer.status_code == 503, answer.text
+        assert 1 <= int(answer.headers["retry-after"]) <= 90
+        assert int(answer.headers["retry-after"]) >= wait_ms / 1000 - 1  # whole seconds, rounded up
+    document = http.get("/openapi.json").json()
+    for send in ("/v1/sessions/{sessionId}/messages", "/v1/chat/completions"):
+        header = document["paths"][send]["post"]["responses"]["503"]["headers"]["Retry-After"]
+        assert header["schema"] == {"type": "integer", "minimum": 1} and not header["required"]
+
+
 def test_an_open_circuit_and_its_transition_are_shown(failing_a):
     gateway, http = failing_a
     tenant = new_tenant(gateway, http)

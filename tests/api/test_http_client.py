@@ -26,7 +26,7 @@ import vbgateway
 from vbgateway import GatewayError, VirtualClock
 from vbgateway.client import HttpRetryPolicy, HttpTenantClient
 from vbgateway.client.retry import retry_after_seconds
-from vbgateway.errors import AgentNotFoundError, AuthenticationError, IdempotencyConflictError
+from vbgateway.errors import AgentNotFoundError, AllProvidersFailedError, AuthenticationError, IdempotencyConflictError
 
 LOSE = "lose"  # forward the request, then answer 503 as if the gateway's answer was lost on the way
 
@@ -228,6 +228,26 @@ def test_coroutines_wait_on_the_clock_too(client, front, clock, session):
     front.script[:] = [Refuse(503, "2")]
     reply = asyncio.run(client.send_message(session.id, "Hello"))
     assert reply.message.content and clock.monotonic() == 2.0
+
+
+def test_a_fail_fast_503_is_raised_at_once_whatever_its_retry_after(client, front, clock, session):
+    """Every circuit open: the gateway's answer, not a refusal to work (the embedded client raises it too)."""
+    async def stream() -> None:
+        async for _ in client.stream_message(session.id, "Hello"):
+            pass
+
+    calls = {"sync": lambda: client.list_agents(),
+             "coroutine": lambda: asyncio.run(client.send_message(session.id, "Hello")),
+             "stream": lambda: asyncio.run(stream())}
+    for name, call in calls.items():
+        front.script[:] = [Refuse(503, "5", "ALL_PROVIDERS_FAILED")]
+        front.seen.clear()
+        with pytest.raises(AllProvidersFailedError) as info:
+            call()
+        assert info.value.http_status == 503 and len(front.seen) == 1, name
+    assert clock.monotonic() == 0
+    front.script[:] = [Refuse(503, "5", "SERVICE_UNAVAILABLE")]  # any other 503 is still waited out
+    assert len(client.list_agents()) == 1 and clock.monotonic() == 5.0
 
 
 # --- idempotency keys -----------------------------------------------------------------------

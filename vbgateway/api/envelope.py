@@ -25,6 +25,7 @@ from starlette.routing import Match
 from ..errors import GatewayError, InternalError
 
 __all__ = [
+    "CIRCUIT_RETRY_AFTER",
     "error_response",
     "gateway_error_response",
     "http_error_response",
@@ -100,12 +101,19 @@ def gateway_error_response(request_id: str, exc: GatewayError) -> Response:
     return error_response(request_id, shown.http_status, shown.code, shown.message, shown.details, retry_after(shown))
 
 
+# The OpenAPI header of a send's 503: present when every circuit breaker is open (absent on other 503s).
+CIRCUIT_RETRY_AFTER = {"description": "With ALL_PROVIDERS_FAILED: seconds (rounded up) until a circuit breaker "
+                                      "lets a probe through.", "required": False,
+                       "schema": {"type": "integer", "minimum": 1}}
+
+
 def retry_after(exc: GatewayError) -> dict[str, str] | None:
-    """``Retry-After`` (whole seconds, rounded up) for a 429 whose details say ``retryAfterMs``."""
-    wait_ms = exc.details.get("retryAfterMs") if exc.http_status == 429 else None
+    """``Retry-After`` for a 429 or 503 whose details say ``retryAfterMs``: whole seconds, rounded up, at
+    least 1 (a client told 0 would come straight back; one told 1 waits the moment the wait rounds to)."""
+    wait_ms = exc.details.get("retryAfterMs") if exc.http_status in (429, 503) else None
     if isinstance(wait_ms, bool) or not isinstance(wait_ms, int) or wait_ms < 0:
         return None
-    return {"Retry-After": str(-(-wait_ms // 1000))}
+    return {"Retry-After": str(max(1, -(-wait_ms // 1000)))}
 
 
 def _field(loc: tuple[Any, ...] | list[Any]) -> str:

@@ -44,6 +44,7 @@ from .constraints import (
     NON_BLANK_TEXT,
     TOOL_NAME,
 )
+from .envelope import CIRCUIT_RETRY_AFTER
 from .routes_openai import complete_document
 from .routes_operator import OPERATOR_PREFIX, OPERATOR_SCHEME
 from .routing import API_KEY_SCHEME
@@ -128,6 +129,8 @@ def _governance(method: str, path: str, operation: dict[str, Any]) -> None:
                                            "details.retryAfterMs and Retry-After say when to try again",
                             "headers": {"Retry-After": dict(_RETRY_AFTER_HEADER)},
                             "content": copy.deepcopy(_ERROR_CONTENT)}
+        if "503" in responses:
+            responses["503"].setdefault("headers", {})["Retry-After"] = copy.deepcopy(CIRCUIT_RETRY_AFTER)
 
 
 def _without_null(schema: dict[str, Any]) -> dict[str, Any]:

@@ -49,7 +49,7 @@ from ..message_input import reply_from_record, validate_content, validate_idempo
 from ..models import Agent, Reply
 from ..streaming import TextDelta
 from ..tenant import TenantClient
-from .envelope import json_response, request_id_of
+from .envelope import CIRCUIT_RETRY_AFTER, json_response, request_id_of
 from .messages import idempotency_key_text
 from .openai_models import AgentNames
 from .openai_wire import (
@@ -300,6 +300,7 @@ def complete_document(document: dict[str, Any]) -> None:
                     if status not in ("401", "413"):  # an error before the session is known has none
                         header = {**_SESSION_HEADER, "required": status == "200"}
                         response.setdefault("headers", {})["X-Session-Id"] = header
+                responses["503"]["headers"]["Retry-After"] = copy.deepcopy(CIRCUIT_RETRY_AFTER)
                 responses["429"] = {"description": "rate_limit_exceeded: Retry-After says when to try again",
                                     "headers": {**copy.deepcopy(responses["400"]["headers"]),
                                                 "Retry-After": {"required": True,

@@ -8,6 +8,11 @@ once, not a frozen notebook), and they go through the clock the client was
 given, so a test or a simulation on a ``VirtualClock`` never waits in real
 time.
 
+One 503 is the gateway's answer, not a refusal to work: every circuit
+breaker open, it fails fast instead of calling a provider. That one is
+raised at once, as the embedded client raises it; its ``retry_after`` (and
+the ``Retry-After`` header) says when a circuit lets a probe through.
+
 A connection that fails mid-request is different: the server may have done
 the work. Only requests that are safe to repeat are tried again after one
 (reads, agent updates, and message sends, which always carry an idempotency
@@ -21,11 +26,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+import orjson
+
 from ..clock import Clock, VirtualClock, wait_real
 
-__all__ = ["RETRY_STATUSES", "HttpRetryPolicy", "blocking_sleep", "retry_after_seconds"]
+__all__ = ["FAIL_FAST_CODES", "RETRY_STATUSES", "HttpRetryPolicy", "blocking_sleep", "retry_after_seconds",
+           "worth_retrying"]
 
 RETRY_STATUSES = frozenset({429, 503})
+FAIL_FAST_CODES = frozenset({"ALL_PROVIDERS_FAILED"})  # 503s the gateway means: never tried again
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,20 @@ class HttpRetryPolicy:
         if wait > self.max_wait_s or waited + wait > self.total_wait_s:
             return None
         return wait
+
+
+def worth_retrying(status: int, content: bytes) -> bool:
+    """Whether an answer is a refusal worth another try: a 429 or 503, but not a fail-fast 503."""
+    if status not in RETRY_STATUSES:
+        return False
+    if status != 503 or not content:
+        return True
+    try:
+        body = orjson.loads(content)
+    except orjson.JSONDecodeError:  # not our envelope (a proxy's page): the usual refusal
+        return True
+    error = body.get("error") if isinstance(body, dict) else None
+    return not (isinstance(error, dict) and error.get("code") in FAIL_FAST_CODES)
 
 
 def retry_after_seconds(value: str | None, now: datetime) -> float | None:

@@ -23,7 +23,7 @@ from .. import __version__
 from ..clock import Clock
 from ..errors import GatewayError
 from .envelope import error_from_answer, unreachable
-from .retry import RETRY_STATUSES, HttpRetryPolicy, blocking_sleep, retry_after_seconds
+from .retry import HttpRetryPolicy, blocking_sleep, retry_after_seconds, worth_retrying
 from .streams import StreamPool
 
 __all__ = ["DEFAULT_TIMEOUT_S", "Request", "Transport", "json_request"]
@@ -98,7 +98,7 @@ class Transport:
                 if wait is None:
                     raise unreachable(self.base_url, exc) from exc
             else:
-                wait = self._wait_after(response.status_code, response.headers, attempt, waited)
+                wait = self._wait_after(response.status_code, response.headers, response.content, attempt, waited)
                 if wait is None:
                     return _answer(response.status_code, response.headers, response.content)
             self._sleep(wait)
@@ -116,7 +116,7 @@ class Transport:
                 if wait is None:
                     raise unreachable(self.base_url, exc) from exc
             else:
-                wait = self._wait_after(answer.status, answer.headers, attempt, waited)
+                wait = self._wait_after(answer.status, answer.headers, answer.content, attempt, waited)
                 if wait is None:
                     return _answer(answer.status, answer.headers, answer.content)
             await self.clock.sleep(wait)
@@ -137,7 +137,8 @@ class Transport:
             try:
                 async with client.stream(request["method"], request["url"], content=request.get("content"),
                                          headers=headers) as response:
-                    wait = self._wait_after(response.status_code, response.headers, attempt, waited)
+                    refusal = await response.aread() if response.status_code == 503 else b""
+                    wait = self._wait_after(response.status_code, response.headers, refusal, attempt, waited)
                     if wait is None:
                         if response.status_code != 200 or not response.headers.get(
                                 "content-type", "").startswith("text/event-stream"):
@@ -183,8 +184,11 @@ class Transport:
             lines.append(b"\r\nContent-Length: %d" % len(body))
         return b"".join(lines) + b"\r\n\r\n" + body
 
-    def _wait_after(self, status: int, headers: Mapping[str, str], attempt: int, waited: float) -> float | None:
-        if status not in RETRY_STATUSES:
+    def _wait_after(self, status: int, headers: Mapping[str, str], content: bytes, attempt: int,
+                    waited: float) -> float | None:
+        """The wait before trying an answer's request again; None: the answer stands (``content``: its body,
+        read for a 503's code)."""
+        if not worth_retrying(status, content):
             return None
         retry_after = retry_after_seconds(headers.get("retry-after"), self.clock.now())
         return self.retry.wait_before(attempt, retry_after, waited)
