@@ -135,6 +135,26 @@ def test_readers_see_every_acknowledged_reply_while_batches_are_applied_in_the_b
     assert rows.n.max() == 1
 
 
+def test_once_the_reader_leaves_the_writer_takes_the_file_back_and_its_backlog_stays_bounded(tmp_path):
+    """Lent once and never asked again, the writer still applies its replies: the journal stays short."""
+    db = tmp_path / "lent-once.duckdb"
+    writer = Writer(db, ["-c", BATCHING_WRITER])  # a batch is 16 records
+    try:
+        writer.wait_for(40)
+        with Gateway.open_reader(db, wait_s=30) as reader:
+            read = int(reader.sql("SELECT count(*) AS n FROM usage_events").n[0])
+        left_at = len(writer.snapshot())
+        writer.wait_for(left_at + 800)
+        journaled = Path(str(db) + ".journal").read_bytes().count(b"\n")
+        # held again: a few batches journaled at most (8 replies a group), not every reply since the read
+        assert read >= 40 and journaled < 200, journaled
+    finally:
+        assert writer.stop() == 0, writer.proc.stderr.read()  # type: ignore[union-attr]
+    with Gateway.open_reader(db) as reader:
+        rows = reader.sql("SELECT message_id, count(*) AS n FROM usage_events GROUP BY message_id")
+    assert set(writer.snapshot()) <= set(rows.message_id) and rows.n.max() == 1
+
+
 def test_a_reader_cannot_write(writer, tmp_path):
     with Gateway.open_reader(tmp_path / "busy.duckdb", wait_s=30) as reader:
         with pytest.raises(GatewayError) as caught:

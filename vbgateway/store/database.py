@@ -116,7 +116,7 @@ class Store(RecordQueries, GovernanceQueries, BudgetQueries, ProviderQueries):
             self._applier.load_stored_keys()
         self._handle.open_side()
         if self._handle.lease is not None:
-            self._lender = Lender(self._handle, self._applier.apply_pending, lambda: len(self._applier.index))
+            self._lender = Lender(self._handle, self._applier)
             self._lender.start()
 
     def _open_reader(self) -> None:
