@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pydantic
 
 from .errors import AgentNotFoundError, ValidationError
-from .governance import OPERATOR_GRANT, KeyGrant
+from .governance import OPERATOR_GRANT, KeyGrant, KeyHolder
 from .governance.budget_admin import budget_of
 from .message_input import (
     TextChannel,
@@ -120,7 +119,7 @@ def check_session_input(customer_id: object, metadata: object) -> str:
     return text
 
 
-class TenantClient:
+class TenantClient(KeyHolder):
     """Agents, sessions and messages of one tenant."""
 
     def __init__(self, gateway: Gateway, tenant: Tenant, grant: KeyGrant = OPERATOR_GRANT) -> None:
@@ -130,25 +129,6 @@ class TenantClient:
 
     def __repr__(self) -> str:
         return f"TenantClient({self.tenant.name!r}, {self.tenant.id})"
-
-    @property
-    def id(self) -> str:
-        return self.tenant.id
-
-    @property
-    def key_id(self) -> str | None:
-        """The id of the key this client was connected with (None: the operator's client)."""
-        return self._grant.key_id
-
-    @property
-    def scopes(self) -> frozenset[str]:
-        """What this client may do (governance/scopes.py)."""
-        return self._grant.scopes
-
-    @property
-    def expires_at(self) -> datetime | None:
-        """When the key stops working (its expiry, a rotation's grace end, a revocation); None: never."""
-        return self._grant.expires_at
 
     def require(self, scope: str | None) -> None:
         """Refuse a key that no longer works (INVALID_API_KEY) or lacks ``scope`` (INSUFFICIENT_SCOPE).

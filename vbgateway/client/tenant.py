@@ -19,14 +19,13 @@ from __future__ import annotations
 import contextlib
 import secrets
 from collections.abc import AsyncIterator, Mapping
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import orjson
 
 from ..errors import AgentNotFoundError, InsufficientScopeError, SessionNotFoundError, ValidationError
-from ..governance.keys import KeyGrant
+from ..governance.keys import KeyGrant, KeyHolder
 from ..governance.scopes import ALL_SCOPES
 from ..ids import is_id
 from ..message_input import validate_content, validate_idempotency_key
@@ -83,7 +82,7 @@ def _whole(value: object, field: str, low: int, high: int | None, message: str) 
     return value
 
 
-class HttpTenantClient:
+class HttpTenantClient(KeyHolder):
     """Agents, sessions and messages of one tenant, through a gateway's /v1 API."""
 
     def __init__(self, transport: Transport, tenant: Tenant, grant: KeyGrant | None = None) -> None:
@@ -93,25 +92,6 @@ class HttpTenantClient:
 
     def __repr__(self) -> str:
         return f"HttpTenantClient({self.tenant.name!r}, {self.tenant.id}, {self._http.base_url})"
-
-    @property
-    def id(self) -> str:
-        return self.tenant.id
-
-    @property
-    def key_id(self) -> str | None:
-        """The id of this client's key, as the server named it."""
-        return self._grant.key_id
-
-    @property
-    def scopes(self) -> frozenset[str]:
-        """What the key may do, as the server said when the client connected (the server checks each request)."""
-        return self._grant.scopes
-
-    @property
-    def expires_at(self) -> datetime | None:
-        """When the key stops working, as the server said when the client connected; None: never."""
-        return self._grant.expires_at
 
     @property
     def base_url(self) -> str:

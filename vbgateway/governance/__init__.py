@@ -18,11 +18,11 @@ budget or limits.
 
 from .budget_values import DEFAULT_ALERT_AT, Budget, BudgetAlert
 from .budgets import BudgetLedger, Hold
-from .keys import OPERATOR_GRANT, KeyGrant, KeyRing
+from .keys import OPERATOR_GRANT, KeyGrant, KeyHolder, KeyRing
 from .rate_limits import RateLimiter, parse_rate_limit
 from .refusals import RefusalLog
 from .scopes import ALL_SCOPES, ROUTE_SCOPES, SCOPES, parse_scopes
 
 __all__ = ["ALL_SCOPES", "DEFAULT_ALERT_AT", "OPERATOR_GRANT", "ROUTE_SCOPES", "SCOPES", "Budget", "BudgetAlert",
-           "BudgetLedger", "Hold", "KeyGrant", "KeyRing", "RateLimiter", "RefusalLog", "parse_rate_limit",
+           "BudgetLedger", "Hold", "KeyGrant", "KeyHolder", "KeyRing", "RateLimiter", "RefusalLog", "parse_rate_limit",
            "parse_scopes"]

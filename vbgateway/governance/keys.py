@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from ..store import Store
     from .rate_limits import RateLimiter
 
-__all__ = ["MAX_API_KEY_CHARS", "MAX_GRACE_S", "OPERATOR_GRANT", "KeyGrant", "KeyRing"]
+__all__ = ["MAX_API_KEY_CHARS", "MAX_GRACE_S", "OPERATOR_GRANT", "KeyGrant", "KeyHolder", "KeyRing"]
 
 MAX_API_KEY_CHARS = 256
 MAX_GRACE_S = 90 * 86400  # a rotation's grace: at most 90 days
@@ -58,6 +58,35 @@ class KeyGrant:
 
 
 OPERATOR_GRANT = KeyGrant(None, ALL_SCOPES)
+
+
+class KeyHolder:
+    """What a tenant client knows of the key it was connected with, answered alike by the embedded
+    client and the HTTP one (whose grant is what ``/v1/me`` said at ``connect``; the server still
+    checks each request)."""
+
+    tenant: Tenant
+    _grant: KeyGrant
+
+    @property
+    def id(self) -> str:
+        """The tenant's id."""
+        return self.tenant.id
+
+    @property
+    def key_id(self) -> str | None:
+        """The id of the key this client was connected with (None: the operator's embedded client)."""
+        return self._grant.key_id
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        """What the key may do (governance/scopes.py)."""
+        return self._grant.scopes
+
+    @property
+    def expires_at(self) -> datetime | None:
+        """When the key stops working (its expiry, a rotation's grace end, a revocation); None: never."""
+        return self._grant.expires_at
 
 
 def _invalid() -> AuthenticationError:

@@ -8,16 +8,18 @@ about 10% of calls fail with HTTP 500 (api-contract.md). Its request is
 
 from __future__ import annotations
 
-from .base import ProviderError, ProviderRequest, ProviderResponse
+from typing import Any
+
+from .base import ProviderRequest
 from .simulated import SimulatedService, SimulatedVendor, VendorProfile
-from .wire import Adapter, VendorRequest, VendorResponse, bad_response
+from .wire import Adapter, JsonBodyAdapter, VendorRequest, VendorResponse
 
 __all__ = ["VendorA", "VendorAAdapter", "VendorAService"]
 
 PATH = "/v1/generate"
 
 
-class VendorAAdapter:
+class VendorAAdapter(JsonBodyAdapter):
     """Our request to vendorA's and its answer to ours."""
 
     name = "vendorA"
@@ -29,19 +31,8 @@ class VendorAAdapter:
             body["maxOutputTokens"] = request.max_output_tokens
         return VendorRequest(PATH, body, input_chars=request.input_chars())
 
-    def parse(self, request: ProviderRequest, response: VendorResponse) -> ProviderResponse:
-        status = response.status
-        try:
-            body = response.json()
-        except ValueError as exc:
-            raise bad_response(self.name, status, "a body that is not JSON") from exc
-        if status == 200:
-            try:
-                return ProviderResponse(str(body["outputText"]), int(body["tokensIn"]), int(body["tokensOut"]), body)
-            except (KeyError, TypeError, ValueError) as exc:
-                raise bad_response(self.name, status) from exc
-        retry_after = body.get("retryAfterMs") if isinstance(body, dict) else None
-        raise ProviderError.from_http(self.name, status, retry_after if isinstance(retry_after, int) else None)
+    def read_reply(self, body: Any) -> tuple[str, int, int]:
+        return str(body["outputText"]), int(body["tokensIn"]), int(body["tokensOut"])
 
 
 class VendorAService(SimulatedService):

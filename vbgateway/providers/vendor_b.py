@@ -7,16 +7,18 @@ is ``{"model", "system", "messages": [{"role", "content"}], "tools"}``.
 
 from __future__ import annotations
 
-from .base import ProviderError, ProviderRequest, ProviderResponse
+from typing import Any
+
+from .base import ProviderRequest
 from .simulated import SimulatedService, SimulatedVendor, VendorProfile
-from .wire import Adapter, VendorRequest, VendorResponse, bad_response
+from .wire import Adapter, JsonBodyAdapter, VendorRequest, VendorResponse
 
 __all__ = ["VendorB", "VendorBAdapter", "VendorBService"]
 
 PATH = "/v1/chat"
 
 
-class VendorBAdapter:
+class VendorBAdapter(JsonBodyAdapter):
     """Our request to vendorB's and its answer to ours."""
 
     name = "vendorB"
@@ -28,21 +30,9 @@ class VendorBAdapter:
             body["max_tokens"] = request.max_output_tokens
         return VendorRequest(PATH, body, input_chars=request.input_chars())
 
-    def parse(self, request: ProviderRequest, response: VendorResponse) -> ProviderResponse:
-        status = response.status
-        try:
-            body = response.json()
-        except ValueError as exc:
-            raise bad_response(self.name, status, "a body that is not JSON") from exc
-        if status == 200:
-            try:
-                text = body["choices"][0]["message"]["content"]
-                usage = body["usage"]
-                return ProviderResponse(str(text), int(usage["input_tokens"]), int(usage["output_tokens"]), body)
-            except (KeyError, IndexError, TypeError, ValueError) as exc:
-                raise bad_response(self.name, status) from exc
-        retry_after = body.get("retryAfterMs") if isinstance(body, dict) else None
-        raise ProviderError.from_http(self.name, status, retry_after if isinstance(retry_after, int) else None)
+    def read_reply(self, body: Any) -> tuple[str, int, int]:
+        usage = body["usage"]
+        return str(body["choices"][0]["message"]["content"]), int(usage["input_tokens"]), int(usage["output_tokens"])
 
 
 class VendorBService(SimulatedService):

@@ -32,6 +32,7 @@ from .base import ProviderError, ProviderRequest, ProviderResponse
 __all__ = [
     "Adapter",
     "AdapterProvider",
+    "JsonBodyAdapter",
     "StreamingTransport",
     "TextDelta",
     "Transport",
@@ -138,6 +139,32 @@ class Adapter(Protocol):
     def parse(self, request: ProviderRequest, response: VendorResponse) -> ProviderResponse:
         """The reply to ``request``, or ``ProviderError`` (the vendor's error status, or a body not in its shape)."""
         ...
+
+
+class JsonBodyAdapter:
+    """The answer half of an adapter whose vendor answers JSON and says in the body how long to wait
+    (``retryAfterMs``), as the simulated vendors do; each says where its reply and token counts are."""
+
+    name: str
+
+    def read_reply(self, body: Any) -> tuple[str, int, int]:
+        """The text, tokens in and tokens out of a 200's body (any lookup or conversion error: not its shape)."""
+        raise NotImplementedError
+
+    def parse(self, request: ProviderRequest, response: VendorResponse) -> ProviderResponse:
+        status = response.status
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise bad_response(self.name, status, "a body that is not JSON") from exc
+        if status == 200:
+            try:
+                text, tokens_in, tokens_out = self.read_reply(body)
+            except (KeyError, IndexError, TypeError, ValueError) as exc:
+                raise bad_response(self.name, status) from exc
+            return ProviderResponse(text, tokens_in, tokens_out, body)
+        retry_after = body.get("retryAfterMs") if isinstance(body, dict) else None
+        raise ProviderError.from_http(self.name, status, retry_after if isinstance(retry_after, int) else None)
 
 
 class AdapterProvider:
