@@ -16,7 +16,8 @@ from .errors import GatewayError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS = ("basics", "serve", "simulate", "report", "export", "keys", "budget", "providers", "scenario", "replay")
+COMMANDS = ("basics", "serve", "simulate", "report", "export", "lake", "keys", "budget", "providers", "scenario",
+            "replay")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -44,13 +44,14 @@ from .store.views import tables_as_views
 if TYPE_CHECKING:
     from .gateway import Gateway
 
-__all__ = ["EXPORT_MANIFEST", "LAKE_MANIFEST", "LAKE_TABLES", "Reader", "check_lake_target", "commit_run", "filesystem",
-           "is_lake", "lake_files", "lake_views", "open_lake", "open_source", "read_manifest", "write_part"]
+__all__ = ["CONTROL_TABLES", "EXPORT_MANIFEST", "LAKE_MANIFEST", "LAKE_TABLES", "Reader", "check_lake_target",
+           "commit_run", "filesystem", "is_lake", "lake_files", "lake_views", "open_lake", "open_source", "part_name",
+           "partitioned", "put_parquet", "read_manifest", "write_manifest", "write_part"]
 
 LAKE_MANIFEST = "_vbgateway_lake.json"
 EXPORT_MANIFEST = "_vbgateway_export.json"  # ``vbgateway export``'s folder: usage events alone, at the root
 LAKE_TABLES: tuple[Table, ...] = MERGED_TABLES  # what instances write; tenants and agents come from the client
-_CONTROL: tuple[Table, ...] = (TENANTS, AGENTS)  # names for reports (no key hashes leave the database)
+CONTROL_TABLES: tuple[Table, ...] = (TENANTS, AGENTS)  # names for reports (no key hashes leave the database)
 _PARTITIONS = ("tenant_id", "created_at")  # a table with both is partitioned by tenant and month
 _DICTIONARY = ["tenant_id", "session_id", "agent_id", "provider", "channel", "status", "role", "usd_per_1k_tokens"]
 _READ_BATCH_ROWS = 200_000
@@ -87,11 +88,11 @@ def is_lake(source: str | Path) -> bool:
     return path.is_dir() and ((path / LAKE_MANIFEST).exists() or (path / EXPORT_MANIFEST).exists())
 
 
-def _partitioned(table: Table) -> bool:
+def partitioned(table: Table) -> bool:
     return all(name in table.column_names for name in _PARTITIONS)
 
 
-def _part_name(run_id: str, index: int) -> str:
+def part_name(run_id: str, index: int) -> str:
     return f"part-{run_id}-{index:03d}.parquet"
 
 
@@ -113,7 +114,7 @@ def _months(read: Reader, table: Table) -> list[tuple[datetime, datetime]]:
     return months
 
 
-def _put(fs: Any, rows: pa.Table, path: str) -> None:
+def put_parquet(fs: Any, rows: pa.Table, path: str) -> None:
     """Write one Parquet file under a temporary name and move it into place: a killed writer leaves no part."""
     parent = path.rsplit("/", 1)[0]
     fs.makedirs(parent, exist_ok=True)
@@ -141,21 +142,21 @@ def write_part(read: Reader, lake: str | Path, run_id: str, index: int) -> dict[
 
     fs, root = filesystem(lake)
     written: dict[str, int] = {}
-    name = _part_name(run_id, index)
+    name = part_name(run_id, index)
     for table in LAKE_TABLES:
         columns = ", ".join(table.column_names)
         count = 0
-        if not _partitioned(table):
+        if not partitioned(table):
             rows = read(f"SELECT {columns} FROM {table.name}", [])
             if rows.num_rows:
-                _put(fs, rows, f"{root}/{table.name}/{name}")
+                put_parquet(fs, rows, f"{root}/{table.name}/{name}")
             written[table.name] = rows.num_rows
             continue
         for begin, end in _months(read, table):
             rows = read(f"SELECT {columns} FROM {table.name} WHERE created_at >= ? AND created_at < ?", [begin, end])
             count += rows.num_rows
             for tenant, part in _by_tenant(rows):
-                _put(fs, part, f"{root}/{table.name}/tenant_id={quote(tenant, safe='')}/month={begin:%Y-%m}/{name}")
+                put_parquet(fs, part, f"{root}/{table.name}/tenant_id={quote(tenant, safe='')}/month={begin:%Y-%m}/{name}")
         written[table.name] = count
     return written
 
@@ -193,18 +194,24 @@ def commit_run(lake: str | Path, run_id: str, control: dict[str, pa.Table], rows
     One run at a time per lake: the manifest is read, extended and rewritten.
     """
     fs, root = filesystem(lake)
-    for table in _CONTROL:
-        _put(fs, control[table.name], f"{root}/{table.name}/part-{run_id}.parquet")
+    for table in CONTROL_TABLES:
+        put_parquet(fs, control[table.name], f"{root}/{table.name}/part-{run_id}.parquet")
     manifest = read_manifest(lake) or {"layout": "<table>/tenant_id=<id>/month=<YYYY-MM>/part-<run>-<instance>.parquet",
                                        "runs": []}
     manifest["version"] = __version__
     manifest["runs"] = [run for run in manifest["runs"] if run["run_id"] != run_id]
     manifest["runs"].append({"run_id": run_id, "rows": rows, **about})
+    write_manifest(lake, manifest)
+    return manifest
+
+
+def write_manifest(lake: str | Path, manifest: dict[str, Any]) -> None:
+    """Replace the manifest in one move: a reader sees the old one or the new one, never half of either."""
+    fs, root = filesystem(lake)
     temporary = f"{root}/.{LAKE_MANIFEST}.{uuid.uuid4().hex}.tmp"
     with fs.open(temporary, "wb") as sink:
         sink.write((json.dumps(manifest, indent=2, default=str) + "\n").encode())
     fs.mv(temporary, f"{root}/{LAKE_MANIFEST}")
-    return manifest
 
 
 # ---------------------------------------------------------------------------- reading
@@ -224,9 +231,9 @@ def lake_files(lake: str | Path) -> dict[str, list[str]]:
         run_id = run["run_id"]
         for table in LAKE_TABLES:
             if run["rows"].get(table.name, 0):
-                where = "tenant_id=*/month=*/" if _partitioned(table) else ""
+                where = "tenant_id=*/month=*/" if partitioned(table) else ""
                 patterns.setdefault(table.name, []).append(f"{prefix}/{table.name}/{where}part-{run_id}-*.parquet")
-        for table in _CONTROL:
+        for table in CONTROL_TABLES:
             patterns.setdefault(table.name, []).append(f"{prefix}/{table.name}/part-{run_id}.parquet")
     return patterns
 
@@ -252,9 +259,9 @@ def lake_views(con: duckdb.DuckDBPyConnection, lake: str | Path) -> None:
     if not _is_local(fs):
         con.register_filesystem(fs)
     patterns = lake_files(lake)
-    views = {table: _typed(table, _parquet(patterns[table.name], _partitioned(table))) if table.name in patterns
+    views = {table: _typed(table, _parquet(patterns[table.name], partitioned(table))) if table.name in patterns
              else None for table in LAKE_TABLES}
-    control = {table: _typed(table, _parquet(patterns[table.name], False)) for table in _CONTROL
+    control = {table: _typed(table, _parquet(patterns[table.name], False)) for table in CONTROL_TABLES
                if table.name in patterns}
     tables_as_views(con, views, control)
 

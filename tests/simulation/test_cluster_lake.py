@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 
 import pyarrow.parquet as pq
 import pytest
@@ -11,6 +13,7 @@ from distributed import Client, LocalCluster
 from vbgateway.errors import DatabaseError, ValidationError
 from vbgateway.export import export_usage
 from vbgateway.lake import LAKE_MANIFEST, is_lake, open_source, read_manifest
+from vbgateway.lake_compact import compact_lake
 from vbgateway.reports.data import invoice_data, open_db, usage_data
 from vbgateway.simulation import reprice, simulate
 
@@ -150,3 +153,93 @@ def test_runs_submitted_together_share_a_lake_and_each_keeps_its_own_database(tm
     assert list(zip(per_tenant.name, per_tenant.n.astype(int))) == expected
     with pytest.raises(ValidationError, match="a database each"):
         simulate_on_cluster([(groups[0], tmp_path / "same.duckdb"), (groups[1], tmp_path / "same.duckdb")], client)
+
+
+# --- compaction ------------------------------------------------------------------------------
+
+
+def _partition_files(lake) -> dict[str, list[str]]:
+    """Per partition folder (and per table folder), the Parquet files in it."""
+    found: dict[str, list[str]] = {}
+    for path in sorted(lake.rglob("*.parquet")):
+        found.setdefault(path.parent.relative_to(lake).as_posix(), []).append(path.name)
+    return found
+
+
+def _figures(lake, tenant_ids) -> list:
+    invoices = [_invoice_figures(lake, t, m) for t in sorted(tenant_ids) for m in ("2026-03", "2026-04")]
+    with open_db(lake) as gw:
+        report = usage_data(gw, "all", "2026-03-31", "2026-04-01").tables
+        tenants = gw.sql("SELECT id, name FROM tenants ORDER BY id")
+    return [invoices, {k: report[k].to_dict("records") for k in ("totals", "by_provider", "daily", "by_tenant")},
+            tenants.to_dict("records")]
+
+
+def test_compaction_leaves_one_file_per_partition_and_every_figure_as_it_was(run, tmp_path):
+    result, _, lake = run
+    copy = tmp_path / "lake"
+    shutil.copytree(lake, copy)
+    before = _figures(copy, result.tenant_ids.values())
+    seen: list[tuple[int, int]] = []
+    done = compact_lake(copy, progress=lambda n, total: seen.append((n, total)))
+    assert done.runs == 1 and done.run_id and done.files_after < done.files_before
+    assert seen[-1][0] == seen[-1][1] == done.files_after
+    layout = _partition_files(copy)
+    assert all(files == [f"part-{done.run_id}-000.parquet"] for folder, files in layout.items()
+               if folder.count("=") == 2), layout  # tenant_id=/month=: the instances' two files are one
+    assert sum(len(files) for files in layout.values()) == done.files_after
+    assert not list(copy.rglob(f"*{result.cluster['run_id']}*"))  # the replaced files are gone
+    manifest = read_manifest(copy)
+    (merged,) = manifest["runs"]
+    assert merged["run_id"] == done.run_id and merged["compacted"] == read_manifest(lake)["runs"]
+    assert _figures(copy, result.tenant_ids.values()) == before
+    again = compact_lake(copy)  # one run, one file per folder: nothing to do
+    assert again.run_id is None and again.files_before == done.files_after
+    assert _figures(copy, result.tenant_ids.values()) == before
+
+
+def test_compaction_merges_runs_in_time_order_and_keeps_one_row_per_tenant(tmp_path, client, across_months,
+                                                                            make_scenario):
+    lake, control = tmp_path / "lake", tmp_path / "control.duckdb"
+    first = simulate(across_months, control, cluster=client, lake=str(lake), lake_only=True)
+    simulate(make_scenario(start="2026-04-01T01:00:00Z", seed=6), control, cluster=client, lake=str(lake),
+             lake_only=True)  # its April overlaps the first run's: shared partitions
+    with open_source(lake) as gw:
+        before = gw.sql("SELECT * FROM usage_events ORDER BY id")
+        tenants = gw.sql("SELECT * FROM tenants ORDER BY id")
+    shared = [f for f, files in _partition_files(lake).items() if f.startswith("usage_events/") and len(files) > 2]
+    assert shared  # two runs of two instances each wrote there
+    completed = subprocess.run([sys.executable, "-m", "vbgateway.cli", "lake", "compact", str(lake), "--quiet"],
+                               capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    assert "compacted 2 runs" in completed.stdout and "every row kept" in completed.stdout
+    with open_source(lake) as gw:
+        assert gw.sql("SELECT * FROM usage_events ORDER BY id").equals(before)
+        assert gw.sql("SELECT * FROM tenants ORDER BY id").equals(tenants)
+        assert sorted(gw.sql("SELECT id FROM tenants").id) == sorted(first.tenant_ids.values())
+    for folder in shared:
+        (name,) = _partition_files(lake)[folder]
+        created = pq.read_table(lake / folder / name, columns=["created_at"]).column("created_at").to_pylist()
+        assert created == sorted(created)  # one file, its rows in time order
+
+
+def test_compaction_refuses_what_is_not_a_lake_and_a_lake_whose_files_disagree_with_its_manifest(run, tmp_path):
+    result, db, lake = run
+    out = export_usage(db, tmp_path / "export")
+    with pytest.raises(ValidationError, match="export folder"):
+        compact_lake(out.path)
+    with pytest.raises(DatabaseError, match="no vbgateway lake"):
+        compact_lake(tmp_path / "nothing-here")
+    copy = tmp_path / "lake"
+    shutil.copytree(lake, copy)
+    next((copy / "usage_events").rglob("part-*.parquet")).unlink()  # a file lost
+    manifest = (copy / LAKE_MANIFEST).read_bytes()
+    with open_source(copy) as gw:
+        readable = int(gw.sql("SELECT count(*) AS n FROM usage_events").n[0])
+    with pytest.raises(DatabaseError, match="other rows than its manifest counts") as refused:
+        compact_lake(copy)
+    assert refused.value.details["files"]["usage_events"] == readable < refused.value.details["manifest"]["usage_events"]
+    assert (copy / LAKE_MANIFEST).read_bytes() == manifest  # nothing committed, nothing removed
+    assert list(copy.rglob(f"part-{result.cluster['run_id']}-*.parquet"))
+    with open_source(copy) as gw:  # the refused compaction's files are in no committed run: not read
+        assert int(gw.sql("SELECT count(*) AS n FROM usage_events").n[0]) == readable
