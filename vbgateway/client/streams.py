@@ -7,7 +7,8 @@ scans every connection for every queued request, and each request is
 rebuilt through URL parsing, cookies and redirect handling. A client of one
 gateway needs much less: connections to one host (TCP or a Unix socket) in a
 list of idle ones, a request written in one piece, an answer read by
-``Content-Length`` or chunks.
+``Content-Length`` or chunks (``vbgateway/http11.py``, which the providers'
+pool reads its answers with too).
 
 Failures are raised as httpx's transport errors, so the retry policy treats
 both paths alike. A kept-alive connection may be closed by the server while
@@ -24,6 +25,7 @@ from typing import NamedTuple
 import httpx
 
 from ..clock import Clock
+from ..http11 import TO_END, body_parts, parse_head, without_body
 
 __all__ = ["Answer", "StreamPool"]
 
@@ -38,23 +40,6 @@ class Answer(NamedTuple):
 
 class _Stale(Exception):
     """The connection ended before a byte of the answer."""
-
-
-def _head(raw: bytes) -> tuple[int, dict[str, str], int, bool, bool]:
-    """Status, headers, Content-Length (-1 if none), chunked, keep-alive of an answer's head."""
-    lines = raw[:-4].split(b"\r\n")
-    try:
-        status = int(lines[0].split(b" ", 2)[1])
-    except (IndexError, ValueError) as exc:
-        raise httpx.RemoteProtocolError(f"not an HTTP answer: {lines[0][:60]!r}") from exc
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        headers[name.strip().lower().decode("latin-1")] = value.strip().decode("latin-1")
-    length = headers.get("content-length", "")
-    chunked = "chunked" in headers.get("transfer-encoding", "").lower()
-    keep = "close" not in headers.get("connection", "").lower()
-    return status, headers, int(length) if length.isdigit() else -1, chunked, keep
 
 
 class _Connection:
@@ -84,30 +69,11 @@ class _Connection:
             raise _Stale from exc
         except asyncio.LimitOverrunError as exc:
             raise httpx.RemoteProtocolError("an answer's head is too long") from exc
-        status, headers, length, chunked, keep = _head(raw)
-        try:
-            if chunked:
-                content = await self._chunks()
-            elif length >= 0:
-                content = await self.reader.readexactly(length)
-            elif status in (204, 304) or 100 <= status < 200:
-                content = b""
-            else:  # the body runs to the end of the connection
-                content, keep = await self.reader.read(), False
-        except (asyncio.IncompleteReadError, ConnectionError, ValueError) as exc:
-            raise httpx.ReadError(f"the answer broke off: {exc}") from exc
-        return Answer(status, headers, content), keep
-
-    async def _chunks(self) -> bytes:
-        parts: list[bytes] = []
-        while True:
-            size = int((await self.reader.readuntil(b"\r\n")).split(b";", 1)[0], 16)
-            if size == 0:
-                while (await self.reader.readuntil(b"\r\n")) != b"\r\n":  # trailers, if any
-                    pass
-                return b"".join(parts)
-            parts.append(await self.reader.readexactly(size))
-            await self.reader.readexactly(2)
+        head = parse_head(raw)
+        length = 0 if without_body(head.status) else head.length
+        content = b"".join([part async for part in body_parts(self.reader, length)])
+        headers = {name.lower().decode("latin-1"): value.decode("latin-1") for name, value in head.headers}
+        return Answer(head.status, headers, content), head.keep_alive and length != TO_END
 
 
 class StreamPool:

@@ -10,7 +10,8 @@ list operations whatever the pool's size.
 
 It speaks only what a vendor API needs: HTTP/1.1 over TCP or TLS, bodies
 framed by Content-Length or chunked (or, without either, the end of the
-connection), no proxies, no upgrades. httpx above it still builds the
+connection; read by ``vbgateway/http11.py``, as the client's pool reads
+them), no proxies, no upgrades. httpx above it still builds the
 request and decodes the answer (content encodings, text, JSON), and its
 errors are httpx's (``ConnectError``, ``ReadError``, ``RemoteProtocolError``,
 ``ConnectTimeout``), so a caller cannot tell the pools apart.
@@ -31,6 +32,7 @@ from collections.abc import AsyncIterator
 import httpx
 
 from ..clock import Clock
+from ..http11 import TO_END, Head, body_parts, parse_head, without_body
 
 __all__ = ["KeepAlivePool"]
 
@@ -71,16 +73,15 @@ class KeepAlivePool(httpx.AsyncBaseTransport):
         try:
             connection = self._take_idle(key) or await self._connect(key)
             head = await self._exchange(connection, request)
-            status, reason, headers, framing = head
-            body = _Body(self, connection, framing, request.method == "HEAD" or status in (204, 304) or status < 200,
-                         keep_alive=not any(n.lower() == b"connection" and b"close" in v.lower() for n, v in headers))
+            length = 0 if without_body(head.status, to_head=request.method == "HEAD") else head.length
+            body = _Body(self, connection, length, keep_alive=head.keep_alive)
         except BaseException:
             if connection is not None:
                 connection.close()
             self._slots.release()
             raise
-        return httpx.Response(status, headers=headers, stream=body,
-                              extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason})
+        return httpx.Response(head.status, headers=head.headers, stream=body,
+                              extensions={"http_version": b"HTTP/1.1", "reason_phrase": head.reason})
 
     def _take_idle(self, key: _Key) -> _Connection | None:
         idle = self._idle.get(key)
@@ -108,9 +109,8 @@ class KeepAlivePool(httpx.AsyncBaseTransport):
             raise httpx.ConnectError(f"no connection to {host}:{port}: {exc}") from exc
         return _Connection(key, reader, writer)
 
-    async def _exchange(self, connection: _Connection, request: httpx.Request
-                        ) -> tuple[int, bytes, list[tuple[bytes, bytes]], int | None]:
-        """Send ``request``; its answer's status, reason, headers and length (None: chunked, -1: to the end)."""
+    async def _exchange(self, connection: _Connection, request: httpx.Request) -> Head:
+        """Send ``request``; its answer's head."""
         body = request.content  # built by httpx from ``content=``: already in memory
         target = request.url.raw_path
         lines = [request.method.encode() + b" " + target + b" HTTP/1.1"]
@@ -125,27 +125,7 @@ class KeepAlivePool(httpx.AsyncBaseTransport):
             raise httpx.RemoteProtocolError("the server closed the connection without a complete answer") from exc
         except OSError as exc:
             raise httpx.ReadError(f"the connection failed: {exc}") from exc
-        try:
-            status_line, *header_lines = raw[:-4].split(b"\r\n")
-            version, code, *reason = status_line.split(b" ", 2)
-            if not version.startswith(b"HTTP/1."):
-                raise ValueError(version)
-            status = int(code)
-            headers = [(n.strip(), v.strip()) for n, _, v in (line.partition(b":") for line in header_lines)]
-        except ValueError as exc:
-            raise httpx.RemoteProtocolError("the server's answer is not HTTP/1.1") from exc
-        length: int | None = -1
-        for name, value in headers:
-            lower = name.lower()
-            if lower == b"transfer-encoding" and b"chunked" in value.lower():
-                length = None
-                break
-            if lower == b"content-length":
-                try:
-                    length = int(value)
-                except ValueError as exc:
-                    raise httpx.RemoteProtocolError("a Content-Length that is not a number") from exc
-        return status, reason[0] if reason else b"", headers, length
+        return parse_head(raw)
 
     def _put_back(self, connection: _Connection) -> None:
         idle = self._idle.setdefault(connection.key, [])
@@ -164,42 +144,16 @@ class KeepAlivePool(httpx.AsyncBaseTransport):
 class _Body(httpx.AsyncByteStream):
     """An answer's body as it arrives; its connection goes back to the pool once it was read to the end."""
 
-    def __init__(self, pool: KeepAlivePool, connection: _Connection, length: int | None, empty: bool,
-                 keep_alive: bool) -> None:
+    def __init__(self, pool: KeepAlivePool, connection: _Connection, length: int | None, keep_alive: bool) -> None:
         self.pool, self.connection = pool, connection
-        self.length = 0 if empty else length
-        self.keep_alive = keep_alive and self.length != -1
+        self.length = length
+        self.keep_alive = keep_alive and length != TO_END
         self.complete = False
         self.released = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        reader = self.connection.reader
-        try:
-            if self.length is None:
-                while True:
-                    size_line = await reader.readuntil(b"\r\n")
-                    size = int(size_line.split(b";", 1)[0], 16)
-                    if size == 0:
-                        while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers
-                            pass
-                        break
-                    chunk = await reader.readexactly(size + 2)
-                    yield chunk[:-2]
-            elif self.length == -1:
-                while chunk := await reader.read(65536):
-                    yield chunk
-            else:
-                left = self.length
-                while left:
-                    chunk = await reader.read(min(left, 65536))
-                    if not chunk:
-                        raise asyncio.IncompleteReadError(b"", left)
-                    left -= len(chunk)
-                    yield chunk
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
-            raise httpx.RemoteProtocolError("the server closed the connection in the middle of the answer") from exc
-        except OSError as exc:
-            raise httpx.ReadError(f"the connection failed: {exc}") from exc
+        async for part in body_parts(self.connection.reader, self.length):
+            yield part
         self.complete = True
 
     async def aclose(self) -> None:
