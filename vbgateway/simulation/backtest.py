@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from ..gateway import Gateway
 
-__all__ = ["METRICS", "Backtest", "backtest", "daily_figures", "incident_errors"]
+__all__ = ["METRICS", "Backtest", "backtest", "daily_figures", "day_by_day", "incident_errors"]
 
 METRICS = ("messages", "cost_usd", "fallback_rate", "failed_replies", "p95_latency_ms")
 _RATES = {"fallback_rate"}
@@ -79,15 +79,17 @@ class Backtest:
         return chart
 
 
-def _compare(observed: pd.DataFrame, simulated: pd.DataFrame) -> pd.DataFrame:
-    both = observed.merge(simulated, on="day", how="outer", suffixes=("_observed", "_simulated")).fillna(0.0)
+def day_by_day(observed: pd.DataFrame, other: pd.DataFrame, other_name: str, difference: str) -> pd.DataFrame:
+    """Each metric of each day, observed against ``other`` (the simulated or the replayed days), long form:
+    ``day, metric, observed, <other_name>, <difference>`` (per cent; a rate in percentage points, since a
+    relative error of a rate near zero says nothing)."""
+    both = observed.merge(other, on="day", how="outer", suffixes=("_observed", "_other")).fillna(0.0)
     rows = []
     for metric in METRICS:
-        for day, seen, made in zip(both.day, both[f"{metric}_observed"], both[f"{metric}_simulated"], strict=True):
-            # A rate is compared in percentage points: a relative error of a rate near zero says nothing.
-            error = (made - seen) * 100 if metric in _RATES else (made - seen) / seen * 100 if seen else float("nan")
-            rows.append({"day": day, "metric": metric, "observed": float(seen), "simulated": float(made),
-                         "error_pct": error})
+        for day, seen, made in zip(both.day, both[f"{metric}_observed"], both[f"{metric}_other"], strict=True):
+            change = (made - seen) * 100 if metric in _RATES else (made - seen) / seen * 100 if seen else float("nan")
+            rows.append({"day": day, "metric": metric, "observed": float(seen), other_name: float(made),
+                         difference: change})
     return pd.DataFrame(rows)
 
 
@@ -123,7 +125,7 @@ def backtest(source: str | Path | Gateway, start: object, end: object, *, seed: 
         simulated = daily_figures(result.gateway, lower, upper)
     finally:
         result.close()
-    daily = _compare(observed, simulated)
+    daily = day_by_day(observed, simulated, "simulated", "error_pct")
     summary: dict[str, Any] = {"days": int(observed.shape[0]), "incidents_found": len(fitted.incidents)}
     for metric in METRICS:
         errors = daily[daily.metric == metric].error_pct.abs()

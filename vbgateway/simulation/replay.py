@@ -38,7 +38,7 @@ from ..governance.breaker import BreakerPolicy
 from ..providers import VendorA, VendorB
 from ..reliability import RetryPolicy
 from ..store import Store
-from .backtest import METRICS, daily_figures
+from .backtest import METRICS, daily_figures, day_by_day
 from .fit import fit_scenario, open_source, period
 from .scenario import Incident, Scenario
 from .world import _run_here_or_in_a_thread
@@ -224,26 +224,12 @@ def replay(source: str | Path | Gateway, start: object, end: object, *, policy: 
     except BaseException:
         store.close()
         raise
-    daily = _changes(observed, replayed)
+    daily = day_by_day(observed, replayed, "replayed", "change_pct")
     totals = _totals(daily)
     if not keep_open:
         store.close()
         return Replay(daily, totals, fitted)
     return Replay(daily, totals, fitted, replayed_gw)
-
-
-_RATES = {"fallback_rate"}
-
-
-def _changes(observed: pd.DataFrame, replayed: pd.DataFrame) -> pd.DataFrame:
-    both = observed.merge(replayed, on="day", how="outer", suffixes=("_observed", "_replayed")).fillna(0.0)
-    rows = []
-    for metric in METRICS:
-        for day, seen, made in zip(both.day, both[f"{metric}_observed"], both[f"{metric}_replayed"], strict=True):
-            change = (made - seen) * 100 if metric in _RATES else (made - seen) / seen * 100 if seen else float("nan")
-            rows.append({"day": day, "metric": metric, "observed": float(seen), "replayed": float(made),
-                         "change_pct": change})
-    return pd.DataFrame(rows)
 
 
 def _totals(daily: pd.DataFrame) -> dict[str, Any]:
