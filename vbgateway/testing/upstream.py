@@ -11,7 +11,8 @@ last user message, and its ``usage`` counts words (messages' words plus 4
 per message in, the reply's words out), numbers the contract's
 characters / 4 estimate never gives, so a test can tell that real usage was
 billed. Every request and every answer is recorded (``received``,
-``answered``).
+``answered``); an answer before its last byte is written, so a client that
+has it finds it recorded.
 
 ``fail_next(*faults)`` queues faults; each chat request takes the next one
 (first come, first served), then the upstream answers normally again:
@@ -252,15 +253,15 @@ class Upstream:
             extra = {"retry-after": fault.retry_after} if fault.retry_after is not None else {}
             payload = fault.body or orjson.dumps({"error": {"message": f"upstream answered {fault.code}",
                                                             "type": "server_error"}})
-            await _write(writer, fault.code, payload, "application/json", extra)
             self._record(Answered(fault.code, fault="status", stream=stream))
+            await _write(writer, fault.code, payload, "application/json", extra)
             return True
         if fault is not None and kind == "drop" and (not stream or fault.after_chunks is None):
             self._record(Answered(0, fault="drop", stream=stream))
             return False
         if fault is not None and kind == "malformed":
-            await _write(writer, 200, fault.body or b"", "application/json")
             self._record(Answered(200, fault="malformed", stream=stream))
+            await _write(writer, 200, fault.body or b"", "application/json")
             return True
         last = next((str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), "")
         text = f"Upstream reply: {last}"
@@ -278,8 +279,8 @@ class Upstream:
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]}
         if with_usage:
             answer["usage"] = usage
+        self._record(Answered(200, text, usage if with_usage else None, kind))  # before a client can have it
         await _write_json(writer, 200, answer)
-        self._record(Answered(200, text, usage if with_usage else None, kind))
         return True
 
     async def _stream(self, writer: asyncio.StreamWriter, text: str, usage: dict[str, int] | None,
@@ -295,8 +296,8 @@ class Upstream:
             events.append({"choices": [], "usage": usage})
         for sent, event in enumerate(events):
             if cut_after is not None and sent >= cut_after:
-                await writer.drain()
                 self._record(Answered(200, text, None, "drop", stream=True))
+                await writer.drain()
                 return False
             event.update({"id": "chatcmpl-stream", "object": "chat.completion.chunk", "model": self.model})
             if gap_s and sent:
@@ -304,9 +305,9 @@ class Upstream:
             _chunk(writer, b"data: " + orjson.dumps(event) + b"\n\n")
             await writer.drain()
         _chunk(writer, b"data: [DONE]\n\n")
+        self._record(Answered(200, text, usage, None, stream=True))  # before the client sees the stream end
         writer.write(b"0\r\n\r\n")
         await writer.drain()
-        self._record(Answered(200, text, usage, None, stream=True))
         return True
 
     def _record(self, answer: Answered) -> None:
