@@ -24,7 +24,7 @@ def read_all(data: bytes, length: int | None, *, eof: bool = True) -> bytes:
 def test_a_head_gives_status_reason_headers_and_framing():
     head = parse_head(b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n")
     assert (head.status, head.reason, head.length, head.keep_alive) == (201, b"Created", 12, True)
-    assert head.headers == [(b"Content-Type", b"application/json"), (b"Content-Length", b"12")]
+    assert head.headers == [(b"content-type", b"application/json"), (b"content-length", b"12")]
     chunked = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n")
     assert chunked.length is CHUNKED  # chunked wins over a length, wherever it stands
     closing = parse_head(b"HTTP/1.0 200 OK\r\nConnection: close\r\n\r\n")

@@ -31,33 +31,35 @@ class Head(NamedTuple):
 
     status: int
     reason: bytes
-    headers: list[tuple[bytes, bytes]]  # as sent, names in their own case
+    headers: list[tuple[bytes, bytes]]  # in the order sent, names in lower case (HTTP's are case-blind)
     length: int | None
     keep_alive: bool  # the server did not say ``Connection: close``
 
 
 def parse_head(raw: bytes) -> Head:
-    """The head of an answer, given up to and including its blank line (``readuntil(b"\\r\\n\\r\\n")``)."""
+    """The head of an answer, given up to and including its blank line (``readuntil(b"\r\n\r\n")``)."""
+    status_line, *lines = raw[:-4].split(b"\r\n")
     try:
-        status_line, *header_lines = raw[:-4].split(b"\r\n")
         version, code, *reason = status_line.split(b" ", 2)
         if not version.startswith(b"HTTP/1."):
             raise ValueError(version)
         status = int(code)
-        headers = [(n.strip(), v.strip()) for n, _, v in (line.partition(b":") for line in header_lines)]
     except ValueError as exc:
         raise httpx.RemoteProtocolError(f"not an HTTP/1.1 answer: {raw[:60]!r}") from exc
+    headers: list[tuple[bytes, bytes]] = []
     length: int | None = TO_END
     chunked, keep_alive = False, True
-    for name, value in headers:
-        lower = name.lower()
-        if lower == b"transfer-encoding":
-            chunked = chunked or b"chunked" in value.lower()
-        elif lower == b"content-length":
+    for line in lines:
+        name, _, value = line.partition(b":")
+        lower, value = name.strip().lower(), value.strip()
+        headers.append((lower, value))
+        if lower == b"content-length":
             try:
                 length = int(value)
             except ValueError as exc:
                 raise httpx.RemoteProtocolError("a Content-Length that is not a number") from exc
+        elif lower == b"transfer-encoding":
+            chunked = chunked or b"chunked" in value.lower()
         elif lower == b"connection":
             keep_alive = keep_alive and b"close" not in value.lower()
     return Head(status, reason[0] if reason else b"", headers, CHUNKED if chunked else length, keep_alive)

@@ -71,8 +71,14 @@ class _Connection:
             raise httpx.RemoteProtocolError("an answer's head is too long") from exc
         head = parse_head(raw)
         length = 0 if without_body(head.status) else head.length
-        content = b"".join([part async for part in body_parts(self.reader, length)])
-        headers = {name.lower().decode("latin-1"): value.decode("latin-1") for name, value in head.headers}
+        if length is not None and length >= 0:  # the usual answer, read in one call
+            try:
+                content = await self.reader.readexactly(length)
+            except (asyncio.IncompleteReadError, ConnectionError) as exc:
+                raise httpx.ReadError(f"the answer broke off: {exc}") from exc
+        else:
+            content = b"".join([part async for part in body_parts(self.reader, length)])
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in head.headers}
         return Answer(head.status, headers, content), head.keep_alive and length != TO_END
 
 
