@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -55,6 +56,7 @@ CONTROL_TABLES: tuple[Table, ...] = (TENANTS, AGENTS)  # names for reports (no k
 _PARTITIONS = ("tenant_id", "created_at")  # a table with both is partitioned by tenant and month
 _DICTIONARY = ["tenant_id", "session_id", "agent_id", "provider", "channel", "status", "role", "usd_per_1k_tokens"]
 _READ_BATCH_ROWS = 200_000
+_RUN_ID = re.compile(r"[0-9a-z]{1,64}")  # what run ids are made of (no glob or path characters)
 
 # A query's rows as Arrow: (sql, params) -> table; a worker passes its instance database's connection.
 Reader = Callable[[str, list[Any]], pa.Table]
@@ -171,18 +173,33 @@ def read_manifest(lake: str | Path) -> dict[str, Any] | None:
     if not fs.exists(path):
         return None
     with fs.open(path, "rb") as handle:
-        manifest: dict[str, Any] = json.loads(handle.read())
-    return manifest
+        text = handle.read()
+    try:
+        manifest = json.loads(text)
+        runs = manifest["runs"]
+        if not isinstance(runs, list):
+            raise TypeError("runs is not a list")
+        for run in runs:  # a run id becomes part of file patterns, and the files it names may be removed
+            rows = run["rows"]
+            if not (isinstance(run["run_id"], str) and _RUN_ID.fullmatch(run["run_id"]) and isinstance(rows, dict)
+                    and all(type(n) is int and n >= 0 for n in rows.values())):
+                raise ValueError(f"run {str(run.get('run_id'))[:40]!r}")
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise DatabaseError(f"the manifest of the lake at {lake} is not one vbgateway wrote ({exc})",
+                            details={"lake": str(lake), "manifest": LAKE_MANIFEST}) from exc
+    return dict(manifest)
 
 
 def check_lake_target(lake: str | Path) -> None:
-    """Refuse, before a run starts, a local folder that holds something else than a lake (VALIDATION_ERROR)."""
+    """Refuse, before a run starts, a local folder that holds something else than a lake (VALIDATION_ERROR),
+    or a lake whose manifest vbgateway did not write (DATABASE_ERROR)."""
     fs, root = filesystem(lake)
     if fs.exists(root) and not fs.isdir(root):
         raise ValidationError(f"{lake} is a file, not a lake folder", details={"lake": str(lake)})
     if fs.exists(root) and fs.ls(root) and not fs.exists(f"{root}/{LAKE_MANIFEST}"):
         raise ValidationError(f"{lake} exists and is not a vbgateway lake; choose a new or empty folder",
                               details={"lake": str(lake)})
+    read_manifest(lake)  # one the run could not add itself to is refused now, not after the run (DATABASE_ERROR)
 
 
 def commit_run(lake: str | Path, run_id: str, control: dict[str, pa.Table], rows: dict[str, int],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -243,3 +244,14 @@ def test_compaction_refuses_what_is_not_a_lake_and_a_lake_whose_files_disagree_w
     assert list(copy.rglob(f"part-{result.cluster['run_id']}-*.parquet"))
     with open_source(copy) as gw:  # the refused compaction's files are in no committed run: not read
         assert int(gw.sql("SELECT count(*) AS n FROM usage_events").n[0]) == readable
+    files = sorted(copy.rglob("*.parquet"))
+    good = json.loads(manifest)
+    for bad in ("{not json", json.dumps({**good, "runs": [{**good["runs"][0], "run_id": "*"}]}),
+                json.dumps({**good, "runs": [{**good["runs"][0], "rows": {"usage_events": "many"}}]}),
+                json.dumps({"runs": "all"})):
+        (copy / LAKE_MANIFEST).write_text(bad)
+        with pytest.raises(DatabaseError, match="not one vbgateway wrote"):
+            compact_lake(copy)
+        with pytest.raises(DatabaseError, match="not one vbgateway wrote"), open_source(copy):
+            pass
+    assert sorted(copy.rglob("*.parquet")) == files  # a run id of "*" would have matched every file
