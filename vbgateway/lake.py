@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CONTROL_TABLES", "EXPORT_MANIFEST", "LAKE_MANIFEST", "LAKE_TABLES", "Reader", "check_lake_target",
            "commit_run", "filesystem", "is_lake", "lake_files", "lake_views", "open_lake", "open_source", "part_name",
-           "partitioned", "put_parquet", "read_manifest", "write_manifest", "write_part"]
+           "put_parquet", "read_manifest", "run_files", "write_manifest", "write_part"]
 
 LAKE_MANIFEST = "_vbgateway_lake.json"
 EXPORT_MANIFEST = "_vbgateway_export.json"  # ``vbgateway export``'s folder: usage events alone, at the root
@@ -90,12 +90,21 @@ def is_lake(source: str | Path) -> bool:
     return path.is_dir() and ((path / LAKE_MANIFEST).exists() or (path / EXPORT_MANIFEST).exists())
 
 
-def partitioned(table: Table) -> bool:
+def _partitioned(table: Table) -> bool:
     return all(name in table.column_names for name in _PARTITIONS)
 
 
 def part_name(run_id: str, index: int) -> str:
     return f"part-{run_id}-{index:03d}.parquet"
+
+
+def run_files(table: Table, run_id: str) -> str:
+    """Where a run's files of ``table`` are, from the lake's root: the one file of a control table, else a
+    pattern of the instances' files (``part_name``), in every tenant and month folder when partitioned."""
+    if table in CONTROL_TABLES:
+        return f"{table.name}/part-{run_id}.parquet"
+    where = "tenant_id=*/month=*/" if _partitioned(table) else ""
+    return f"{table.name}/{where}part-{run_id}-*.parquet"
 
 
 # ---------------------------------------------------------------------------- writing (workers)
@@ -148,7 +157,7 @@ def write_part(read: Reader, lake: str | Path, run_id: str, index: int) -> dict[
     for table in LAKE_TABLES:
         columns = ", ".join(table.column_names)
         count = 0
-        if not partitioned(table):
+        if not _partitioned(table):
             rows = read(f"SELECT {columns} FROM {table.name}", [])
             if rows.num_rows:
                 put_parquet(fs, rows, f"{root}/{table.name}/{name}")
@@ -175,7 +184,7 @@ def read_manifest(lake: str | Path) -> dict[str, Any] | None:
     with fs.open(path, "rb") as handle:
         text = handle.read()
     try:
-        manifest = json.loads(text)
+        manifest: dict[str, Any] = json.loads(text)
         runs = manifest["runs"]
         if not isinstance(runs, list):
             raise TypeError("runs is not a list")
@@ -187,7 +196,7 @@ def read_manifest(lake: str | Path) -> dict[str, Any] | None:
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise DatabaseError(f"the manifest of the lake at {lake} is not one vbgateway wrote ({exc})",
                             details={"lake": str(lake), "manifest": LAKE_MANIFEST}) from exc
-    return dict(manifest)
+    return manifest
 
 
 def check_lake_target(lake: str | Path) -> None:
@@ -212,7 +221,7 @@ def commit_run(lake: str | Path, run_id: str, control: dict[str, pa.Table], rows
     """
     fs, root = filesystem(lake)
     for table in CONTROL_TABLES:
-        put_parquet(fs, control[table.name], f"{root}/{table.name}/part-{run_id}.parquet")
+        put_parquet(fs, control[table.name], f"{root}/{run_files(table, run_id)}")
     manifest = read_manifest(lake) or {"layout": "<table>/tenant_id=<id>/month=<YYYY-MM>/part-<run>-<instance>.parquet",
                                        "runs": []}
     manifest["version"] = __version__
@@ -246,12 +255,9 @@ def lake_files(lake: str | Path) -> dict[str, list[str]]:
     patterns: dict[str, list[str]] = {}
     for run in manifest["runs"]:
         run_id = run["run_id"]
-        for table in LAKE_TABLES:
-            if run["rows"].get(table.name, 0):
-                where = "tenant_id=*/month=*/" if partitioned(table) else ""
-                patterns.setdefault(table.name, []).append(f"{prefix}/{table.name}/{where}part-{run_id}-*.parquet")
-        for table in CONTROL_TABLES:
-            patterns.setdefault(table.name, []).append(f"{prefix}/{table.name}/part-{run_id}.parquet")
+        for table in (*LAKE_TABLES, *CONTROL_TABLES):
+            if table in CONTROL_TABLES or run["rows"].get(table.name, 0):
+                patterns.setdefault(table.name, []).append(f"{prefix}/{run_files(table, run_id)}")
     return patterns
 
 
@@ -276,7 +282,7 @@ def lake_views(con: duckdb.DuckDBPyConnection, lake: str | Path) -> None:
     if not _is_local(fs):
         con.register_filesystem(fs)
     patterns = lake_files(lake)
-    views = {table: _typed(table, _parquet(patterns[table.name], partitioned(table))) if table.name in patterns
+    views = {table: _typed(table, _parquet(patterns[table.name], _partitioned(table))) if table.name in patterns
              else None for table in LAKE_TABLES}
     control = {table: _typed(table, _parquet(patterns[table.name], False)) for table in CONTROL_TABLES
                if table.name in patterns}

@@ -36,11 +36,12 @@ from .lake import (
     LAKE_TABLES,
     filesystem,
     part_name,
-    partitioned,
     put_parquet,
     read_manifest,
+    run_files,
     write_manifest,
 )
+from .store.tables import Table
 
 __all__ = ["Compaction", "compact_lake"]
 
@@ -62,11 +63,10 @@ def _runs_files(fs: Any, root: str, runs: list[dict[str, Any]]) -> dict[str, dic
     """Per table, per folder (a partition, or the table's own), the committed runs' files in run order."""
     found: dict[str, dict[str, list[str]]] = {}
     for table in LAKE_TABLES:
-        where = "tenant_id=*/month=*/" if partitioned(table) else ""
         folders: dict[str, list[str]] = defaultdict(list)
         for run in runs:
             if run["rows"].get(table.name, 0):
-                for path in sorted(fs.glob(f"{root}/{table.name}/{where}part-{run['run_id']}-*.parquet")):
+                for path in sorted(fs.glob(f"{root}/{run_files(table, run['run_id'])}")):
                     folders[path.rsplit("/", 1)[0]].append(path)
         found[table.name] = dict(folders)
     return found
@@ -80,9 +80,9 @@ def _read(fs: Any, paths: list[str]) -> pa.Table:
     return pa.concat_tables(parts, promote_options="default")
 
 
-def _latest_per_id(fs: Any, root: str, table: str, runs: list[dict[str, Any]]) -> pa.Table:
+def _latest_per_id(fs: Any, root: str, table: Table, runs: list[dict[str, Any]]) -> pa.Table:
     """The control rows of every run, one per id: the latest run's (a run renames nothing it did not see)."""
-    rows = _read(fs, [f"{root}/{table}/part-{run['run_id']}.parquet" for run in reversed(runs)])
+    rows = _read(fs, [f"{root}/{run_files(table, run['run_id'])}" for run in reversed(runs)])
     seen: set[str] = set()
     keep = []
     for index, row_id in enumerate(rows.column("id").to_pylist()):
@@ -105,7 +105,7 @@ def compact_lake(lake: str | Path, progress: Progress | None = None) -> Compacti
     files = _runs_files(fs, root, runs)
     before = sum(len(paths) for folders in files.values() for paths in folders.values())
     before += len(runs) * len(CONTROL_TABLES)
-    expected = {t.name: sum(int(run["rows"].get(t.name, 0)) for run in runs) for t in LAKE_TABLES}
+    expected = {t.name: sum(run["rows"].get(t.name, 0) for run in runs) for t in LAKE_TABLES}
     if len(runs) <= 1 and all(len(paths) <= 1 for folders in files.values() for paths in folders.values()):
         return Compaction(None, len(runs), before, before, expected)
     run_id = uuid.uuid4().hex[:12]
@@ -128,13 +128,13 @@ def compact_lake(lake: str | Path, progress: Progress | None = None) -> Compacti
         raise DatabaseError(f"compacting {lake} found other rows than its manifest counts; nothing was changed",
                             details={"manifest": expected, "files": written, "run_id": run_id})
     for table in CONTROL_TABLES:
-        put_parquet(fs, _latest_per_id(fs, root, table.name, runs), f"{root}/{table.name}/part-{run_id}.parquet")
+        put_parquet(fs, _latest_per_id(fs, root, table, runs), f"{root}/{run_files(table, run_id)}")
         done += 1
         if progress is not None:
             progress(done, total)
     merged = {"run_id": run_id, "rows": expected, "compacted_at": SystemClock().now().isoformat(), "compacted": runs}
     write_manifest(lake, {**manifest, "runs": [merged]})
     replaced = [path for folders in files.values() for paths in folders.values() for path in paths]
-    replaced += [f"{root}/{table.name}/part-{run['run_id']}.parquet" for run in runs for table in CONTROL_TABLES]
+    replaced += [f"{root}/{run_files(table, run['run_id'])}" for run in runs for table in CONTROL_TABLES]
     fs.rm(replaced)
     return Compaction(run_id, len(runs), before, done, expected)

@@ -26,6 +26,7 @@ from ..errors import GatewayError, InternalError
 
 __all__ = [
     "CIRCUIT_RETRY_AFTER",
+    "RETRY_AFTER_HEADER",
     "error_response",
     "gateway_error_response",
     "http_error_response",
@@ -101,10 +102,13 @@ def gateway_error_response(request_id: str, exc: GatewayError) -> Response:
     return error_response(request_id, shown.http_status, shown.code, shown.message, shown.details, retry_after(shown))
 
 
-# The OpenAPI header of a send's 503: present when every circuit breaker is open (absent on other 503s).
-CIRCUIT_RETRY_AFTER = {"description": "With ALL_PROVIDERS_FAILED: seconds (rounded up) until a circuit breaker "
-                                      "lets a probe through.", "required": False,
-                       "schema": {"type": "integer", "minimum": 1}}
+# The OpenAPI headers ``retry_after`` writes: on a 429, and on a send's 503 when every circuit breaker is
+# open (absent on other 503s).
+RETRY_AFTER_HEADER = {"description": "Seconds (rounded up) until the request would be admitted.", "required": True,
+                      "schema": {"type": "integer", "minimum": 1}}
+CIRCUIT_RETRY_AFTER = {**RETRY_AFTER_HEADER, "required": False,
+                       "description": "With ALL_PROVIDERS_FAILED: seconds (rounded up) until a circuit breaker "
+                                      "lets a probe through."}
 
 
 def retry_after(exc: GatewayError) -> dict[str, str] | None:

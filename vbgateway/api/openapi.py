@@ -44,7 +44,7 @@ from .constraints import (
     NON_BLANK_TEXT,
     TOOL_NAME,
 )
-from .envelope import CIRCUIT_RETRY_AFTER
+from .envelope import CIRCUIT_RETRY_AFTER, RETRY_AFTER_HEADER
 from .routes_openai import complete_document
 from .routes_operator import OPERATOR_PREFIX, OPERATOR_SCHEME
 from .routing import API_KEY_SCHEME
@@ -110,8 +110,6 @@ def _complete_operation(path: str, operation: dict[str, Any]) -> None:
 
 _ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
 _RATE_LIMITED = ("/v1/sessions/{sessionId}/messages", "/v1/sessions/{sessionId}/voice")  # the sends limits count
-_RETRY_AFTER_HEADER = {"description": "Seconds (rounded up) until the request would be admitted.", "required": True,
-                       "schema": {"type": "integer", "minimum": 1}}
 
 
 def _governance(method: str, path: str, operation: dict[str, Any]) -> None:
@@ -127,7 +125,7 @@ def _governance(method: str, path: str, operation: dict[str, Any]) -> None:
     if method == "POST" and path in _RATE_LIMITED:
         responses["429"] = {"description": "RATE_LIMIT_EXCEEDED: a rate limit of the tenant or the key; "
                                            "details.retryAfterMs and Retry-After say when to try again",
-                            "headers": {"Retry-After": dict(_RETRY_AFTER_HEADER)},
+                            "headers": {"Retry-After": copy.deepcopy(RETRY_AFTER_HEADER)},
                             "content": copy.deepcopy(_ERROR_CONTENT)}
         if "503" in responses:
             responses["503"].setdefault("headers", {})["Retry-After"] = copy.deepcopy(CIRCUIT_RETRY_AFTER)

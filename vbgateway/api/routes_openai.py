@@ -49,7 +49,7 @@ from ..message_input import reply_from_record, validate_content, validate_idempo
 from ..models import Agent, Reply
 from ..streaming import TextDelta
 from ..tenant import TenantClient
-from .envelope import CIRCUIT_RETRY_AFTER, json_response, request_id_of
+from .envelope import CIRCUIT_RETRY_AFTER, RETRY_AFTER_HEADER, json_response, request_id_of
 from .messages import idempotency_key_text
 from .openai_models import AgentNames
 from .openai_wire import (
@@ -303,8 +303,7 @@ def complete_document(document: dict[str, Any]) -> None:
                 responses["503"]["headers"]["Retry-After"] = copy.deepcopy(CIRCUIT_RETRY_AFTER)
                 responses["429"] = {"description": "rate_limit_exceeded: Retry-After says when to try again",
                                     "headers": {**copy.deepcopy(responses["400"]["headers"]),
-                                                "Retry-After": {"required": True,
-                                                                "schema": {"type": "integer", "minimum": 1}}},
+                                                "Retry-After": copy.deepcopy(RETRY_AFTER_HEADER)},
                                     "content": {"application/json": {"schema": dict(_ERROR)}}}
 
 
