@@ -133,26 +133,6 @@ def test_a_cancelled_sleep_ends_its_task_and_leaves_the_clock_where_the_others_t
     assert clock.monotonic() == pytest.approx(3.0, abs=1e-9)  # never jumped to the cancelled sleeps' ends
 
 
-def test_callbacks_scheduled_while_callbacks_run_wait_for_the_next_turn_as_in_asyncio() -> None:
-    clock = VirtualClock(start=START)
-
-    async def main() -> list[str]:
-        loop = asyncio.get_running_loop()
-        order: list[str] = []
-
-        def first() -> None:
-            order.append("first")
-            loop.call_soon(order.append, "third")
-
-        loop.call_soon(first)
-        loop.call_soon(order.append, "second")
-        loop.call_later(5, lambda: order.append(f"timer at {clock.monotonic():g}"))
-        await clock.sleep(6)
-        return order
-
-    assert clock.run(main()) == ["first", "second", "third", "timer at 5"]
-
-
 # --- SystemClock.run -------------------------------------------------------------------------
 
 

@@ -46,8 +46,8 @@ if TYPE_CHECKING:
     from .gateway import Gateway
 
 __all__ = ["CONTROL_TABLES", "EXPORT_MANIFEST", "LAKE_MANIFEST", "LAKE_TABLES", "Reader", "check_lake_target",
-           "commit_run", "filesystem", "is_lake", "lake_files", "lake_views", "open_lake", "open_source", "part_name",
-           "put_parquet", "read_manifest", "run_files", "write_manifest", "write_part"]
+           "commit_run", "committed_manifest", "filesystem", "is_lake", "lake_files", "lake_views", "open_lake",
+           "open_source", "part_name", "put_parquet", "read_manifest", "run_files", "write_manifest", "write_part"]
 
 LAKE_MANIFEST = "_vbgateway_lake.json"
 EXPORT_MANIFEST = "_vbgateway_export.json"  # ``vbgateway export``'s folder: usage events alone, at the root
@@ -196,6 +196,19 @@ def read_manifest(lake: str | Path) -> dict[str, Any] | None:
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise DatabaseError(f"the manifest of the lake at {lake} is not one vbgateway wrote ({exc})",
                             details={"lake": str(lake), "manifest": LAKE_MANIFEST}) from exc
+    return manifest
+
+
+def committed_manifest(lake: str | Path) -> dict[str, Any]:
+    """The manifest of a lake a command is to change; an export folder (VALIDATION_ERROR) or nothing at all
+    (DATABASE_ERROR) is refused."""
+    manifest = read_manifest(lake)
+    if manifest is None:
+        fs, root = filesystem(lake)
+        if fs.exists(f"{root}/{EXPORT_MANIFEST}"):
+            raise ValidationError(f"{lake} is an export folder, not a lake: one file per tenant and month already",
+                                  details={"lake": str(lake)})
+        raise DatabaseError(f"no vbgateway lake at {lake}", details={"lake": str(lake)})
     return manifest
 
 

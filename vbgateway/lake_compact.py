@@ -29,15 +29,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .clock import SystemClock
-from .errors import DatabaseError, ValidationError
+from .errors import DatabaseError
 from .lake import (
     CONTROL_TABLES,
-    EXPORT_MANIFEST,
     LAKE_TABLES,
+    committed_manifest,
     filesystem,
     part_name,
     put_parquet,
-    read_manifest,
     run_files,
     write_manifest,
 )
@@ -95,12 +94,7 @@ def _latest_per_id(fs: Any, root: str, table: Table, runs: list[dict[str, Any]])
 def compact_lake(lake: str | Path, progress: Progress | None = None) -> Compaction:
     """Rewrite the lake's committed runs as one run with one file per table, tenant and month."""
     fs, root = filesystem(lake)
-    manifest = read_manifest(lake)
-    if manifest is None:
-        if fs.exists(f"{root}/{EXPORT_MANIFEST}"):
-            raise ValidationError(f"{lake} is an export folder: one file per tenant and month already",
-                                  details={"lake": str(lake)})
-        raise DatabaseError(f"no vbgateway lake at {lake}", details={"lake": str(lake)})
+    manifest = committed_manifest(lake)
     runs: list[dict[str, Any]] = manifest["runs"]
     files = _runs_files(fs, root, runs)
     before = sum(len(paths) for folders in files.values() for paths in folders.values())

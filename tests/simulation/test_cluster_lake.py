@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+import time
+from datetime import timedelta
 
 import pyarrow.parquet as pq
 import pytest
@@ -15,6 +18,7 @@ from vbgateway.errors import DatabaseError, ValidationError
 from vbgateway.export import export_usage
 from vbgateway.lake import LAKE_MANIFEST, is_lake, open_source, read_manifest
 from vbgateway.lake_compact import compact_lake
+from vbgateway.lake_vacuum import vacuum_lake
 from vbgateway.reports.data import invoice_data, open_db, usage_data
 from vbgateway.simulation import reprice, simulate
 
@@ -255,3 +259,99 @@ def test_compaction_refuses_what_is_not_a_lake_and_a_lake_whose_files_disagree_w
         with pytest.raises(DatabaseError, match="not one vbgateway wrote"), open_source(copy):
             pass
     assert sorted(copy.rglob("*.parquet")) == files  # a run id of "*" would have matched every file
+
+
+def _age(path, hours: float) -> None:
+    stamp = time.time() - hours * 3600
+    os.utime(path, (stamp, stamp))
+
+
+def test_vacuum_removes_what_no_committed_run_names_once_older_than_the_retention(run, tmp_path):
+    result, _, lake = run
+    run_id = result.cluster["run_id"]
+    copy = tmp_path / "lake"
+    shutil.copytree(lake, copy)
+    committed = sorted(copy.rglob("*.parquet"))
+    failed = []
+    for part in committed:  # a failed run's leftovers, every table
+        if run_id in part.name:
+            failed.append(part.with_name(part.name.replace(run_id, "0badc0ffee00")))
+            shutil.copy(part, failed[-1])
+    lone = copy / "usage_events" / "tenant_id=tnt_gone" / "month=2026-03"  # a partition only the failed run wrote
+    lone.mkdir(parents=True)
+    failed.insert(0, lone / "part-0badc0ffee00-000.parquet")
+    shutil.copy(failed[1], failed[0])
+    folder = failed[1].parent
+    killed = folder / f".{'a' * 32}.tmp"  # a writer killed mid-file
+    killed.write_bytes(b"PAR1")
+    manifest_tmp = copy / f".{LAKE_MANIFEST}.{'b' * 32}.tmp"
+    manifest_tmp.write_text("{")
+    foreign = [copy / "notes.txt", folder / "part-notes.parquet.bak"]  # not named as vbgateway names its files
+    for path in foreign:
+        path.write_text("keep me")
+    for path in (*failed, killed, manifest_tmp, *foreign):
+        _age(path, 30)
+    _age(failed[-1], 1)  # perhaps a run still writing: younger than the retention
+    with open_source(copy) as gw:
+        events = int(gw.sql("SELECT count(*) AS n FROM usage_events").n[0])
+
+    preview = vacuum_lake(copy, dry_run=True)
+    assert preview.dry_run and preview.recent == 1 and len(preview.removed) == len(failed) + 1
+    assert all((copy / path).exists() for path in preview.removed)
+    assert preview.bytes == sum(p.stat().st_size for p in failed[:-1]) + 4 + 1
+    done = vacuum_lake(copy)
+    assert sorted(done.removed) == sorted(preview.removed) and done.recent == 1 and done.bytes == preview.bytes
+    assert not killed.exists() and not manifest_tmp.exists() and failed[-1].exists()
+    assert not any(p.exists() for p in failed[:-1])
+    assert not (copy / "usage_events" / "tenant_id=tnt_gone").exists()  # the folders it emptied went too
+    assert all(p.exists() for p in (*committed, *foreign))
+    with open_source(copy) as gw:
+        assert int(gw.sql("SELECT count(*) AS n FROM usage_events").n[0]) == events
+    again = vacuum_lake(copy)
+    assert again.removed == () and again.recent == 1
+
+    completed = subprocess.run([sys.executable, "-m", "vbgateway.cli", "lake", "vacuum", str(copy), "--older-than", "0"],
+                               capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert "removed 1 file no committed run names" in completed.stdout and "0 younger than 0 h" in completed.stdout
+    assert not failed[-1].exists() and all(p.exists() for p in (*committed, *foreign))
+    assert sorted(copy.rglob("*.parquet")) == committed
+
+
+def test_vacuum_finishes_a_compaction_stopped_before_it_removed_the_replaced_files(run, tmp_path):
+    result, _, lake = run
+    copy = tmp_path / "lake"
+    shutil.copytree(lake, copy)
+    replaced = sorted(p.relative_to(copy) for p in copy.rglob("*.parquet"))
+    done = compact_lake(copy)
+    for path in replaced:  # as they were before the compaction's last step, and new
+        shutil.copy(lake / path, copy / path)
+    with open_source(copy) as gw:
+        events = int(gw.sql("SELECT count(*) AS n FROM usage_events").n[0])
+    assert events == int((result.rows.outcome == "ok").sum())
+    swept = vacuum_lake(copy)  # the manifest names their runs as replaced: gone whatever their age
+    assert sorted(swept.removed) == sorted(p.as_posix() for p in replaced) and swept.recent == 0
+    assert all(done.run_id in p.name for p in copy.rglob("*.parquet"))
+    with open_source(copy) as gw:
+        assert int(gw.sql("SELECT count(*) AS n FROM usage_events").n[0]) == events
+
+
+def test_vacuum_refuses_bad_input_and_changes_nothing(run, tmp_path):
+    _, db, lake = run
+    with pytest.raises(ValidationError, match="export folder"):
+        vacuum_lake(export_usage(db, tmp_path / "export").path)
+    with pytest.raises(DatabaseError, match="no vbgateway lake"):
+        vacuum_lake(tmp_path / "nothing-here")
+    copy = tmp_path / "lake"
+    shutil.copytree(lake, copy)
+    files = sorted(copy.rglob("*"))
+    with pytest.raises(ValidationError, match="zero or more"):
+        vacuum_lake(copy, older_than=timedelta(hours=-1))
+    (copy / LAKE_MANIFEST).write_text("{not json")  # with no runs it could read, every file would look unnamed
+    with pytest.raises(DatabaseError, match="not one vbgateway wrote"):
+        vacuum_lake(copy, older_than=timedelta(0))
+    for hours in ("-1", "nan", "soon"):
+        completed = subprocess.run([sys.executable, "-m", "vbgateway.cli", "lake", "vacuum", str(copy),
+                                    "--older-than", hours], capture_output=True, text=True, timeout=120)
+        assert completed.returncode != 0 and "Traceback" not in completed.stderr, completed.stderr
+    assert sorted(copy.rglob("*")) == files

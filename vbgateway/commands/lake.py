@@ -1,4 +1,5 @@
-"""``vbgateway lake compact LAKE``: one file per table, tenant and month (``vbgateway/lake_compact.py``)."""
+"""``vbgateway lake compact LAKE``: one file per table, tenant and month (``vbgateway/lake_compact.py``);
+``vbgateway lake vacuum LAKE``: remove the files no committed run names (``vbgateway/lake_vacuum.py``)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,24 @@ def _compact(args: argparse.Namespace) -> int:
     return 0
 
 
+def _vacuum(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from ..errors import ValidationError
+    from ..lake_vacuum import vacuum_lake
+
+    if not args.older_than >= 0:  # also NaN
+        raise ValidationError("--older-than takes hours, zero or more", details={"older_than": args.older_than})
+    result = vacuum_lake(args.lake, older_than=timedelta(hours=args.older_than), dry_run=args.dry_run)
+    for path in result.removed if args.dry_run else ():
+        print(path)
+    verb = "would remove" if args.dry_run else "removed"
+    count = len(result.removed)
+    print(f"{args.lake}: {verb} {count:,} file{'' if count == 1 else 's'} no committed run names "
+          f"({result.bytes / 1e6:,.1f} MB); {result.recent:,} younger than {args.older_than:g} h left in place")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cmd = sub.add_parser("lake", help="look after a lake written by simulations on a cluster (--lake)")
     actions = cmd.add_subparsers(dest="action", required=True)
@@ -34,3 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     compact.add_argument("lake", help="the lake: a folder or a URL (s3://... with s3fs)")
     compact.add_argument("--quiet", action="store_true", help="no progress bar")
     compact.set_defaults(func=_compact)
+    vacuum = actions.add_parser("vacuum", help="remove files no committed run names (failed runs, killed writers)")
+    vacuum.add_argument("lake", help="the lake: a folder or a URL (s3://... with s3fs)")
+    vacuum.add_argument("--older-than", type=float, default=24.0, metavar="HOURS",
+                        help="remove only files older than this (default 24: a run in progress is younger)")
+    vacuum.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
+    vacuum.set_defaults(func=_vacuum)
