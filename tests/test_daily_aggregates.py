@@ -21,8 +21,10 @@ from vbgateway import Gateway, GatewayError, VirtualClock, analytics
 from vbgateway.audio import synthesize
 from vbgateway.providers import VendorA, VendorB
 from vbgateway.simulation import Scenario, simulate
+from vbgateway.store import aggregates
 from vbgateway.store.schema import MIGRATIONS
 from vbgateway.store.tables import SessionActivityRow, UsageEventRow
+from vbgateway.synthetic import SyntheticSpec, create_tenants, generate
 
 START = datetime(2026, 1, 5, 9, tzinfo=UTC)  # a Monday
 
@@ -211,3 +213,24 @@ def test_a_batch_billing_a_session_without_its_creation_time_reads_all_its_earli
         counts = gw.store.query_rows("SELECT day, gap_days, sessions FROM daily_sessions "
                                      "WHERE dimension = 'tenant' ORDER BY day, gap_days")
         assert counts == [(day1.date(), 0, 1), (day5.date(), 0, 1), (day5.date(), 4, 1)]
+
+
+def test_bulk_rows_added_in_parts_sized_by_the_memory_limit_keep_every_aggregate_exact(tmp_path: Path) -> None:
+    """A bulk insert larger than the memory limit allows at once is added in parts of whole sessions; the
+    generator's sessions also span its inserts (a month's last rows go with the next month's)."""
+    con = duckdb.connect(str(tmp_path / "parts.duckdb"))
+    con.execute("SET threads = 1")
+    con.execute("SET memory_limit = '32MiB'")
+    assert aggregates._part_rows(con) == 32 * 2**20 // 500  # 67,108 usage rows a part
+    spec = SyntheticSpec(events=200_000, tenants=3, start=date(2025, 1, 20), end=date(2025, 2, 10), seed=5)
+    with Gateway.open(con, clock=VirtualClock()) as gw:
+        tenant_ids, agent_ids = create_tenants(gw, spec)
+        generate(gw, spec, tenant_ids, agent_ids)
+        [(rows,)] = gw.sql("SELECT count(*) AS n FROM usage_events").itertuples(index=False)
+        assert rows > 2 * aggregates._part_rows(con)  # an insert is whole row groups (122,880 rows): in parts
+        con.execute("SET memory_limit = '1GiB'")  # for the checks' own queries
+        assert_aggregates_match_events(gw)
+        for tenant_id in tenant_ids:
+            assert_tenant_answers_match_events(gw, tenant_id, date(2025, 1, 25), date(2025, 2, 5))
+    with duckdb.connect() as default:
+        assert aggregates._part_rows(default) == aggregates.CHUNK_ROWS  # a machine's default: whole months

@@ -33,7 +33,12 @@ from .tables import DAILY_MESSAGES, DAILY_SESSIONS, DAILY_USAGE, SESSION_DAYS, T
 __all__ = ["AGGREGATE_KEYS", "CHUNK_ROWS", "DIMENSIONS", "add_messages", "add_usage", "backfill", "day_of"]
 
 _US_PER_DAY = 86_400_000_000
-CHUNK_ROWS = 200_000  # usage rows added at a time: a part's sessions, whole, fit in a simulation's 100 MB
+# Usage rows added at a time: as many as DuckDB's memory_limit holds at about 500 bytes a row (a
+# simulation's 100 MB: 200,000), up to CHUNK_ROWS. Each part scans the source and session_days once more.
+CHUNK_ROWS = 2_000_000
+_BYTES_PER_ROW = 500
+_MIN_PART_ROWS = 1_000
+_SIZE_UNITS = {"bytes": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40, "PiB": 1 << 50}
 # The dimensions of ``daily_sessions``: (name, the session_days column that gives its value).
 DIMENSIONS: tuple[tuple[str, str], ...] = (("tenant", "''"), ("agent", "agent_id"), ("provider", "provider"),
                                            ("channel", "channel"))
@@ -92,8 +97,28 @@ def _daily_usage(source: str) -> str:
 
 
 _SD = ", ".join(SESSION_DAYS.column_names)  # tenant_id, session_id, day, agent_id, provider, channel
-_USED = " UNION ".join(f"SELECT side, tenant_id, session_id, day, '{name}' AS dimension, {column} AS value FROM sides"
-                       for name, column in DIMENSIONS)
+# A row of ``used`` (u) that session_days (k) holds already: an anti-join, which unlike EXCEPT does not
+# deduplicate both sides again (``used`` is distinct, session_days unique).
+_SAME_DAY = " AND ".join(f"k.{c} IS NOT DISTINCT FROM u.{c}" for c in SESSION_DAYS.column_names)
+_GROUPED = tuple(column for _, column in DIMENSIONS if column != "''")  # agent_id, provider, channel
+
+
+def _used_days() -> str:
+    """Each session's days of use per dimension value, from ``sides``: one grouping set per dimension,
+    so the rows are deduplicated per set instead of in one UNION of all of them."""
+    def grouping_id(column: str) -> int:  # grouping(...) of the set that holds ``column`` (bits: not grouped)
+        return sum(1 << (len(_GROUPED) - 1 - i) for i, other in enumerate(_GROUPED) if other != column)
+
+    which = f"grouping({', '.join(_GROUPED)})"
+    sets = ", ".join("(side, tenant_id, session_id, day" + ("" if column == "''" else f", {column}") + ")"
+                     for _, column in DIMENSIONS)
+    dimension = " ".join(f"WHEN {grouping_id(column)} THEN '{name}'" for name, column in DIMENSIONS)
+    value = " ".join(f"WHEN {grouping_id(column)} THEN {column}" for _, column in DIMENSIONS)
+    return (f"SELECT side, tenant_id, session_id, day, CASE {which} {dimension} END AS dimension, "
+            f"CASE {which} {value} END AS value FROM sides GROUP BY GROUPING SETS ({sets})")
+
+
+_USED = _used_days()
 # A session's contribution: one count per day of use per dimension value, with the days since its
 # previous day of use there. New rows can change the gaps of a session's later days (a day filled in
 # between), so the touched sessions' counts are recomputed whole: after minus before.
@@ -126,9 +151,9 @@ def _usage_statements(source: str, since: str | None = None) -> list[str]:
     return [
         _daily_usage(rows),
         f"""CREATE TEMP TABLE _vb_agg_fresh AS
-            WITH used AS (SELECT DISTINCT {_SD} FROM {rows})
-            SELECT * FROM used EXCEPT
-            SELECT {_SD} FROM session_days k WHERE {bound}k.session_id IN (SELECT session_id FROM used)""",
+            WITH used AS (SELECT DISTINCT {_SD} FROM {rows}),
+            known AS (SELECT {_SD} FROM session_days k WHERE {bound}k.session_id IN (SELECT session_id FROM used))
+            SELECT * FROM used u WHERE NOT EXISTS (SELECT 1 FROM known k WHERE {_SAME_DAY})""",
         f"""CREATE TEMP TABLE _vb_agg_known AS SELECT k.* FROM session_days k
             WHERE {bound}k.session_id IN (SELECT session_id FROM _vb_agg_fresh)""",
         _DAILY_SESSIONS,
@@ -144,16 +169,28 @@ def _messages_statements(source: str) -> list[str]:
         FROM {source} GROUP BY ALL""")]
 
 
+def _part_rows(con: duckdb.DuckDBPyConnection) -> int:
+    """How many usage rows one part may hold on this connection (see ``CHUNK_ROWS``)."""
+    [(limit,)] = con.execute("SELECT current_setting('memory_limit')").fetchall()
+    number, _, unit = str(limit).partition(" ")
+    try:
+        limit_bytes = int(float(number) * _SIZE_UNITS[unit])
+    except (ValueError, KeyError):  # a form this DuckDB version does not print: the size that fits 100 MB
+        limit_bytes = 100_000_000
+    return max(_MIN_PART_ROWS, min(CHUNK_ROWS, limit_bytes // _BYTES_PER_ROW))
+
+
 def add_usage(con: duckdb.DuckDBPyConnection, source: str, *, sessions_since: datetime | date | None = None,
-              chunk_rows: int = CHUNK_ROWS, rows: int | None = None) -> None:
+              chunk_rows: int | None = None, rows: int | None = None) -> None:
     """Add the usage_events rows of relation ``source`` to the aggregates (inside the caller's transaction).
 
     ``sessions_since``: no session of ``source`` was used before this (its
     sessions' creation time); ``None`` reads all of ``session_days``. A
     source of more than ``chunk_rows`` rows (a bulk insert, a merge) is added
     in parts of whole sessions, so memory stays bounded (a simulation's
-    databases run with a 100 MB limit). ``rows``: how many rows ``source``
-    holds, when the caller knows (else they are counted).
+    databases run with a 100 MB limit; ``chunk_rows`` by default follows the
+    connection's ``memory_limit``). ``rows``: how many rows ``source`` holds,
+    when the caller knows (else they are counted).
     """
     since = None
     params: list[Any] = []
@@ -164,7 +201,8 @@ def add_usage(con: duckdb.DuckDBPyConnection, source: str, *, sessions_since: da
         [(rows,)] = con.execute(f"SELECT count(*) FROM {source}").fetchall()
     if not rows:
         return
-    parts = max(1, -(-int(rows) // chunk_rows))
+    # A part holds at least _MIN_PART_ROWS: a batch of live replies is one part, without asking the limit.
+    parts = 1 if rows <= _MIN_PART_ROWS else max(1, -(-int(rows) // (chunk_rows or _part_rows(con))))
     for part in range(parts):
         rows_of_part = source if parts == 1 else f"(SELECT * FROM {source} WHERE hash(session_id) % {parts} = {part})"
         for i, sql in enumerate(_usage_statements(rows_of_part, since)):
