@@ -46,8 +46,9 @@ if TYPE_CHECKING:
     from .gateway import Gateway
 
 __all__ = ["CONTROL_TABLES", "EXPORT_MANIFEST", "LAKE_MANIFEST", "LAKE_TABLES", "Reader", "check_lake_target",
-           "commit_run", "committed_manifest", "filesystem", "is_lake", "lake_files", "lake_views", "open_lake",
-           "open_source", "part_name", "put_parquet", "read_manifest", "run_files", "write_manifest", "write_part"]
+           "commit_run", "committed_manifest", "filesystem", "is_lake", "is_local_fs", "lake_files", "lake_views",
+           "open_lake", "open_source", "part_name", "put_parquet", "read_manifest", "run_files", "write_manifest",
+           "write_part"]
 
 LAKE_MANIFEST = "_vbgateway_lake.json"
 EXPORT_MANIFEST = "_vbgateway_export.json"  # ``vbgateway export``'s folder: usage events alone, at the root
@@ -76,7 +77,8 @@ def filesystem(url: str | Path) -> tuple[Any, str]:
     return fs, str(path).rstrip("/")
 
 
-def _is_local(fs: Any) -> bool:
+def is_local_fs(fs: Any) -> bool:
+    """Whether an fsspec filesystem is this machine's disk (paths as they are, folders that exist)."""
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
     return protocol in ("file", "local")
 
@@ -259,7 +261,7 @@ def write_manifest(lake: str | Path, manifest: dict[str, Any]) -> None:
 def lake_files(lake: str | Path) -> dict[str, list[str]]:
     """Per table, the file patterns of the committed runs (an export folder: its usage events)."""
     fs, root = filesystem(lake)
-    prefix = root if _is_local(fs) else f"{fs.unstrip_protocol(root)}"
+    prefix = root if is_local_fs(fs) else f"{fs.unstrip_protocol(root)}"
     manifest = read_manifest(lake)
     if manifest is None:
         if not fs.exists(f"{root}/{EXPORT_MANIFEST}"):
@@ -292,7 +294,7 @@ def lake_views(con: duckdb.DuckDBPyConnection, lake: str | Path) -> None:
     on ``tenant_id`` and row groups on ``created_at``.
     """
     fs, _ = filesystem(lake)
-    if not _is_local(fs):
+    if not is_local_fs(fs):
         con.register_filesystem(fs)
     patterns = lake_files(lake)
     views = {table: _typed(table, _parquet(patterns[table.name], _partitioned(table))) if table.name in patterns

@@ -24,7 +24,7 @@ from typing import Any
 
 from .clock import SystemClock
 from .errors import ValidationError
-from .lake import CONTROL_TABLES, LAKE_MANIFEST, LAKE_TABLES, _is_local, committed_manifest, filesystem
+from .lake import CONTROL_TABLES, LAKE_MANIFEST, LAKE_TABLES, committed_manifest, filesystem, is_local_fs
 
 __all__ = ["RETENTION", "Vacuum", "vacuum_lake"]
 
@@ -98,6 +98,6 @@ def vacuum_lake(lake: str | Path, older_than: timedelta = RETENTION, dry_run: bo
     paths = [path for path, _ in doomed]
     if paths and not dry_run:
         fs.rm(paths)
-        if _is_local(fs):
+        if is_local_fs(fs):
             _remove_empty_folders(fs, root, paths)
     return Vacuum(tuple(path[len(root) + 1:] for path in paths), sum(size for _, size in doomed), recent, dry_run)

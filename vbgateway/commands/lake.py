@@ -32,17 +32,18 @@ def _vacuum(args: argparse.Namespace) -> int:
     from datetime import timedelta
 
     from ..errors import ValidationError
-    from ..lake_vacuum import vacuum_lake
+    from ..lake_vacuum import RETENTION, vacuum_lake
 
-    if not args.older_than >= 0:  # also NaN
+    if args.older_than is not None and not args.older_than >= 0:  # also NaN
         raise ValidationError("--older-than takes hours, zero or more", details={"older_than": args.older_than})
-    result = vacuum_lake(args.lake, older_than=timedelta(hours=args.older_than), dry_run=args.dry_run)
+    older_than = RETENTION if args.older_than is None else timedelta(hours=args.older_than)
+    result = vacuum_lake(args.lake, older_than=older_than, dry_run=args.dry_run)
     for path in result.removed if args.dry_run else ():
         print(path)
     verb = "would remove" if args.dry_run else "removed"
-    count = len(result.removed)
+    count, hours = len(result.removed), older_than.total_seconds() / 3600
     print(f"{args.lake}: {verb} {count:,} file{'' if count == 1 else 's'} no committed run names "
-          f"({result.bytes / 1e6:,.1f} MB); {result.recent:,} younger than {args.older_than:g} h left in place")
+          f"({result.bytes / 1e6:,.1f} MB); {result.recent:,} younger than {hours:g} h left in place")
     return 0
 
 
@@ -55,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     compact.set_defaults(func=_compact)
     vacuum = actions.add_parser("vacuum", help="remove files no committed run names (failed runs, killed writers)")
     vacuum.add_argument("lake", help="the lake: a folder or a URL (s3://... with s3fs)")
-    vacuum.add_argument("--older-than", type=float, default=24.0, metavar="HOURS",
+    vacuum.add_argument("--older-than", type=float, default=None, metavar="HOURS",
                         help="remove only files older than this (default 24: a run in progress is younger)")
     vacuum.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
     vacuum.set_defaults(func=_vacuum)

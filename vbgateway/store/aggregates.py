@@ -181,16 +181,16 @@ def _part_rows(con: duckdb.DuckDBPyConnection) -> int:
 
 
 def add_usage(con: duckdb.DuckDBPyConnection, source: str, *, sessions_since: datetime | date | None = None,
-              chunk_rows: int | None = None, rows: int | None = None) -> None:
+              rows: int | None = None) -> None:
     """Add the usage_events rows of relation ``source`` to the aggregates (inside the caller's transaction).
 
     ``sessions_since``: no session of ``source`` was used before this (its
     sessions' creation time); ``None`` reads all of ``session_days``. A
-    source of more than ``chunk_rows`` rows (a bulk insert, a merge) is added
-    in parts of whole sessions, so memory stays bounded (a simulation's
-    databases run with a 100 MB limit; ``chunk_rows`` by default follows the
-    connection's ``memory_limit``). ``rows``: how many rows ``source`` holds,
-    when the caller knows (else they are counted).
+    source larger than the connection's ``memory_limit`` holds at once (a
+    bulk insert, a merge; ``_part_rows``) is added in parts of whole
+    sessions, so memory stays bounded (a simulation's databases run with a
+    100 MB limit). ``rows``: how many rows ``source`` holds, when the caller
+    knows (else they are counted).
     """
     since = None
     params: list[Any] = []
@@ -202,7 +202,7 @@ def add_usage(con: duckdb.DuckDBPyConnection, source: str, *, sessions_since: da
     if not rows:
         return
     # A part holds at least _MIN_PART_ROWS: a batch of live replies is one part, without asking the limit.
-    parts = 1 if rows <= _MIN_PART_ROWS else max(1, -(-int(rows) // (chunk_rows or _part_rows(con))))
+    parts = 1 if rows <= _MIN_PART_ROWS else max(1, -(-int(rows) // _part_rows(con)))
     for part in range(parts):
         rows_of_part = source if parts == 1 else f"(SELECT * FROM {source} WHERE hash(session_id) % {parts} = {part})"
         for i, sql in enumerate(_usage_statements(rows_of_part, since)):
